@@ -1,0 +1,716 @@
+//! Settings: one YAML or TOML file (chosen by extension), environment overrides and
+//! command-line flags, validated once at start.
+//!
+//! Everything that can be wrong with a configuration is found here, before any task is
+//! started, and reported as one [`ConfigError`] that names the key and the problem (the
+//! binary exits with code 2). Secrets are resolved here too — from the file, a
+//! `client_secret_file` or an environment variable — and held as [`SecretString`], whose
+//! `Debug` output is redacted, so a logged `Settings` never shows one.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use regex::Regex;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use url::Url;
+
+/// Default listen address. The 9100–9999 range is fully allocated on the Prometheus
+/// default-port list, so the exporter uses 11011.
+pub const DEFAULT_LISTEN_ADDRESS: &str = "0.0.0.0:11011";
+
+/// Prefix of environment overrides: `SAILPOINT_EXPORTER__WEB__LISTEN_ADDRESS=...`.
+pub const ENV_PREFIX: &str = "SAILPOINT_EXPORTER";
+
+/// A configuration problem, always naming the offending key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration file {path}: {reason}")]
+    File { path: PathBuf, reason: String },
+    #[error("configuration: {0}")]
+    Parse(String),
+    #[error("configuration key `{key}`: {problem}")]
+    Invalid { key: String, problem: String },
+}
+
+impl ConfigError {
+    fn invalid(key: impl Into<String>, problem: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            key: key.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
+/// The whole, validated configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    #[serde(default)]
+    pub web: WebSettings,
+    #[serde(default)]
+    pub metrics: MetricsSettings,
+    #[serde(default)]
+    pub tenants: Vec<TenantSettings>,
+}
+
+/// Where and how `/metrics` is served.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebSettings {
+    pub listen_address: String,
+    pub telemetry_path: String,
+    /// exporter-toolkit style web configuration (TLS, basic auth); empty = none.
+    pub config_file: String,
+}
+
+impl Default for WebSettings {
+    fn default() -> Self {
+        WebSettings {
+            listen_address: DEFAULT_LISTEN_ADDRESS.to_string(),
+            telemetry_path: "/metrics".to_string(),
+            config_file: String::new(),
+        }
+    }
+}
+
+/// Label normalisation, cardinality limits and histogram buckets, shared by all tenants.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSettings {
+    /// At most this many (task_name, source) groups per tenant; the rest fold into
+    /// `task_name="other"`.
+    pub max_groups: usize,
+    /// Per-task pending series are kept for the N oldest pending tasks only.
+    pub max_pending_task_series: usize,
+    /// Buckets of `sailpoint_task_duration_seconds`.
+    pub duration_buckets: Vec<f64>,
+    /// Buckets of `sailpoint_task_queue_wait_seconds`.
+    pub queue_wait_buckets: Vec<f64>,
+    /// Regex rewrites applied to task names after the id/uuid suffix is stripped.
+    pub task_name_rewrites: Vec<Rewrite>,
+}
+
+/// Default duration buckets: one second to one day.
+pub const DEFAULT_DURATION_BUCKETS: [f64; 15] = [
+    1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0,
+    43200.0, 86400.0,
+];
+
+/// Default queue-wait buckets: a tenth of a second to six hours.
+pub const DEFAULT_QUEUE_WAIT_BUCKETS: [f64; 12] = [
+    0.1, 0.5, 1.0, 5.0, 15.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 21600.0,
+];
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        MetricsSettings {
+            max_groups: 500,
+            max_pending_task_series: 50,
+            duration_buckets: DEFAULT_DURATION_BUCKETS.to_vec(),
+            queue_wait_buckets: DEFAULT_QUEUE_WAIT_BUCKETS.to_vec(),
+            task_name_rewrites: Vec::new(),
+        }
+    }
+}
+
+/// One task-name rewrite: every match of `pattern` is replaced by `replacement`
+/// (`$1`-style group references allowed).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rewrite {
+    #[serde(with = "serde_regex")]
+    pub pattern: Regex,
+    pub replacement: String,
+}
+
+mod serde_regex {
+    use regex::Regex;
+    use serde::{Deserialize, Deserializer};
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Regex, D::Error> {
+        let s = String::deserialize(d)?;
+        Regex::new(&s).map_err(|e| serde::de::Error::custom(format!("invalid regex: {e}")))
+    }
+}
+
+/// How the pending set is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum PendingSource {
+    /// `GET /task-status/pending-tasks` (deprecated by SailPoint, but the v2024 way).
+    #[default]
+    PendingTasks,
+    /// `GET /task-status?filters=completionStatus isnull` (the newer versions' way).
+    CompletionStatusIsnull,
+}
+
+/// The client's request budget: at most `requests` per `per`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    pub requests: u32,
+    #[serde(with = "humantime_serde")]
+    pub per: Duration,
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        RateLimit {
+            requests: 90,
+            per: Duration::from_secs(10),
+        }
+    }
+}
+
+/// One SailPoint tenant to poll.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantSettings {
+    /// The `tenant` label value.
+    pub name: String,
+    /// API gateway, e.g. `https://acme.api.identitynow.com`.
+    pub base_url: Url,
+    #[serde(default = "default_api_version")]
+    pub api_version: String,
+    /// Token endpoint; default `{base_url}/oauth/token`.
+    #[serde(default, deserialize_with = "empty_url_as_none")]
+    pub token_url: Option<Url>,
+    #[serde(default)]
+    pub client_id: String,
+    #[serde(default)]
+    pub client_secret: Option<SecretString>,
+    #[serde(default)]
+    pub client_secret_file: Option<PathBuf>,
+    /// Name of an environment variable holding the client secret.
+    #[serde(default)]
+    pub client_secret_env: Option<String>,
+    /// A static access token instead of client credentials (not refreshed).
+    #[serde(default)]
+    pub access_token: Option<SecretString>,
+    #[serde(default)]
+    pub access_token_file: Option<PathBuf>,
+    #[serde(default = "default_pending_interval", with = "humantime_serde")]
+    pub pending_interval: Duration,
+    #[serde(default = "default_completed_interval", with = "humantime_serde")]
+    pub completed_interval: Duration,
+    /// How far back the completed list is read at start to prime state (not counted).
+    #[serde(default = "default_lookback", with = "humantime_serde")]
+    pub lookback: Duration,
+    /// How far below the watermark each completed poll reads again; default
+    /// `2 × pending_interval + 60s`.
+    #[serde(default, with = "humantime_serde")]
+    pub overlap: Option<Duration>,
+    #[serde(default = "default_request_timeout", with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Deadline for one whole poll (all its pages and retries).
+    #[serde(default = "default_poll_timeout", with = "humantime_serde")]
+    pub poll_timeout: Duration,
+    #[serde(default)]
+    pub rate_limit: RateLimit,
+    #[serde(default = "default_page_size")]
+    pub page_size: u32,
+    /// Retries per request for 429, 5xx, timeouts and connection errors.
+    #[serde(default = "default_max_retries")]
+    pub max_retries: u32,
+    #[serde(default)]
+    pub pending_source: PendingSource,
+    /// Largest accepted response body, in bytes.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// Resolved credentials; filled by [`Settings::validate`].
+    #[serde(skip)]
+    pub credentials: Option<Credentials>,
+}
+
+/// How a tenant authenticates, after secrets were resolved.
+#[derive(Clone)]
+pub enum Credentials {
+    /// OAuth2 client credentials, refreshed ahead of expiry.
+    ClientCredentials {
+        client_id: String,
+        client_secret: SecretString,
+    },
+    /// A fixed bearer token (e.g. a short-lived token for a one-off check).
+    StaticToken(SecretString),
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credentials::ClientCredentials { client_id, .. } => f
+                .debug_struct("ClientCredentials")
+                .field("client_id", client_id)
+                .field("client_secret", &"[redacted]")
+                .finish(),
+            Credentials::StaticToken(_) => f.write_str("StaticToken([redacted])"),
+        }
+    }
+}
+
+impl std::fmt::Debug for TenantSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TenantSettings")
+            .field("name", &self.name)
+            .field("base_url", &self.base_url.as_str())
+            .field("api_version", &self.api_version)
+            .field("token_url", &self.token_url.as_ref().map(Url::as_str))
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret.as_ref().map(|_| "[redacted]"))
+            .field("client_secret_file", &self.client_secret_file)
+            .field("client_secret_env", &self.client_secret_env)
+            .field("access_token", &self.access_token.as_ref().map(|_| "[redacted]"))
+            .field("pending_interval", &self.pending_interval)
+            .field("completed_interval", &self.completed_interval)
+            .field("lookback", &self.lookback)
+            .field("overlap", &self.overlap)
+            .field("request_timeout", &self.request_timeout)
+            .field("rate_limit", &self.rate_limit)
+            .field("page_size", &self.page_size)
+            .field("pending_source", &self.pending_source)
+            .finish_non_exhaustive()
+    }
+}
+
+fn default_api_version() -> String {
+    "v2024".into()
+}
+fn default_pending_interval() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_completed_interval() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_lookback() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_poll_timeout() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_page_size() -> u32 {
+    250
+}
+fn default_max_retries() -> u32 {
+    5
+}
+fn default_max_body_bytes() -> usize {
+    64 * 1024 * 1024
+}
+
+fn empty_url_as_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Url>, D::Error> {
+    match Option::<String>::deserialize(d)? {
+        None => Ok(None),
+        Some(s) if s.trim().is_empty() => Ok(None),
+        Some(s) => Url::parse(&s)
+            .map(Some)
+            .map_err(|e| serde::de::Error::custom(format!("invalid URL {s:?}: {e}"))),
+    }
+}
+
+impl TenantSettings {
+    /// `{base_url}/{api_version}` without a trailing slash.
+    pub fn api_root(&self) -> String {
+        format!(
+            "{}/{}",
+            self.base_url.as_str().trim_end_matches('/'),
+            self.api_version
+        )
+    }
+
+    /// The OAuth token endpoint.
+    pub fn token_endpoint(&self) -> String {
+        match &self.token_url {
+            Some(u) => u.to_string(),
+            None => format!("{}/oauth/token", self.base_url.as_str().trim_end_matches('/')),
+        }
+    }
+
+    /// The overlap the completed poll reads below its watermark.
+    pub fn effective_overlap(&self) -> Duration {
+        self.overlap
+            .unwrap_or(self.pending_interval * 2 + Duration::from_secs(60))
+    }
+
+    /// A tenant for the given base URL with every other setting at its default; used by
+    /// the CLI's `--base-url` mode, `demo` and tests.
+    pub fn with_defaults(name: &str, base_url: Url, credentials: Credentials) -> Self {
+        TenantSettings {
+            name: name.to_string(),
+            base_url,
+            api_version: default_api_version(),
+            token_url: None,
+            client_id: String::new(),
+            client_secret: None,
+            client_secret_file: None,
+            client_secret_env: None,
+            access_token: None,
+            access_token_file: None,
+            pending_interval: default_pending_interval(),
+            completed_interval: default_completed_interval(),
+            lookback: default_lookback(),
+            overlap: None,
+            request_timeout: default_request_timeout(),
+            poll_timeout: default_poll_timeout(),
+            rate_limit: RateLimit::default(),
+            page_size: default_page_size(),
+            max_retries: default_max_retries(),
+            pending_source: PendingSource::default(),
+            max_body_bytes: default_max_body_bytes(),
+            credentials: Some(credentials),
+        }
+    }
+
+    /// The resolved credentials (always present after validation).
+    pub fn credentials(&self) -> Option<&Credentials> {
+        self.credentials.as_ref()
+    }
+
+    fn validate(&mut self, key: &str) -> Result<(), ConfigError> {
+        let k = |field: &str| format!("{key}.{field}");
+        if !valid_name(&self.name) {
+            return Err(ConfigError::invalid(
+                k("name"),
+                "must be 1-64 characters of letters, digits, '-', '_' or '.'",
+            ));
+        }
+        if !matches!(self.base_url.scheme(), "http" | "https") {
+            return Err(ConfigError::invalid(k("base_url"), "must be an http(s) URL"));
+        }
+        if self.api_version.is_empty()
+            || !self.api_version.chars().all(|c| c.is_ascii_alphanumeric())
+        {
+            return Err(ConfigError::invalid(
+                k("api_version"),
+                "must be a version segment such as v2024, v2025 or beta",
+            ));
+        }
+        if !(1..=250).contains(&self.page_size) {
+            return Err(ConfigError::invalid(k("page_size"), "must be between 1 and 250"));
+        }
+        for (field, d) in [
+            ("pending_interval", self.pending_interval),
+            ("completed_interval", self.completed_interval),
+            ("request_timeout", self.request_timeout),
+            ("poll_timeout", self.poll_timeout),
+            ("rate_limit.per", self.rate_limit.per),
+        ] {
+            if d.is_zero() {
+                return Err(ConfigError::invalid(k(field), "must be greater than zero"));
+            }
+        }
+        if self.rate_limit.requests == 0 {
+            return Err(ConfigError::invalid(k("rate_limit.requests"), "must be at least 1"));
+        }
+        if self.effective_overlap() < self.pending_interval * 2 {
+            return Err(ConfigError::invalid(
+                k("overlap"),
+                "must be at least two pending intervals, or completions can be missed",
+            ));
+        }
+        if self.max_body_bytes < 1024 {
+            return Err(ConfigError::invalid(k("max_body_bytes"), "must be at least 1024"));
+        }
+        self.credentials = Some(self.resolve_credentials(key)?);
+        Ok(())
+    }
+
+    fn resolve_credentials(&self, key: &str) -> Result<Credentials, ConfigError> {
+        let k = |field: &str| format!("{key}.{field}");
+        let token = match (&self.access_token, &self.access_token_file) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::invalid(
+                    k("access_token"),
+                    "set access_token or access_token_file, not both",
+                ));
+            }
+            (Some(t), None) => Some(t.clone()),
+            (None, Some(path)) => Some(read_secret_file(path, &k("access_token_file"))?),
+            (None, None) => None,
+        };
+        let sources = [
+            self.client_secret.is_some(),
+            self.client_secret_file.is_some(),
+            self.client_secret_env.is_some(),
+        ]
+        .iter()
+        .filter(|b| **b)
+        .count();
+        if sources > 1 {
+            return Err(ConfigError::invalid(
+                k("client_secret"),
+                "set only one of client_secret, client_secret_file and client_secret_env",
+            ));
+        }
+        if let Some(token) = token {
+            if sources > 0 {
+                return Err(ConfigError::invalid(
+                    k("access_token"),
+                    "a static access token excludes client credentials",
+                ));
+            }
+            return Ok(Credentials::StaticToken(token));
+        }
+        if self.client_id.trim().is_empty() {
+            return Err(ConfigError::invalid(
+                k("client_id"),
+                "is required (or set access_token)",
+            ));
+        }
+        let secret = if let Some(s) = &self.client_secret {
+            s.clone()
+        } else if let Some(path) = &self.client_secret_file {
+            read_secret_file(path, &k("client_secret_file"))?
+        } else if let Some(var) = &self.client_secret_env {
+            match std::env::var(var) {
+                Ok(v) if !v.trim().is_empty() => SecretString::from(v.trim().to_string()),
+                _ => {
+                    return Err(ConfigError::invalid(
+                        k("client_secret_env"),
+                        format!("environment variable {var} is not set or empty"),
+                    ));
+                }
+            }
+        } else {
+            return Err(ConfigError::invalid(
+                k("client_secret"),
+                "is required: set client_secret, client_secret_file or client_secret_env",
+            ));
+        };
+        if secret.expose_secret().is_empty() {
+            return Err(ConfigError::invalid(k("client_secret"), "is empty"));
+        }
+        Ok(Credentials::ClientCredentials {
+            client_id: self.client_id.clone(),
+            client_secret: secret,
+        })
+    }
+}
+
+fn read_secret_file(path: &Path, key: &str) -> Result<SecretString, ConfigError> {
+    match std::fs::read_to_string(path) {
+        Ok(s) if !s.trim().is_empty() => Ok(SecretString::from(s.trim().to_string())),
+        Ok(_) => Err(ConfigError::invalid(key, format!("file {} is empty", path.display()))),
+        Err(e) => Err(ConfigError::invalid(
+            key,
+            format!("cannot read {}: {e}", path.display()),
+        )),
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// Flags that override the file (`--web.listen-address` and friends).
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub listen_address: Option<String>,
+    pub telemetry_path: Option<String>,
+    pub web_config_file: Option<String>,
+}
+
+impl Settings {
+    /// Loads a file (YAML or TOML by extension), applies `SAILPOINT_EXPORTER__*`
+    /// environment overrides and the flags, and validates the result.
+    pub fn load(path: &Path, overrides: &Overrides) -> Result<Settings, ConfigError> {
+        let format = match path.extension().and_then(|e| e.to_str()) {
+            Some("yaml" | "yml") => config::FileFormat::Yaml,
+            Some("toml") => config::FileFormat::Toml,
+            _ => {
+                return Err(ConfigError::File {
+                    path: path.to_path_buf(),
+                    reason: "the extension must be .yaml, .yml or .toml".into(),
+                });
+            }
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        Self::from_text(&text, format, overrides)
+    }
+
+    /// Parses and validates configuration text; `load` without the file system.
+    pub fn from_text(
+        text: &str,
+        format: config::FileFormat,
+        overrides: &Overrides,
+    ) -> Result<Settings, ConfigError> {
+        let raw = config::Config::builder()
+            .add_source(config::File::from_str(text, format))
+            .add_source(
+                config::Environment::with_prefix(ENV_PREFIX)
+                    .prefix_separator("__")
+                    .separator("__"),
+            )
+            .build()
+            .map_err(|e| ConfigError::Parse(e.to_string()))?;
+        let mut settings: Settings = raw
+            .try_deserialize()
+            .map_err(|e| ConfigError::Parse(e.to_string()))?;
+        if let Some(a) = &overrides.listen_address {
+            settings.web.listen_address = a.clone();
+        }
+        if let Some(p) = &overrides.telemetry_path {
+            settings.web.telemetry_path = p.clone();
+        }
+        if let Some(f) = &overrides.web_config_file {
+            settings.web.config_file = f.clone();
+        }
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks every rule and resolves secrets. Idempotent.
+    pub fn validate(&mut self) -> Result<(), ConfigError> {
+        if self
+            .web
+            .listen_address
+            .parse::<std::net::SocketAddr>()
+            .is_err()
+        {
+            return Err(ConfigError::invalid(
+                "web.listen_address",
+                format!("{:?} is not an IP:port address", self.web.listen_address),
+            ));
+        }
+        let path = &self.web.telemetry_path;
+        if !path.starts_with('/') || path.len() < 2 || path.starts_with("/-/") {
+            return Err(ConfigError::invalid(
+                "web.telemetry_path",
+                "must start with '/', not be '/' and not be under '/-/'",
+            ));
+        }
+        self.metrics.validate()?;
+        if self.tenants.is_empty() {
+            return Err(ConfigError::invalid("tenants", "at least one tenant is required"));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, tenant) in self.tenants.iter_mut().enumerate() {
+            let key = format!("tenants[{i}]");
+            tenant.validate(&key)?;
+            if !seen.insert(tenant.name.clone()) {
+                return Err(ConfigError::invalid(
+                    format!("{key}.name"),
+                    format!("tenant name {:?} is used twice", tenant.name),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl MetricsSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_groups == 0 {
+            return Err(ConfigError::invalid("metrics.max_groups", "must be at least 1"));
+        }
+        for (key, buckets) in [
+            ("metrics.duration_buckets", &self.duration_buckets),
+            ("metrics.queue_wait_buckets", &self.queue_wait_buckets),
+        ] {
+            if buckets.is_empty() {
+                return Err(ConfigError::invalid(key, "needs at least one bucket"));
+            }
+            if buckets.iter().any(|b| !b.is_finite()) {
+                return Err(ConfigError::invalid(key, "buckets must be finite numbers"));
+            }
+            if buckets.windows(2).any(|w| w.first() >= w.get(1)) {
+                return Err(ConfigError::invalid(key, "buckets must be strictly increasing"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use config::FileFormat::{Toml, Yaml};
+
+    const MINIMAL: &str = "tenants:\n  - name: acme\n    base_url: https://acme.api.identitynow.com\n    client_id: id\n    client_secret: s3cret\n";
+
+    #[test]
+    fn minimal_yaml_gets_defaults() {
+        let s = Settings::from_text(MINIMAL, Yaml, &Overrides::default()).unwrap();
+        let t = &s.tenants[0];
+        assert_eq!(s.web.listen_address, DEFAULT_LISTEN_ADDRESS);
+        assert_eq!(t.api_root(), "https://acme.api.identitynow.com/v2024");
+        assert_eq!(t.token_endpoint(), "https://acme.api.identitynow.com/oauth/token");
+        assert_eq!(t.pending_interval, Duration::from_secs(30));
+        assert_eq!(t.effective_overlap(), Duration::from_secs(120));
+        assert_eq!(t.rate_limit.requests, 90);
+    }
+
+    #[test]
+    fn toml_works_too() {
+        let text = "[[tenants]]\nname = \"acme\"\nbase_url = \"http://127.0.0.1:1\"\nclient_id = \"id\"\nclient_secret = \"x\"\npending_interval = \"5s\"\n";
+        let s = Settings::from_text(text, Toml, &Overrides::default()).unwrap();
+        assert_eq!(s.tenants[0].pending_interval, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let bad = MINIMAL.replace("client_secret: s3cret", "page_size: 500\n    client_secret: x");
+        let err = Settings::from_text(&bad, Yaml, &Overrides::default()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "configuration key `tenants[0].page_size`: must be between 1 and 250"
+        );
+        let bad = MINIMAL.replace("client_secret: s3cret", "pending_interval: soon\n    client_secret: x");
+        let err = Settings::from_text(&bad, Yaml, &Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("pending_interval"), "{err}");
+        let bad = MINIMAL.replace("client_id: id", "clientid: id");
+        let err = Settings::from_text(&bad, Yaml, &Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("clientid"), "{err}");
+    }
+
+    #[test]
+    fn debug_never_shows_secrets() {
+        let s = Settings::from_text(MINIMAL, Yaml, &Overrides::default()).unwrap();
+        let dbg = format!("{s:?}");
+        assert!(!dbg.contains("s3cret"), "{dbg}");
+        assert!(dbg.contains("[redacted]"));
+    }
+
+    #[test]
+    fn secret_from_file_and_missing_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("secret");
+        std::fs::write(&file, "from-file\n").unwrap();
+        let text = MINIMAL.replace(
+            "client_secret: s3cret",
+            &format!("client_secret_file: {}", file.display()),
+        );
+        let s = Settings::from_text(&text, Yaml, &Overrides::default()).unwrap();
+        match s.tenants[0].credentials() {
+            Some(Credentials::ClientCredentials { client_secret, .. }) => {
+                assert_eq!(client_secret.expose_secret(), "from-file")
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let text = MINIMAL.replace(
+            "client_secret: s3cret",
+            "client_secret_env: SAILPOINT_TEST_SURELY_UNSET_VAR",
+        );
+        let err = Settings::from_text(&text, Yaml, &Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("client_secret_env"), "{err}");
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let o = Overrides {
+            listen_address: Some("127.0.0.1:1234".into()),
+            telemetry_path: Some("/m".into()),
+            web_config_file: None,
+        };
+        let s = Settings::from_text(MINIMAL, Yaml, &o).unwrap();
+        assert_eq!(s.web.listen_address, "127.0.0.1:1234");
+        assert_eq!(s.web.telemetry_path, "/m");
+    }
+}

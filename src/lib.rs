@@ -1,0 +1,10 @@
+//! sailpoint-task-exporter: a Prometheus exporter for SailPoint Identity Security Cloud
+//! task status.
+//!
+//! Data flows one way: [`config`] → [`collector`] pollers (using the [`sailpoint`] client)
+//! → [`metrics`] state → [`http`] serving. [`simulator`] is a faithful fake tenant used by
+//! `demo`, the tests and dashboard development; [`cli`] holds the command line.
+
+pub mod config;
+pub mod sailpoint;
+pub mod simulator;

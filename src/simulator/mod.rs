@@ -1,0 +1,1 @@
+//! The simulated SailPoint tenant (placeholder until the simulator lands).
