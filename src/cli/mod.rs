@@ -112,6 +112,14 @@ pub async fn run(cli: Cli) -> ExitCode {
     init_logging(&cli.global);
     match cli.command.unwrap_or(Command::Serve) {
         Command::Tasks(args) => tasks::run(args, &cli.global).await,
+        Command::Serve | Command::Check => {
+            if let Err(e) = cli.global.load_settings() {
+                eprintln!("{e}");
+                return ExitCode::from(EXIT_USAGE);
+            }
+            eprintln!("not implemented yet");
+            ExitCode::from(EXIT_FAILURE)
+        }
         _ => {
             eprintln!("not implemented yet");
             ExitCode::from(EXIT_FAILURE)
