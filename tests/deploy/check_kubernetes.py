@@ -139,6 +139,9 @@ def check_deployment(c, d, service, configmap, secret, service_account):
     args = ct.get("args") or []
     config_args = [a.split("=", 1)[1] for a in args if a.startswith("--config.file=")]
     c.check(args[:1] == ["serve"] and len(config_args) == 1, f"args must be serve --config.file=PATH, got {args}")
+    env = {e["name"]: e.get("value") for e in ct.get("env") or []}
+    c.check(env.get("SAILPOINT_EXPORTER_CONFIG") == config_args[:1][0] if config_args else False,
+            "env SAILPOINT_EXPORTER_CONFIG must name the same file as --config.file (for kubectl exec ... tasks)")
     mounts = {m["name"]: m["mountPath"] for m in ct.get("volumeMounts") or []}
     volumes = {v["name"]: v for v in pod.get("volumes") or []}
     cm_volume = next((v for v in volumes.values() if "configMap" in v), None)
