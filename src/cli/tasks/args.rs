@@ -35,7 +35,7 @@ Examples:
 #[command(after_help = TASKS_HELP)]
 pub struct TasksArgs {
     #[command(flatten)]
-    pub tenant: TenantArgs,
+    pub tenant: Box<TenantArgs>,
     /// Output format: an aligned table for people, or one JSON document for scripts
     /// (the API's own field names).
     #[arg(long, short = 'o', global = true, value_enum, default_value_t = OutputFormat::Table)]
