@@ -131,7 +131,7 @@ async fn complete(
     }
     let patch = completion_patch(&CompletionStatus::from(a.status), Utc::now());
     if !a.yes {
-        eprintln!("dry run: nothing was sent. Add --yes to send this patch with {endpoint}:");
+        eprintln!("dry run: nothing was sent; add --yes to send this patch: {endpoint}");
         return printer.patch(&patch);
     }
     let updated = client.update_task_status(&a.id, &patch).await?;
