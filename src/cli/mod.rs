@@ -92,6 +92,7 @@ pub enum Command {
     Tasks(tasks::TasksArgs),
 }
 
+pub mod check;
 pub mod tasks;
 
 /// Sets up logging on stderr.
@@ -112,6 +113,21 @@ pub async fn run(cli: Cli) -> ExitCode {
     init_logging(&cli.global);
     match cli.command.unwrap_or(Command::Serve) {
         Command::Tasks(args) => tasks::run(args, &cli.global).await,
+        Command::Check => match cli.global.load_settings() {
+            Ok(settings) => check::run(&settings).await,
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(EXIT_USAGE)
+            }
+        },
+        Command::Serve => {
+            if let Err(e) = cli.global.load_settings() {
+                eprintln!("{e}");
+                return ExitCode::from(EXIT_USAGE);
+            }
+            eprintln!("not implemented yet");
+            ExitCode::from(EXIT_FAILURE)
+        }
         _ => {
             eprintln!("not implemented yet");
             ExitCode::from(EXIT_FAILURE)

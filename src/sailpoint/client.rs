@@ -10,6 +10,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use futures::Stream;
 use reqwest::header::CONTENT_TYPE;
 use secrecy::{ExposeSecret, SecretString};
@@ -150,6 +151,35 @@ impl Client {
         self.inner.page_size
     }
 
+    /// Fetches a token now (for `check`); a no-op with a static token.
+    pub async fn authenticate(&self) -> Result<(), ApiError> {
+        self.inner.tokens.token().await.map(|_| ())
+    }
+
+    /// One page of `GET /task-status` and the server's `Date` header (for `check`'s clock
+    /// skew report).
+    pub async fn list_page_dated(
+        &self,
+        query: &ListQuery,
+        limit: u32,
+    ) -> Result<(Page, Option<DateTime<Utc>>), ApiError> {
+        let url = self.list_url(query, 0, limit);
+        self.send(
+            operation::GET_TASK_STATUS_LIST,
+            &move |http| http.get(&url),
+            |r| {
+                let date = r
+                    .headers
+                    .get(reqwest::header::DATE)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| DateTime::parse_from_rfc2822(v).ok())
+                    .map(|d| d.with_timezone(&Utc));
+                decode_page(r).map(|page| (page, date))
+            },
+        )
+        .await
+    }
+
     /// How many tasks are pending: `HEAD /task-status/pending-tasks?count=true`, or a
     /// one-item `completionStatus isnull` listing with `count=true`.
     pub async fn pending_count(&self) -> Result<u64, ApiError> {
@@ -236,6 +266,16 @@ impl Client {
         offset: u32,
         limit: u32,
     ) -> Result<Page, ApiError> {
+        let url = self.list_url(query, offset, limit);
+        self.send(
+            operation::GET_TASK_STATUS_LIST,
+            &move |http| http.get(&url),
+            decode_page,
+        )
+        .await
+    }
+
+    fn list_url(&self, query: &ListQuery, offset: u32, limit: u32) -> String {
         let mut url = format!(
             "{}/task-status?offset={offset}&limit={}",
             self.inner.api_root,
@@ -252,12 +292,7 @@ impl Client {
             url.push_str("&sorters=");
             url.push_str(&encode_query_value(s));
         }
-        self.send(
-            operation::GET_TASK_STATUS_LIST,
-            &move |http| http.get(&url),
-            decode_page,
-        )
-        .await
+        url
     }
 
     /// Every task of `GET /task-status` matching `query`, page by page, as a stream.
