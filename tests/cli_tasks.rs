@@ -377,6 +377,11 @@ async fn get_shows_one_task_with_its_messages() {
     let got: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(got, serde_json::to_value(sim.task(&id).unwrap()).unwrap());
     assert_eq!(got["messages"][0]["type"], "WARN");
+
+    let run = tasks(&sim, &["get", &id, "--api-version", "beta", "-o", "json"]).await;
+    assert_eq!(run.code, 0, "stderr: {}", run.stderr);
+    let beta: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(beta, got);
     sim.shutdown().await;
 }
 
@@ -656,5 +661,60 @@ async fn an_empty_pending_list_leaves_stdout_empty() {
     );
     let run = tasks(&sim, &["pending", "--count"]).await;
     assert_eq!(run.stdout, "0\n");
+    sim.shutdown().await;
+}
+
+/// `list --all` draws its progress line only on a terminal: run under `script(1)`, which
+/// gives the binary a pseudo-terminal, with stdout redirected to a file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_all_shows_progress_on_a_terminal_only() {
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIPPED: script(1) from util-linux is not installed");
+        return;
+    }
+    let cfg = SimConfig::new(3)
+        .with_history(600)
+        .with_manual_clock(Utc::now());
+    let sim = Simulator::start(cfg, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let completed = sim.tasks().iter().filter(|t| !t.is_pending()).count();
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("tasks.json");
+    let cmd = format!(
+        "{BIN} tasks list --all -o json --base-url {} --client-id {DEMO_CLIENT_ID} > {}",
+        sim.base_url(),
+        json.display()
+    );
+    let out = tokio::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env("SAILPOINT_CLIENT_SECRET", DEMO_CLIENT_SECRET)
+        .env_remove("SAILPOINT_EXPORTER_CONFIG")
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success());
+    let terminal = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        terminal.contains(&format!("reading tasks: 250/{completed} (")),
+        "{terminal:?}"
+    );
+    assert!(
+        terminal.contains(&format!("reading tasks: {completed}/{completed} (100%)")),
+        "{terminal:?}"
+    );
+    let written: Vec<TaskStatus> =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(written.len(), completed);
+
+    // Not a terminal: no progress line.
+    let run = tasks(&sim, &["list", "--all", "-o", "json"]).await;
+    assert_eq!(run.code, 0);
+    assert!(!run.stderr.contains("reading tasks"), "{}", run.stderr);
     sim.shutdown().await;
 }

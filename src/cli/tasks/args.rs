@@ -185,10 +185,15 @@ pub struct CompleteArgs {
 /// The completion statuses an operator may record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum StatusArg {
+    /// ERROR: the task died (the usual choice for a stuck task).
     Error,
+    /// TERMINATED: the task was stopped on purpose.
     Terminated,
+    /// SUCCESS: the task did its work but its record never closed.
     Success,
+    /// WARNING: finished with problems.
     Warning,
+    /// TEMPERROR: a temporary failure; a later run may succeed.
     Temperror,
 }
 
