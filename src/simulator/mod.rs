@@ -149,6 +149,7 @@ async fn accept_loop(
                     connections.spawn(async move {
                         let service = service_fn(move |req| server::serve(Arc::clone(&state), req));
                         let _ = http1::Builder::new()
+                            .title_case_headers(true)
                             .serve_connection(TokioIo::new(stream), service)
                             .await;
                     });

@@ -174,14 +174,15 @@ impl Tenant {
             let Some(task) = slots.get_mut(slot as usize) else {
                 return false;
             };
-            if let Plan::At(at, status, messages) = &task.plan {
-                if *at <= now && task.done.is_none() {
-                    task.done = Some(Done {
-                        at: *at,
-                        status: status.clone(),
-                        messages: messages.clone(),
-                    });
-                }
+            if let Plan::At(at, status, messages) = &task.plan
+                && *at <= now
+                && task.done.is_none()
+            {
+                task.done = Some(Done {
+                    at: *at,
+                    status: status.clone(),
+                    messages: messages.clone(),
+                });
             }
             task.done.is_none()
         });
