@@ -878,3 +878,24 @@ async fn run_serves_until_shutdown() {
         "closed after shutdown"
     );
 }
+
+#[tokio::test]
+async fn large_history_has_exact_benchmark_numbers() {
+    let sim = sim(manual(12, Scenario::LargeHistory)).await;
+    let api = Api::new(&sim).await;
+    let (status, total, body) = api
+        .list(&[("count", "true"), ("sorters", "-created"), ("limit", "250")])
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(total, Some(100_000));
+    assert_eq!(body.as_array().unwrap().len(), 250);
+    let resp = api
+        .call(Method::HEAD, "/v2024/task-status/pending-tasks?count=true")
+        .await;
+    assert_eq!(total_count(&resp), Some(1_000));
+    let oldest = body[249]["created"].as_str().unwrap();
+    let newest = body[0]["created"].as_str().unwrap();
+    assert!(newest > oldest);
+    assert_eq!(sim.sources().len(), 12);
+    sim.shutdown().await;
+}

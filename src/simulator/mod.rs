@@ -23,6 +23,8 @@
 //! # let _ = (url, truth, ClockMode::Real); Ok(()) }
 //! ```
 
+#![warn(missing_docs)]
+
 mod args;
 mod auth;
 mod clock;
@@ -70,11 +72,17 @@ use tenant::Tenant;
 /// fields additionally count outcomes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RequestCounts {
+    /// `POST /oauth/token`.
     pub token: u64,
+    /// `GET /task-status/pending-tasks` (getPendingTasks).
     pub get_pending_tasks: u64,
+    /// `HEAD /task-status/pending-tasks` (getPendingTaskHeaders).
     pub get_pending_task_headers: u64,
+    /// `GET /task-status` (getTaskStatusList).
     pub get_task_status_list: u64,
+    /// `GET /task-status/{id}` (getTaskStatus).
     pub get_task_status: u64,
+    /// `PATCH /task-status/{id}` (updateTaskStatus).
     pub update_task_status: u64,
     /// Answered 401.
     pub unauthorized: u64,
