@@ -9,8 +9,7 @@ use serde_json::{Value, json};
 
 use sailpoint_task_exporter::sailpoint::model::{CompletionStatus, TaskStatus};
 use sailpoint_task_exporter::simulator::{
-    DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Faults, NewTask, Scenario, SimConfig, SimHandle,
-    Simulator,
+    DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Faults, NewTask, Scenario, SimConfig, SimHandle, Simulator,
 };
 
 fn start_time() -> DateTime<Utc> {
@@ -196,9 +195,19 @@ async fn token_flow_and_401s() {
     let resp = http.get(&pending).send().await.unwrap();
     assert_eq!(resp.status(), 401);
     let body: Value = resp.json().await.unwrap();
-    assert!(body["error"].as_str().unwrap().starts_with("JWT validation failed"));
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("JWT validation failed")
+    );
 
-    let resp = http.get(&pending).bearer_auth("bogus").send().await.unwrap();
+    let resp = http
+        .get(&pending)
+        .bearer_auth("bogus")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 401);
 
     let resp = http.get(&pending).bearer_auth(&token).send().await.unwrap();
@@ -208,7 +217,10 @@ async fn token_flow_and_401s() {
     let resp = http.get(&pending).bearer_auth(&token).send().await.unwrap();
     assert_eq!(resp.status(), 401);
     let body: Value = resp.json().await.unwrap();
-    assert_eq!(body, json!({"error": "JWT validation failed: JWT is expired"}));
+    assert_eq!(
+        body,
+        json!({"error": "JWT validation failed: JWT is expired"})
+    );
 
     let fresh = sim.issue_token();
     let resp = http.get(&pending).bearer_auth(&fresh).send().await.unwrap();
@@ -316,7 +328,11 @@ async fn empty_pending_is_204_and_head_counts() {
     assert_eq!(first["target"]["name"], "Active Directory [source]");
     assert_eq!(first["completionStatus"], Value::Null);
     assert_eq!(first["completed"], Value::Null);
-    assert_eq!(body[1]["target"], Value::Null, "identity refresh has a null target");
+    assert_eq!(
+        body[1]["target"],
+        Value::Null,
+        "identity refresh has a null target"
+    );
     assert_eq!(body[1]["launched"], Value::Null, "not launched yet");
     sim.shutdown().await;
 }
@@ -325,7 +341,11 @@ async fn empty_pending_is_204_and_head_counts() {
 async fn sorters_both_ways_and_bad_sorter() {
     let sim = sim(manual(3, Scenario::Steady)).await;
     let api = Api::new(&sim).await;
-    let completed: Vec<TaskStatus> = sim.tasks().into_iter().filter(|t| !t.is_pending()).collect();
+    let completed: Vec<TaskStatus> = sim
+        .tasks()
+        .into_iter()
+        .filter(|t| !t.is_pending())
+        .collect();
     let ascending = truth_ids(&completed);
     let descending: Vec<String> = ascending.iter().rev().cloned().collect();
 
@@ -353,7 +373,9 @@ async fn filters_eq_in_isnull_and_escaping() {
     let some = completed[17];
     let other = completed[42];
 
-    let (_, _, body) = api.list(&[("filters", &format!("id eq \"{}\"", some.id))]).await;
+    let (_, _, body) = api
+        .list(&[("filters", &format!("id eq \"{}\"", some.id))])
+        .await;
     assert_eq!(ids(&body), vec![some.id.clone()]);
 
     let filter = format!("(id in (\"{}\", \"{}\"))", other.id.to_uppercase(), some.id);
@@ -366,7 +388,10 @@ async fn filters_eq_in_isnull_and_escaping() {
         .filter(|t| t.completion_status == Some(CompletionStatus::Success))
         .collect();
     let (_, total, body) = api
-        .list(&[("filters", "completionStatus eq \"Success\""), ("count", "true")])
+        .list(&[
+            ("filters", "completionStatus eq \"Success\""),
+            ("count", "true"),
+        ])
         .await;
     assert_eq!(total, Some(success.len() as u64));
     assert_eq!(ids(&body), truth_ids(success.iter().copied().take(250)));
@@ -403,7 +428,11 @@ async fn filters_eq_in_isnull_and_escaping() {
         failing.id
     );
     let (_, total, body) = api
-        .list(&[("filters", &filter), ("count", "true"), ("sorters", "-created")])
+        .list(&[
+            ("filters", &filter),
+            ("count", "true"),
+            ("sorters", "-created"),
+        ])
         .await;
     assert_eq!(total, Some(of_source.len() as u64));
     let mut want = truth_ids(of_source.iter().copied());
@@ -416,7 +445,10 @@ async fn filters_eq_in_isnull_and_escaping() {
         .filter(|t| t.unique_name == "Cloud Account Aggregation")
         .count();
     let (_, total, _) = api
-        .list(&[("filters", "type eq \"CLOUD_ACCOUNT_AGGREGATION\""), ("count", "true")])
+        .list(&[
+            ("filters", "type eq \"CLOUD_ACCOUNT_AGGREGATION\""),
+            ("count", "true"),
+        ])
         .await;
     assert_eq!(total, Some(accounts as u64));
 
@@ -451,7 +483,13 @@ async fn filters_eq_in_isnull_and_escaping() {
 async fn bad_paging_parameters_and_404s() {
     let sim = sim(manual(5, Scenario::Steady)).await;
     let api = Api::new(&sim).await;
-    for query in ["limit=251", "limit=-1", "offset=-5", "offset=abc", "limit=ten"] {
+    for query in [
+        "limit=251",
+        "limit=-1",
+        "offset=-5",
+        "offset=abc",
+        "limit=ten",
+    ] {
         let resp = api.get(&format!("/v2024/task-status?{query}")).await;
         assert_eq!(resp.status(), 400, "{query}");
         let body: Value = resp.json().await.unwrap();
@@ -460,12 +498,19 @@ async fn bad_paging_parameters_and_404s() {
     let resp = api.get("/v2024/task-status/pending-tasks?limit=251").await;
     assert_eq!(resp.status(), 400);
 
-    let resp = api.get("/v2024/task-status/0123456789abcdef0123456789abcdef").await;
+    let resp = api
+        .get("/v2024/task-status/0123456789abcdef0123456789abcdef")
+        .await;
     assert_eq!(resp.status(), 404);
     let body: Value = resp.json().await.unwrap();
     assert_error_dto(&body, "404 Not found", "0123456789abcdef0123456789abcdef");
 
-    for path in ["/v3/task-status", "/v2024/tasks", "/", "/v2024/task-status/a/b"] {
+    for path in [
+        "/v3/task-status",
+        "/v2024/tasks",
+        "/",
+        "/v2024/task-status/a/b",
+    ] {
         let resp = api.get(path).await;
         assert_eq!(resp.status(), 404, "{path}");
         let body: Value = resp.json().await.unwrap();
@@ -518,9 +563,15 @@ async fn patch_completes_a_pending_task() {
         )
         .await;
     assert_eq!(resp.status(), 404);
-    assert_eq!(sim.pending_tasks().len(), pending_before, "refused patches change nothing");
+    assert_eq!(
+        sim.pending_tasks().len(),
+        pending_before,
+        "refused patches change nothing"
+    );
 
-    let resp = api.patch(&stuck.id, "application/json-patch+json", &body).await;
+    let resp = api
+        .patch(&stuck.id, "application/json-patch+json", &body)
+        .await;
     assert_eq!(resp.status(), 200);
     let raw: Value = resp.json().await.unwrap();
     assert_eq!(raw["completionStatus"], "ERROR");
@@ -764,10 +815,18 @@ async fn payloads_have_every_required_key() {
             assert_eq!(task["target"], Value::Null);
         } else {
             assert_eq!(task["target"]["type"], "APPLICATION");
-            assert!(task["target"]["name"].as_str().unwrap().ends_with(" [source]"));
+            assert!(
+                task["target"]["name"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with(" [source]")
+            );
         }
     }
-    assert!(levels.contains("WARN") && levels.contains("ERROR"), "{levels:?}");
+    assert!(
+        levels.contains("WARN") && levels.contains("ERROR"),
+        "{levels:?}"
+    );
     for want in [
         "Cloud Account Aggregation",
         "Cloud Group Aggregation",
@@ -776,5 +835,67 @@ async fn payloads_have_every_required_key() {
     ] {
         assert!(names.contains(want), "{want} in {names:?}");
     }
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn run_serves_until_shutdown() {
+    use sailpoint_task_exporter::simulator::{SimulateArgs, run};
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let args = SimulateArgs {
+        listen: format!("127.0.0.1:{port}").parse().unwrap(),
+        scenario: Scenario::Empty,
+        ..SimulateArgs::default()
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(run(args, async {
+        let _ = stopped.await;
+    }));
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let url = format!("http://127.0.0.1:{port}/oauth/token");
+    let form = [
+        ("grant_type", "client_credentials"),
+        ("client_id", DEMO_CLIENT_ID),
+        ("client_secret", DEMO_CLIENT_SECRET),
+    ];
+    let mut status = None;
+    for _ in 0..100 {
+        if let Ok(resp) = http.post(&url).form(&form).send().await {
+            status = Some(resp.status());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(status, Some(StatusCode::OK));
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+    assert!(
+        http.post(&url).form(&form).send().await.is_err(),
+        "closed after shutdown"
+    );
+}
+
+#[tokio::test]
+async fn large_history_has_exact_benchmark_numbers() {
+    let sim = sim(manual(12, Scenario::LargeHistory)).await;
+    let api = Api::new(&sim).await;
+    let (status, total, body) = api
+        .list(&[("count", "true"), ("sorters", "-created"), ("limit", "250")])
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(total, Some(100_000));
+    assert_eq!(body.as_array().unwrap().len(), 250);
+    let resp = api
+        .call(Method::HEAD, "/v2024/task-status/pending-tasks?count=true")
+        .await;
+    assert_eq!(total_count(&resp), Some(1_000));
+    let oldest = body[249]["created"].as_str().unwrap();
+    let newest = body[0]["created"].as_str().unwrap();
+    assert!(newest > oldest);
+    assert_eq!(sim.sources().len(), 12);
     sim.shutdown().await;
 }

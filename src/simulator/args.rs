@@ -178,3 +178,48 @@ pub async fn run(args: SimulateArgs, shutdown: impl Future<Output = ()>) -> anyh
     sim.shutdown().await;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use secrecy::ExposeSecret;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: SimulateArgs,
+    }
+
+    #[test]
+    fn flags_build_the_config() {
+        let cli = Cli::try_parse_from([
+            "simulate",
+            "--scenario",
+            "large-history",
+            "--history",
+            "5000",
+            "--fault-429-every",
+            "5",
+            "--fault-latency",
+            "200ms",
+            "--token-ttl",
+            "30s",
+            "--fault-page-shift",
+            "--rate-limit",
+        ])
+        .unwrap();
+        let cfg = cli.args.config();
+        assert_eq!(cfg.scenario, Scenario::LargeHistory);
+        assert_eq!(cfg.history, Some(5000));
+        assert_eq!(cfg.pending, None);
+        assert_eq!(cfg.token_ttl, Duration::from_secs(30));
+        assert_eq!(cfg.faults.rate_limit_every, Some(5));
+        assert_eq!(cfg.faults.latency, Duration::from_millis(200));
+        assert!(cfg.faults.page_shift);
+        assert_eq!(cfg.faults.rate_limit, Some(RateLimit::default()));
+        assert_eq!(cfg.client_secret.expose_secret(), DEMO_CLIENT_SECRET);
+        assert_eq!(cli.args.listen, SocketAddr::from(([127, 0, 0, 1], 11012)));
+        assert!(!format!("{:?}", cli.args).contains(DEMO_CLIENT_SECRET));
+    }
+}
