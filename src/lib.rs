@@ -5,6 +5,8 @@
 //! → [`metrics`] state → [`http`] serving. [`simulator`] is a faithful fake tenant used by
 //! `demo`, the tests and dashboard development; [`cli`] holds the command line.
 
+pub mod collector;
 pub mod config;
+pub mod metrics;
 pub mod sailpoint;
 pub mod simulator;
