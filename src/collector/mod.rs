@@ -14,3 +14,6 @@ pub mod tracker;
 
 pub use poller::{Clock, PollOutcome, PollSettings, TenantPoller, system_clock};
 pub use source::TaskSource;
+
+#[cfg(test)]
+mod tests;

@@ -10,14 +10,18 @@ use super::source::{IDS_PER_REQUEST, TaskSource};
 use super::tracker::{CompletedRead, Lookup, PendingRead, Tracker, page_reaches_bound};
 use crate::sailpoint::model::TaskStatus;
 
+/// Consecutive full pages without a new id after which the list is taken to repeat.
+const MAX_STALE_PAGES: u32 = 3;
+
 /// Why a poll's read failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError<E: std::error::Error + 'static> {
     /// The API (or the transport) failed.
     #[error(transparent)]
     Source(#[from] E),
-    /// A full page brought no task that was not seen before: the API ignores `offset`,
-    /// and reading on would never end.
+    /// Several full pages in a row brought no task that was not seen before: the API
+    /// ignores `offset`, and reading on would never end. (One such page can happen
+    /// legitimately, when a page's worth of new tasks arrives during the read.)
     #[error("the completed list repeats itself at offset {offset}; giving up this poll")]
     RepeatingPages {
         /// Offset of the repeated page.
@@ -53,9 +57,9 @@ pub async fn read_pending<S: TaskSource>(
     let mut lookups = Vec::with_capacity(departed.len());
     for id in departed {
         let lookup = match found.remove(&id) {
-            Some(task) => Lookup::Found(task),
+            Some(task) => Lookup::Found(Box::new(task)),
             None => match source.task_status(&id).await? {
-                Some(task) => Lookup::Found(task),
+                Some(task) => Lookup::Found(Box::new(task)),
                 None => Lookup::Gone,
             },
         };
@@ -80,6 +84,7 @@ pub async fn read_completed<S: TaskSource>(
     let mut seen: HashSet<String> = HashSet::new();
     let mut tasks = Vec::new();
     let mut offset: u32 = 0;
+    let mut stale_pages = 0;
     loop {
         let page = source.completed_page(offset, limit).await?;
         let full = page.len() >= limit as usize;
@@ -96,7 +101,8 @@ pub async fn read_completed<S: TaskSource>(
         if reached || !full {
             break;
         }
-        if new_ids == 0 {
+        stale_pages = if new_ids == 0 { stale_pages + 1 } else { 0 };
+        if stale_pages >= MAX_STALE_PAGES {
             return Err(ReadError::RepeatingPages { offset });
         }
         offset = offset.checked_add(limit).ok_or(ReadError::OffsetOverflow)?;

@@ -119,7 +119,7 @@ impl RecentlyRecorded {
 #[derive(Debug, Clone)]
 pub enum Lookup {
     /// The task exists and carries its current state (completed or still pending).
-    Found(TaskStatus),
+    Found(Box<TaskStatus>),
     /// `404`: the task is gone (deleted, or older than 90 days).
     Gone,
 }
@@ -274,7 +274,7 @@ impl Tracker {
         let mut next = PendingSet::default();
         let mut completed = Vec::new();
         let found = read.lookups.into_iter().filter_map(|(id, lookup)| match lookup {
-            Lookup::Found(task) if task.id == id => Some(task),
+            Lookup::Found(task) if task.id == id => Some(*task),
             _ => None,
         });
         for task in read.listed.into_iter().chain(found) {
