@@ -22,44 +22,7 @@ use prometheus::{
 
 use crate::config::{MetricsSettings, Rewrite};
 use crate::sailpoint::model::TaskStatus;
-// TEMPORARY until the lead's client lands on main: same names and signatures as
-// `crate::sailpoint::{ApiObserver, RetryReason}`; replaced by a `use` on merge.
-pub use shim::{ApiObserver, RetryReason};
-mod shim {
-    use std::time::Duration;
-    /// Reported by the client for every HTTP exchange.
-    pub trait ApiObserver: Send + Sync {
-        /// One HTTP exchange.
-        fn request(&self, operation: &str, code: &str, elapsed: Duration);
-        /// One retry.
-        fn retry(&self, reason: RetryReason);
-        /// One token fetched.
-        fn token_refresh(&self);
-    }
-    /// Why a request was retried.
-    #[derive(Debug, Clone, Copy)]
-    pub enum RetryReason {
-        /// 429.
-        RateLimited,
-        /// 5xx.
-        ServerError,
-        /// Timeout.
-        Timeout,
-        /// Connection error.
-        Connect,
-    }
-    impl RetryReason {
-        /// Label value.
-        pub fn as_str(self) -> &'static str {
-            match self {
-                RetryReason::RateLimited => "rate_limited",
-                RetryReason::ServerError => "server_error",
-                RetryReason::Timeout => "timeout",
-                RetryReason::Connect => "connect",
-            }
-        }
-    }
-}
+use crate::sailpoint::{ApiObserver, RetryReason};
 
 /// Buckets of `sailpoint_exporter_api_request_duration_seconds`: a fast API answers in
 /// tens of milliseconds, a paged list under load in seconds, a hung request hits the
