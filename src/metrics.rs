@@ -32,7 +32,8 @@ pub const API_DURATION_BUCKETS: [f64; 11] =
 
 /// Appended to every HELP text: operators must know that a value is as old as the last
 /// successful poll, not computed at scrape time.
-const POLLED: &str = "Updated by background polling of the SailPoint task-status API, not at scrape time.";
+const POLLED: &str =
+    "Updated by background polling of the SailPoint task-status API, not at scrape time.";
 
 /// Label value of the group that absorbs everything beyond `max_groups`.
 pub const OTHER: &str = "other";
@@ -90,7 +91,8 @@ pub mod normalize {
         );
         // The pattern is a constant; failing to compile it is a programming error that
         // every test run would show, so falling back to "never matches" is only defensive.
-        Regex::new(&pattern).unwrap_or_else(|_| Regex::new(r"[^\s\S]").unwrap_or_else(|_| unreachable!()))
+        Regex::new(&pattern)
+            .unwrap_or_else(|_| Regex::new(r"[^\s\S]").unwrap_or_else(|_| unreachable!()))
     });
 
     fn is_separator(c: char) -> bool {
@@ -228,26 +230,129 @@ const TASK: [&str; 4] = ["tenant", "id", "task_name", "source"];
 impl Families {
     fn register(r: &Registry, s: &MetricsSettings) -> Result<Families, MetricsError> {
         Ok(Families {
-            up: int_gauge(r, "sailpoint_up", "1 if the last pending and the last completed poll of the tenant both succeeded, else 0.", &["tenant"])?,
-            tasks_pending: int_gauge(r, "sailpoint_tasks_pending", "Tasks pending now, per task name and source.", &GROUP)?,
-            pending_oldest: gauge(r, "sailpoint_tasks_pending_oldest_created_timestamp_seconds", "Creation time (Unix seconds) of the oldest pending task of the group.", &GROUP)?,
-            pending_task_created: gauge(r, "sailpoint_pending_task_created_timestamp_seconds", "Creation time (Unix seconds) of one pending task; only the oldest max_pending_task_series tasks of the tenant have a series.", &TASK)?,
-            pending_task_progress: gauge(r, "sailpoint_pending_task_progress_ratio", "percentComplete / 100 of one pending task (same tasks as sailpoint_pending_task_created_timestamp_seconds).", &TASK)?,
-            completed_total: counter(r, "sailpoint_tasks_completed_total", "Completed tasks, each counted once, by completion status.", &GROUP_STATUS)?,
-            duration: histogram(r, "sailpoint_task_duration_seconds", "Task run time: completed - launched (completed - created when never launched).", &GROUP_STATUS, &s.duration_buckets)?,
-            queue_wait: histogram(r, "sailpoint_task_queue_wait_seconds", "Time a task waited before it was launched: launched - created.", &GROUP, &s.queue_wait_buckets)?,
-            last_completed: gauge(r, "sailpoint_task_last_completed_timestamp_seconds", "Completion time (Unix seconds) of the latest task of the group with that status.", &GROUP_STATUS)?,
-            last_duration: gauge(r, "sailpoint_task_last_duration_seconds", "Run time in seconds of the latest task of the group with that status.", &GROUP_STATUS)?,
-            messages_total: counter(r, "sailpoint_task_messages_total", "WARN and ERROR messages of completed tasks, by level.", &["tenant", "task_name", "source", "level"])?,
-            last_poll_success: gauge(r, "sailpoint_exporter_last_poll_success_timestamp_seconds", "Time (Unix seconds) of the last successful poll of the list.", &["tenant", "list"])?,
-            last_poll_duration: gauge(r, "sailpoint_exporter_last_poll_duration_seconds", "Wall time in seconds of the last poll of the list, successful or not.", &["tenant", "list"])?,
-            poll_errors: counter(r, "sailpoint_exporter_poll_errors_total", "Polls of the list that failed (nothing of a failed poll is applied).", &["tenant", "list"])?,
-            api_requests: counter(r, "sailpoint_exporter_api_requests_total", "HTTP requests to the SailPoint API by operationId (or token) and HTTP status code (or error).", &["tenant", "operation", "code"])?,
-            api_duration: histogram(r, "sailpoint_exporter_api_request_duration_seconds", "Duration of HTTP requests to the SailPoint API.", &["tenant", "operation"], &API_DURATION_BUCKETS)?,
-            api_retries: counter(r, "sailpoint_exporter_api_retries_total", "Retried SailPoint API requests by reason (rate_limited, server_error, timeout, connect).", &["tenant", "reason"])?,
-            token_refreshes: counter(r, "sailpoint_exporter_token_refreshes_total", "OAuth access tokens fetched.", &["tenant"])?,
-            tracked: int_gauge(r, "sailpoint_exporter_tracked_tasks", "Tasks held in memory for exactly-once tracking: pending set and recently recorded (dedupe) set.", &["tenant", "state"])?,
-            groups_folded: counter(r, "sailpoint_exporter_groups_folded_total", "Tasks (completions, and pending tasks when first seen) attributed to task_name=\"other\", source=\"other\" because the tenant reached max_groups.", &["tenant"])?,
+            up: int_gauge(
+                r,
+                "sailpoint_up",
+                "1 if the last pending and the last completed poll of the tenant both succeeded, else 0.",
+                &["tenant"],
+            )?,
+            tasks_pending: int_gauge(
+                r,
+                "sailpoint_tasks_pending",
+                "Tasks pending now, per task name and source.",
+                &GROUP,
+            )?,
+            pending_oldest: gauge(
+                r,
+                "sailpoint_tasks_pending_oldest_created_timestamp_seconds",
+                "Creation time (Unix seconds) of the oldest pending task of the group.",
+                &GROUP,
+            )?,
+            pending_task_created: gauge(
+                r,
+                "sailpoint_pending_task_created_timestamp_seconds",
+                "Creation time (Unix seconds) of one pending task; only the oldest max_pending_task_series tasks of the tenant have a series.",
+                &TASK,
+            )?,
+            pending_task_progress: gauge(
+                r,
+                "sailpoint_pending_task_progress_ratio",
+                "percentComplete / 100 of one pending task (same tasks as sailpoint_pending_task_created_timestamp_seconds).",
+                &TASK,
+            )?,
+            completed_total: counter(
+                r,
+                "sailpoint_tasks_completed_total",
+                "Completed tasks, each counted once, by completion status.",
+                &GROUP_STATUS,
+            )?,
+            duration: histogram(
+                r,
+                "sailpoint_task_duration_seconds",
+                "Task run time: completed - launched (completed - created when never launched).",
+                &GROUP_STATUS,
+                &s.duration_buckets,
+            )?,
+            queue_wait: histogram(
+                r,
+                "sailpoint_task_queue_wait_seconds",
+                "Time a task waited before it was launched: launched - created.",
+                &GROUP,
+                &s.queue_wait_buckets,
+            )?,
+            last_completed: gauge(
+                r,
+                "sailpoint_task_last_completed_timestamp_seconds",
+                "Completion time (Unix seconds) of the latest task of the group with that status.",
+                &GROUP_STATUS,
+            )?,
+            last_duration: gauge(
+                r,
+                "sailpoint_task_last_duration_seconds",
+                "Run time in seconds of the latest task of the group with that status.",
+                &GROUP_STATUS,
+            )?,
+            messages_total: counter(
+                r,
+                "sailpoint_task_messages_total",
+                "WARN and ERROR messages of completed tasks, by level.",
+                &["tenant", "task_name", "source", "level"],
+            )?,
+            last_poll_success: gauge(
+                r,
+                "sailpoint_exporter_last_poll_success_timestamp_seconds",
+                "Time (Unix seconds) of the last successful poll of the list.",
+                &["tenant", "list"],
+            )?,
+            last_poll_duration: gauge(
+                r,
+                "sailpoint_exporter_last_poll_duration_seconds",
+                "Wall time in seconds of the last poll of the list, successful or not.",
+                &["tenant", "list"],
+            )?,
+            poll_errors: counter(
+                r,
+                "sailpoint_exporter_poll_errors_total",
+                "Polls of the list that failed (nothing of a failed poll is applied).",
+                &["tenant", "list"],
+            )?,
+            api_requests: counter(
+                r,
+                "sailpoint_exporter_api_requests_total",
+                "HTTP requests to the SailPoint API by operationId (or token) and HTTP status code (or error).",
+                &["tenant", "operation", "code"],
+            )?,
+            api_duration: histogram(
+                r,
+                "sailpoint_exporter_api_request_duration_seconds",
+                "Duration of HTTP requests to the SailPoint API.",
+                &["tenant", "operation"],
+                &API_DURATION_BUCKETS,
+            )?,
+            api_retries: counter(
+                r,
+                "sailpoint_exporter_api_retries_total",
+                "Retried SailPoint API requests by reason (rate_limited, server_error, timeout, connect).",
+                &["tenant", "reason"],
+            )?,
+            token_refreshes: counter(
+                r,
+                "sailpoint_exporter_token_refreshes_total",
+                "OAuth access tokens fetched.",
+                &["tenant"],
+            )?,
+            tracked: int_gauge(
+                r,
+                "sailpoint_exporter_tracked_tasks",
+                "Tasks held in memory for exactly-once tracking: pending set and recently recorded (dedupe) set.",
+                &["tenant", "state"],
+            )?,
+            groups_folded: counter(
+                r,
+                "sailpoint_exporter_groups_folded_total",
+                "Tasks (completions, and pending tasks when first seen) attributed to task_name=\"other\", source=\"other\" because the tenant reached max_groups.",
+                &["tenant"],
+            )?,
         })
     }
 }
@@ -373,8 +478,9 @@ impl Group {
 struct TenantState {
     /// Groups admitted under `max_groups` (never forgotten: their counters live on).
     groups: HashSet<Group>,
-    /// Completion time of the latest task per (group, status), for the "newer only" rule.
-    latest: HashMap<(Group, String), DateTime<Utc>>,
+    /// The latest task per (group, status), for the "newer only" rule, ranked by
+    /// (completed, created, id) so that ties resolve the same whatever the reading order.
+    latest: HashMap<(Group, String), (DateTime<Utc>, DateTime<Utc>, String)>,
     /// Groups that currently have pending-gauge series.
     pending_groups: HashSet<Group>,
     /// (id, group) of tasks that currently have per-task pending series.
@@ -414,7 +520,10 @@ fn span(from: &DateTime<Utc>, to: &DateTime<Utc>) -> f64 {
 /// Run time of a completed task: completed − launched, or − created when never launched.
 pub fn task_duration(task: &TaskStatus) -> Option<f64> {
     let completed = task.completed.as_ref()?;
-    Some(span(task.launched.as_ref().unwrap_or(&task.created), completed))
+    Some(span(
+        task.launched.as_ref().unwrap_or(&task.created),
+        completed,
+    ))
 }
 
 impl TenantMetrics {
@@ -507,15 +616,26 @@ impl TenantMetrics {
         self.update_latest(&mut state, &group, &status, task);
     }
 
-    fn update_latest(&self, state: &mut TenantState, group: &Group, status: &str, task: &TaskStatus) {
+    fn update_latest(
+        &self,
+        state: &mut TenantState,
+        group: &Group,
+        status: &str,
+        task: &TaskStatus,
+    ) {
         let (Some(completed), Some(duration)) = (task.completed, task_duration(task)) else {
             return;
         };
         let key = (group.clone(), status.to_string());
-        if state.latest.get(&key).is_some_and(|t| *t >= completed) {
+        let rank = (completed, task.created, task.id.clone());
+        if state
+            .latest
+            .get(&key)
+            .is_some_and(|current| *current >= rank)
+        {
             return;
         }
-        state.latest.insert(key, completed);
+        state.latest.insert(key, rank);
         let labels = group.with(&self.tenant, status);
         self.families
             .last_completed
@@ -555,9 +675,17 @@ impl TenantMetrics {
         self.replace_task_series(&mut state, tasks_with_group);
     }
 
-    fn replace_group_gauges(&self, state: &mut TenantState, per_group: &HashMap<Group, (i64, DateTime<Utc>)>) {
+    fn replace_group_gauges(
+        &self,
+        state: &mut TenantState,
+        per_group: &HashMap<Group, (i64, DateTime<Utc>)>,
+    ) {
         let f = &self.families;
-        for gone in state.pending_groups.iter().filter(|g| !per_group.contains_key(*g)) {
+        for gone in state
+            .pending_groups
+            .iter()
+            .filter(|g| !per_group.contains_key(*g))
+        {
             let labels = gone.labels(&self.tenant);
             let _ = f.tasks_pending.remove_label_values(&labels);
             let _ = f.pending_oldest.remove_label_values(&labels);
@@ -565,14 +693,20 @@ impl TenantMetrics {
         for (group, (count, oldest)) in per_group {
             let labels = group.labels(&self.tenant);
             f.tasks_pending.with_label_values(&labels).set(*count);
-            f.pending_oldest.with_label_values(&labels).set(seconds(oldest));
+            f.pending_oldest
+                .with_label_values(&labels)
+                .set(seconds(oldest));
         }
         state.pending_groups = per_group.keys().cloned().collect();
     }
 
     fn replace_task_series(&self, state: &mut TenantState, mut tasks: Vec<(&TaskStatus, Group)>) {
         let f = &self.families;
-        tasks.sort_by(|a, b| a.0.created.cmp(&b.0.created).then_with(|| a.0.id.cmp(&b.0.id)));
+        tasks.sort_by(|a, b| {
+            a.0.created
+                .cmp(&b.0.created)
+                .then_with(|| a.0.id.cmp(&b.0.id))
+        });
         tasks.truncate(self.rules.max_pending_task_series);
         let keep: HashSet<(String, Group)> = tasks
             .iter()
@@ -584,12 +718,19 @@ impl TenantMetrics {
             let _ = f.pending_task_progress.remove_label_values(&labels);
         }
         for (task, group) in &tasks {
-            let labels = [self.tenant.as_str(), &task.id, &group.task_name, &group.source];
+            let labels = [
+                self.tenant.as_str(),
+                &task.id,
+                &group.task_name,
+                &group.source,
+            ];
             f.pending_task_created
                 .with_label_values(&labels)
                 .set(seconds(&task.created));
             let ratio = (task.percent_complete.clamp(0, 100) as f64) / 100.0;
-            f.pending_task_progress.with_label_values(&labels).set(ratio);
+            f.pending_task_progress
+                .with_label_values(&labels)
+                .set(ratio);
         }
         state.pending_series = keep;
     }

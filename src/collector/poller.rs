@@ -162,7 +162,12 @@ impl<S: TaskSource> TenantPoller<S> {
         self.metrics
             .poll_succeeded(PollList::Completed, at, t1.elapsed());
         self.ready.store(true, Ordering::Release);
-        tracing::info!(tenant = self.metrics.tenant(), primed = primed.len(), pending = self.tracker.pending().len(), "primed");
+        tracing::info!(
+            tenant = self.metrics.tenant(),
+            primed = primed.len(),
+            pending = self.tracker.pending().len(),
+            "primed"
+        );
         Ok(PollOutcome::Primed {
             primed: primed.len(),
         })
@@ -272,7 +277,10 @@ impl<S: TaskSource> TenantPoller<S> {
             if let Ok(PollOutcome::Primed { .. }) = outcome {
                 due = [
                     (PollList::Pending, now + self.interval(PollList::Pending)),
-                    (PollList::Completed, now + self.interval(PollList::Completed)),
+                    (
+                        PollList::Completed,
+                        now + self.interval(PollList::Completed),
+                    ),
                 ];
             } else {
                 due[0].1 = (at + self.interval(list)).max(now);

@@ -2,11 +2,13 @@
 //!
 //! The pollers are written against this trait rather than the HTTP client so that the
 //! exactly-once logic can be exercised with in-memory fakes; the real implementation is
-//! the SailPoint client.
+//! the SailPoint [`Client`].
 
 use std::future::Future;
 
+use crate::sailpoint::filter::Filter;
 use crate::sailpoint::model::TaskStatus;
+use crate::sailpoint::{ApiError, Client, ListQuery};
 
 /// The largest number of ids asked for in one `id in (...)` list request; keeps the URL
 /// well under common 8 KiB limits (50 × ~40 encoded bytes).
@@ -42,23 +44,34 @@ pub trait TaskSource: Send + Sync {
     ) -> impl Future<Output = Result<Option<TaskStatus>, Self::Error>> + Send;
 }
 
-/// The `filters` value selecting tasks by id: `id in ("a","b")`, with `\` and `"`
-/// escaped as the filter grammar requires (ids come from the API and are not trusted).
-pub fn ids_filter(ids: &[String]) -> String {
-    let quoted: Vec<String> = ids
-        .iter()
-        .map(|id| format!("\"{}\"", id.replace('\\', "\\\\").replace('"', "\\\"")))
-        .collect();
-    format!("id in ({})", quoted.join(","))
-}
+impl TaskSource for Client {
+    type Error = ApiError;
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+    async fn pending_tasks(&self) -> Result<Vec<TaskStatus>, ApiError> {
+        Client::pending_tasks(self).await
+    }
 
-    #[test]
-    fn ids_filter_quotes_and_escapes() {
-        let ids = vec!["a1".to_string(), "b\"2\\".to_string()];
-        assert_eq!(ids_filter(&ids), r#"id in ("a1","b\"2\\")"#);
+    async fn completed_page(&self, offset: u32, limit: u32) -> Result<Vec<TaskStatus>, ApiError> {
+        let page = self
+            .list_page(&ListQuery::newest_first(), offset, limit)
+            .await?;
+        Ok(page.items)
+    }
+
+    async fn tasks_by_ids(&self, ids: &[String]) -> Result<Vec<TaskStatus>, ApiError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let query = ListQuery::default().with_filter(&Filter::id_in(ids.iter().cloned()));
+        let limit = u32::try_from(ids.len()).unwrap_or(u32::MAX).clamp(1, 250);
+        Ok(self.list_page(&query, 0, limit).await?.items)
+    }
+
+    async fn task_status(&self, id: &str) -> Result<Option<TaskStatus>, ApiError> {
+        match Client::task_status(self, id).await {
+            Ok(task) => Ok(Some(task)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 }

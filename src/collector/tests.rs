@@ -73,7 +73,12 @@ impl Fake {
         }
     }
     fn completed_sorted(s: &FakeState) -> Vec<TaskStatus> {
-        let mut done: Vec<TaskStatus> = s.tasks.values().filter(|t| !t.is_pending()).cloned().collect();
+        let mut done: Vec<TaskStatus> = s
+            .tasks
+            .values()
+            .filter(|t| !t.is_pending())
+            .cloned()
+            .collect();
         done.sort_by(|a, b| b.created.cmp(&a.created));
         done
     }
@@ -98,7 +103,10 @@ impl TaskSource for Fake {
         self.hang_if_asked().await;
         self.begin(format!("page {offset}"))?;
         Ok(self.with(|s| {
-            if s.insert_before_offset.as_ref().is_some_and(|(o, _)| *o == offset) {
+            if s.insert_before_offset
+                .as_ref()
+                .is_some_and(|(o, _)| *o == offset)
+            {
                 if let Some((_, tasks)) = s.insert_before_offset.take() {
                     for t in tasks {
                         s.tasks.insert(t.id.clone(), t);
@@ -134,7 +142,10 @@ impl TaskSource for Fake {
 const T0: &str = "2024-05-01T12:00:00Z";
 
 fn at(secs: i64) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(T0).unwrap().with_timezone(&Utc) + chrono::Duration::seconds(secs)
+    DateTime::parse_from_rfc3339(T0)
+        .unwrap()
+        .with_timezone(&Utc)
+        + chrono::Duration::seconds(secs)
 }
 
 fn ts(secs: i64) -> String {
@@ -142,7 +153,13 @@ fn ts(secs: i64) -> String {
 }
 
 /// A task created at `created` seconds after T0, launched `launched` seconds after T0.
-fn task(id: &str, name: &str, source: Option<&str>, created: i64, launched: Option<i64>) -> TaskStatus {
+fn task(
+    id: &str,
+    name: &str,
+    source: Option<&str>,
+    created: i64,
+    launched: Option<i64>,
+) -> TaskStatus {
     let target = source.map(|s| json!({"id": "src", "type": "APPLICATION", "name": s}));
     serde_json::from_value(json!({
         "id": id, "type": "QUARTZ", "uniqueName": name, "description": "", "parentName": null,
@@ -228,32 +245,80 @@ const COMPLETED: &str = "sailpoint_tasks_completed_total";
 #[tokio::test]
 async fn task_seen_pending_then_completed_is_counted_once_with_exact_values() {
     let mut h = harness();
-    h.fake.put(task("a", "Cloud Account Aggregation", Some("AD"), -100, Some(-90)));
+    h.fake.put(task(
+        "a",
+        "Cloud Account Aggregation",
+        Some("AD"),
+        -100,
+        Some(-90),
+    ));
     h.prime().await;
     let s = h.samples();
-    let group = [("tenant", "acme"), ("task_name", "Cloud Account Aggregation"), ("source", "AD")];
+    let group = [
+        ("tenant", "acme"),
+        ("task_name", "Cloud Account Aggregation"),
+        ("source", "AD"),
+    ];
     assert_eq!(v(&s, "sailpoint_tasks_pending", &group), Some(1.0));
-    assert_eq!(v(&s, "sailpoint_tasks_pending_oldest_created_timestamp_seconds", &group), Some(at(-100).timestamp() as f64));
+    assert_eq!(
+        v(
+            &s,
+            "sailpoint_tasks_pending_oldest_created_timestamp_seconds",
+            &group
+        ),
+        Some(at(-100).timestamp() as f64)
+    );
 
     h.fake.complete("a", at(30), "SUCCESS");
     h.set_now(31);
     assert_eq!(h.pending().await, 1);
     h.set_now(61);
-    assert_eq!(h.completed().await, 0, "the completed path must not count it again");
+    assert_eq!(
+        h.completed().await,
+        0,
+        "the completed path must not count it again"
+    );
     assert_eq!(h.pending().await, 0);
 
     let s = h.samples();
     let ok = [group[0], group[1], group[2], ("status", "success")];
     assert_eq!(v(&s, COMPLETED, &ok), Some(1.0));
     for other in ["warning", "error", "terminated", "temperror"] {
-        assert_eq!(v(&s, COMPLETED, &[group[0], group[1], group[2], ("status", other)]), Some(0.0), "{other}");
+        assert_eq!(
+            v(
+                &s,
+                COMPLETED,
+                &[group[0], group[1], group[2], ("status", other)]
+            ),
+            Some(0.0),
+            "{other}"
+        );
     }
-    assert_eq!(v(&s, "sailpoint_task_duration_seconds_count", &ok), Some(1.0));
-    assert_eq!(v(&s, "sailpoint_task_duration_seconds_sum", &ok), Some(120.0));
-    assert_eq!(v(&s, "sailpoint_task_queue_wait_seconds_sum", &group), Some(10.0));
-    assert_eq!(v(&s, "sailpoint_task_last_completed_timestamp_seconds", &ok), Some(at(30).timestamp() as f64));
-    assert_eq!(v(&s, "sailpoint_task_last_duration_seconds", &ok), Some(120.0));
-    assert_eq!(v(&s, "sailpoint_tasks_pending", &group), None, "a group with nothing pending loses its series");
+    assert_eq!(
+        v(&s, "sailpoint_task_duration_seconds_count", &ok),
+        Some(1.0)
+    );
+    assert_eq!(
+        v(&s, "sailpoint_task_duration_seconds_sum", &ok),
+        Some(120.0)
+    );
+    assert_eq!(
+        v(&s, "sailpoint_task_queue_wait_seconds_sum", &group),
+        Some(10.0)
+    );
+    assert_eq!(
+        v(&s, "sailpoint_task_last_completed_timestamp_seconds", &ok),
+        Some(at(30).timestamp() as f64)
+    );
+    assert_eq!(
+        v(&s, "sailpoint_task_last_duration_seconds", &ok),
+        Some(120.0)
+    );
+    assert_eq!(
+        v(&s, "sailpoint_tasks_pending", &group),
+        None,
+        "a group with nothing pending loses its series"
+    );
     assert_eq!(v(&s, "sailpoint_up", &[("tenant", "acme")]), Some(1.0));
 }
 
@@ -261,7 +326,11 @@ async fn task_seen_pending_then_completed_is_counted_once_with_exact_values() {
 async fn task_that_starts_and_finishes_between_pending_polls_is_counted_by_the_completed_path() {
     let mut h = harness();
     h.prime().await;
-    h.fake.put(done(task("b", "Cloud Group Aggregation", Some("HR"), 5, Some(6)), 20, "ERROR"));
+    h.fake.put(done(
+        task("b", "Cloud Group Aggregation", Some("HR"), 5, Some(6)),
+        20,
+        "ERROR",
+    ));
     h.set_now(30);
     assert_eq!(h.pending().await, 0);
     h.set_now(60);
@@ -269,18 +338,30 @@ async fn task_that_starts_and_finishes_between_pending_polls_is_counted_by_the_c
     h.set_now(120);
     assert_eq!(h.completed().await, 0);
     let s = h.samples();
-    let labels = [("task_name", "Cloud Group Aggregation"), ("source", "HR"), ("status", "error")];
+    let labels = [
+        ("task_name", "Cloud Group Aggregation"),
+        ("source", "HR"),
+        ("status", "error"),
+    ];
     assert_eq!(v(&s, COMPLETED, &labels), Some(1.0));
-    assert_eq!(v(&s, "sailpoint_task_duration_seconds_sum", &labels), Some(14.0));
+    assert_eq!(
+        v(&s, "sailpoint_task_duration_seconds_sum", &labels),
+        Some(14.0)
+    );
 }
 
 #[tokio::test]
 async fn task_running_far_longer_than_the_overlap_is_counted_by_the_pending_path() {
     let mut h = harness();
-    h.fake.put(task("long", "Identity Refresh", None, -3600, Some(-3600)));
+    h.fake
+        .put(task("long", "Identity Refresh", None, -3600, Some(-3600)));
     // Plenty of recent history so the completed path has pages to read.
     for i in 0..10 {
-        h.fake.put(done(task(&format!("old{i}"), "Old", None, -7200 + i, None), -7000, "SUCCESS"));
+        h.fake.put(done(
+            task(&format!("old{i}"), "Old", None, -7200 + i, None),
+            -7000,
+            "SUCCESS",
+        ));
     }
     h.prime().await;
     let mut now = 0;
@@ -301,9 +382,16 @@ async fn task_running_far_longer_than_the_overlap_is_counted_by_the_pending_path
     h.set_now(now);
     assert_eq!(h.completed().await, 0);
     let s = h.samples();
-    let labels = [("task_name", "Identity Refresh"), ("source", ""), ("status", "warning")];
+    let labels = [
+        ("task_name", "Identity Refresh"),
+        ("source", ""),
+        ("status", "warning"),
+    ];
     assert_eq!(v(&s, COMPLETED, &labels), Some(1.0));
-    assert_eq!(v(&s, "sailpoint_task_duration_seconds_sum", &labels), Some((completed_at + 3600) as f64));
+    assert_eq!(
+        v(&s, "sailpoint_task_duration_seconds_sum", &labels),
+        Some((completed_at + 3600) as f64)
+    );
 }
 
 #[tokio::test]
@@ -324,7 +412,10 @@ async fn the_same_task_reported_by_both_paths_is_counted_once_in_either_order() 
         };
         assert_eq!(counted, 1, "completed_first={completed_first}");
         assert!(!h.poller.tracker().pending().contains("c"));
-        assert_eq!(v(&h.samples(), COMPLETED, &[("status", "success")]), Some(1.0));
+        assert_eq!(
+            v(&h.samples(), COMPLETED, &[("status", "success")]),
+            Some(1.0)
+        );
     }
 }
 
@@ -335,7 +426,11 @@ async fn duplicates_across_shifting_pages_are_counted_once() {
     let mut h = harness_with(t, MetricsSettings::default());
     h.prime().await;
     for i in 0..5 {
-        h.fake.put(done(task(&format!("d{i}"), "Task", None, 10 + i, None), 20 + i, "SUCCESS"));
+        h.fake.put(done(
+            task(&format!("d{i}"), "Task", None, 10 + i, None),
+            20 + i,
+            "SUCCESS",
+        ));
     }
     // Two new completions arrive at the head while the poll reads page 2: the list shifts
     // down, so page 2 repeats d3/d2 that page 1 already returned... and so on.
@@ -348,8 +443,15 @@ async fn duplicates_across_shifting_pages_are_counted_once() {
     let first = h.completed().await;
     h.set_now(120);
     let second = h.completed().await;
-    assert_eq!((first, second), (5, 2), "the poll reads the five, the next one the two new ones");
-    assert_eq!(v(&h.samples(), COMPLETED, &[("status", "success")]), Some(7.0));
+    assert_eq!(
+        (first, second),
+        (5, 2),
+        "the poll reads the five, the next one the two new ones"
+    );
+    assert_eq!(
+        v(&h.samples(), COMPLETED, &[("status", "success")]),
+        Some(7.0)
+    );
 }
 
 #[tokio::test]
@@ -368,17 +470,35 @@ async fn a_failed_poll_applies_nothing_and_the_next_one_recovers() {
     assert_eq!(h.poller.tracker().pending().len(), 2, "old snapshot kept");
     let s = h.samples();
     assert_eq!(v(&s, "sailpoint_up", &[]), Some(0.0));
-    assert_eq!(v(&s, "sailpoint_exporter_poll_errors_total", &[("list", "pending")]), Some(1.0));
-    assert_eq!(v(&s, "sailpoint_tasks_pending", &[("task_name", "Task")]), Some(2.0), "last good values kept");
+    assert_eq!(
+        v(
+            &s,
+            "sailpoint_exporter_poll_errors_total",
+            &[("list", "pending")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        v(&s, "sailpoint_tasks_pending", &[("task_name", "Task")]),
+        Some(2.0),
+        "last good values kept"
+    );
     assert_eq!(v(&s, COMPLETED, &[("status", "success")]), Some(0.0));
 
     h.set_now(60);
     assert_eq!(h.pending().await, 1);
     let s = h.samples();
     assert_eq!(v(&s, COMPLETED, &[("status", "success")]), Some(1.0));
-    assert_eq!(v(&s, "sailpoint_tasks_pending", &[("task_name", "Task")]), None);
+    assert_eq!(
+        v(&s, "sailpoint_tasks_pending", &[("task_name", "Task")]),
+        None
+    );
     assert_eq!(v(&s, "sailpoint_up", &[]), Some(1.0));
-    assert_eq!(h.poller.tracker().pending().len(), 0, "b was 404 and is forgotten");
+    assert_eq!(
+        h.poller.tracker().pending().len(),
+        0,
+        "b was 404 and is forgotten"
+    );
 }
 
 #[tokio::test]
@@ -393,7 +513,11 @@ async fn a_task_that_is_gone_after_leaving_pending_is_forgotten() {
     assert_eq!(h.fake.calls().last().map(String::as_str), Some("get x"));
     h.set_now(60);
     assert_eq!(h.pending().await, 0);
-    assert_eq!(h.fake.calls().last().map(String::as_str), Some("pending"), "not looked up again");
+    assert_eq!(
+        h.fake.calls().last().map(String::as_str),
+        Some("pending"),
+        "not looked up again"
+    );
 }
 
 #[tokio::test]
@@ -414,23 +538,64 @@ async fn a_pending_task_skipped_by_the_list_is_kept() {
 #[tokio::test]
 async fn priming_sets_last_completed_without_counting_the_backlog() {
     let mut h = harness();
-    h.fake.put(done(task("p1", "Agg", Some("AD"), -600, Some(-590)), -500, "SUCCESS"));
-    h.fake.put(done(task("p2", "Agg", Some("AD"), -400, Some(-390)), -300, "SUCCESS"));
-    h.fake.put(done(task("p3", "Agg", Some("AD"), -200, None), -100, "ERROR"));
-    h.fake.put(done(task("ancient", "Ancient", None, -100_000, None), -99_000, "SUCCESS"));
+    h.fake.put(done(
+        task("p1", "Agg", Some("AD"), -600, Some(-590)),
+        -500,
+        "SUCCESS",
+    ));
+    h.fake.put(done(
+        task("p2", "Agg", Some("AD"), -400, Some(-390)),
+        -300,
+        "SUCCESS",
+    ));
+    h.fake.put(done(
+        task("p3", "Agg", Some("AD"), -200, None),
+        -100,
+        "ERROR",
+    ));
+    h.fake.put(done(
+        task("ancient", "Ancient", None, -100_000, None),
+        -99_000,
+        "SUCCESS",
+    ));
     let outcome = h.poller.poll(PollList::Pending).await.unwrap();
     assert_eq!(outcome, PollOutcome::Primed { primed: 3 });
     let s = h.samples();
-    let ok = [("task_name", "Agg"), ("source", "AD"), ("status", "success")];
+    let ok = [
+        ("task_name", "Agg"),
+        ("source", "AD"),
+        ("status", "success"),
+    ];
     let err = [("task_name", "Agg"), ("source", "AD"), ("status", "error")];
     assert_eq!(v(&s, COMPLETED, &ok), Some(0.0));
     assert_eq!(v(&s, COMPLETED, &err), Some(0.0));
     assert_eq!(v(&s, "sailpoint_task_duration_seconds_count", &ok), None);
-    assert_eq!(v(&s, "sailpoint_task_last_completed_timestamp_seconds", &ok), Some(at(-300).timestamp() as f64));
-    assert_eq!(v(&s, "sailpoint_task_last_duration_seconds", &ok), Some(90.0));
-    assert_eq!(v(&s, "sailpoint_task_last_duration_seconds", &err), Some(100.0));
-    assert_eq!(v(&s, "sailpoint_task_last_completed_timestamp_seconds", &[("task_name", "Ancient")]), None, "outside the lookback");
-    assert!(h.poller.ready_flag().load(std::sync::atomic::Ordering::Acquire));
+    assert_eq!(
+        v(&s, "sailpoint_task_last_completed_timestamp_seconds", &ok),
+        Some(at(-300).timestamp() as f64)
+    );
+    assert_eq!(
+        v(&s, "sailpoint_task_last_duration_seconds", &ok),
+        Some(90.0)
+    );
+    assert_eq!(
+        v(&s, "sailpoint_task_last_duration_seconds", &err),
+        Some(100.0)
+    );
+    assert_eq!(
+        v(
+            &s,
+            "sailpoint_task_last_completed_timestamp_seconds",
+            &[("task_name", "Ancient")]
+        ),
+        None,
+        "outside the lookback"
+    );
+    assert!(
+        h.poller
+            .ready_flag()
+            .load(std::sync::atomic::Ordering::Acquire)
+    );
     h.set_now(60);
     assert_eq!(h.completed().await, 0, "backlog is never counted");
 }
@@ -438,14 +603,25 @@ async fn priming_sets_last_completed_without_counting_the_backlog() {
 #[tokio::test]
 async fn nothing_is_counted_until_priming_succeeds() {
     let mut h = harness();
-    h.fake.put(done(task("p", "Agg", None, -60, None), -30, "SUCCESS"));
+    h.fake
+        .put(done(task("p", "Agg", None, -60, None), -30, "SUCCESS"));
     h.fake.with(|s| s.failing = true);
     assert!(h.poller.poll(PollList::Completed).await.is_err());
     assert!(!h.poller.tracker().is_primed());
-    assert!(!h.poller.ready_flag().load(std::sync::atomic::Ordering::Acquire));
+    assert!(
+        !h.poller
+            .ready_flag()
+            .load(std::sync::atomic::Ordering::Acquire)
+    );
     h.fake.with(|s| s.failing = false);
-    assert_eq!(h.poller.poll(PollList::Completed).await.unwrap(), PollOutcome::Primed { primed: 1 });
-    assert_eq!(v(&h.samples(), COMPLETED, &[("status", "success")]), Some(0.0));
+    assert_eq!(
+        h.poller.poll(PollList::Completed).await.unwrap(),
+        PollOutcome::Primed { primed: 1 }
+    );
+    assert_eq!(
+        v(&h.samples(), COMPLETED, &[("status", "success")]),
+        Some(0.0)
+    );
 }
 
 #[tokio::test]
@@ -454,8 +630,10 @@ async fn unknown_and_mixed_case_statuses_null_launched_and_null_target() {
     h.prime().await;
     let mut no_status = task("n", "Task", None, 3, None);
     no_status.completed = Some(at(9));
-    h.fake.put(done(task("m", "Task", None, 1, None), 11, "Success"));
-    h.fake.put(done(task("u", "Task", None, 2, Some(4)), 12, "Paused"));
+    h.fake
+        .put(done(task("m", "Task", None, 1, None), 11, "Success"));
+    h.fake
+        .put(done(task("u", "Task", None, 2, Some(4)), 12, "Paused"));
     h.fake.put(no_status);
     let mut identity = done(task("i", "Task", None, 4, None), 14, "TempError");
     identity.target = Some(crate::sailpoint::model::Target {
@@ -471,11 +649,37 @@ async fn unknown_and_mixed_case_statuses_null_launched_and_null_target() {
     assert_eq!(v(&s, COMPLETED, &g("success")), Some(1.0));
     assert_eq!(v(&s, COMPLETED, &g("paused")), Some(1.0));
     assert_eq!(v(&s, COMPLETED, &g("unknown")), Some(1.0));
-    assert_eq!(v(&s, COMPLETED, &g("temperror")), Some(1.0), "IDENTITY target has no source");
-    assert_eq!(v(&s, "sailpoint_task_duration_seconds_sum", &g("success")), Some(10.0), "null launched: completed - created");
-    assert_eq!(v(&s, "sailpoint_task_duration_seconds_sum", &g("paused")), Some(8.0));
-    assert_eq!(v(&s, "sailpoint_task_queue_wait_seconds_count", &[("task_name", "Task")]), Some(1.0), "only launched tasks wait");
-    assert_eq!(v(&s, "sailpoint_task_queue_wait_seconds_sum", &[("task_name", "Task")]), Some(2.0));
+    assert_eq!(
+        v(&s, COMPLETED, &g("temperror")),
+        Some(1.0),
+        "IDENTITY target has no source"
+    );
+    assert_eq!(
+        v(&s, "sailpoint_task_duration_seconds_sum", &g("success")),
+        Some(10.0),
+        "null launched: completed - created"
+    );
+    assert_eq!(
+        v(&s, "sailpoint_task_duration_seconds_sum", &g("paused")),
+        Some(8.0)
+    );
+    assert_eq!(
+        v(
+            &s,
+            "sailpoint_task_queue_wait_seconds_count",
+            &[("task_name", "Task")]
+        ),
+        Some(1.0),
+        "only launched tasks wait"
+    );
+    assert_eq!(
+        v(
+            &s,
+            "sailpoint_task_queue_wait_seconds_sum",
+            &[("task_name", "Task")]
+        ),
+        Some(2.0)
+    );
 }
 
 #[tokio::test]
@@ -494,10 +698,26 @@ async fn negative_durations_are_clamped_and_messages_counted_by_level() {
     h.set_now(60);
     assert_eq!(h.completed().await, 1);
     let s = h.samples();
-    assert_eq!(v(&s, "sailpoint_task_duration_seconds_sum", &[("status", "warning")]), Some(0.0));
-    assert_eq!(v(&s, "sailpoint_task_messages_total", &[("level", "warn")]), Some(1.0));
-    assert_eq!(v(&s, "sailpoint_task_messages_total", &[("level", "error")]), Some(2.0));
-    assert_eq!(v(&s, "sailpoint_task_messages_total", &[("level", "info")]), None);
+    assert_eq!(
+        v(
+            &s,
+            "sailpoint_task_duration_seconds_sum",
+            &[("status", "warning")]
+        ),
+        Some(0.0)
+    );
+    assert_eq!(
+        v(&s, "sailpoint_task_messages_total", &[("level", "warn")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        v(&s, "sailpoint_task_messages_total", &[("level", "error")]),
+        Some(2.0)
+    );
+    assert_eq!(
+        v(&s, "sailpoint_task_messages_total", &[("level", "info")]),
+        None
+    );
 }
 
 #[tokio::test]
@@ -505,13 +725,29 @@ async fn last_completed_only_moves_forward() {
     let mut h = harness();
     h.prime().await;
     // Newest-first reading records the newer task before the older one.
-    h.fake.put(done(task("new", "Task", None, 20, Some(20)), 50, "SUCCESS"));
-    h.fake.put(done(task("old", "Task", None, 10, Some(10)), 30, "SUCCESS"));
+    h.fake
+        .put(done(task("new", "Task", None, 20, Some(20)), 50, "SUCCESS"));
+    h.fake
+        .put(done(task("old", "Task", None, 10, Some(10)), 30, "SUCCESS"));
     h.set_now(60);
     assert_eq!(h.completed().await, 2);
     let s = h.samples();
-    assert_eq!(v(&s, "sailpoint_task_last_completed_timestamp_seconds", &[("status", "success")]), Some(at(50).timestamp() as f64));
-    assert_eq!(v(&s, "sailpoint_task_last_duration_seconds", &[("status", "success")]), Some(30.0));
+    assert_eq!(
+        v(
+            &s,
+            "sailpoint_task_last_completed_timestamp_seconds",
+            &[("status", "success")]
+        ),
+        Some(at(50).timestamp() as f64)
+    );
+    assert_eq!(
+        v(
+            &s,
+            "sailpoint_task_last_duration_seconds",
+            &[("status", "success")]
+        ),
+        Some(30.0)
+    );
 }
 
 #[tokio::test]
@@ -532,7 +768,10 @@ async fn failing_pending_polls_do_not_lose_tasks_created_meanwhile() {
         }
         h.completed().await;
     }
-    assert_eq!(v(&h.samples(), COMPLETED, &[("status", "success")]), Some(1.0));
+    assert_eq!(
+        v(&h.samples(), COMPLETED, &[("status", "success")]),
+        Some(1.0)
+    );
 }
 
 #[tokio::test]
@@ -544,15 +783,26 @@ async fn a_task_completing_while_pending_polls_fail_is_read_by_the_first_complet
     h.fake.put(task("late", "Task", None, 100, Some(100)));
     h.set_now(1800);
     h.completed().await; // sees nothing completed; watermark does not move
-    h.fake.put(done(task("other", "Task", None, 1700, None), 1750, "SUCCESS"));
+    h.fake.put(done(
+        task("other", "Task", None, 1700, None),
+        1750,
+        "SUCCESS",
+    ));
     h.set_now(1860);
     assert_eq!(h.completed().await, 1); // watermark now 1700
     h.fake.complete("late", at(1900), "ERROR");
     h.set_now(1950);
     assert_eq!(h.pending().await, 0, "late was never in a pending snapshot");
     h.set_now(1980);
-    assert_eq!(h.completed().await, 1, "L = min(watermark, S*) - overlap reaches back to it");
-    assert_eq!(v(&h.samples(), COMPLETED, &[("status", "error")]), Some(1.0));
+    assert_eq!(
+        h.completed().await,
+        1,
+        "L = min(watermark, S*) - overlap reaches back to it"
+    );
+    assert_eq!(
+        v(&h.samples(), COMPLETED, &[("status", "error")]),
+        Some(1.0)
+    );
 }
 
 #[tokio::test]
@@ -566,7 +816,17 @@ async fn recently_recorded_stays_bounded_over_a_long_run() {
         // Two tasks per minute, each running 20 s.
         for k in 0..2 {
             let created = minute * 60 + k * 25;
-            h.fake.put(done(task(&format!("t{minute}-{k}"), "Task", None, created, Some(created)), created + 20, "SUCCESS"));
+            h.fake.put(done(
+                task(
+                    &format!("t{minute}-{k}"),
+                    "Task",
+                    None,
+                    created,
+                    Some(created),
+                ),
+                created + 20,
+                "SUCCESS",
+            ));
         }
         now += 30;
         h.set_now(now);
@@ -581,7 +841,14 @@ async fn recently_recorded_stays_bounded_over_a_long_run() {
     // overlap 120 s + one completed interval ≈ 4 minutes of completions (2/minute) plus
     // entries kept one overlap by record time: never more than a dozen, never the history.
     assert!(max_recent <= 12, "recent grew to {max_recent}");
-    assert_eq!(v(&h.samples(), "sailpoint_exporter_tracked_tasks", &[("state", "recent")]), Some(h.poller.tracker().recent().len() as f64));
+    assert_eq!(
+        v(
+            &h.samples(),
+            "sailpoint_exporter_tracked_tasks",
+            &[("state", "recent")]
+        ),
+        Some(h.poller.tracker().recent().len() as f64)
+    );
 }
 
 #[tokio::test]
@@ -598,18 +865,59 @@ async fn pending_gauges_are_replaced_and_per_task_series_capped() {
     h.fake.put(task("c", "Refresh", None, -10, None));
     h.prime().await;
     let s = h.samples();
-    assert_eq!(exposition::count(&s, "sailpoint_pending_task_created_timestamp_seconds", &[]), 2);
-    assert_eq!(v(&s, "sailpoint_pending_task_progress_ratio", &[("id", "a")]), Some(0.4));
-    assert_eq!(v(&s, "sailpoint_pending_task_created_timestamp_seconds", &[("id", "c")]), None, "only the two oldest");
-    assert_eq!(v(&s, "sailpoint_tasks_pending", &[("task_name", "Agg")]), Some(2.0));
+    assert_eq!(
+        exposition::count(&s, "sailpoint_pending_task_created_timestamp_seconds", &[]),
+        2
+    );
+    assert_eq!(
+        v(&s, "sailpoint_pending_task_progress_ratio", &[("id", "a")]),
+        Some(0.4)
+    );
+    assert_eq!(
+        v(
+            &s,
+            "sailpoint_pending_task_created_timestamp_seconds",
+            &[("id", "c")]
+        ),
+        None,
+        "only the two oldest"
+    );
+    assert_eq!(
+        v(&s, "sailpoint_tasks_pending", &[("task_name", "Agg")]),
+        Some(2.0)
+    );
     h.fake.complete("a", at(5), "SUCCESS");
     h.set_now(30);
     assert_eq!(h.pending().await, 1);
     let s = h.samples();
-    assert_eq!(v(&s, "sailpoint_pending_task_created_timestamp_seconds", &[("id", "a")]), None);
-    assert_eq!(v(&s, "sailpoint_pending_task_created_timestamp_seconds", &[("id", "c")]), Some(at(-10).timestamp() as f64));
-    assert_eq!(v(&s, "sailpoint_tasks_pending", &[("task_name", "Agg")]), Some(1.0));
-    assert_eq!(v(&s, "sailpoint_tasks_pending_oldest_created_timestamp_seconds", &[("task_name", "Agg")]), Some(at(-20).timestamp() as f64));
+    assert_eq!(
+        v(
+            &s,
+            "sailpoint_pending_task_created_timestamp_seconds",
+            &[("id", "a")]
+        ),
+        None
+    );
+    assert_eq!(
+        v(
+            &s,
+            "sailpoint_pending_task_created_timestamp_seconds",
+            &[("id", "c")]
+        ),
+        Some(at(-10).timestamp() as f64)
+    );
+    assert_eq!(
+        v(&s, "sailpoint_tasks_pending", &[("task_name", "Agg")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        v(
+            &s,
+            "sailpoint_tasks_pending_oldest_created_timestamp_seconds",
+            &[("task_name", "Agg")]
+        ),
+        Some(at(-20).timestamp() as f64)
+    );
 }
 
 #[tokio::test]
@@ -621,16 +929,40 @@ async fn groups_beyond_max_groups_fold_into_other() {
     let mut h = harness_with(tenant_settings(), m);
     h.prime().await;
     for (i, name) in ["A", "B", "C", "D"].iter().enumerate() {
-        h.fake.put(done(task(name, name, Some("S"), i as i64, None), 10, "SUCCESS"));
+        h.fake.put(done(
+            task(name, name, Some("S"), i as i64, None),
+            10,
+            "SUCCESS",
+        ));
     }
     h.set_now(60);
     assert_eq!(h.completed().await, 4);
     let s = h.samples();
     // Newest first: D and C are admitted, B and A fold.
-    assert_eq!(v(&s, COMPLETED, &[("task_name", "D"), ("status", "success")]), Some(1.0));
-    assert_eq!(v(&s, COMPLETED, &[("task_name", "C"), ("status", "success")]), Some(1.0));
-    assert_eq!(v(&s, COMPLETED, &[("task_name", "other"), ("source", "other"), ("status", "success")]), Some(2.0));
-    assert_eq!(v(&s, "sailpoint_exporter_groups_folded_total", &[]), Some(2.0));
+    assert_eq!(
+        v(&s, COMPLETED, &[("task_name", "D"), ("status", "success")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        v(&s, COMPLETED, &[("task_name", "C"), ("status", "success")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        v(
+            &s,
+            COMPLETED,
+            &[
+                ("task_name", "other"),
+                ("source", "other"),
+                ("status", "success")
+            ]
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        v(&s, "sailpoint_exporter_groups_folded_total", &[]),
+        Some(2.0)
+    );
     let names: HashSet<&str> = s
         .iter()
         .filter(|x| x.name == COMPLETED)
@@ -649,14 +981,22 @@ async fn a_hanging_poll_fails_at_its_deadline() {
     let err = h.poller.poll_completed().await.unwrap_err();
     assert!(err.to_string().contains("5s"), "{err}");
     let s = h.samples();
-    assert_eq!(v(&s, "sailpoint_exporter_poll_errors_total", &[("list", "completed")]), Some(1.0));
+    assert_eq!(
+        v(
+            &s,
+            "sailpoint_exporter_poll_errors_total",
+            &[("list", "completed")]
+        ),
+        Some(1.0)
+    );
     assert_eq!(v(&s, "sailpoint_up", &[]), Some(0.0));
 }
 
 #[tokio::test(start_paused = true)]
 async fn run_polls_both_lists_and_stops_on_shutdown() {
     let h = harness();
-    h.fake.put(done(task("p", "Agg", None, -60, None), -30, "SUCCESS"));
+    h.fake
+        .put(done(task("p", "Agg", None, -60, None), -30, "SUCCESS"));
     let fake = h.fake.clone();
     let ready = h.poller.ready_flag();
     let (tx, rx) = tokio::sync::watch::channel(false);
@@ -669,5 +1009,8 @@ async fn run_polls_both_lists_and_stops_on_shutdown() {
     // Priming (1 pending + 1 page), then pending at ~30/60/90/120 s, completed at ~60/120 s.
     assert_eq!((pending, pages), (5, 3), "{calls:?}");
     tx.send(true).unwrap();
-    tokio::time::timeout(Duration::from_secs(1), job).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(1), job)
+        .await
+        .unwrap()
+        .unwrap();
 }

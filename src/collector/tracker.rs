@@ -273,10 +273,13 @@ impl Tracker {
     pub fn apply_pending(&mut self, read: PendingRead, now: DateTime<Utc>) -> Vec<TaskStatus> {
         let mut next = PendingSet::default();
         let mut completed = Vec::new();
-        let found = read.lookups.into_iter().filter_map(|(id, lookup)| match lookup {
-            Lookup::Found(task) if task.id == id => Some(*task),
-            _ => None,
-        });
+        let found = read
+            .lookups
+            .into_iter()
+            .filter_map(|(id, lookup)| match lookup {
+                Lookup::Found(task) if task.id == id => Some(*task),
+                _ => None,
+            });
         for task in read.listed.into_iter().chain(found) {
             if self.recent.contains(&task.id) {
                 continue;
