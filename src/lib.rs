@@ -6,6 +6,8 @@
 //! `demo`, the tests and dashboard development; [`cli`] holds the command line.
 
 pub mod cli;
+pub mod collector;
 pub mod config;
+pub mod metrics;
 pub mod sailpoint;
 pub mod simulator;
