@@ -255,10 +255,16 @@ impl std::fmt::Debug for TenantSettings {
             .field("api_version", &self.api_version)
             .field("token_url", &self.token_url.as_ref().map(Url::as_str))
             .field("client_id", &self.client_id)
-            .field("client_secret", &self.client_secret.as_ref().map(|_| "[redacted]"))
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "[redacted]"),
+            )
             .field("client_secret_file", &self.client_secret_file)
             .field("client_secret_env", &self.client_secret_env)
-            .field("access_token", &self.access_token.as_ref().map(|_| "[redacted]"))
+            .field(
+                "access_token",
+                &self.access_token.as_ref().map(|_| "[redacted]"),
+            )
             .field("pending_interval", &self.pending_interval)
             .field("completed_interval", &self.completed_interval)
             .field("lookback", &self.lookback)
@@ -323,7 +329,10 @@ impl TenantSettings {
     pub fn token_endpoint(&self) -> String {
         match &self.token_url {
             Some(u) => u.to_string(),
-            None => format!("{}/oauth/token", self.base_url.as_str().trim_end_matches('/')),
+            None => format!(
+                "{}/oauth/token",
+                self.base_url.as_str().trim_end_matches('/')
+            ),
         }
     }
 
@@ -376,7 +385,10 @@ impl TenantSettings {
             ));
         }
         if !matches!(self.base_url.scheme(), "http" | "https") {
-            return Err(ConfigError::invalid(k("base_url"), "must be an http(s) URL"));
+            return Err(ConfigError::invalid(
+                k("base_url"),
+                "must be an http(s) URL",
+            ));
         }
         if self.api_version.is_empty()
             || !self.api_version.chars().all(|c| c.is_ascii_alphanumeric())
@@ -387,7 +399,10 @@ impl TenantSettings {
             ));
         }
         if !(1..=250).contains(&self.page_size) {
-            return Err(ConfigError::invalid(k("page_size"), "must be between 1 and 250"));
+            return Err(ConfigError::invalid(
+                k("page_size"),
+                "must be between 1 and 250",
+            ));
         }
         for (field, d) in [
             ("pending_interval", self.pending_interval),
@@ -401,7 +416,10 @@ impl TenantSettings {
             }
         }
         if self.rate_limit.requests == 0 {
-            return Err(ConfigError::invalid(k("rate_limit.requests"), "must be at least 1"));
+            return Err(ConfigError::invalid(
+                k("rate_limit.requests"),
+                "must be at least 1",
+            ));
         }
         if self.effective_overlap() < self.pending_interval * 2 {
             return Err(ConfigError::invalid(
@@ -410,7 +428,10 @@ impl TenantSettings {
             ));
         }
         if self.max_body_bytes < 1024 {
-            return Err(ConfigError::invalid(k("max_body_bytes"), "must be at least 1024"));
+            return Err(ConfigError::invalid(
+                k("max_body_bytes"),
+                "must be at least 1024",
+            ));
         }
         self.credentials = Some(self.resolve_credentials(key)?);
         Ok(())
@@ -491,7 +512,10 @@ impl TenantSettings {
 fn read_secret_file(path: &Path, key: &str) -> Result<SecretString, ConfigError> {
     match std::fs::read_to_string(path) {
         Ok(s) if !s.trim().is_empty() => Ok(SecretString::from(s.trim().to_string())),
-        Ok(_) => Err(ConfigError::invalid(key, format!("file {} is empty", path.display()))),
+        Ok(_) => Err(ConfigError::invalid(
+            key,
+            format!("file {} is empty", path.display()),
+        )),
         Err(e) => Err(ConfigError::invalid(
             key,
             format!("cannot read {}: {e}", path.display()),
@@ -588,7 +612,10 @@ impl Settings {
         }
         self.metrics.validate()?;
         if self.tenants.is_empty() {
-            return Err(ConfigError::invalid("tenants", "at least one tenant is required"));
+            return Err(ConfigError::invalid(
+                "tenants",
+                "at least one tenant is required",
+            ));
         }
         let mut seen = std::collections::HashSet::new();
         for (i, tenant) in self.tenants.iter_mut().enumerate() {
@@ -608,7 +635,10 @@ impl Settings {
 impl MetricsSettings {
     fn validate(&self) -> Result<(), ConfigError> {
         if self.max_groups == 0 {
-            return Err(ConfigError::invalid("metrics.max_groups", "must be at least 1"));
+            return Err(ConfigError::invalid(
+                "metrics.max_groups",
+                "must be at least 1",
+            ));
         }
         for (key, buckets) in [
             ("metrics.duration_buckets", &self.duration_buckets),
@@ -621,7 +651,10 @@ impl MetricsSettings {
                 return Err(ConfigError::invalid(key, "buckets must be finite numbers"));
             }
             if buckets.windows(2).any(|w| w.first() >= w.get(1)) {
-                return Err(ConfigError::invalid(key, "buckets must be strictly increasing"));
+                return Err(ConfigError::invalid(
+                    key,
+                    "buckets must be strictly increasing",
+                ));
             }
         }
         Ok(())
@@ -641,7 +674,10 @@ mod tests {
         let t = &s.tenants[0];
         assert_eq!(s.web.listen_address, DEFAULT_LISTEN_ADDRESS);
         assert_eq!(t.api_root(), "https://acme.api.identitynow.com/v2024");
-        assert_eq!(t.token_endpoint(), "https://acme.api.identitynow.com/oauth/token");
+        assert_eq!(
+            t.token_endpoint(),
+            "https://acme.api.identitynow.com/oauth/token"
+        );
         assert_eq!(t.pending_interval, Duration::from_secs(30));
         assert_eq!(t.effective_overlap(), Duration::from_secs(120));
         assert_eq!(t.rate_limit.requests, 90);
@@ -656,13 +692,19 @@ mod tests {
 
     #[test]
     fn errors_name_the_key() {
-        let bad = MINIMAL.replace("client_secret: s3cret", "page_size: 500\n    client_secret: x");
+        let bad = MINIMAL.replace(
+            "client_secret: s3cret",
+            "page_size: 500\n    client_secret: x",
+        );
         let err = Settings::from_text(&bad, Yaml, &Overrides::default()).unwrap_err();
         assert_eq!(
             err.to_string(),
             "configuration key `tenants[0].page_size`: must be between 1 and 250"
         );
-        let bad = MINIMAL.replace("client_secret: s3cret", "pending_interval: soon\n    client_secret: x");
+        let bad = MINIMAL.replace(
+            "client_secret: s3cret",
+            "pending_interval: soon\n    client_secret: x",
+        );
         let err = Settings::from_text(&bad, Yaml, &Overrides::default()).unwrap_err();
         assert!(err.to_string().contains("pending_interval"), "{err}");
         let bad = MINIMAL.replace("client_id: id", "clientid: id");

@@ -6,5 +6,6 @@
 //! `demo`, the tests and dashboard development; [`cli`] holds the command line.
 
 pub mod config;
+pub mod http;
 pub mod sailpoint;
 pub mod simulator;

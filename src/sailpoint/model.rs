@@ -343,7 +343,9 @@ pub fn parse_timestamp(s: &str) -> Option<DateTime<Utc>> {
             return Some(t.and_utc());
         }
     }
-    s.parse::<i64>().ok().and_then(DateTime::from_timestamp_millis)
+    s.parse::<i64>()
+        .ok()
+        .and_then(DateTime::from_timestamp_millis)
 }
 
 /// Formats a timestamp the way SailPoint does: `2020-07-11T21:23:15.000Z`.
@@ -360,7 +362,9 @@ enum RawTimestamp {
 
 fn decode(raw: RawTimestamp) -> Result<DateTime<Utc>, String> {
     match raw {
-        RawTimestamp::Text(s) => parse_timestamp(&s).ok_or_else(|| format!("invalid date-time {s:?}")),
+        RawTimestamp::Text(s) => {
+            parse_timestamp(&s).ok_or_else(|| format!("invalid date-time {s:?}"))
+        }
         RawTimestamp::Millis(ms) => DateTime::from_timestamp_millis(ms)
             .ok_or_else(|| format!("epoch milliseconds out of range: {ms}")),
     }
@@ -420,7 +424,11 @@ mod tests {
             "2024-05-17T19:33:16.47",
             "1715974396470",
         ] {
-            assert_eq!(parse_timestamp(raw), Some(want.with_timezone(&Utc)), "{raw}");
+            assert_eq!(
+                parse_timestamp(raw),
+                Some(want.with_timezone(&Utc)),
+                "{raw}"
+            );
         }
         assert_eq!(
             parse_timestamp("2020-07-11T21:23:15Z").map(|t| format_timestamp(&t)),
