@@ -370,6 +370,8 @@ pub struct Metrics {
     families: Arc<Families>,
     rules: Arc<LabelRules>,
     tenants: Mutex<HashMap<String, TenantMetrics>>,
+    reload_successful: prometheus::IntGauge,
+    reload_success_time: prometheus::Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -395,6 +397,16 @@ impl Metrics {
             &["version", "revision"],
         )?;
         build_info.with_label_values(&[version, revision]).set(1);
+        let reload_successful = prometheus::IntGauge::new(
+            "sailpoint_exporter_config_last_reload_successful",
+            "1 if the last configuration load (start or SIGHUP reload) succeeded, 0 if it was refused.",
+        )?;
+        let reload_success_time = prometheus::Gauge::new(
+            "sailpoint_exporter_config_last_reload_success_timestamp_seconds",
+            "Time of the last successful configuration load (start or SIGHUP reload).",
+        )?;
+        registry.register(Box::new(reload_successful.clone()))?;
+        registry.register(Box::new(reload_success_time.clone()))?;
         #[cfg(target_os = "linux")]
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
@@ -408,7 +420,18 @@ impl Metrics {
                 rewrites: settings.task_name_rewrites.clone(),
             }),
             tenants: Mutex::new(HashMap::new()),
+            reload_successful,
+            reload_success_time,
         })
+    }
+
+    /// Records the outcome of a configuration load (at start or on reload).
+    pub fn config_reloaded(&self, ok: bool) {
+        self.reload_successful.set(i64::from(ok));
+        if ok {
+            self.reload_success_time
+                .set(Utc::now().timestamp_millis() as f64 / 1000.0);
+        }
     }
 
     /// The whole registry in the text exposition format 0.0.4. Reads memory only.
@@ -922,15 +945,27 @@ mod tests {
     #[test]
     fn id_and_uuid_suffixes_are_stripped() {
         for (raw, want) in [
-            ("Entitlement Source Reset - 2c9180835d2e5168015d32f890ca1581", "Entitlement Source Reset"),
-            ("Entitlement Source Reset - 0f8a2b6e-58a4-4c7e-9b1d-3f2e1a0b9c8d", "Entitlement Source Reset"),
-            ("Source Reset_2C9180835D2E5168015D32F890CA1581", "Source Reset"),
+            (
+                "Entitlement Source Reset - 2c9180835d2e5168015d32f890ca1581",
+                "Entitlement Source Reset",
+            ),
+            (
+                "Entitlement Source Reset - 0f8a2b6e-58a4-4c7e-9b1d-3f2e1a0b9c8d",
+                "Entitlement Source Reset",
+            ),
+            (
+                "Source Reset_2C9180835D2E5168015D32F890CA1581",
+                "Source Reset",
+            ),
             ("Export [2c9180835d2e5168015d32f890ca1581]", "Export"),
             ("Export (0f8a2b6e-58a4-4c7e-9b1d-3f2e1a0b9c8d)", "Export"),
             ("Cloud Account Aggregation", "Cloud Account Aggregation"),
             ("Active Directory [source]", "Active Directory [source]"),
             // Not a whole trailing id token: kept.
-            ("Taskabc2c9180835d2e5168015d32f890ca1581", "Taskabc2c9180835d2e5168015d32f890ca1581"),
+            (
+                "Taskabc2c9180835d2e5168015d32f890ca1581",
+                "Taskabc2c9180835d2e5168015d32f890ca1581",
+            ),
             ("Job 12345", "Job 12345"),
         ] {
             assert_eq!(strip_id_suffix(raw), want, "{raw}");
@@ -940,11 +975,20 @@ mod tests {
     #[test]
     fn rewrites_apply_in_order_and_empty_names_become_unknown() {
         let rules = [rewrite("^Cloud ", ""), rewrite("Account", "Acct")];
-        assert_eq!(task_name("Cloud Account Aggregation", &rules), "Acct Aggregation");
+        assert_eq!(
+            task_name("Cloud Account Aggregation", &rules),
+            "Acct Aggregation"
+        );
         assert_eq!(task_name("", &[]), "unknown");
-        assert_eq!(task_name("2c9180835d2e5168015d32f890ca1581", &[]), "unknown");
+        assert_eq!(
+            task_name("2c9180835d2e5168015d32f890ca1581", &[]),
+            "unknown"
+        );
         assert_eq!(task_name("X", &[rewrite("X", "")]), "unknown");
-        assert_eq!(task_name(&"n".repeat(500), &[]).chars().count(), normalize::MAX_LABEL_CHARS);
+        assert_eq!(
+            task_name(&"n".repeat(500), &[]).chars().count(),
+            normalize::MAX_LABEL_CHARS
+        );
     }
 
     #[test]
@@ -962,22 +1006,42 @@ mod tests {
             ("sailpoint_exporter_poll_errors_total", "counter"),
             ("sailpoint_exporter_last_poll_duration_seconds", "gauge"),
             ("sailpoint_exporter_api_requests_total", "counter"),
-            ("sailpoint_exporter_api_request_duration_seconds", "histogram"),
+            (
+                "sailpoint_exporter_api_request_duration_seconds",
+                "histogram",
+            ),
             ("sailpoint_exporter_api_retries_total", "counter"),
             ("sailpoint_exporter_token_refreshes_total", "counter"),
             ("sailpoint_exporter_tracked_tasks", "gauge"),
             ("sailpoint_exporter_build_info", "gauge"),
         ] {
-            assert!(text.contains(&format!("# TYPE {family} {kind}\n")), "{family}\n{text}");
+            assert!(
+                text.contains(&format!("# TYPE {family} {kind}\n")),
+                "{family}\n{text}"
+            );
         }
-        assert!(text.contains("sailpoint_exporter_build_info{revision=\"abc\",version=\"1.2.3\"} 1"));
-        assert!(text.contains("sailpoint_exporter_api_retries_total{reason=\"rate_limited\",tenant=\"acme\"} 1"));
+        assert!(
+            text.contains("sailpoint_exporter_build_info{revision=\"abc\",version=\"1.2.3\"} 1")
+        );
+        assert!(text.contains(
+            "sailpoint_exporter_api_retries_total{reason=\"rate_limited\",tenant=\"acme\"} 1"
+        ));
         assert!(text.contains("# HELP sailpoint_up 1 if the last pending and the last completed poll of the tenant both succeeded, else 0. Updated by background polling"));
         #[cfg(target_os = "linux")]
         assert!(text.contains("process_resident_memory_bytes"));
         let s = exposition::parse(&text);
-        assert_eq!(exposition::value(&s, "sailpoint_exporter_tracked_tasks", &[("state", "recent")]), Some(4.0));
-        assert_eq!(exposition::value(&s, "sailpoint_up", &[("tenant", "acme")]), Some(0.0));
+        assert_eq!(
+            exposition::value(
+                &s,
+                "sailpoint_exporter_tracked_tasks",
+                &[("state", "recent")]
+            ),
+            Some(4.0)
+        );
+        assert_eq!(
+            exposition::value(&s, "sailpoint_up", &[("tenant", "acme")]),
+            Some(0.0)
+        );
     }
 
     #[test]
@@ -986,7 +1050,14 @@ mod tests {
         m.tenant("a").token_refresh();
         m.tenant("a").token_refresh();
         let s = exposition::parse(&String::from_utf8(m.render()).unwrap());
-        assert_eq!(exposition::value(&s, "sailpoint_exporter_token_refreshes_total", &[("tenant", "a")]), Some(2.0));
+        assert_eq!(
+            exposition::value(
+                &s,
+                "sailpoint_exporter_token_refreshes_total",
+                &[("tenant", "a")]
+            ),
+            Some(2.0)
+        );
     }
 
     #[test]
