@@ -899,3 +899,71 @@ async fn large_history_has_exact_benchmark_numbers() {
     assert_eq!(sim.sources().len(), 12);
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn scripted_tasks_follow_their_plan() {
+    use sailpoint_task_exporter::sailpoint::model::{LocalizedMessage, TaskStatusMessage};
+    let sim = sim(manual(13, Scenario::Empty)).await;
+    let t0 = start_time();
+    let message = TaskStatusMessage {
+        level: "WARN".into(),
+        localized_text: Some(LocalizedMessage {
+            locale: "en-US".into(),
+            message: "12 accounts skipped".into(),
+        }),
+        key: "skipped".into(),
+        parameters: Some(vec![]),
+    };
+    let planned = sim.add_task(
+        NewTask::group_aggregation("HR Feed")
+            .created(t0 - chrono::Duration::minutes(5))
+            .launched(t0 - chrono::Duration::minutes(4))
+            .completes(
+                t0 + chrono::Duration::minutes(10),
+                CompletionStatus::Warning,
+            )
+            .messages(vec![message.clone()]),
+    );
+    let manual_end = sim.add_task(NewTask::identity_refresh().launched(t0));
+    assert_eq!(sim.pending_tasks().len(), 2);
+    assert_eq!(
+        sim.sources().len(),
+        1,
+        "an unknown source name creates a source"
+    );
+
+    sim.advance(Duration::from_secs(600));
+    let done = sim.task(&planned).unwrap();
+    assert_eq!(done.completion_status, Some(CompletionStatus::Warning));
+    assert_eq!(done.completed, Some(t0 + chrono::Duration::minutes(10)));
+    assert_eq!(done.messages, vec![message]);
+    assert_eq!(done.target.unwrap().name, "HR Feed [source]");
+
+    assert!(sim.complete_task(&manual_end, CompletionStatus::Terminated, vec![]));
+    assert!(!sim.complete_task(&manual_end, CompletionStatus::Success, vec![]));
+    assert!(!sim.complete_task("nope", CompletionStatus::Success, vec![]));
+    let ended = sim.task(&manual_end).unwrap();
+    assert_eq!(ended.completed, Some(sim.now()));
+    assert_eq!(ended.completion_status, Some(CompletionStatus::Terminated));
+    assert!(sim.pending_tasks().is_empty());
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn speed_divides_schedules() {
+    let slow = sim(manual(14, Scenario::Steady)).await;
+    let fast = sim(manual(14, Scenario::Steady).with_speed(60.0)).await;
+    let (slow_before, fast_before) = (slow.tasks().len(), fast.tasks().len());
+    slow.advance(Duration::from_secs(3600));
+    fast.advance(Duration::from_secs(60));
+    let slow_runs = slow.tasks().len() - slow_before;
+    let fast_runs = fast.tasks().len() - fast_before;
+    // One hour at speed 1 and one minute at speed 60 both cover one account-aggregation
+    // interval per source (6) plus whatever group and refresh runs fall inside.
+    assert!((6..=13).contains(&slow_runs), "{slow_runs}");
+    assert!((6..=13).contains(&fast_runs), "{fast_runs}");
+    let newest = fast.tasks().into_iter().max_by_key(|t| t.created).unwrap();
+    assert!(newest.created <= start_time() + chrono::Duration::seconds(60));
+    slow.shutdown().await;
+    fast.shutdown().await;
+}
