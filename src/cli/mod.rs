@@ -163,7 +163,9 @@ async fn serve(global: &GlobalOpts) -> ExitCode {
 const DEMO_CONFIG: &str = include_str!("../../config/simulator.yaml");
 
 /// `demo`: the simulated tenant and the daemon against it, in one process.
-async fn demo(args: crate::simulator::SimulateArgs, global: &GlobalOpts) -> ExitCode {
+async fn demo(mut args: crate::simulator::SimulateArgs, global: &GlobalOpts) -> ExitCode {
+    // A newcomer should see completions within seconds: an hour of tenant life per minute.
+    args.speed.get_or_insert(60.0);
     let sim = match crate::simulator::Simulator::start(args.config(), args.listen).await {
         Ok(sim) => sim,
         Err(e) => {
@@ -206,7 +208,7 @@ async fn demo(args: crate::simulator::SimulateArgs, global: &GlobalOpts) -> Exit
         "sailpoint-task-exporter demo ({} scenario, seed {}, speed {}x)",
         args.scenario.name(),
         args.seed,
-        args.speed
+        args.speed.unwrap_or(1.0)
     );
     println!(
         "  simulated tenant:  {}  (client id {})",
