@@ -473,6 +473,9 @@ impl Group {
     }
 }
 
+/// (completed, created, id) of the latest task of a (group, status).
+type LatestRank = (DateTime<Utc>, DateTime<Utc>, String);
+
 /// Mutable per-tenant bookkeeping the registry cannot answer cheaply.
 #[derive(Default)]
 struct TenantState {
@@ -480,7 +483,7 @@ struct TenantState {
     groups: HashSet<Group>,
     /// The latest task per (group, status), for the "newer only" rule, ranked by
     /// (completed, created, id) so that ties resolve the same whatever the reading order.
-    latest: HashMap<(Group, String), (DateTime<Utc>, DateTime<Utc>, String)>,
+    latest: HashMap<(Group, String), LatestRank>,
     /// Groups that currently have pending-gauge series.
     pending_groups: HashSet<Group>,
     /// (id, group) of tasks that currently have per-task pending series.
@@ -922,15 +925,27 @@ mod tests {
     #[test]
     fn id_and_uuid_suffixes_are_stripped() {
         for (raw, want) in [
-            ("Entitlement Source Reset - 2c9180835d2e5168015d32f890ca1581", "Entitlement Source Reset"),
-            ("Entitlement Source Reset - 0f8a2b6e-58a4-4c7e-9b1d-3f2e1a0b9c8d", "Entitlement Source Reset"),
-            ("Source Reset_2C9180835D2E5168015D32F890CA1581", "Source Reset"),
+            (
+                "Entitlement Source Reset - 2c9180835d2e5168015d32f890ca1581",
+                "Entitlement Source Reset",
+            ),
+            (
+                "Entitlement Source Reset - 0f8a2b6e-58a4-4c7e-9b1d-3f2e1a0b9c8d",
+                "Entitlement Source Reset",
+            ),
+            (
+                "Source Reset_2C9180835D2E5168015D32F890CA1581",
+                "Source Reset",
+            ),
             ("Export [2c9180835d2e5168015d32f890ca1581]", "Export"),
             ("Export (0f8a2b6e-58a4-4c7e-9b1d-3f2e1a0b9c8d)", "Export"),
             ("Cloud Account Aggregation", "Cloud Account Aggregation"),
             ("Active Directory [source]", "Active Directory [source]"),
             // Not a whole trailing id token: kept.
-            ("Taskabc2c9180835d2e5168015d32f890ca1581", "Taskabc2c9180835d2e5168015d32f890ca1581"),
+            (
+                "Taskabc2c9180835d2e5168015d32f890ca1581",
+                "Taskabc2c9180835d2e5168015d32f890ca1581",
+            ),
             ("Job 12345", "Job 12345"),
         ] {
             assert_eq!(strip_id_suffix(raw), want, "{raw}");
@@ -940,11 +955,20 @@ mod tests {
     #[test]
     fn rewrites_apply_in_order_and_empty_names_become_unknown() {
         let rules = [rewrite("^Cloud ", ""), rewrite("Account", "Acct")];
-        assert_eq!(task_name("Cloud Account Aggregation", &rules), "Acct Aggregation");
+        assert_eq!(
+            task_name("Cloud Account Aggregation", &rules),
+            "Acct Aggregation"
+        );
         assert_eq!(task_name("", &[]), "unknown");
-        assert_eq!(task_name("2c9180835d2e5168015d32f890ca1581", &[]), "unknown");
+        assert_eq!(
+            task_name("2c9180835d2e5168015d32f890ca1581", &[]),
+            "unknown"
+        );
         assert_eq!(task_name("X", &[rewrite("X", "")]), "unknown");
-        assert_eq!(task_name(&"n".repeat(500), &[]).chars().count(), normalize::MAX_LABEL_CHARS);
+        assert_eq!(
+            task_name(&"n".repeat(500), &[]).chars().count(),
+            normalize::MAX_LABEL_CHARS
+        );
     }
 
     #[test]
@@ -962,22 +986,42 @@ mod tests {
             ("sailpoint_exporter_poll_errors_total", "counter"),
             ("sailpoint_exporter_last_poll_duration_seconds", "gauge"),
             ("sailpoint_exporter_api_requests_total", "counter"),
-            ("sailpoint_exporter_api_request_duration_seconds", "histogram"),
+            (
+                "sailpoint_exporter_api_request_duration_seconds",
+                "histogram",
+            ),
             ("sailpoint_exporter_api_retries_total", "counter"),
             ("sailpoint_exporter_token_refreshes_total", "counter"),
             ("sailpoint_exporter_tracked_tasks", "gauge"),
             ("sailpoint_exporter_build_info", "gauge"),
         ] {
-            assert!(text.contains(&format!("# TYPE {family} {kind}\n")), "{family}\n{text}");
+            assert!(
+                text.contains(&format!("# TYPE {family} {kind}\n")),
+                "{family}\n{text}"
+            );
         }
-        assert!(text.contains("sailpoint_exporter_build_info{revision=\"abc\",version=\"1.2.3\"} 1"));
-        assert!(text.contains("sailpoint_exporter_api_retries_total{reason=\"rate_limited\",tenant=\"acme\"} 1"));
+        assert!(
+            text.contains("sailpoint_exporter_build_info{revision=\"abc\",version=\"1.2.3\"} 1")
+        );
+        assert!(text.contains(
+            "sailpoint_exporter_api_retries_total{reason=\"rate_limited\",tenant=\"acme\"} 1"
+        ));
         assert!(text.contains("# HELP sailpoint_up 1 if the last pending and the last completed poll of the tenant both succeeded, else 0. Updated by background polling"));
         #[cfg(target_os = "linux")]
         assert!(text.contains("process_resident_memory_bytes"));
         let s = exposition::parse(&text);
-        assert_eq!(exposition::value(&s, "sailpoint_exporter_tracked_tasks", &[("state", "recent")]), Some(4.0));
-        assert_eq!(exposition::value(&s, "sailpoint_up", &[("tenant", "acme")]), Some(0.0));
+        assert_eq!(
+            exposition::value(
+                &s,
+                "sailpoint_exporter_tracked_tasks",
+                &[("state", "recent")]
+            ),
+            Some(4.0)
+        );
+        assert_eq!(
+            exposition::value(&s, "sailpoint_up", &[("tenant", "acme")]),
+            Some(0.0)
+        );
     }
 
     #[test]
@@ -986,7 +1030,14 @@ mod tests {
         m.tenant("a").token_refresh();
         m.tenant("a").token_refresh();
         let s = exposition::parse(&String::from_utf8(m.render()).unwrap());
-        assert_eq!(exposition::value(&s, "sailpoint_exporter_token_refreshes_total", &[("tenant", "a")]), Some(2.0));
+        assert_eq!(
+            exposition::value(
+                &s,
+                "sailpoint_exporter_token_refreshes_total",
+                &[("tenant", "a")]
+            ),
+            Some(2.0)
+        );
     }
 
     #[test]

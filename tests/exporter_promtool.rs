@@ -55,15 +55,24 @@ async fn rendered_metrics_pass_promtool_check_metrics() {
         "sailpoint_exporter_api_request_duration_seconds_bucket",
         "process_cpu_seconds_total",
     ] {
-        assert!(rendered.contains(family), "{family} missing: the check would prove little");
+        assert!(
+            rendered.contains(family),
+            "{family} missing: the check would prove little"
+        );
     }
     let (ok, report) = promtool_check(&text);
-    assert!(ok && report.trim().is_empty(), "promtool check metrics:\n{report}");
+    assert!(
+        ok && report.trim().is_empty(),
+        "promtool check metrics:\n{report}"
+    );
 }
 
 #[test]
 fn promtool_reports_a_broken_exposition() {
     // Guards the test above against a promtool that accepts anything.
     let (ok, report) = promtool_check(b"# TYPE bad_total counter\nbad_total{a=\"1\"} x\n");
-    assert!(!ok || !report.trim().is_empty(), "promtool accepted garbage");
+    assert!(
+        !ok || !report.trim().is_empty(),
+        "promtool accepted garbage"
+    );
 }
