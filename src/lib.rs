@@ -8,6 +8,8 @@
 pub mod cli;
 pub mod collector;
 pub mod config;
+pub mod daemon;
+pub mod http;
 pub mod metrics;
 pub mod sailpoint;
 pub mod simulator;

@@ -370,6 +370,8 @@ pub struct Metrics {
     families: Arc<Families>,
     rules: Arc<LabelRules>,
     tenants: Mutex<HashMap<String, TenantMetrics>>,
+    reload_successful: prometheus::IntGauge,
+    reload_success_time: prometheus::Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -395,6 +397,16 @@ impl Metrics {
             &["version", "revision"],
         )?;
         build_info.with_label_values(&[version, revision]).set(1);
+        let reload_successful = prometheus::IntGauge::new(
+            "sailpoint_exporter_config_last_reload_successful",
+            "1 if the last configuration load (start or SIGHUP reload) succeeded, 0 if it was refused.",
+        )?;
+        let reload_success_time = prometheus::Gauge::new(
+            "sailpoint_exporter_config_last_reload_success_timestamp_seconds",
+            "Time of the last successful configuration load (start or SIGHUP reload).",
+        )?;
+        registry.register(Box::new(reload_successful.clone()))?;
+        registry.register(Box::new(reload_success_time.clone()))?;
         #[cfg(target_os = "linux")]
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
@@ -408,7 +420,18 @@ impl Metrics {
                 rewrites: settings.task_name_rewrites.clone(),
             }),
             tenants: Mutex::new(HashMap::new()),
+            reload_successful,
+            reload_success_time,
         })
+    }
+
+    /// Records the outcome of a configuration load (at start or on reload).
+    pub fn config_reloaded(&self, ok: bool) {
+        self.reload_successful.set(i64::from(ok));
+        if ok {
+            self.reload_success_time
+                .set(Utc::now().timestamp_millis() as f64 / 1000.0);
+        }
     }
 
     /// The whole registry in the text exposition format 0.0.4. Reads memory only.

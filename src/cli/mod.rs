@@ -101,7 +101,8 @@ pub fn init_logging(global: &GlobalOpts) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match global.log_format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -120,16 +121,127 @@ pub async fn run(cli: Cli) -> ExitCode {
                 ExitCode::from(EXIT_USAGE)
             }
         },
-        Command::Serve => {
-            if let Err(e) = cli.global.load_settings() {
-                eprintln!("{e}");
-                return ExitCode::from(EXIT_USAGE);
+        Command::Serve => serve(&cli.global).await,
+        Command::Demo(args) => demo(args, &cli.global).await,
+        Command::Simulate(args) => {
+            match crate::simulator::run(args, crate::daemon::termination_signal()).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("simulate: {e:#}");
+                    ExitCode::from(EXIT_FAILURE)
+                }
             }
-            eprintln!("not implemented yet");
-            ExitCode::from(EXIT_FAILURE)
         }
-        _ => {
-            eprintln!("not implemented yet");
+    }
+}
+
+/// `serve`: the daemon with the configuration file; SIGHUP reloads it.
+async fn serve(global: &GlobalOpts) -> ExitCode {
+    let settings = match global.load_settings() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    tracing::info!(
+        version = crate::daemon::VERSION,
+        revision = crate::daemon::REVISION,
+        config = %global.config_file.display(),
+        tenants = settings.tenants.len(),
+        "starting sailpoint-task-exporter"
+    );
+    let reload = crate::daemon::ReloadSource {
+        path: global.config_file.clone(),
+        overrides: global.overrides(),
+    };
+    finish(crate::daemon::run(settings, Some(reload), crate::daemon::termination_signal()).await)
+}
+
+/// The configuration `demo` runs the daemon with (its base URL is replaced by the
+/// simulated tenant's address).
+const DEMO_CONFIG: &str = include_str!("../../config/simulator.yaml");
+
+/// `demo`: the simulated tenant and the daemon against it, in one process.
+async fn demo(mut args: crate::simulator::SimulateArgs, global: &GlobalOpts) -> ExitCode {
+    // A newcomer should see completions within seconds: an hour of tenant life per minute.
+    args.speed.get_or_insert(60.0);
+    let sim = match crate::simulator::Simulator::start(args.config(), args.listen).await {
+        Ok(sim) => sim,
+        Err(e) => {
+            eprintln!(
+                "demo: cannot start the simulated tenant on {}: {e}",
+                args.listen
+            );
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    let text = DEMO_CONFIG
+        .replace("http://127.0.0.1:11012", &sim.base_url())
+        .replace(
+            "client_id: sim-client",
+            &format!("client_id: {}", args.client_id),
+        );
+    let mut overrides = global.overrides();
+    overrides.listen_address = Some(
+        global
+            .listen_address
+            .clone()
+            .unwrap_or_else(|| "127.0.0.1:11011".to_string()),
+    );
+    let mut settings = match Settings::from_text(&text, config::FileFormat::Yaml, &overrides) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("demo: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    for tenant in &mut settings.tenants {
+        tenant.credentials = Some(crate::config::Credentials::ClientCredentials {
+            client_id: args.client_id.clone(),
+            client_secret: args.client_secret.clone(),
+        });
+    }
+    let web = settings.web.clone();
+    let shown = web.listen_address.replace("0.0.0.0", "127.0.0.1");
+    println!(
+        "sailpoint-task-exporter demo ({} scenario, seed {}, speed {}x)",
+        args.scenario.name(),
+        args.seed,
+        args.speed.unwrap_or(1.0)
+    );
+    println!(
+        "  simulated tenant:  {}  (client id {})",
+        sim.base_url(),
+        args.client_id
+    );
+    println!("  metrics:           http://{shown}{}", web.telemetry_path);
+    println!("  landing page:      http://{shown}/");
+    println!(
+        "  operator commands: sailpoint-task-exporter tasks pending --base-url {} --client-id {}",
+        sim.base_url(),
+        args.client_id
+    );
+    let secret = if secrecy::ExposeSecret::expose_secret(&args.client_secret)
+        == crate::simulator::DEMO_CLIENT_SECRET
+    {
+        crate::simulator::DEMO_CLIENT_SECRET
+    } else {
+        "<the secret you gave the simulator>"
+    };
+    println!("                     (with SAILPOINT_CLIENT_SECRET={secret})");
+    println!("Press Ctrl-C to stop.");
+    let result = crate::daemon::run(settings, None, crate::daemon::termination_signal()).await;
+    sim.shutdown().await;
+    finish(result)
+}
+
+fn finish(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "exporter failed");
+            eprintln!("error: {e:#}");
             ExitCode::from(EXIT_FAILURE)
         }
     }

@@ -38,8 +38,9 @@ pub struct SimulateArgs {
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Time-lapse factor: schedules and task durations are divided by it.
-    #[arg(long, default_value_t = 1.0)]
-    pub speed: f64,
+    /// (default 1 for `simulate`; `demo` defaults to 60, an hour per minute).
+    #[arg(long)]
+    pub speed: Option<f64>,
     /// Tenant to simulate.
     #[arg(long, value_enum, default_value_t = Scenario::Steady)]
     pub scenario: Scenario,
@@ -101,7 +102,7 @@ impl SimulateArgs {
             seed: self.seed,
             scenario: self.scenario,
             clock: ClockMode::Real,
-            speed: self.speed,
+            speed: self.speed.unwrap_or(1.0),
             client_id: self.client_id.clone(),
             client_secret: self.client_secret.clone(),
             token_ttl: self.token_ttl,
@@ -136,7 +137,7 @@ impl Default for SimulateArgs {
             client_id: DEMO_CLIENT_ID.to_string(),
             client_secret: SecretString::from(DEMO_CLIENT_SECRET),
             seed: 1,
-            speed: 1.0,
+            speed: None,
             scenario: Scenario::Steady,
             history: None,
             pending: None,
@@ -168,7 +169,7 @@ pub async fn run(args: SimulateArgs, shutdown: impl Future<Output = ()>) -> anyh
         client_id = %args.client_id,
         scenario = args.scenario.name(),
         seed = args.seed,
-        speed = args.speed,
+        speed = args.speed.unwrap_or(1.0),
         "simulated SailPoint tenant listening (token URL: {}/oauth/token, API: {}/v2024)",
         sim.base_url(),
         sim.base_url()
@@ -177,4 +178,49 @@ pub async fn run(args: SimulateArgs, shutdown: impl Future<Output = ()>) -> anyh
     tracing::info!("simulated tenant shutting down");
     sim.shutdown().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use secrecy::ExposeSecret;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: SimulateArgs,
+    }
+
+    #[test]
+    fn flags_build_the_config() {
+        let cli = Cli::try_parse_from([
+            "simulate",
+            "--scenario",
+            "large-history",
+            "--history",
+            "5000",
+            "--fault-429-every",
+            "5",
+            "--fault-latency",
+            "200ms",
+            "--token-ttl",
+            "30s",
+            "--fault-page-shift",
+            "--rate-limit",
+        ])
+        .unwrap();
+        let cfg = cli.args.config();
+        assert_eq!(cfg.scenario, Scenario::LargeHistory);
+        assert_eq!(cfg.history, Some(5000));
+        assert_eq!(cfg.pending, None);
+        assert_eq!(cfg.token_ttl, Duration::from_secs(30));
+        assert_eq!(cfg.faults.rate_limit_every, Some(5));
+        assert_eq!(cfg.faults.latency, Duration::from_millis(200));
+        assert!(cfg.faults.page_shift);
+        assert_eq!(cfg.faults.rate_limit, Some(RateLimit::default()));
+        assert_eq!(cfg.client_secret.expose_secret(), DEMO_CLIENT_SECRET);
+        assert_eq!(cli.args.listen, SocketAddr::from(([127, 0, 0, 1], 11012)));
+        assert!(!format!("{:?}", cli.args).contains(DEMO_CLIENT_SECRET));
+    }
 }

@@ -5,7 +5,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 
 use super::config::ClockMode;
 
@@ -29,7 +29,9 @@ impl SimClock {
             ClockMode::Real => Utc::now(),
             ClockMode::Manual { start } => start,
         };
-        base + *lock(&self.offset)
+        // SailPoint's timestamps have millisecond precision; so has the simulated tenant,
+        // or its ground truth would differ from what it serves.
+        (base + *lock(&self.offset)).trunc_subsecs(3)
     }
 
     /// Moves the clock forward (in real mode: jumps ahead of the wall clock).

@@ -54,7 +54,10 @@ pub enum ClockMode {
     /// The wall clock (plus whatever `SimHandle::advance` added).
     Real,
     /// Frozen at `start` until a test calls `SimHandle::advance`.
-    Manual { start: DateTime<Utc> },
+    Manual {
+        /// The instant the clock shows until advanced.
+        start: DateTime<Utc>,
+    },
 }
 
 impl ClockMode {
@@ -70,7 +73,9 @@ impl ClockMode {
 /// The tenant's own rate limit (SailPoint: 100 requests per 10 s per client).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimit {
+    /// Requests allowed per window.
     pub requests: u32,
+    /// Length of the sliding window.
     pub per: Duration,
 }
 
@@ -143,15 +148,20 @@ impl Faults {
 pub struct SimConfig {
     /// Seeds every random choice; same seed + scenario + clock steps + requests = same data.
     pub seed: u64,
+    /// Which tenant to build.
     pub scenario: Scenario,
+    /// Wall clock or manual clock.
     pub clock: ClockMode,
     /// Divides schedule intervals, task durations and the history window (timestamps
     /// stay real times). 1.0 = real pace; 60.0 = an hour per minute.
     pub speed: f64,
+    /// The only client id `/oauth/token` accepts.
     pub client_id: String,
+    /// The only client secret `/oauth/token` accepts (redacted in `Debug`).
     pub client_secret: SecretString,
     /// `expires_in` of issued tokens; tokens expire against the simulated clock.
     pub token_ttl: Duration,
+    /// Faults injected from the start (change them with `SimHandle::set_faults`).
     pub faults: Faults,
     /// Completed tasks in the history at start; `None` = the scenario's default.
     pub history: Option<usize>,
@@ -188,6 +198,7 @@ impl SimConfig {
         }
     }
 
+    /// Sets the scenario.
     pub fn with_scenario(mut self, scenario: Scenario) -> Self {
         self.scenario = scenario;
         self
@@ -199,37 +210,44 @@ impl SimConfig {
         self
     }
 
+    /// Sets the time-lapse factor.
     pub fn with_speed(mut self, speed: f64) -> Self {
         self.speed = speed;
         self
     }
 
+    /// Sets the accepted client id and secret.
     pub fn with_credentials(mut self, client_id: &str, client_secret: &str) -> Self {
         self.client_id = client_id.to_string();
         self.client_secret = SecretString::from(client_secret);
         self
     }
 
+    /// Sets the lifetime of issued tokens.
     pub fn with_token_ttl(mut self, ttl: Duration) -> Self {
         self.token_ttl = ttl;
         self
     }
 
+    /// Sets the initial faults.
     pub fn with_faults(mut self, faults: Faults) -> Self {
         self.faults = faults;
         self
     }
 
+    /// Sets the number of completed tasks at start.
     pub fn with_history(mut self, history: usize) -> Self {
         self.history = Some(history);
         self
     }
 
+    /// Sets the number of pending tasks at start.
     pub fn with_pending(mut self, pending: usize) -> Self {
         self.pending = Some(pending);
         self
     }
 
+    /// Sets the number of sources.
     pub fn with_sources(mut self, sources: usize) -> Self {
         self.sources = Some(sources);
         self

@@ -133,7 +133,7 @@ impl FaultState {
         let every = self
             .faults
             .rate_limit_every
-            .is_some_and(|n| n > 0 && self.requests % n == 0);
+            .is_some_and(|n| n > 0 && self.requests.is_multiple_of(n));
         if every || self.chance(self.faults.rate_limit_probability) {
             self.burst_left = self.faults.rate_limit_burst.max(1) - 1;
             return true;

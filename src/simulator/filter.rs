@@ -25,14 +25,29 @@ use crate::sailpoint::model::CompletionStatus;
 /// Why a `filters` value was refused; the text goes into the 400 body.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum FilterError {
+    /// The text does not follow the grammar.
     #[error("Invalid filter syntax at position {position}: {reason}")]
-    Syntax { position: usize, reason: String },
+    Syntax {
+        /// Byte offset of the problem.
+        position: usize,
+        /// What was expected or found.
+        reason: String,
+    },
+    /// A field the task-status list cannot be filtered on.
     #[error("Filtering is not supported for field '{0}'")]
     UnknownField(String),
+    /// A known operator the field does not support.
     #[error("Filtering is not supported for operator '{operator}' on field '{field}'")]
-    UnsupportedOperator { field: String, operator: String },
+    UnsupportedOperator {
+        /// The field.
+        field: String,
+        /// The operator.
+        operator: String,
+    },
+    /// `or` or `not`.
     #[error("Composite operator '{0}' is not supported")]
     UnsupportedComposite(String),
+    /// A `type` value that is not a task kind (SailPoint's own wording).
     #[error("Error converting Enumerated string (type) value ({0})")]
     UnknownTaskType(String),
 }
@@ -40,9 +55,13 @@ pub enum FilterError {
 /// The four fields the task-status list can be filtered on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Field {
+    /// `id`: eq, in.
     Id,
+    /// `sourceId`: eq, in; matches `target.id` / `attributes.appId`.
     SourceId,
+    /// `completionStatus`: eq, in, isnull.
     CompletionStatus,
+    /// `type`: eq, in; task kinds such as `CLOUD_ACCOUNT_AGGREGATION`.
     Type,
 }
 

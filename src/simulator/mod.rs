@@ -23,6 +23,8 @@
 //! # let _ = (url, truth, ClockMode::Real); Ok(()) }
 //! ```
 
+#![warn(missing_docs)]
+
 mod args;
 mod auth;
 mod clock;
@@ -70,11 +72,17 @@ use tenant::Tenant;
 /// fields additionally count outcomes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RequestCounts {
+    /// `POST /oauth/token`.
     pub token: u64,
+    /// `GET /task-status/pending-tasks` (getPendingTasks).
     pub get_pending_tasks: u64,
+    /// `HEAD /task-status/pending-tasks` (getPendingTaskHeaders).
     pub get_pending_task_headers: u64,
+    /// `GET /task-status` (getTaskStatusList).
     pub get_task_status_list: u64,
+    /// `GET /task-status/{id}` (getTaskStatus).
     pub get_task_status: u64,
+    /// `PATCH /task-status/{id}` (updateTaskStatus).
     pub update_task_status: u64,
     /// Answered 401.
     pub unauthorized: u64,
@@ -149,6 +157,7 @@ async fn accept_loop(
                     connections.spawn(async move {
                         let service = service_fn(move |req| server::serve(Arc::clone(&state), req));
                         let _ = http1::Builder::new()
+                            .title_case_headers(true)
                             .serve_connection(TokioIo::new(stream), service)
                             .await;
                     });

@@ -64,6 +64,29 @@ impl std::error::Error for ConnectionReset {}
 
 type Reply = Response<Full<Bytes>>;
 
+/// A refusal to answer an API request, sent as an ErrorResponseDto.
+struct Refusal {
+    status: StatusCode,
+    /// `None` = the spec's generic text for the status.
+    text: Option<String>,
+}
+
+impl Refusal {
+    fn bad_request(text: &str) -> Refusal {
+        Refusal {
+            status: StatusCode::BAD_REQUEST,
+            text: Some(text.to_string()),
+        }
+    }
+
+    fn not_found(id: &str) -> Refusal {
+        Refusal {
+            status: StatusCode::NOT_FOUND,
+            text: Some(format!("TaskStatus with id '{id}' was not found")),
+        }
+    }
+}
+
 /// The five operations, by operationId.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Operation {
@@ -178,9 +201,12 @@ async fn api(
         (Operation::GetTaskStatusList, _) => state.list(&query),
         (Operation::GetTaskStatus, Route::Task(id)) => state.task(&id),
         (Operation::UpdateTaskStatus, Route::Task(id)) => state.update(&id, req).await,
-        _ => Err(state.error(StatusCode::NOT_FOUND, None)),
+        _ => Err(Refusal {
+            status: StatusCode::NOT_FOUND,
+            text: None,
+        }),
     };
-    let reply = reply.unwrap_or_else(|e| e);
+    let reply = reply.unwrap_or_else(|r| state.error(r.status, r.text.as_deref()));
     Ok(spoil(reply, body_fault).await)
 }
 
@@ -303,10 +329,8 @@ fn empty_reply(status: StatusCode) -> Reply {
 }
 
 fn with_total(mut reply: Reply, total: Option<usize>) -> Reply {
-    if let Some(total) = total {
-        if let Ok(v) = HeaderValue::from_str(&total.to_string()) {
-            reply.headers_mut().insert("X-Total-Count", v);
-        }
+    if let Some(v) = total.and_then(|t| HeaderValue::from_str(&t.to_string()).ok()) {
+        reply.headers_mut().insert("X-Total-Count", v);
     }
     reply
 }
@@ -436,8 +460,8 @@ impl SimState {
         offset > 0 && lock(&self.faults).faults().page_shift
     }
 
-    fn pending(&self, query: &Query, head: bool) -> Result<Reply, Reply> {
-        let (offset, limit, count) = query.paging().map_err(|e| self.bad_request(&e))?;
+    fn pending(&self, query: &Query, head: bool) -> Result<Reply, Refusal> {
+        let (offset, limit, count) = query.paging().map_err(|e| Refusal::bad_request(&e))?;
         let shift = self.page_shift(offset);
         let (mut tenant, now) = self.settled();
         if shift {
@@ -459,14 +483,14 @@ impl SimState {
         Ok(with_total(reply, total))
     }
 
-    fn list(&self, query: &Query) -> Result<Reply, Reply> {
-        let (offset, limit, count) = query.paging().map_err(|e| self.bad_request(&e))?;
-        let descending = query.descending().map_err(|e| self.bad_request(&e))?;
+    fn list(&self, query: &Query) -> Result<Reply, Refusal> {
+        let (offset, limit, count) = query.paging().map_err(|e| Refusal::bad_request(&e))?;
+        let descending = query.descending().map_err(|e| Refusal::bad_request(&e))?;
         let filter = query
             .get("filters")
             .map(Filter::parse)
             .transpose()
-            .map_err(|e| self.bad_request(&e.to_string()))?;
+            .map_err(|e| Refusal::bad_request(&e.to_string()))?;
         let shift = self.page_shift(offset);
         let (mut tenant, now) = self.settled();
         if shift {
@@ -478,17 +502,17 @@ impl SimState {
         Ok(with_total(reply, count.then_some(page.total)))
     }
 
-    fn task(&self, id: &str) -> Result<Reply, Reply> {
+    fn task(&self, id: &str) -> Result<Reply, Refusal> {
         let (tenant, now) = self.settled();
         let task = tenant.get(id, now);
         drop(tenant);
         match task {
             Some(task) => Ok(json_reply(StatusCode::OK, &task_json(&task))),
-            None => Err(self.not_found(id)),
+            None => Err(Refusal::not_found(id)),
         }
     }
 
-    async fn update(&self, id: &str, req: Request<Incoming>) -> Result<Reply, Reply> {
+    async fn update(&self, id: &str, req: Request<Incoming>) -> Result<Reply, Refusal> {
         let media_type = req
             .headers()
             .get(CONTENT_TYPE)
@@ -496,31 +520,23 @@ impl SimState {
             .and_then(|v| v.split(';').next())
             .map(|v| v.trim().to_ascii_lowercase());
         if media_type.as_deref() != Some("application/json-patch+json") {
-            return Err(self.error(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                Some("Content-Type must be application/json-patch+json"),
-            ));
+            return Err(Refusal {
+                status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                text: Some("Content-Type must be application/json-patch+json".into()),
+            });
         }
-        let body = read_body(req).await.map_err(|e| self.bad_request(&e))?;
-        let ops: Vec<JsonPatchOperation> = serde_json::from_slice(&body)
-            .map_err(|e| self.bad_request(&format!("the body is not a JSON Patch array: {e}")))?;
+        let body = read_body(req).await.map_err(|e| Refusal::bad_request(&e))?;
+        let ops: Vec<JsonPatchOperation> = serde_json::from_slice(&body).map_err(|e| {
+            Refusal::bad_request(&format!("the body is not a JSON Patch array: {e}"))
+        })?;
         let (mut tenant, now) = self.settled();
         let result = tenant.patch(id, &ops, now);
         drop(tenant);
         match result {
             Ok(task) => Ok(json_reply(StatusCode::OK, &task_json(&task))),
-            Err(PatchError::NotFound) => Err(self.not_found(id)),
-            Err(PatchError::Invalid(text)) => Err(self.bad_request(&text)),
+            Err(PatchError::NotFound) => Err(Refusal::not_found(id)),
+            Err(PatchError::Invalid(text)) => Err(Refusal::bad_request(&text)),
         }
-    }
-
-    fn bad_request(&self, text: &str) -> Reply {
-        self.error(StatusCode::BAD_REQUEST, Some(text))
-    }
-
-    fn not_found(&self, id: &str) -> Reply {
-        let text = format!("TaskStatus with id '{id}' was not found");
-        self.error(StatusCode::NOT_FOUND, Some(&text))
     }
 
     /// An ErrorResponseDto answer. Without `text`, the spec's generic text is used.

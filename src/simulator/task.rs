@@ -225,7 +225,12 @@ impl SimTask {
 
     /// Renders the task as the API returns it at `now`.
     pub(crate) fn render(&self, source: Option<&SimSource>, now: DateTime<Utc>) -> TaskStatus {
-        let visible_until = self.done.as_ref().map_or(now, |d| d.at.min(now));
+        // A finished task shows the launch it had by its end (or by the PATCH that
+        // ended it); a queued task patched to done never shows one.
+        let visible_until = match &self.done {
+            Some(d) => self.modified.map_or(d.at, |m| m.max(d.at)).min(now),
+            None => now,
+        };
         let launched = self.launch_at.filter(|l| *l <= visible_until);
         let (percent, progress) = self.progress(launched, now);
         TaskStatus {

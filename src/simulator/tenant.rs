@@ -28,6 +28,7 @@ use super::task::{
 /// A task a test adds to the tenant (see [`super::SimHandle::add_task`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewTask {
+    /// What the task does.
     pub kind: TaskKind,
     /// Source display name; an unknown name creates a new source (no schedules).
     pub source: Option<String>,
@@ -72,16 +73,19 @@ impl NewTask {
         NewTask::new(TaskKind::IdentityRefresh)
     }
 
+    /// Attaches the task to the source named `source`.
     pub fn on_source(mut self, source: &str) -> Self {
         self.source = Some(source.to_string());
         self
     }
 
+    /// Sets the creation time.
     pub fn created(mut self, t: DateTime<Utc>) -> Self {
         self.created = Some(t);
         self
     }
 
+    /// Sets the launch time (rendered as null until the clock reaches it).
     pub fn launched(mut self, t: DateTime<Utc>) -> Self {
         self.launched = Some(t);
         self
@@ -93,6 +97,7 @@ impl NewTask {
         self
     }
 
+    /// Sets the messages shown once the task has completed.
     pub fn messages(mut self, messages: Vec<TaskStatusMessage>) -> Self {
         self.messages = messages;
         self
@@ -174,14 +179,15 @@ impl Tenant {
             let Some(task) = slots.get_mut(slot as usize) else {
                 return false;
             };
-            if let Plan::At(at, status, messages) = &task.plan {
-                if *at <= now && task.done.is_none() {
-                    task.done = Some(Done {
-                        at: *at,
-                        status: status.clone(),
-                        messages: messages.clone(),
-                    });
-                }
+            if let Plan::At(at, status, messages) = &task.plan
+                && *at <= now
+                && task.done.is_none()
+            {
+                task.done = Some(Done {
+                    at: *at,
+                    status: status.clone(),
+                    messages: messages.clone(),
+                });
             }
             task.done.is_none()
         });

@@ -1,0 +1,93 @@
+//! The exporter's HTTP server: `/metrics` for Prometheus, a landing page, and liveness and
+//! readiness endpoints for orchestrators.
+//!
+//! It knows nothing about SailPoint or the metrics registry: it asks a [`MetricsSource`]
+//! for the rendered exposition text and for readiness, both answered from memory, so a
+//! scrape never waits on the tenant. The daemon, `demo` and the tests start it the same
+//! way, with [`serve`].
+//!
+//! Robustness (see [`ServerLimits`]): a header-read deadline against slowloris clients
+//! (also the idle keep-alive timeout), a cap on concurrent connections, `431` for oversized
+//! request heads, a per-request deadline, and accept-error back-off. Shutdown drains
+//! in-flight requests for a bounded time.
+//!
+//! Extension points for the web-config issue: connections are served by a function
+//! generic over the IO type (a TLS stream fits after its handshake), and an optional
+//! [`AccessPolicy`] gates every path except `/-/healthy`.
+
+mod access;
+mod connections;
+mod encoding;
+mod landing;
+mod routes;
+mod settings;
+
+use std::future::Future;
+use std::io;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+pub use access::{AccessPolicy, Denied};
+pub use connections::BUSY_RESPONSE;
+pub use routes::METRICS_CONTENT_TYPE;
+pub use settings::{ServerConfig, ServerLimits};
+
+/// Where the server gets what it serves.
+///
+/// A trait rather than two closures so one object (the metrics state) can implement both
+/// and be shared as one `Arc`. Both methods are called on the request path: they must
+/// answer from memory and never call SailPoint.
+pub trait MetricsSource: Send + Sync + 'static {
+    /// The current exposition in the Prometheus text format 0.0.4. Runs on a blocking
+    /// thread, so taking a lock is acceptable; taking seconds is not (the request
+    /// deadline answers `503`).
+    fn render(&self) -> Vec<u8>;
+    /// Whether the exporter has data worth scraping (every tenant polled once);
+    /// `/-/ready` answers `200` when true, `503` otherwise.
+    fn is_ready(&self) -> bool;
+}
+
+/// Serves HTTP on `listener` until `shutdown` resolves, then stops accepting, lets
+/// in-flight requests finish (at most `limits.shutdown_grace`) and returns.
+///
+/// Takes a bound listener (not an address) so the caller reports bind errors itself and
+/// tests can use port 0. Returns `InvalidInput` for a config it cannot honour (telemetry
+/// path not starting with `/`, zero connection cap or zero timeouts); per-connection and
+/// accept errors are logged, never returned.
+pub async fn serve(
+    listener: TcpListener,
+    config: ServerConfig,
+    source: Arc<dyn MetricsSource>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> io::Result<()> {
+    validate(&config)?;
+    if let Ok(address) = listener.local_addr() {
+        tracing::info!(%address, path = %config.telemetry_path, "serving metrics");
+    }
+    let routes = Arc::new(routes::Routes::new(&config, source));
+    connections::Acceptor::new(listener, routes, &config.limits)
+        .run(shutdown)
+        .await;
+    tracing::info!("HTTP server stopped");
+    Ok(())
+}
+
+fn validate(config: &ServerConfig) -> io::Result<()> {
+    let limits = &config.limits;
+    let problem = if !config.telemetry_path.starts_with('/') {
+        Some("telemetry path must start with '/'")
+    } else if limits.max_connections == 0
+        || limits.max_connections > tokio::sync::Semaphore::MAX_PERMITS
+    {
+        Some("max_connections must be between 1 and Semaphore::MAX_PERMITS")
+    } else if limits.header_read_timeout.is_zero() || limits.request_timeout.is_zero() {
+        Some("header_read_timeout and request_timeout must be positive")
+    } else {
+        None
+    };
+    match problem {
+        Some(problem) => Err(io::Error::new(io::ErrorKind::InvalidInput, problem)),
+        None => Ok(()),
+    }
+}

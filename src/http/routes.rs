@@ -1,0 +1,186 @@
+//! Maps one request to one response: the metrics path, the landing page and the two health
+//! endpoints, with access checks, method checks and the per-request deadline.
+//!
+//! Independent of the connection and IO type, so TLS changes nothing here.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{
+    ALLOW, CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, HeaderValue, VARY, WWW_AUTHENTICATE,
+};
+use hyper::{Method, Request, Response, StatusCode};
+
+use super::MetricsSource;
+use super::access::AccessPolicy;
+use super::encoding;
+use super::landing;
+use super::settings::ServerConfig;
+
+/// Prometheus text exposition format, version 0.0.4.
+pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+const TEXT: &str = "text/plain; charset=utf-8";
+const HTML: &str = "text/html; charset=utf-8";
+const HEALTHY_PATH: &str = "/-/healthy";
+const READY_PATH: &str = "/-/ready";
+
+/// The endpoints this server knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Endpoint {
+    Metrics,
+    Landing,
+    Healthy,
+    Ready,
+}
+
+/// The request handler shared by every connection.
+pub struct Routes {
+    telemetry_path: String,
+    landing_page: Bytes,
+    request_timeout: Duration,
+    source: Arc<dyn MetricsSource>,
+    access: Option<Arc<dyn AccessPolicy>>,
+}
+
+impl Routes {
+    /// Prepares the handler; the landing page is rendered here, once.
+    pub fn new(config: &ServerConfig, source: Arc<dyn MetricsSource>) -> Self {
+        Routes {
+            telemetry_path: config.telemetry_path.clone(),
+            landing_page: Bytes::from(landing::render(config)),
+            request_timeout: config.limits.request_timeout,
+            source,
+            access: config.access.clone(),
+        }
+    }
+
+    /// Answers a request within the request timeout (`503` past it). Never fails and
+    /// never panics: every outcome is an HTTP response.
+    pub async fn respond<B>(&self, request: Request<B>) -> Response<Full<Bytes>> {
+        let answer = self.route(request.method(), request.uri().path(), request.headers());
+        match tokio::time::timeout(self.request_timeout, answer).await {
+            Ok(response) => response,
+            Err(_) => {
+                tracing::warn!(path = request.uri().path(), "request timed out");
+                text(StatusCode::SERVICE_UNAVAILABLE, "request timed out\n")
+            }
+        }
+    }
+
+    async fn route(
+        &self,
+        method: &Method,
+        path: &str,
+        headers: &HeaderMap,
+    ) -> Response<Full<Bytes>> {
+        let endpoint = self.endpoint(path);
+        if endpoint != Some(Endpoint::Healthy)
+            && let Some(denied) = self.denied(path, headers)
+        {
+            return denied;
+        }
+        let Some(endpoint) = endpoint else {
+            return text(StatusCode::NOT_FOUND, "not found\n");
+        };
+        if method != Method::GET && method != Method::HEAD {
+            return method_not_allowed();
+        }
+        match endpoint {
+            Endpoint::Metrics => self.metrics(headers).await,
+            Endpoint::Landing => with_type(StatusCode::OK, HTML, self.landing_page.clone()),
+            Endpoint::Healthy => text(StatusCode::OK, "OK"),
+            Endpoint::Ready => self.readiness(),
+        }
+    }
+
+    fn endpoint(&self, path: &str) -> Option<Endpoint> {
+        if path == self.telemetry_path {
+            return Some(Endpoint::Metrics);
+        }
+        match path {
+            "/" => Some(Endpoint::Landing),
+            HEALTHY_PATH => Some(Endpoint::Healthy),
+            READY_PATH => Some(Endpoint::Ready),
+            _ => None,
+        }
+    }
+
+    fn denied(&self, path: &str, headers: &HeaderMap) -> Option<Response<Full<Bytes>>> {
+        let denied = self.access.as_ref()?.check(path, headers).err()?;
+        let mut response = text(StatusCode::UNAUTHORIZED, "unauthorized\n");
+        if let Ok(challenge) = HeaderValue::from_str(&denied.challenge) {
+            response.headers_mut().insert(WWW_AUTHENTICATE, challenge);
+        }
+        Some(response)
+    }
+
+    fn readiness(&self) -> Response<Full<Bytes>> {
+        if self.source.is_ready() {
+            text(StatusCode::OK, "OK")
+        } else {
+            text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not ready: waiting for the first poll of every tenant\n",
+            )
+        }
+    }
+
+    /// Renders (and maybe compresses) off the async workers, so a large exposition or a
+    /// source holding a lock cannot stall other connections, and the deadline still bites.
+    async fn metrics(&self, headers: &HeaderMap) -> Response<Full<Bytes>> {
+        let source = Arc::clone(&self.source);
+        let gzip = encoding::wants_gzip(headers);
+        let rendered = tokio::task::spawn_blocking(move || encode(source.render(), gzip)).await;
+        let Ok((body, gzipped)) = rendered else {
+            tracing::error!("rendering metrics panicked");
+            return text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "rendering metrics failed\n",
+            );
+        };
+        let mut response = with_type(StatusCode::OK, METRICS_CONTENT_TYPE, Bytes::from(body));
+        let response_headers = response.headers_mut();
+        response_headers.insert(VARY, HeaderValue::from_static("Accept-Encoding"));
+        if gzipped {
+            response_headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        }
+        response
+    }
+}
+
+/// Compresses when asked; falls back to the plain text if compression fails.
+fn encode(body: Vec<u8>, gzip: bool) -> (Vec<u8>, bool) {
+    if !gzip {
+        return (body, false);
+    }
+    match encoding::gzip(&body) {
+        Ok(compressed) => (compressed, true),
+        Err(error) => {
+            tracing::warn!(%error, "gzip failed; sending uncompressed");
+            (body, false)
+        }
+    }
+}
+
+fn method_not_allowed() -> Response<Full<Bytes>> {
+    let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+    response
+        .headers_mut()
+        .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+    response
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    with_type(status, TEXT, Bytes::from_static(body.as_bytes()))
+}
+
+fn with_type(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
