@@ -52,7 +52,9 @@ impl FakeSource {
 impl MetricsSource for FakeSource {
     fn render(&self) -> Vec<u8> {
         self.rendering.notify_one();
-        while self.hold.load(Ordering::SeqCst) {
+        // Bounded, so a failing test cannot hang the runtime's shutdown on this thread.
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while self.hold.load(Ordering::SeqCst) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(2));
         }
         EXPOSITION.as_bytes().to_vec()
