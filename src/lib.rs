@@ -5,7 +5,11 @@
 //! → [`metrics`] state → [`http`] serving. [`simulator`] is a faithful fake tenant used by
 //! `demo`, the tests and dashboard development; [`cli`] holds the command line.
 
+pub mod cli;
+pub mod collector;
 pub mod config;
+pub mod daemon;
 pub mod http;
+pub mod metrics;
 pub mod sailpoint;
 pub mod simulator;

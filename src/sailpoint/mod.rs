@@ -1,4 +1,14 @@
 //! The SailPoint v2024 task-status API: typed models, filter builder, token source,
-//! rate limiter and the client for the five operations.
+//! request budget and retries, and the client for the five operations.
 
+pub mod auth;
+pub mod client;
+pub mod error;
+pub mod filter;
 pub mod model;
+pub mod ratelimit;
+pub mod transport;
+
+pub use client::{Client, ListQuery, Page};
+pub use error::ApiError;
+pub use transport::{ApiObserver, NoopObserver, RetryReason};

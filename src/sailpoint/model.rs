@@ -24,7 +24,7 @@ pub struct TaskStatus {
     /// 32-hex task id.
     pub id: String,
     /// Scheduler kind (`QUARTZ`, `QPOC`, `QUEUED_TASK`), not the task kind.
-    #[serde(rename = "type", default)]
+    #[serde(rename = "type", default, deserialize_with = "null_as_default")]
     pub task_type: TaskType,
     /// Task name, e.g. "Cloud Account Aggregation"; may carry an id suffix.
     #[serde(default, deserialize_with = "null_as_default")]
@@ -33,7 +33,7 @@ pub struct TaskStatus {
     pub description: String,
     #[serde(default)]
     pub parent_name: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub attributes: Map<String, Value>,
     #[serde(with = "timestamp")]
     pub created: DateTime<Utc>,
@@ -247,7 +247,7 @@ pub struct TaskDefinitionSummary {
     pub parent_name: Option<String>,
     #[serde(default)]
     pub executor: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub arguments: Map<String, Value>,
 }
 

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs the system tools the test suite needs, only when missing:
+#   promtool and prometheus (Debian package `prometheus`).
+# The Debian package's maintainer scripts try to start a service; that is harmless here
+# (no init system runs in CI containers) and is prevented with a policy-rc.d.
+set -euo pipefail
+if command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1; then
+  exit 0
+fi
+if [ "$(id -u)" != 0 ]; then
+  echo "promtool/prometheus missing and not root: install Debian's 'prometheus' package" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+policy=/usr/sbin/policy-rc.d
+created_policy=0
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod +x "$policy" && created_policy=1
+fi
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+[ "$created_policy" = 1 ] && rm -f "$policy"
+# Stop a server the package may have started anyway; the tests start their own.
+pkill -x prometheus 2>/dev/null || true
+command -v promtool >/dev/null && command -v prometheus >/dev/null

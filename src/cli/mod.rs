@@ -1,0 +1,248 @@
+//! The command line: global flags, subcommands and the dispatch to each part.
+//!
+//! `main.rs` only parses and calls [`run`]; every subcommand lives in the module that owns
+//! its concern (the daemon in `collector`/`http`, `simulate` in `simulator`, `tasks` in
+//! [`tasks`]). Exit codes: 0 success, 1 runtime/API failure, 2 usage or configuration error.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::{Overrides, Settings};
+
+/// Exit code for a usage or configuration error.
+pub const EXIT_USAGE: u8 = 2;
+/// Exit code for an API, network or runtime failure.
+pub const EXIT_FAILURE: u8 = 1;
+
+/// Prometheus exporter for SailPoint Identity Security Cloud task status.
+#[derive(Debug, Parser)]
+#[command(name = "sailpoint-task-exporter", version, about, long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalOpts,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Flags shared by every subcommand.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalOpts {
+    /// Configuration file (YAML or TOML by extension).
+    #[arg(
+        long = "config.file",
+        global = true,
+        default_value = "sailpoint-task-exporter.yaml",
+        env = "SAILPOINT_EXPORTER_CONFIG"
+    )]
+    pub config_file: PathBuf,
+    /// Address to listen on for /metrics (overrides web.listen_address).
+    #[arg(long = "web.listen-address", global = true)]
+    pub listen_address: Option<String>,
+    /// Path under which metrics are served (overrides web.telemetry_path).
+    #[arg(long = "web.telemetry-path", global = true)]
+    pub telemetry_path: Option<String>,
+    /// exporter-toolkit style web configuration file (TLS, basic auth).
+    #[arg(long = "web.config.file", global = true)]
+    pub web_config_file: Option<String>,
+    /// Log level: error, warn, info, debug, trace (or a tracing filter directive).
+    #[arg(long = "log.level", global = true, default_value = "info")]
+    pub log_level: String,
+    /// Log format.
+    #[arg(long = "log.format", global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+impl GlobalOpts {
+    /// The flag overrides of the configuration file.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            listen_address: self.listen_address.clone(),
+            telemetry_path: self.telemetry_path.clone(),
+            web_config_file: self.web_config_file.clone(),
+        }
+    }
+
+    /// Loads and validates the configuration file with the flag overrides.
+    pub fn load_settings(&self) -> Result<Settings, crate::config::ConfigError> {
+        Settings::load(&self.config_file, &self.overrides())
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Subcommands; none means `serve`.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the exporter daemon (the default).
+    Serve,
+    /// Start a simulated tenant and the exporter against it, and print the URLs.
+    Demo(crate::simulator::SimulateArgs),
+    /// Run only the simulated SailPoint tenant.
+    Simulate(crate::simulator::SimulateArgs),
+    /// Validate the configuration and check each tenant can be reached.
+    Check,
+    /// Inspect and clear tasks with the five task-status operations.
+    Tasks(tasks::TasksArgs),
+}
+
+pub mod check;
+pub mod tasks;
+
+/// Sets up logging on stderr.
+pub fn init_logging(global: &GlobalOpts) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&global.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    match global.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+/// Runs the parsed command line; returns the process exit code.
+pub async fn run(cli: Cli) -> ExitCode {
+    init_logging(&cli.global);
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Tasks(args) => tasks::run(args, &cli.global).await,
+        Command::Check => match cli.global.load_settings() {
+            Ok(settings) => check::run(&settings).await,
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(EXIT_USAGE)
+            }
+        },
+        Command::Serve => serve(&cli.global).await,
+        Command::Demo(args) => demo(args, &cli.global).await,
+        Command::Simulate(args) => {
+            match crate::simulator::run(args, crate::daemon::termination_signal()).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("simulate: {e:#}");
+                    ExitCode::from(EXIT_FAILURE)
+                }
+            }
+        }
+    }
+}
+
+/// `serve`: the daemon with the configuration file; SIGHUP reloads it.
+async fn serve(global: &GlobalOpts) -> ExitCode {
+    let settings = match global.load_settings() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    tracing::info!(
+        version = crate::daemon::VERSION,
+        revision = crate::daemon::REVISION,
+        config = %global.config_file.display(),
+        tenants = settings.tenants.len(),
+        "starting sailpoint-task-exporter"
+    );
+    let reload = crate::daemon::ReloadSource {
+        path: global.config_file.clone(),
+        overrides: global.overrides(),
+    };
+    finish(crate::daemon::run(settings, Some(reload), crate::daemon::termination_signal()).await)
+}
+
+/// The configuration `demo` runs the daemon with (its base URL is replaced by the
+/// simulated tenant's address).
+const DEMO_CONFIG: &str = include_str!("../../config/simulator.yaml");
+
+/// `demo`: the simulated tenant and the daemon against it, in one process.
+async fn demo(mut args: crate::simulator::SimulateArgs, global: &GlobalOpts) -> ExitCode {
+    // A newcomer should see completions within seconds: an hour of tenant life per minute.
+    args.speed.get_or_insert(60.0);
+    let sim = match crate::simulator::Simulator::start(args.config(), args.listen).await {
+        Ok(sim) => sim,
+        Err(e) => {
+            eprintln!(
+                "demo: cannot start the simulated tenant on {}: {e}",
+                args.listen
+            );
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    let text = DEMO_CONFIG
+        .replace("http://127.0.0.1:11012", &sim.base_url())
+        .replace(
+            "client_id: sim-client",
+            &format!("client_id: {}", args.client_id),
+        );
+    let mut overrides = global.overrides();
+    overrides.listen_address = Some(
+        global
+            .listen_address
+            .clone()
+            .unwrap_or_else(|| "127.0.0.1:11011".to_string()),
+    );
+    let mut settings = match Settings::from_text(&text, config::FileFormat::Yaml, &overrides) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("demo: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    for tenant in &mut settings.tenants {
+        tenant.credentials = Some(crate::config::Credentials::ClientCredentials {
+            client_id: args.client_id.clone(),
+            client_secret: args.client_secret.clone(),
+        });
+    }
+    let web = settings.web.clone();
+    let shown = web.listen_address.replace("0.0.0.0", "127.0.0.1");
+    println!(
+        "sailpoint-task-exporter demo ({} scenario, seed {}, speed {}x)",
+        args.scenario.name(),
+        args.seed,
+        args.speed.unwrap_or(1.0)
+    );
+    println!(
+        "  simulated tenant:  {}  (client id {})",
+        sim.base_url(),
+        args.client_id
+    );
+    println!("  metrics:           http://{shown}{}", web.telemetry_path);
+    println!("  landing page:      http://{shown}/");
+    println!(
+        "  operator commands: sailpoint-task-exporter tasks pending --base-url {} --client-id {}",
+        sim.base_url(),
+        args.client_id
+    );
+    let secret = if secrecy::ExposeSecret::expose_secret(&args.client_secret)
+        == crate::simulator::DEMO_CLIENT_SECRET
+    {
+        crate::simulator::DEMO_CLIENT_SECRET
+    } else {
+        "<the secret you gave the simulator>"
+    };
+    println!("                     (with SAILPOINT_CLIENT_SECRET={secret})");
+    println!("Press Ctrl-C to stop.");
+    let result = crate::daemon::run(settings, None, crate::daemon::termination_signal()).await;
+    sim.shutdown().await;
+    finish(result)
+}
+
+fn finish(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "exporter failed");
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}

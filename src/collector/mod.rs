@@ -1,0 +1,117 @@
+//! The collector: one independent poller per tenant that keeps the metric state current
+//! with exactly-once accounting of completed tasks (DESIGN §3).
+//!
+//! - [`tracker`]: the pure exactly-once state (pending set, watermark, dedupe set);
+//! - [`read`]: a poll's reads from the API, kept apart so a poll applies whole or not at all;
+//! - [`source`]: the [`TaskSource`] trait the reads go through (the SailPoint client, or
+//!   a fake in tests);
+//! - [`poller`]: schedules, deadlines and metric updates of one tenant.
+
+pub mod poller;
+pub mod read;
+pub mod source;
+pub mod tracker;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use poller::{Clock, PollOutcome, PollSettings, TenantPoller, system_clock};
+pub use source::TaskSource;
+
+use crate::config::Settings;
+use crate::metrics::Metrics;
+use crate::sailpoint::{ApiError, ApiObserver, Client};
+
+/// Why the collector could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum CollectorError {
+    /// The client of a tenant could not be built (settings or TLS setup).
+    #[error("tenant {tenant}: cannot build the SailPoint client: {source}")]
+    Client {
+        /// The tenant's name.
+        tenant: String,
+        /// What the client reported.
+        #[source]
+        source: ApiError,
+    },
+}
+
+/// Whether every tenant has primed (a first successful pending and completed read);
+/// cheap to clone and to ask, for `/-/ready`.
+#[derive(Debug, Clone, Default)]
+pub struct Readiness {
+    tenants: Arc<Vec<Arc<AtomicBool>>>,
+}
+
+impl Readiness {
+    /// True once every tenant has primed. Stays true afterwards: a tenant that fails
+    /// later shows it in `sailpoint_up`, not by taking the exporter out of service.
+    pub fn is_ready(&self) -> bool {
+        self.tenants.iter().all(|r| r.load(Ordering::Acquire))
+    }
+}
+
+/// The running pollers.
+#[derive(Debug)]
+pub struct CollectorHandle {
+    readiness: Readiness,
+    pollers: Vec<JoinHandle<()>>,
+}
+
+impl CollectorHandle {
+    /// See [`Readiness::is_ready`].
+    pub fn is_ready(&self) -> bool {
+        self.readiness.is_ready()
+    }
+
+    /// A readiness probe to hand to the HTTP server.
+    pub fn readiness(&self) -> Readiness {
+        self.readiness.clone()
+    }
+
+    /// Waits until every poller has stopped (after `shutdown` turned true).
+    pub async fn join(self) {
+        for poller in self.pollers {
+            if let Err(e) = poller.await {
+                tracing::error!(error = %e, "a poller ended abnormally");
+            }
+        }
+    }
+}
+
+/// Starts one poller task per tenant of `settings` (must be called inside a tokio
+/// runtime). Each tenant gets its own client, whose telemetry goes to `metrics`; the
+/// pollers stop when `shutdown` turns true or its sender is dropped.
+pub fn spawn(
+    settings: &Settings,
+    metrics: Arc<Metrics>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<CollectorHandle, CollectorError> {
+    let mut pollers = Vec::with_capacity(settings.tenants.len());
+    for tenant in &settings.tenants {
+        let tenant_metrics = metrics.tenant(&tenant.name);
+        let observer: Arc<dyn ApiObserver> = Arc::new(tenant_metrics.clone());
+        let client = Client::new(tenant, observer).map_err(|source| CollectorError::Client {
+            tenant: tenant.name.clone(),
+            source,
+        })?;
+        pollers.push(TenantPoller::new(tenant, client, tenant_metrics));
+    }
+    let ready = pollers.iter().map(TenantPoller::ready_flag).collect();
+    let pollers = pollers
+        .into_iter()
+        .map(|p| tokio::spawn(p.run(shutdown.clone())))
+        .collect();
+    Ok(CollectorHandle {
+        readiness: Readiness {
+            tenants: Arc::new(ready),
+        },
+        pollers,
+    })
+}
+
+#[cfg(test)]
+mod tests;

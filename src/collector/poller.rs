@@ -1,0 +1,308 @@
+//! One tenant's poller: two schedules (pending, completed) in one tokio task, so the
+//! polls of a tenant never run concurrently with each other while tenants never wait for
+//! one another.
+//!
+//! Each poll reads under a deadline (`poll_timeout`), then applies the whole read to the
+//! [`Tracker`] and the metrics, or — on any error or timeout — applies nothing, counts
+//! `poll_errors_total{list}` and drops `sailpoint_up` to 0. The first poll of either list
+//! primes instead (DESIGN §3 "Startup"); until priming succeeds nothing is counted.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rand::Rng;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::read::{ReadError, read_completed, read_pending};
+use super::source::TaskSource;
+use super::tracker::{PendingRead, PrimeRead, Tracker, TrackerConfig};
+use crate::config::TenantSettings;
+use crate::metrics::{PollList, TenantMetrics};
+
+/// Where "now" comes from; the real wall clock in production, a simulator's manual clock
+/// in tests.
+pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+
+/// The wall clock.
+pub fn system_clock() -> Clock {
+    Arc::new(Utc::now)
+}
+
+/// The schedule and limits of one tenant's polls.
+#[derive(Debug, Clone, Copy)]
+pub struct PollSettings {
+    /// Time between pending polls.
+    pub pending_interval: Duration,
+    /// Time between completed polls.
+    pub completed_interval: Duration,
+    /// Deadline of one poll (all its pages and retries).
+    pub poll_timeout: Duration,
+    /// `limit` of completed-list pages.
+    pub page_size: u32,
+}
+
+impl PollSettings {
+    /// The schedule from a tenant's settings.
+    pub fn from_tenant(t: &TenantSettings) -> PollSettings {
+        PollSettings {
+            pending_interval: t.pending_interval,
+            completed_interval: t.completed_interval,
+            poll_timeout: t.poll_timeout,
+            page_size: t.page_size,
+        }
+    }
+}
+
+/// The tracker timings from a tenant's settings.
+pub fn tracker_config(t: &TenantSettings) -> TrackerConfig {
+    let to_chrono = |d: Duration| chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
+    TrackerConfig {
+        overlap: to_chrono(t.effective_overlap()),
+        lookback: to_chrono(t.lookback),
+    }
+}
+
+/// What one successful poll did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PollOutcome {
+    /// The startup read was applied; `primed` completions set the last-completed gauges.
+    Primed {
+        /// Completed tasks of the lookback window (not counted).
+        primed: usize,
+    },
+    /// A regular poll counted this many completions.
+    Counted(usize),
+}
+
+/// One tenant's collector: the task source, the exactly-once state and the metrics.
+pub struct TenantPoller<S> {
+    source: S,
+    tracker: Tracker,
+    metrics: TenantMetrics,
+    settings: PollSettings,
+    clock: Clock,
+    ready: Arc<AtomicBool>,
+}
+
+impl<S: TaskSource> TenantPoller<S> {
+    /// A poller for `tenant` reading from `source` and writing to `metrics`.
+    pub fn new(tenant: &TenantSettings, source: S, metrics: TenantMetrics) -> TenantPoller<S> {
+        TenantPoller {
+            source,
+            tracker: Tracker::new(tracker_config(tenant)),
+            metrics,
+            settings: PollSettings::from_tenant(tenant),
+            clock: system_clock(),
+            ready: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Replaces the wall clock (tests drive a simulator's manual clock).
+    pub fn with_clock(mut self, clock: Clock) -> TenantPoller<S> {
+        self.clock = clock;
+        self
+    }
+
+    /// The exactly-once state (read-only; for tests and diagnostics).
+    pub fn tracker(&self) -> &Tracker {
+        &self.tracker
+    }
+
+    /// Becomes true once priming (a successful pending and completed read) is applied.
+    pub fn ready_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.ready)
+    }
+
+    /// Runs one poll of `list` now (priming first if needed) and updates the metrics.
+    pub async fn poll(&mut self, list: PollList) -> Result<PollOutcome, ReadError<S::Error>> {
+        if !self.tracker.is_primed() {
+            return self.prime().await;
+        }
+        match list {
+            PollList::Pending => self.poll_pending().await.map(PollOutcome::Counted),
+            PollList::Completed => self.poll_completed().await.map(PollOutcome::Counted),
+        }
+    }
+
+    /// Startup: pending baseline, then the completed history down to `now − lookback`;
+    /// fills gauges and the dedupe set without counting anything.
+    pub async fn prime(&mut self) -> Result<PollOutcome, ReadError<S::Error>> {
+        let now = (self.clock)();
+        let t0 = Instant::now();
+        let listed = self
+            .deadline(PollList::Pending, t0, self.source.pending_tasks())
+            .await?;
+        let t1 = Instant::now();
+        let bound = self.tracker.priming_lower_bound(now);
+        let history = self
+            .deadline(
+                PollList::Completed,
+                t1,
+                read_completed(&self.source, bound, self.settings.page_size),
+            )
+            .await?;
+        let read = PrimeRead {
+            pending: PendingRead {
+                started: now,
+                listed,
+                lookups: Vec::new(),
+            },
+            history,
+        };
+        let primed = self.tracker.apply_prime(read, now);
+        for task in &primed {
+            self.metrics.record_primed(task);
+        }
+        self.publish_state();
+        let at = Utc::now();
+        self.metrics.poll_succeeded(PollList::Pending, at, t1 - t0);
+        self.metrics
+            .poll_succeeded(PollList::Completed, at, t1.elapsed());
+        self.ready.store(true, Ordering::Release);
+        tracing::info!(
+            tenant = self.metrics.tenant(),
+            primed = primed.len(),
+            pending = self.tracker.pending().len(),
+            "primed"
+        );
+        Ok(PollOutcome::Primed {
+            primed: primed.len(),
+        })
+    }
+
+    /// One pending poll (tracker must be primed); returns the number of completions
+    /// counted.
+    pub async fn poll_pending(&mut self) -> Result<usize, ReadError<S::Error>> {
+        let started = (self.clock)();
+        let t0 = Instant::now();
+        let read = self
+            .deadline(
+                PollList::Pending,
+                t0,
+                read_pending(&self.tracker, &self.source, started),
+            )
+            .await?;
+        let completed = self.tracker.apply_pending(read, started);
+        self.count(&completed);
+        self.metrics
+            .poll_succeeded(PollList::Pending, Utc::now(), t0.elapsed());
+        Ok(completed.len())
+    }
+
+    /// One completed poll (tracker must be primed); returns the number of completions
+    /// counted.
+    pub async fn poll_completed(&mut self) -> Result<usize, ReadError<S::Error>> {
+        let now = (self.clock)();
+        let t0 = Instant::now();
+        let bound = self
+            .tracker
+            .completed_lower_bound()
+            .unwrap_or_else(|| self.tracker.priming_lower_bound(now));
+        let read = self
+            .deadline(
+                PollList::Completed,
+                t0,
+                read_completed(&self.source, bound, self.settings.page_size),
+            )
+            .await?;
+        let completed = self.tracker.apply_completed(read, now);
+        self.count(&completed);
+        self.metrics
+            .poll_succeeded(PollList::Completed, Utc::now(), t0.elapsed());
+        Ok(completed.len())
+    }
+
+    fn count(&self, completed: &[crate::sailpoint::model::TaskStatus]) {
+        for task in completed {
+            self.metrics.record_completion(task);
+        }
+        self.publish_state();
+    }
+
+    fn publish_state(&self) {
+        self.metrics.set_pending(self.tracker.pending().tasks());
+        self.metrics
+            .set_tracked(self.tracker.pending().len(), self.tracker.recent().len());
+    }
+
+    /// Awaits `read` under the poll deadline; on failure counts the error for `list`.
+    async fn deadline<T>(
+        &self,
+        list: PollList,
+        started: Instant,
+        read: impl Future<Output = Result<T, impl Into<ReadError<S::Error>>>>,
+    ) -> Result<T, ReadError<S::Error>> {
+        let limit = self.settings.poll_timeout;
+        let result = match tokio::time::timeout(limit, read).await {
+            Ok(r) => r.map_err(Into::into),
+            Err(_) => Err(ReadError::Deadline(limit)),
+        };
+        if let Err(error) = &result {
+            self.metrics.poll_failed(list, started.elapsed());
+            tracing::warn!(tenant = self.metrics.tenant(), list = list.as_str(), %error, "poll failed; keeping the last good state");
+        }
+        result
+    }
+
+    /// Polls on both schedules until `shutdown` turns true (or its sender is dropped).
+    /// The first poll runs at once; a poll in flight at shutdown is abandoned, which is
+    /// safe because nothing of an unfinished poll is applied.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let start = Instant::now();
+        let mut due = [(PollList::Pending, start), (PollList::Completed, start)];
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            due.sort_by_key(|(_, at)| *at);
+            let [(list, at), _] = due;
+            tokio::select! {
+                changed = shutdown.changed() => {
+                    if changed.is_err() { break; }
+                    continue;
+                }
+                _ = tokio::time::sleep_until(at) => {}
+            }
+            let outcome = tokio::select! {
+                changed = shutdown.changed() => {
+                    if changed.is_err() || *shutdown.borrow() { break; }
+                    continue;
+                }
+                outcome = self.poll(list) => outcome,
+            };
+            let now = Instant::now();
+            if let Ok(PollOutcome::Primed { .. }) = outcome {
+                due = [
+                    (PollList::Pending, now + self.interval(PollList::Pending)),
+                    (
+                        PollList::Completed,
+                        now + self.interval(PollList::Completed),
+                    ),
+                ];
+            } else {
+                due[0].1 = (at + self.interval(list)).max(now);
+            }
+        }
+        tracing::debug!(tenant = self.metrics.tenant(), "poller stopped");
+    }
+
+    /// The interval of `list` plus a small random jitter (up to 5 %, at most 2 s), so
+    /// tenants configured alike do not hit the API in lock-step.
+    fn interval(&self, list: PollList) -> Duration {
+        let base = match list {
+            PollList::Pending => self.settings.pending_interval,
+            PollList::Completed => self.settings.completed_interval,
+        };
+        let max_jitter = (base / 20).min(Duration::from_secs(2));
+        let jitter_ms = u64::try_from(max_jitter.as_millis()).unwrap_or(0);
+        let jitter = if jitter_ms == 0 {
+            0
+        } else {
+            rand::thread_rng().gen_range(0..=jitter_ms)
+        };
+        base + Duration::from_millis(jitter)
+    }
+}

@@ -1,0 +1,1016 @@
+//! Exactly-once rules of DESIGN §3, checked against an in-memory [`TaskSource`] with
+//! exact expectations on the rendered metrics.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+
+use super::poller::{PollOutcome, TenantPoller};
+use super::source::TaskSource;
+use crate::config::{Credentials, MetricsSettings, TenantSettings};
+use crate::metrics::exposition::{self, Sample};
+use crate::metrics::{Metrics, PollList};
+use crate::sailpoint::model::TaskStatus;
+
+#[derive(Debug, thiserror::Error)]
+#[error("injected failure")]
+struct FakeError;
+
+#[derive(Default)]
+struct FakeState {
+    tasks: BTreeMap<String, TaskStatus>,
+    /// Every call fails while set.
+    failing: bool,
+    /// Fail the call with this index (0-based, counted over all calls).
+    fail_call: Option<usize>,
+    calls: Vec<String>,
+    /// Pending ids the pending list "skips" (offset paging while the list shifts).
+    skip_pending: HashSet<String>,
+    /// Completed tasks inserted just before the page at this offset is served.
+    insert_before_offset: Option<(u32, Vec<TaskStatus>)>,
+    /// Calls never answer (for deadline tests).
+    hang: bool,
+}
+
+/// A tenant in memory; the clone handed to the poller shares the state.
+#[derive(Clone, Default)]
+struct Fake(Arc<Mutex<FakeState>>);
+
+impl Fake {
+    fn with<R>(&self, f: impl FnOnce(&mut FakeState) -> R) -> R {
+        f(&mut self.0.lock().unwrap())
+    }
+    fn put(&self, task: TaskStatus) {
+        self.with(|s| s.tasks.insert(task.id.clone(), task));
+    }
+    fn complete(&self, id: &str, at: DateTime<Utc>, status: &str) {
+        self.with(|s| {
+            let t = s.tasks.get_mut(id).unwrap();
+            t.completed = Some(at);
+            t.completion_status = Some(status.into());
+        });
+    }
+    fn calls(&self) -> Vec<String> {
+        self.with(|s| s.calls.clone())
+    }
+    fn begin(&self, call: String) -> Result<(), FakeError> {
+        self.with(|s| {
+            let index = s.calls.len();
+            s.calls.push(call);
+            if s.failing || s.fail_call == Some(index) {
+                Err(FakeError)
+            } else {
+                Ok(())
+            }
+        })
+    }
+    async fn hang_if_asked(&self) {
+        if self.with(|s| s.hang) {
+            std::future::pending::<()>().await;
+        }
+    }
+    fn completed_sorted(s: &FakeState) -> Vec<TaskStatus> {
+        let mut done: Vec<TaskStatus> = s
+            .tasks
+            .values()
+            .filter(|t| !t.is_pending())
+            .cloned()
+            .collect();
+        done.sort_by(|a, b| b.created.cmp(&a.created));
+        done
+    }
+}
+
+impl TaskSource for Fake {
+    type Error = FakeError;
+
+    async fn pending_tasks(&self) -> Result<Vec<TaskStatus>, FakeError> {
+        self.hang_if_asked().await;
+        self.begin("pending".into())?;
+        Ok(self.with(|s| {
+            s.tasks
+                .values()
+                .filter(|t| t.is_pending() && !s.skip_pending.contains(&t.id))
+                .cloned()
+                .collect()
+        }))
+    }
+
+    async fn completed_page(&self, offset: u32, limit: u32) -> Result<Vec<TaskStatus>, FakeError> {
+        self.hang_if_asked().await;
+        self.begin(format!("page {offset}"))?;
+        Ok(self.with(|s| {
+            if s.insert_before_offset
+                .as_ref()
+                .is_some_and(|(o, _)| *o == offset)
+            {
+                if let Some((_, tasks)) = s.insert_before_offset.take() {
+                    for t in tasks {
+                        s.tasks.insert(t.id.clone(), t);
+                    }
+                }
+            }
+            Fake::completed_sorted(s)
+                .into_iter()
+                .skip(offset as usize)
+                .take(limit as usize)
+                .collect()
+        }))
+    }
+
+    async fn tasks_by_ids(&self, ids: &[String]) -> Result<Vec<TaskStatus>, FakeError> {
+        self.begin(format!("ids {}", ids.len()))?;
+        // v2024 semantics: the list only returns completed tasks.
+        Ok(self.with(|s| {
+            ids.iter()
+                .filter_map(|id| s.tasks.get(id))
+                .filter(|t| !t.is_pending())
+                .cloned()
+                .collect()
+        }))
+    }
+
+    async fn task_status(&self, id: &str) -> Result<Option<TaskStatus>, FakeError> {
+        self.begin(format!("get {id}"))?;
+        Ok(self.with(|s| s.tasks.get(id).cloned()))
+    }
+}
+
+const T0: &str = "2024-05-01T12:00:00Z";
+
+fn at(secs: i64) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(T0)
+        .unwrap()
+        .with_timezone(&Utc)
+        + chrono::Duration::seconds(secs)
+}
+
+fn ts(secs: i64) -> String {
+    crate::sailpoint::model::format_timestamp(&at(secs))
+}
+
+/// A task created at `created` seconds after T0, launched `launched` seconds after T0.
+fn task(
+    id: &str,
+    name: &str,
+    source: Option<&str>,
+    created: i64,
+    launched: Option<i64>,
+) -> TaskStatus {
+    let target = source.map(|s| json!({"id": "src", "type": "APPLICATION", "name": s}));
+    serde_json::from_value(json!({
+        "id": id, "type": "QUARTZ", "uniqueName": name, "description": "", "parentName": null,
+        "attributes": {}, "created": ts(created), "modified": null,
+        "launched": launched.map(ts), "launcher": "System", "completed": null,
+        "completionStatus": null, "messages": [], "returns": [], "progress": null,
+        "percentComplete": 0, "target": target
+    }))
+    .unwrap()
+}
+
+fn done(mut t: TaskStatus, completed: i64, status: &str) -> TaskStatus {
+    t.completed = Some(at(completed));
+    t.completion_status = Some(status.into());
+    t
+}
+
+struct Harness {
+    fake: Fake,
+    metrics: Arc<Metrics>,
+    poller: TenantPoller<Fake>,
+    now: Arc<Mutex<DateTime<Utc>>>,
+}
+
+fn tenant_settings() -> TenantSettings {
+    let mut t = TenantSettings::with_defaults(
+        "acme",
+        "http://127.0.0.1:1".parse().unwrap(),
+        Credentials::StaticToken("x".to_string().into()),
+    );
+    t.pending_interval = Duration::from_secs(30);
+    t.completed_interval = Duration::from_secs(60);
+    t.overlap = Some(Duration::from_secs(120));
+    t.lookback = Duration::from_secs(24 * 3600);
+    t.page_size = 250;
+    t
+}
+
+fn harness_with(t: TenantSettings, m: MetricsSettings) -> Harness {
+    let fake = Fake::default();
+    let metrics = Arc::new(Metrics::new(&m, "test", "abc").unwrap());
+    let now = Arc::new(Mutex::new(at(0)));
+    let clock_now = Arc::clone(&now);
+    let poller = TenantPoller::new(&t, fake.clone(), metrics.tenant("acme"))
+        .with_clock(Arc::new(move || *clock_now.lock().unwrap()));
+    Harness {
+        fake,
+        metrics,
+        poller,
+        now,
+    }
+}
+
+fn harness() -> Harness {
+    harness_with(tenant_settings(), MetricsSettings::default())
+}
+
+impl Harness {
+    fn set_now(&self, secs: i64) {
+        *self.now.lock().unwrap() = at(secs);
+    }
+    fn samples(&self) -> Vec<Sample> {
+        exposition::parse(&String::from_utf8(self.metrics.render()).unwrap())
+    }
+    async fn prime(&mut self) {
+        let outcome = self.poller.prime().await.unwrap();
+        assert!(matches!(outcome, PollOutcome::Primed { .. }));
+    }
+    async fn pending(&mut self) -> usize {
+        self.poller.poll_pending().await.unwrap()
+    }
+    async fn completed(&mut self) -> usize {
+        self.poller.poll_completed().await.unwrap()
+    }
+}
+
+fn v(s: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    exposition::value(s, name, labels)
+}
+
+const COMPLETED: &str = "sailpoint_tasks_completed_total";
+
+#[tokio::test]
+async fn task_seen_pending_then_completed_is_counted_once_with_exact_values() {
+    let mut h = harness();
+    h.fake.put(task(
+        "a",
+        "Cloud Account Aggregation",
+        Some("AD"),
+        -100,
+        Some(-90),
+    ));
+    h.prime().await;
+    let s = h.samples();
+    let group = [
+        ("tenant", "acme"),
+        ("task_name", "Cloud Account Aggregation"),
+        ("source", "AD"),
+    ];
+    assert_eq!(v(&s, "sailpoint_tasks_pending", &group), Some(1.0));
+    assert_eq!(
+        v(
+            &s,
+            "sailpoint_tasks_pending_oldest_created_timestamp_seconds",
+            &group
+        ),
+        Some(at(-100).timestamp() as f64)
+    );
+
+    h.fake.complete("a", at(30), "SUCCESS");
+    h.set_now(31);
+    assert_eq!(h.pending().await, 1);
+    h.set_now(61);
+    assert_eq!(
+        h.completed().await,
+        0,
+        "the completed path must not count it again"
+    );
+    assert_eq!(h.pending().await, 0);
+
+    let s = h.samples();
+    let ok = [group[0], group[1], group[2], ("status", "success")];
+    assert_eq!(v(&s, COMPLETED, &ok), Some(1.0));
+    for other in ["warning", "error", "terminated", "temperror"] {
+        assert_eq!(
+            v(
+                &s,
+                COMPLETED,
+                &[group[0], group[1], group[2], ("status", other)]
+            ),
+            Some(0.0),
+            "{other}"
+        );
+    }
+    assert_eq!(
+        v(&s, "sailpoint_task_duration_seconds_count", &ok),
+        Some(1.0)
+    );
+    assert_eq!(
+        v(&s, "sailpoint_task_duration_seconds_sum", &ok),
+        Some(120.0)
+    );
+    assert_eq!(
+        v(&s, "sailpoint_task_queue_wait_seconds_sum", &group),
+        Some(10.0)
+    );
+    assert_eq!(
+        v(&s, "sailpoint_task_last_completed_timestamp_seconds", &ok),
+        Some(at(30).timestamp() as f64)
+    );
+    assert_eq!(
+        v(&s, "sailpoint_task_last_duration_seconds", &ok),
+        Some(120.0)
+    );
+    assert_eq!(
+        v(&s, "sailpoint_tasks_pending", &group),
+        None,
+        "a group with nothing pending loses its series"
+    );
+    assert_eq!(v(&s, "sailpoint_up", &[("tenant", "acme")]), Some(1.0));
+}
+
+#[tokio::test]
+async fn task_that_starts_and_finishes_between_pending_polls_is_counted_by_the_completed_path() {
+    let mut h = harness();
+    h.prime().await;
+    h.fake.put(done(
+        task("b", "Cloud Group Aggregation", Some("HR"), 5, Some(6)),
+        20,
+        "ERROR",
+    ));
+    h.set_now(30);
+    assert_eq!(h.pending().await, 0);
+    h.set_now(60);
+    assert_eq!(h.completed().await, 1);
+    h.set_now(120);
+    assert_eq!(h.completed().await, 0);
+    let s = h.samples();
+    let labels = [
+        ("task_name", "Cloud Group Aggregation"),
+        ("source", "HR"),
+        ("status", "error"),
+    ];
+    assert_eq!(v(&s, COMPLETED, &labels), Some(1.0));
+    assert_eq!(
+        v(&s, "sailpoint_task_duration_seconds_sum", &labels),
+        Some(14.0)
+    );
+}
+
+#[tokio::test]
+async fn task_running_far_longer_than_the_overlap_is_counted_by_the_pending_path() {
+    let mut h = harness();
+    h.fake
+        .put(task("long", "Identity Refresh", None, -3600, Some(-3600)));
+    // Plenty of recent history so the completed path has pages to read.
+    for i in 0..10 {
+        h.fake.put(done(
+            task(&format!("old{i}"), "Old", None, -7200 + i, None),
+            -7000,
+            "SUCCESS",
+        ));
+    }
+    h.prime().await;
+    let mut now = 0;
+    for _ in 0..20 {
+        now += 30;
+        h.set_now(now);
+        h.pending().await;
+        if now % 60 == 0 {
+            h.completed().await;
+        }
+    }
+    let completed_at = now + 5;
+    h.fake.complete("long", at(completed_at), "WARNING");
+    now += 30;
+    h.set_now(now);
+    assert_eq!(h.pending().await, 1);
+    now += 30;
+    h.set_now(now);
+    assert_eq!(h.completed().await, 0);
+    let s = h.samples();
+    let labels = [
+        ("task_name", "Identity Refresh"),
+        ("source", ""),
+        ("status", "warning"),
+    ];
+    assert_eq!(v(&s, COMPLETED, &labels), Some(1.0));
+    assert_eq!(
+        v(&s, "sailpoint_task_duration_seconds_sum", &labels),
+        Some((completed_at + 3600) as f64)
+    );
+}
+
+#[tokio::test]
+async fn the_same_task_reported_by_both_paths_is_counted_once_in_either_order() {
+    for completed_first in [true, false] {
+        let mut h = harness();
+        h.prime().await;
+        h.fake.put(task("c", "Task", None, 10, Some(10)));
+        h.set_now(30);
+        h.pending().await;
+        assert!(h.poller.tracker().pending().contains("c"));
+        h.fake.complete("c", at(40), "SUCCESS");
+        h.set_now(60);
+        let counted = if completed_first {
+            h.completed().await + h.pending().await
+        } else {
+            h.pending().await + h.completed().await
+        };
+        assert_eq!(counted, 1, "completed_first={completed_first}");
+        assert!(!h.poller.tracker().pending().contains("c"));
+        assert_eq!(
+            v(&h.samples(), COMPLETED, &[("status", "success")]),
+            Some(1.0)
+        );
+    }
+}
+
+#[tokio::test]
+async fn duplicates_across_shifting_pages_are_counted_once() {
+    let mut t = tenant_settings();
+    t.page_size = 2;
+    let mut h = harness_with(t, MetricsSettings::default());
+    h.prime().await;
+    for i in 0..5 {
+        h.fake.put(done(
+            task(&format!("d{i}"), "Task", None, 10 + i, None),
+            20 + i,
+            "SUCCESS",
+        ));
+    }
+    // Two new completions arrive at the head while the poll reads page 2: the list shifts
+    // down, so page 2 repeats d3/d2 that page 1 already returned... and so on.
+    let newer = vec![
+        done(task("n1", "Task", None, 50, None), 51, "SUCCESS"),
+        done(task("n2", "Task", None, 51, None), 52, "SUCCESS"),
+    ];
+    h.fake.with(|s| s.insert_before_offset = Some((2, newer)));
+    h.set_now(60);
+    let first = h.completed().await;
+    h.set_now(120);
+    let second = h.completed().await;
+    assert_eq!(
+        (first, second),
+        (5, 2),
+        "the poll reads the five, the next one the two new ones"
+    );
+    assert_eq!(
+        v(&h.samples(), COMPLETED, &[("status", "success")]),
+        Some(7.0)
+    );
+}
+
+#[tokio::test]
+async fn a_failed_poll_applies_nothing_and_the_next_one_recovers() {
+    let mut h = harness();
+    h.fake.put(task("a", "Task", None, -10, None));
+    h.fake.put(task("b", "Task", None, -5, None));
+    h.prime().await;
+    h.fake.complete("a", at(10), "SUCCESS");
+    h.fake.with(|s| s.tasks.remove("b"));
+    // The list call succeeds, the follow-up of the departed tasks fails: nothing applies.
+    let fail_at = h.fake.calls().len() + 1;
+    h.fake.with(|s| s.fail_call = Some(fail_at));
+    h.set_now(30);
+    assert!(h.poller.poll_pending().await.is_err());
+    assert_eq!(h.poller.tracker().pending().len(), 2, "old snapshot kept");
+    let s = h.samples();
+    assert_eq!(v(&s, "sailpoint_up", &[]), Some(0.0));
+    assert_eq!(
+        v(
+            &s,
+            "sailpoint_exporter_poll_errors_total",
+            &[("list", "pending")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        v(&s, "sailpoint_tasks_pending", &[("task_name", "Task")]),
+        Some(2.0),
+        "last good values kept"
+    );
+    assert_eq!(v(&s, COMPLETED, &[("status", "success")]), Some(0.0));
+
+    h.set_now(60);
+    assert_eq!(h.pending().await, 1);
+    let s = h.samples();
+    assert_eq!(v(&s, COMPLETED, &[("status", "success")]), Some(1.0));
+    assert_eq!(
+        v(&s, "sailpoint_tasks_pending", &[("task_name", "Task")]),
+        None
+    );
+    assert_eq!(v(&s, "sailpoint_up", &[]), Some(1.0));
+    assert_eq!(
+        h.poller.tracker().pending().len(),
+        0,
+        "b was 404 and is forgotten"
+    );
+}
+
+#[tokio::test]
+async fn a_task_that_is_gone_after_leaving_pending_is_forgotten() {
+    let mut h = harness();
+    h.fake.put(task("x", "Task", None, -10, None));
+    h.prime().await;
+    h.fake.with(|s| s.tasks.remove("x"));
+    h.set_now(30);
+    assert_eq!(h.pending().await, 0);
+    assert!(h.poller.tracker().pending().is_empty());
+    assert_eq!(h.fake.calls().last().map(String::as_str), Some("get x"));
+    h.set_now(60);
+    assert_eq!(h.pending().await, 0);
+    assert_eq!(
+        h.fake.calls().last().map(String::as_str),
+        Some("pending"),
+        "not looked up again"
+    );
+}
+
+#[tokio::test]
+async fn a_pending_task_skipped_by_the_list_is_kept() {
+    let mut h = harness();
+    h.fake.put(task("s", "Task", None, -10, None));
+    h.prime().await;
+    h.fake.with(|s| s.skip_pending.insert("s".into()));
+    h.set_now(30);
+    assert_eq!(h.pending().await, 0);
+    assert!(h.poller.tracker().pending().contains("s"));
+    h.fake.with(|s| s.skip_pending.clear());
+    h.fake.complete("s", at(40), "SUCCESS");
+    h.set_now(60);
+    assert_eq!(h.pending().await, 1);
+}
+
+#[tokio::test]
+async fn priming_sets_last_completed_without_counting_the_backlog() {
+    let mut h = harness();
+    h.fake.put(done(
+        task("p1", "Agg", Some("AD"), -600, Some(-590)),
+        -500,
+        "SUCCESS",
+    ));
+    h.fake.put(done(
+        task("p2", "Agg", Some("AD"), -400, Some(-390)),
+        -300,
+        "SUCCESS",
+    ));
+    h.fake.put(done(
+        task("p3", "Agg", Some("AD"), -200, None),
+        -100,
+        "ERROR",
+    ));
+    h.fake.put(done(
+        task("ancient", "Ancient", None, -100_000, None),
+        -99_000,
+        "SUCCESS",
+    ));
+    let outcome = h.poller.poll(PollList::Pending).await.unwrap();
+    assert_eq!(outcome, PollOutcome::Primed { primed: 3 });
+    let s = h.samples();
+    let ok = [
+        ("task_name", "Agg"),
+        ("source", "AD"),
+        ("status", "success"),
+    ];
+    let err = [("task_name", "Agg"), ("source", "AD"), ("status", "error")];
+    assert_eq!(v(&s, COMPLETED, &ok), Some(0.0));
+    assert_eq!(v(&s, COMPLETED, &err), Some(0.0));
+    assert_eq!(v(&s, "sailpoint_task_duration_seconds_count", &ok), None);
+    assert_eq!(
+        v(&s, "sailpoint_task_last_completed_timestamp_seconds", &ok),
+        Some(at(-300).timestamp() as f64)
+    );
+    assert_eq!(
+        v(&s, "sailpoint_task_last_duration_seconds", &ok),
+        Some(90.0)
+    );
+    assert_eq!(
+        v(&s, "sailpoint_task_last_duration_seconds", &err),
+        Some(100.0)
+    );
+    assert_eq!(
+        v(
+            &s,
+            "sailpoint_task_last_completed_timestamp_seconds",
+            &[("task_name", "Ancient")]
+        ),
+        None,
+        "outside the lookback"
+    );
+    assert!(
+        h.poller
+            .ready_flag()
+            .load(std::sync::atomic::Ordering::Acquire)
+    );
+    h.set_now(60);
+    assert_eq!(h.completed().await, 0, "backlog is never counted");
+}
+
+#[tokio::test]
+async fn nothing_is_counted_until_priming_succeeds() {
+    let mut h = harness();
+    h.fake
+        .put(done(task("p", "Agg", None, -60, None), -30, "SUCCESS"));
+    h.fake.with(|s| s.failing = true);
+    assert!(h.poller.poll(PollList::Completed).await.is_err());
+    assert!(!h.poller.tracker().is_primed());
+    assert!(
+        !h.poller
+            .ready_flag()
+            .load(std::sync::atomic::Ordering::Acquire)
+    );
+    h.fake.with(|s| s.failing = false);
+    assert_eq!(
+        h.poller.poll(PollList::Completed).await.unwrap(),
+        PollOutcome::Primed { primed: 1 }
+    );
+    assert_eq!(
+        v(&h.samples(), COMPLETED, &[("status", "success")]),
+        Some(0.0)
+    );
+}
+
+#[tokio::test]
+async fn unknown_and_mixed_case_statuses_null_launched_and_null_target() {
+    let mut h = harness();
+    h.prime().await;
+    let mut no_status = task("n", "Task", None, 3, None);
+    no_status.completed = Some(at(9));
+    h.fake
+        .put(done(task("m", "Task", None, 1, None), 11, "Success"));
+    h.fake
+        .put(done(task("u", "Task", None, 2, Some(4)), 12, "Paused"));
+    h.fake.put(no_status);
+    let mut identity = done(task("i", "Task", None, 4, None), 14, "TempError");
+    identity.target = Some(crate::sailpoint::model::Target {
+        id: "id".into(),
+        target_type: Some("IDENTITY".into()),
+        name: "Jane".into(),
+    });
+    h.fake.put(identity);
+    h.set_now(60);
+    assert_eq!(h.completed().await, 4);
+    let s = h.samples();
+    let g = |status| [("task_name", "Task"), ("source", ""), ("status", status)];
+    assert_eq!(v(&s, COMPLETED, &g("success")), Some(1.0));
+    assert_eq!(v(&s, COMPLETED, &g("paused")), Some(1.0));
+    assert_eq!(v(&s, COMPLETED, &g("unknown")), Some(1.0));
+    assert_eq!(
+        v(&s, COMPLETED, &g("temperror")),
+        Some(1.0),
+        "IDENTITY target has no source"
+    );
+    assert_eq!(
+        v(&s, "sailpoint_task_duration_seconds_sum", &g("success")),
+        Some(10.0),
+        "null launched: completed - created"
+    );
+    assert_eq!(
+        v(&s, "sailpoint_task_duration_seconds_sum", &g("paused")),
+        Some(8.0)
+    );
+    assert_eq!(
+        v(
+            &s,
+            "sailpoint_task_queue_wait_seconds_count",
+            &[("task_name", "Task")]
+        ),
+        Some(1.0),
+        "only launched tasks wait"
+    );
+    assert_eq!(
+        v(
+            &s,
+            "sailpoint_task_queue_wait_seconds_sum",
+            &[("task_name", "Task")]
+        ),
+        Some(2.0)
+    );
+}
+
+#[tokio::test]
+async fn negative_durations_are_clamped_and_messages_counted_by_level() {
+    let mut h = harness();
+    h.prime().await;
+    let mut t = done(task("w", "Task", None, 10, Some(20)), 15, "WARNING");
+    t.messages = serde_json::from_value(json!([
+        {"type": "WARN", "localizedText": null, "key": "k", "parameters": null},
+        {"type": "error", "localizedText": null, "key": "k", "parameters": null},
+        {"type": "ERROR", "localizedText": null, "key": "k", "parameters": null},
+        {"type": "INFO", "localizedText": null, "key": "k", "parameters": null}
+    ]))
+    .unwrap();
+    h.fake.put(t);
+    h.set_now(60);
+    assert_eq!(h.completed().await, 1);
+    let s = h.samples();
+    assert_eq!(
+        v(
+            &s,
+            "sailpoint_task_duration_seconds_sum",
+            &[("status", "warning")]
+        ),
+        Some(0.0)
+    );
+    assert_eq!(
+        v(&s, "sailpoint_task_messages_total", &[("level", "warn")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        v(&s, "sailpoint_task_messages_total", &[("level", "error")]),
+        Some(2.0)
+    );
+    assert_eq!(
+        v(&s, "sailpoint_task_messages_total", &[("level", "info")]),
+        None
+    );
+}
+
+#[tokio::test]
+async fn last_completed_only_moves_forward() {
+    let mut h = harness();
+    h.prime().await;
+    // Newest-first reading records the newer task before the older one.
+    h.fake
+        .put(done(task("new", "Task", None, 20, Some(20)), 50, "SUCCESS"));
+    h.fake
+        .put(done(task("old", "Task", None, 10, Some(10)), 30, "SUCCESS"));
+    h.set_now(60);
+    assert_eq!(h.completed().await, 2);
+    let s = h.samples();
+    assert_eq!(
+        v(
+            &s,
+            "sailpoint_task_last_completed_timestamp_seconds",
+            &[("status", "success")]
+        ),
+        Some(at(50).timestamp() as f64)
+    );
+    assert_eq!(
+        v(
+            &s,
+            "sailpoint_task_last_duration_seconds",
+            &[("status", "success")]
+        ),
+        Some(30.0)
+    );
+}
+
+#[tokio::test]
+async fn failing_pending_polls_do_not_lose_tasks_created_meanwhile() {
+    let mut h = harness();
+    h.prime().await;
+    // Pending polls fail for an hour; completed polls keep succeeding.
+    let mut now = 0;
+    h.fake.put(task("q", "Task", None, 600, Some(600)));
+    while now < 3600 {
+        now += 60;
+        h.set_now(now);
+        h.fake.with(|s| s.failing = true);
+        assert!(h.poller.poll_pending().await.is_err());
+        h.fake.with(|s| s.failing = false);
+        if now == 2700 {
+            h.fake.complete("q", at(2690), "SUCCESS");
+        }
+        h.completed().await;
+    }
+    assert_eq!(
+        v(&h.samples(), COMPLETED, &[("status", "success")]),
+        Some(1.0)
+    );
+}
+
+#[tokio::test]
+async fn a_task_completing_while_pending_polls_fail_is_read_by_the_first_completed_poll_after() {
+    // The case the S* refinement exists for: the completed path ran while the task was
+    // pending, pending polls failed until after it completed.
+    let mut h = harness();
+    h.prime().await;
+    h.fake.put(task("late", "Task", None, 100, Some(100)));
+    h.set_now(1800);
+    h.completed().await; // sees nothing completed; watermark does not move
+    h.fake.put(done(
+        task("other", "Task", None, 1700, None),
+        1750,
+        "SUCCESS",
+    ));
+    h.set_now(1860);
+    assert_eq!(h.completed().await, 1); // watermark now 1700
+    h.fake.complete("late", at(1900), "ERROR");
+    h.set_now(1950);
+    assert_eq!(h.pending().await, 0, "late was never in a pending snapshot");
+    h.set_now(1980);
+    assert_eq!(
+        h.completed().await,
+        1,
+        "L = min(watermark, S*) - overlap reaches back to it"
+    );
+    assert_eq!(
+        v(&h.samples(), COMPLETED, &[("status", "error")]),
+        Some(1.0)
+    );
+}
+
+#[tokio::test]
+async fn recently_recorded_stays_bounded_over_a_long_run() {
+    let mut h = harness();
+    h.prime().await;
+    let mut now = 0;
+    let mut max_recent = 0;
+    let mut counted = 0;
+    for minute in 0..600 {
+        // Two tasks per minute, each running 20 s.
+        for k in 0..2 {
+            let created = minute * 60 + k * 25;
+            h.fake.put(done(
+                task(
+                    &format!("t{minute}-{k}"),
+                    "Task",
+                    None,
+                    created,
+                    Some(created),
+                ),
+                created + 20,
+                "SUCCESS",
+            ));
+        }
+        now += 30;
+        h.set_now(now);
+        counted += h.pending().await;
+        now += 30;
+        h.set_now(now);
+        counted += h.pending().await;
+        counted += h.completed().await;
+        max_recent = max_recent.max(h.poller.tracker().recent().len());
+    }
+    assert_eq!(counted, 1200);
+    // overlap 120 s + one completed interval ≈ 4 minutes of completions (2/minute) plus
+    // entries kept one overlap by record time: never more than a dozen, never the history.
+    assert!(max_recent <= 12, "recent grew to {max_recent}");
+    assert_eq!(
+        v(
+            &h.samples(),
+            "sailpoint_exporter_tracked_tasks",
+            &[("state", "recent")]
+        ),
+        Some(h.poller.tracker().recent().len() as f64)
+    );
+}
+
+#[tokio::test]
+async fn pending_gauges_are_replaced_and_per_task_series_capped() {
+    let m = MetricsSettings {
+        max_pending_task_series: 2,
+        ..MetricsSettings::default()
+    };
+    let mut h = harness_with(tenant_settings(), m);
+    let mut a = task("a", "Agg", Some("AD"), -30, None);
+    a.percent_complete = 40;
+    h.fake.put(a);
+    h.fake.put(task("b", "Agg", Some("AD"), -20, None));
+    h.fake.put(task("c", "Refresh", None, -10, None));
+    h.prime().await;
+    let s = h.samples();
+    assert_eq!(
+        exposition::count(&s, "sailpoint_pending_task_created_timestamp_seconds", &[]),
+        2
+    );
+    assert_eq!(
+        v(&s, "sailpoint_pending_task_progress_ratio", &[("id", "a")]),
+        Some(0.4)
+    );
+    assert_eq!(
+        v(
+            &s,
+            "sailpoint_pending_task_created_timestamp_seconds",
+            &[("id", "c")]
+        ),
+        None,
+        "only the two oldest"
+    );
+    assert_eq!(
+        v(&s, "sailpoint_tasks_pending", &[("task_name", "Agg")]),
+        Some(2.0)
+    );
+    h.fake.complete("a", at(5), "SUCCESS");
+    h.set_now(30);
+    assert_eq!(h.pending().await, 1);
+    let s = h.samples();
+    assert_eq!(
+        v(
+            &s,
+            "sailpoint_pending_task_created_timestamp_seconds",
+            &[("id", "a")]
+        ),
+        None
+    );
+    assert_eq!(
+        v(
+            &s,
+            "sailpoint_pending_task_created_timestamp_seconds",
+            &[("id", "c")]
+        ),
+        Some(at(-10).timestamp() as f64)
+    );
+    assert_eq!(
+        v(&s, "sailpoint_tasks_pending", &[("task_name", "Agg")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        v(
+            &s,
+            "sailpoint_tasks_pending_oldest_created_timestamp_seconds",
+            &[("task_name", "Agg")]
+        ),
+        Some(at(-20).timestamp() as f64)
+    );
+}
+
+#[tokio::test]
+async fn groups_beyond_max_groups_fold_into_other() {
+    let m = MetricsSettings {
+        max_groups: 2,
+        ..MetricsSettings::default()
+    };
+    let mut h = harness_with(tenant_settings(), m);
+    h.prime().await;
+    for (i, name) in ["A", "B", "C", "D"].iter().enumerate() {
+        h.fake.put(done(
+            task(name, name, Some("S"), i as i64, None),
+            10,
+            "SUCCESS",
+        ));
+    }
+    h.set_now(60);
+    assert_eq!(h.completed().await, 4);
+    let s = h.samples();
+    // Newest first: D and C are admitted, B and A fold.
+    assert_eq!(
+        v(&s, COMPLETED, &[("task_name", "D"), ("status", "success")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        v(&s, COMPLETED, &[("task_name", "C"), ("status", "success")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        v(
+            &s,
+            COMPLETED,
+            &[
+                ("task_name", "other"),
+                ("source", "other"),
+                ("status", "success")
+            ]
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        v(&s, "sailpoint_exporter_groups_folded_total", &[]),
+        Some(2.0)
+    );
+    let names: HashSet<&str> = s
+        .iter()
+        .filter(|x| x.name == COMPLETED)
+        .filter_map(|x| x.labels.get("task_name").map(String::as_str))
+        .collect();
+    assert_eq!(names, HashSet::from(["C", "D", "other"]));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hanging_poll_fails_at_its_deadline() {
+    let mut t = tenant_settings();
+    t.poll_timeout = Duration::from_secs(5);
+    let mut h = harness_with(t, MetricsSettings::default());
+    h.prime().await;
+    h.fake.with(|s| s.hang = true);
+    let err = h.poller.poll_completed().await.unwrap_err();
+    assert!(err.to_string().contains("5s"), "{err}");
+    let s = h.samples();
+    assert_eq!(
+        v(
+            &s,
+            "sailpoint_exporter_poll_errors_total",
+            &[("list", "completed")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(v(&s, "sailpoint_up", &[]), Some(0.0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn run_polls_both_lists_and_stops_on_shutdown() {
+    let h = harness();
+    h.fake
+        .put(done(task("p", "Agg", None, -60, None), -30, "SUCCESS"));
+    let fake = h.fake.clone();
+    let ready = h.poller.ready_flag();
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let job = tokio::spawn(h.poller.run(rx));
+    tokio::time::sleep(Duration::from_secs(125)).await;
+    assert!(ready.load(std::sync::atomic::Ordering::Acquire));
+    let calls = fake.calls();
+    let pending = calls.iter().filter(|c| *c == "pending").count();
+    let pages = calls.iter().filter(|c| c.starts_with("page")).count();
+    // Priming (1 pending + 1 page), then pending at ~30/60/90/120 s, completed at ~60/120 s.
+    assert_eq!((pending, pages), (5, 3), "{calls:?}");
+    tx.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(1), job)
+        .await
+        .unwrap()
+        .unwrap();
+}

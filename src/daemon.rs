@@ -1,0 +1,302 @@
+//! The exporter daemon: wires settings → pollers → metric state → HTTP server, and owns
+//! the process life cycle (signals, reload, graceful shutdown).
+//!
+//! Each tenant runs as its own collector with its own stop switch, so a reload can restart
+//! exactly the tenants whose settings changed and leave the others — and their counters —
+//! untouched. Shutdown order: stop accepting scrapes, drain in-flight requests, stop the
+//! pollers, return.
+
+use std::collections::HashMap;
+use std::collections::hash_map::DefaultHasher;
+use std::future::Future;
+use std::hash::{Hash, Hasher};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use secrecy::ExposeSecret;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::collector::{self, CollectorHandle, Readiness};
+use crate::config::{Credentials, Overrides, Settings, TenantSettings};
+use crate::http::{self, MetricsSource, ServerConfig};
+use crate::metrics::Metrics;
+
+/// The crate version, for build info and the landing page.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The source revision embedded by `build.rs`.
+pub const REVISION: &str = env!("SAILPOINT_EXPORTER_REVISION");
+
+/// Where a reload reads its settings from.
+#[derive(Debug, Clone)]
+pub struct ReloadSource {
+    pub path: PathBuf,
+    pub overrides: Overrides,
+}
+
+/// What `/metrics` and `/-/ready` read: the registry and the tenants' readiness.
+struct ExporterState {
+    metrics: Arc<Metrics>,
+    tenants: Mutex<HashMap<String, Readiness>>,
+}
+
+impl MetricsSource for ExporterState {
+    fn render(&self) -> Vec<u8> {
+        self.metrics.render()
+    }
+
+    fn is_ready(&self) -> bool {
+        match self.tenants.lock() {
+            Ok(t) => t.values().all(Readiness::is_ready),
+            Err(_) => false,
+        }
+    }
+}
+
+/// One tenant's running collector and the fingerprint of the settings it runs with.
+struct RunningTenant {
+    fingerprint: u64,
+    stop: watch::Sender<bool>,
+    handle: CollectorHandle,
+}
+
+/// The set of running tenants.
+struct Tenants {
+    metrics: Arc<Metrics>,
+    state: Arc<ExporterState>,
+    running: HashMap<String, RunningTenant>,
+}
+
+impl Tenants {
+    fn start(&mut self, tenant: &TenantSettings, base: &Settings) -> anyhow::Result<()> {
+        let one = Settings {
+            web: base.web.clone(),
+            metrics: base.metrics.clone(),
+            tenants: vec![tenant.clone()],
+        };
+        let (stop, stopped) = watch::channel(false);
+        let handle = collector::spawn(&one, self.metrics.clone(), stopped)?;
+        if let Ok(mut t) = self.state.tenants.lock() {
+            t.insert(tenant.name.clone(), handle.readiness());
+        }
+        self.running.insert(
+            tenant.name.clone(),
+            RunningTenant {
+                fingerprint: fingerprint(tenant),
+                stop,
+                handle,
+            },
+        );
+        Ok(())
+    }
+
+    async fn stop(&mut self, name: &str) {
+        if let Some(t) = self.running.remove(name) {
+            let _ = t.stop.send(true);
+            t.handle.join().await;
+        }
+        if let Ok(mut t) = self.state.tenants.lock() {
+            t.remove(name);
+        }
+    }
+
+    async fn stop_all(&mut self) {
+        let names: Vec<String> = self.running.keys().cloned().collect();
+        for name in names {
+            self.stop(&name).await;
+        }
+    }
+
+    /// Applies a new, valid configuration: restarts changed tenants, starts new ones,
+    /// stops removed ones; unchanged tenants keep running with their counters.
+    async fn apply(&mut self, new: &Settings, old: &Settings) -> anyhow::Result<()> {
+        if format!("{:?}", new.web) != format!("{:?}", old.web)
+            || format!("{:?}", new.metrics) != format!("{:?}", old.metrics)
+        {
+            tracing::warn!("web and metrics settings changed: they take effect after a restart");
+        }
+        let wanted: HashMap<&str, &TenantSettings> =
+            new.tenants.iter().map(|t| (t.name.as_str(), t)).collect();
+        let running: Vec<String> = self.running.keys().cloned().collect();
+        for name in running {
+            match wanted.get(name.as_str()) {
+                None => {
+                    tracing::info!(tenant = %name, "tenant removed by reload: stopping it");
+                    self.stop(&name).await;
+                }
+                Some(t)
+                    if self.running.get(&name).map(|r| r.fingerprint) != Some(fingerprint(t)) =>
+                {
+                    tracing::info!(tenant = %name, "tenant settings changed: restarting it");
+                    self.stop(&name).await;
+                }
+                Some(_) => {}
+            }
+        }
+        for tenant in &new.tenants {
+            if !self.running.contains_key(&tenant.name) {
+                self.start(tenant, new)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A hash of everything that affects a tenant's polling, secrets included (so a rotated
+/// secret restarts the tenant). Only ever compared, never shown.
+fn fingerprint(t: &TenantSettings) -> u64 {
+    let mut h = DefaultHasher::new();
+    format!("{t:?}").hash(&mut h);
+    match t.credentials() {
+        Some(Credentials::ClientCredentials {
+            client_id,
+            client_secret,
+        }) => {
+            client_id.hash(&mut h);
+            client_secret.expose_secret().hash(&mut h);
+        }
+        Some(Credentials::StaticToken(token)) => token.expose_secret().hash(&mut h),
+        None => {}
+    }
+    h.finish()
+}
+
+/// Runs the daemon with `settings` until `shutdown` resolves. With `reload`, SIGHUP
+/// re-reads that file and applies it (an invalid file is refused and logged).
+pub async fn run(
+    settings: Settings,
+    reload: Option<ReloadSource>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::new(&settings.metrics, VERSION, REVISION)?);
+    let listener = TcpListener::bind(&settings.web.listen_address)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.web.listen_address))?;
+    let state = Arc::new(ExporterState {
+        metrics: metrics.clone(),
+        tenants: Mutex::new(HashMap::new()),
+    });
+    let mut tenants = Tenants {
+        metrics: metrics.clone(),
+        state: state.clone(),
+        running: HashMap::new(),
+    };
+    for tenant in &settings.tenants {
+        tenants.start(tenant, &settings)?;
+    }
+    metrics.config_reloaded(true);
+    let server_config = ServerConfig::new(
+        settings.web.telemetry_path.clone(),
+        VERSION,
+        REVISION,
+        settings.tenants.iter().map(|t| t.name.clone()).collect(),
+    );
+    let (server_stop, server_stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(http::serve(listener, server_config, state, async {
+        let _ = server_stopped.await;
+    }));
+    supervise(&mut tenants, settings, reload, &metrics, shutdown).await;
+    let _ = server_stop.send(());
+    match server.await {
+        Ok(result) => result.context("HTTP server")?,
+        Err(e) => tracing::error!(error = %e, "HTTP server task ended abnormally"),
+    }
+    tenants.stop_all().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Waits for shutdown, applying reloads on SIGHUP meanwhile.
+async fn supervise(
+    tenants: &mut Tenants,
+    mut current: Settings,
+    reload: Option<ReloadSource>,
+    metrics: &Metrics,
+    shutdown: impl Future<Output = ()>,
+) {
+    let mut hangups = hangup_signals();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return,
+            Some(()) = next_hangup(&mut hangups) => {
+                let Some(source) = &reload else {
+                    tracing::info!("SIGHUP ignored: no configuration file to reload");
+                    continue;
+                };
+                match Settings::load(&source.path, &source.overrides) {
+                    Err(e) => {
+                        tracing::error!(error = %e, "reload refused: the running configuration stays");
+                        metrics.config_reloaded(false);
+                    }
+                    Ok(new) => match tenants.apply(&new, &current).await {
+                        Ok(()) => {
+                            tracing::info!(file = %source.path.display(), "configuration reloaded");
+                            metrics.config_reloaded(true);
+                            current = new;
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "reload failed");
+                            metrics.config_reloaded(false);
+                        }
+                    },
+                }
+            }
+        }
+    }
+}
+
+#[cfg(unix)]
+type Hangups = Option<tokio::signal::unix::Signal>;
+#[cfg(not(unix))]
+type Hangups = Option<()>;
+
+fn hangup_signals() -> Hangups {
+    #[cfg(unix)]
+    {
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok()
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
+}
+
+async fn next_hangup(h: &mut Hangups) -> Option<()> {
+    #[cfg(unix)]
+    {
+        match h {
+            Some(s) => s.recv().await,
+            None => std::future::pending().await,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = h;
+        std::future::pending().await
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C).
+pub async fn termination_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
+                    _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received, shutting down"),
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

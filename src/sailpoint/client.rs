@@ -1,0 +1,522 @@
+//! The client for the five v2024 task-status operations.
+//!
+//! One [`Client`] per tenant; clones share the token source, the request budget and the
+//! HTTP connection pool. Paging is offset/limit with `limit ≤ 250`; a 204 is read as an
+//! empty list, and paging stops when a page is short, when `X-Total-Count` is reached, or
+//! with an error when the API repeats a page (an API that ignores `offset` must not make
+//! the client page forever).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::Stream;
+use reqwest::header::CONTENT_TYPE;
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::config::{Credentials, PendingSource, TenantSettings};
+use crate::sailpoint::auth::{FetchFuture, TokenFetcher, TokenSource};
+use crate::sailpoint::error::ApiError;
+use crate::sailpoint::filter::{Filter, encode_query_value};
+use crate::sailpoint::model::{JsonPatchOperation, TaskStatus, TokenResponse};
+use crate::sailpoint::ratelimit::{RateLimiter, RetryPolicy};
+use crate::sailpoint::transport::{ApiObserver, RawResponse, Transport};
+
+/// The API's largest page.
+pub const MAX_PAGE_SIZE: u32 = 250;
+
+/// Upper bound on pages read by one listing, whatever the API says (250 × 4000 = one
+/// million tasks, far beyond 90 days of any tenant).
+const MAX_PAGES: u32 = 4000;
+
+/// SailPoint operationIds, used in errors and as the `operation` label.
+pub mod operation {
+    pub const GET_PENDING_TASKS: &str = "getPendingTasks";
+    pub const GET_PENDING_TASK_HEADERS: &str = "getPendingTaskHeaders";
+    pub const GET_TASK_STATUS_LIST: &str = "getTaskStatusList";
+    pub const GET_TASK_STATUS: &str = "getTaskStatus";
+    pub const UPDATE_TASK_STATUS: &str = "updateTaskStatus";
+    pub const TOKEN: &str = "token";
+}
+
+/// One page of tasks and the total, when `count=true` was asked.
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    pub items: Vec<TaskStatus>,
+    pub total: Option<u64>,
+}
+
+/// Parameters of `GET /task-status`.
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery {
+    /// A filter expression; see [`Filter`].
+    pub filters: Option<String>,
+    /// `created` or `-created`.
+    pub sorters: Option<String>,
+    /// Ask for `X-Total-Count`.
+    pub count: bool,
+}
+
+impl ListQuery {
+    /// Newest first, as the completed poll reads it.
+    pub fn newest_first() -> ListQuery {
+        ListQuery {
+            sorters: Some("-created".into()),
+            ..ListQuery::default()
+        }
+    }
+
+    /// Sets the filter.
+    pub fn with_filter(mut self, filter: &Filter) -> ListQuery {
+        self.filters = Some(filter.to_string());
+        self
+    }
+}
+
+/// A tenant's SailPoint client.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    transport: Arc<Transport>,
+    tokens: TokenSource,
+    api_root: String,
+    page_size: u32,
+    pending_source: PendingSource,
+}
+
+impl Client {
+    /// Builds the client of one tenant. Fails only on settings that validation should
+    /// have caught (missing credentials) or a TLS setup error.
+    pub fn new(
+        tenant: &TenantSettings,
+        observer: Arc<dyn ApiObserver>,
+    ) -> Result<Client, ApiError> {
+        let http = reqwest::Client::builder()
+            .timeout(tenant.request_timeout)
+            .connect_timeout(tenant.request_timeout.min(Duration::from_secs(10)))
+            .user_agent(concat!(
+                "sailpoint-task-exporter/",
+                env!("CARGO_PKG_VERSION")
+            ))
+            .build()
+            .map_err(|e| ApiError::Setup(e.to_string()))?;
+        let transport = Arc::new(Transport {
+            http,
+            limiter: RateLimiter::new(tenant.rate_limit.requests, tenant.rate_limit.per),
+            policy: RetryPolicy {
+                max_retries: tenant.max_retries,
+                ..RetryPolicy::default()
+            },
+            observer: observer.clone(),
+            max_body: tenant.max_body_bytes,
+        });
+        let tokens = match tenant.credentials() {
+            Some(Credentials::StaticToken(t)) => TokenSource::fixed(t.clone()),
+            Some(Credentials::ClientCredentials {
+                client_id,
+                client_secret,
+            }) => {
+                let fetcher = Arc::new(HttpTokenFetcher {
+                    transport: transport.clone(),
+                    url: tenant.token_endpoint(),
+                    client_id: client_id.clone(),
+                    client_secret: client_secret.clone(),
+                });
+                TokenSource::refreshing(fetcher, Box::new(move || observer.token_refresh()))
+            }
+            None => {
+                return Err(ApiError::Setup(format!(
+                    "tenant {}: no credentials (settings were not validated)",
+                    tenant.name
+                )));
+            }
+        };
+        Ok(Client {
+            inner: Arc::new(Inner {
+                transport,
+                tokens,
+                api_root: tenant.api_root(),
+                page_size: tenant.page_size.clamp(1, MAX_PAGE_SIZE),
+                pending_source: tenant.pending_source,
+            }),
+        })
+    }
+
+    /// The page size used when paging.
+    pub fn page_size(&self) -> u32 {
+        self.inner.page_size
+    }
+
+    /// Fetches a token now (for `check`); a no-op with a static token.
+    pub async fn authenticate(&self) -> Result<(), ApiError> {
+        self.inner.tokens.token().await.map(|_| ())
+    }
+
+    /// One page of `GET /task-status` and the server's `Date` header (for `check`'s clock
+    /// skew report).
+    pub async fn list_page_dated(
+        &self,
+        query: &ListQuery,
+        limit: u32,
+    ) -> Result<(Page, Option<DateTime<Utc>>), ApiError> {
+        let url = self.list_url(query, 0, limit);
+        self.send(
+            operation::GET_TASK_STATUS_LIST,
+            &move |http| http.get(&url),
+            |r| {
+                let date = r
+                    .headers
+                    .get(reqwest::header::DATE)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| DateTime::parse_from_rfc2822(v).ok())
+                    .map(|d| d.with_timezone(&Utc));
+                decode_page(r).map(|page| (page, date))
+            },
+        )
+        .await
+    }
+
+    /// How many tasks are pending: `HEAD /task-status/pending-tasks?count=true`, or a
+    /// one-item `completionStatus isnull` listing with `count=true`.
+    pub async fn pending_count(&self) -> Result<u64, ApiError> {
+        match self.inner.pending_source {
+            PendingSource::PendingTasks => {
+                let url = format!(
+                    "{}/task-status/pending-tasks?count=true",
+                    self.inner.api_root
+                );
+                self.send(
+                    operation::GET_PENDING_TASK_HEADERS,
+                    &move |http| http.head(&url),
+                    decode_count,
+                )
+                .await
+            }
+            PendingSource::CompletionStatusIsnull => {
+                let query = ListQuery {
+                    count: true,
+                    ..ListQuery::default()
+                }
+                .with_filter(&Filter::pending());
+                let page = self.list_page(&query, 0, 1).await?;
+                page.total.ok_or_else(|| ApiError::Decode {
+                    operation: operation::GET_TASK_STATUS_LIST,
+                    message: "X-Total-Count missing or invalid".into(),
+                })
+            }
+        }
+    }
+
+    /// One page of `GET /task-status/pending-tasks`.
+    pub async fn pending_page(
+        &self,
+        offset: u32,
+        limit: u32,
+        count: bool,
+    ) -> Result<Page, ApiError> {
+        let url = format!(
+            "{}/task-status/pending-tasks?offset={offset}&limit={}{}",
+            self.inner.api_root,
+            limit.clamp(1, MAX_PAGE_SIZE),
+            if count { "&count=true" } else { "" }
+        );
+        self.send(
+            operation::GET_PENDING_TASKS,
+            &move |http| http.get(&url),
+            decode_page,
+        )
+        .await
+    }
+
+    /// The whole pending set, all pages, from the configured pending source. Tasks that
+    /// appear twice (the list shifted while paging) are kept once.
+    pub async fn pending_tasks(&self) -> Result<Vec<TaskStatus>, ApiError> {
+        let size = self.inner.page_size;
+        let mut pages = Pager::new(operation::GET_PENDING_TASKS);
+        let mut tasks = Vec::new();
+        let mut seen = HashSet::new();
+        loop {
+            let page = match self.inner.pending_source {
+                PendingSource::PendingTasks => self.pending_page(pages.offset, size, false).await?,
+                PendingSource::CompletionStatusIsnull => {
+                    let query = ListQuery::default().with_filter(&Filter::pending());
+                    self.list_page(&query, pages.offset, size).await?
+                }
+            };
+            let more = pages.advance(&page, size)?;
+            for task in page.items {
+                if seen.insert(task.id.clone()) {
+                    tasks.push(task);
+                }
+            }
+            if !more {
+                return Ok(tasks);
+            }
+        }
+    }
+
+    /// One page of `GET /task-status`.
+    pub async fn list_page(
+        &self,
+        query: &ListQuery,
+        offset: u32,
+        limit: u32,
+    ) -> Result<Page, ApiError> {
+        let url = self.list_url(query, offset, limit);
+        self.send(
+            operation::GET_TASK_STATUS_LIST,
+            &move |http| http.get(&url),
+            decode_page,
+        )
+        .await
+    }
+
+    fn list_url(&self, query: &ListQuery, offset: u32, limit: u32) -> String {
+        let mut url = format!(
+            "{}/task-status?offset={offset}&limit={}",
+            self.inner.api_root,
+            limit.clamp(1, MAX_PAGE_SIZE)
+        );
+        if query.count {
+            url.push_str("&count=true");
+        }
+        if let Some(f) = &query.filters {
+            url.push_str("&filters=");
+            url.push_str(&encode_query_value(f));
+        }
+        if let Some(s) = &query.sorters {
+            url.push_str("&sorters=");
+            url.push_str(&encode_query_value(s));
+        }
+        url
+    }
+
+    /// Every task of `GET /task-status` matching `query`, page by page, as a stream.
+    pub fn list_stream(
+        &self,
+        query: ListQuery,
+    ) -> impl Stream<Item = Result<Page, ApiError>> + Send + 'static {
+        let client = self.clone();
+        let state = (
+            client,
+            query,
+            Pager::new(operation::GET_TASK_STATUS_LIST),
+            false,
+        );
+        futures::stream::try_unfold(state, |(client, query, mut pager, done)| async move {
+            if done {
+                return Ok(None);
+            }
+            let size = client.inner.page_size;
+            let page = client.list_page(&query, pager.offset, size).await?;
+            let more = pager.advance(&page, size)?;
+            Ok(Some((page, (client, query, pager, !more))))
+        })
+    }
+
+    /// `GET /task-status/{id}`; an unknown id is `ApiError::Status { status: 404, .. }`.
+    pub async fn task_status(&self, id: &str) -> Result<TaskStatus, ApiError> {
+        let url = self.task_url(id);
+        self.send(
+            operation::GET_TASK_STATUS,
+            &move |http| http.get(&url),
+            decode_task,
+        )
+        .await
+    }
+
+    /// `PATCH /task-status/{id}` with a JSON Patch; returns the updated task.
+    pub async fn update_task_status(
+        &self,
+        id: &str,
+        patch: &[JsonPatchOperation],
+    ) -> Result<TaskStatus, ApiError> {
+        let url = self.task_url(id);
+        let body = serde_json::to_vec(patch).map_err(|e| ApiError::Setup(e.to_string()))?;
+        self.send(
+            operation::UPDATE_TASK_STATUS,
+            &move |http| {
+                http.patch(&url)
+                    .header(CONTENT_TYPE, "application/json-patch+json")
+                    .body(body.clone())
+            },
+            decode_task,
+        )
+        .await
+    }
+
+    fn task_url(&self, id: &str) -> String {
+        let segment: String = url::form_urlencoded::byte_serialize(id.as_bytes())
+            .collect::<String>()
+            .replace('+', "%20");
+        format!("{}/task-status/{segment}", self.inner.api_root)
+    }
+
+    async fn send<T>(
+        &self,
+        op: &'static str,
+        build: &(dyn Fn(&reqwest::Client) -> reqwest::RequestBuilder + Send + Sync),
+        decode: fn(&RawResponse) -> Result<T, String>,
+    ) -> Result<T, ApiError> {
+        self.inner
+            .transport
+            .send(op, Some(&self.inner.tokens), build, decode)
+            .await
+    }
+}
+
+/// Offset bookkeeping and the guards against endless paging.
+struct Pager {
+    operation: &'static str,
+    offset: u32,
+    pages: u32,
+    last_ids: Option<Vec<String>>,
+}
+
+impl Pager {
+    fn new(operation: &'static str) -> Pager {
+        Pager {
+            operation,
+            offset: 0,
+            pages: 0,
+            last_ids: None,
+        }
+    }
+
+    /// Accounts for `page`; says whether another page should be read.
+    fn advance(&mut self, page: &Page, size: u32) -> Result<bool, ApiError> {
+        let len = page.items.len() as u32;
+        let ids: Vec<String> = page.items.iter().map(|t| t.id.clone()).collect();
+        if len > 0 && self.last_ids.as_ref() == Some(&ids) {
+            return Err(ApiError::Paging {
+                operation: self.operation,
+                message: format!("offset {} returned the previous page again", self.offset),
+            });
+        }
+        self.last_ids = Some(ids);
+        self.offset = self.offset.saturating_add(len);
+        self.pages += 1;
+        if len < size {
+            return Ok(false);
+        }
+        if page.total.is_some_and(|t| u64::from(self.offset) >= t) {
+            return Ok(false);
+        }
+        if self.pages >= MAX_PAGES {
+            return Err(ApiError::Paging {
+                operation: self.operation,
+                message: format!("more than {MAX_PAGES} pages"),
+            });
+        }
+        Ok(true)
+    }
+}
+
+fn decode_page(r: &RawResponse) -> Result<Page, String> {
+    let total = r.total_count();
+    if r.status == reqwest::StatusCode::NO_CONTENT || r.body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Page {
+            items: Vec::new(),
+            total,
+        });
+    }
+    let items = serde_json::from_slice(&r.body).map_err(|e| e.to_string())?;
+    Ok(Page { items, total })
+}
+
+fn decode_task(r: &RawResponse) -> Result<TaskStatus, String> {
+    serde_json::from_slice(&r.body).map_err(|e| e.to_string())
+}
+
+fn decode_count(r: &RawResponse) -> Result<u64, String> {
+    if r.status == reqwest::StatusCode::NO_CONTENT {
+        return Ok(r.total_count().unwrap_or(0));
+    }
+    r.total_count()
+        .ok_or_else(|| "X-Total-Count missing or invalid".to_string())
+}
+
+/// Fetches tokens from the OAuth token endpoint with the client-credentials grant.
+struct HttpTokenFetcher {
+    transport: Arc<Transport>,
+    url: String,
+    client_id: String,
+    client_secret: SecretString,
+}
+
+impl TokenFetcher for HttpTokenFetcher {
+    fn fetch(&self) -> FetchFuture<'_> {
+        Box::pin(async move {
+            let build = |http: &reqwest::Client| {
+                http.post(&self.url).form(&[
+                    ("grant_type", "client_credentials"),
+                    ("client_id", self.client_id.as_str()),
+                    ("client_secret", self.client_secret.expose_secret()),
+                ])
+            };
+            let result: Result<TokenResponse, ApiError> = self
+                .transport
+                .send(operation::TOKEN, None, &build, |r| {
+                    serde_json::from_slice(&r.body)
+                        .map_err(|_| "token response is not the documented JSON".to_string())
+                })
+                .await;
+            result.map_err(|e| match e {
+                ApiError::Status {
+                    status, message, ..
+                } => ApiError::Auth {
+                    status: Some(status),
+                    message: format!("token endpoint answered HTTP {status}: {message}"),
+                },
+                other => ApiError::Auth {
+                    status: None,
+                    message: other.to_string(),
+                },
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page(ids: &[&str], total: Option<u64>) -> Page {
+        let items = ids
+            .iter()
+            .map(|id| {
+                serde_json::from_value(serde_json::json!({
+                    "id": id, "created": "2024-01-01T00:00:00Z"
+                }))
+                .unwrap()
+            })
+            .collect();
+        Page { items, total }
+    }
+
+    #[test]
+    fn pager_stops_on_short_page_and_total() {
+        let mut p = Pager::new("op");
+        assert!(p.advance(&page(&["a", "b"], None), 2).unwrap());
+        assert!(!p.advance(&page(&["c"], None), 2).unwrap());
+        let mut p = Pager::new("op");
+        assert!(!p.advance(&page(&["a", "b"], Some(2)), 2).unwrap());
+        let mut p = Pager::new("op");
+        assert!(!p.advance(&page(&[], None), 2).unwrap());
+    }
+
+    #[test]
+    fn pager_refuses_a_repeated_page() {
+        let mut p = Pager::new("getTaskStatusList");
+        assert!(p.advance(&page(&["a", "b"], None), 2).unwrap());
+        let err = p.advance(&page(&["a", "b"], None), 2).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "getTaskStatusList: paging stopped: offset 2 returned the previous page again"
+        );
+    }
+}

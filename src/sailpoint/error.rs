@@ -1,0 +1,166 @@
+//! Typed errors of the SailPoint client.
+//!
+//! Every error names the operation (SailPoint's operationId, or `token`) so a log line or a
+//! CLI message says what was being done; HTTP errors also carry the status and SailPoint's
+//! `trackingId`, which is what SailPoint support asks for. Secrets never appear here: the
+//! token endpoint's error body is reduced to its `error`/`error_description` fields.
+
+use crate::sailpoint::model::ErrorResponseDto;
+
+/// Anything that can go wrong talking to a tenant.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ApiError {
+    /// The API answered with a non-success status that retries did not cure.
+    #[error("{operation}: HTTP {status}{}: {message}", tracking(.tracking_id))]
+    Status {
+        operation: &'static str,
+        status: u16,
+        tracking_id: Option<String>,
+        message: String,
+    },
+    /// The connection failed or broke (after retries).
+    #[error("{operation}: connection failed: {message}")]
+    Transport {
+        operation: &'static str,
+        message: String,
+    },
+    /// The request did not complete within the request timeout (after retries).
+    #[error("{operation}: timed out")]
+    Timeout { operation: &'static str },
+    /// A success response whose body is not the documented JSON (after retries).
+    #[error("{operation}: malformed response body: {message}")]
+    Decode {
+        operation: &'static str,
+        message: String,
+    },
+    /// The response body exceeded the configured cap.
+    #[error("{operation}: response body larger than {limit} bytes")]
+    BodyTooLarge {
+        operation: &'static str,
+        limit: usize,
+    },
+    /// The token endpoint refused or failed.
+    #[error("token: {message}")]
+    Auth {
+        status: Option<u16>,
+        message: String,
+    },
+    /// Paging went wrong: the API ignored `offset` or kept returning pages past the total.
+    #[error("{operation}: paging stopped: {message}")]
+    Paging {
+        operation: &'static str,
+        message: String,
+    },
+    /// The client could not be built from the settings.
+    #[error("client setup: {0}")]
+    Setup(String),
+}
+
+fn tracking(id: &Option<String>) -> String {
+    match id {
+        Some(id) => format!(" (trackingId {id})"),
+        None => String::new(),
+    }
+}
+
+impl ApiError {
+    /// The HTTP status, when the error is an HTTP answer.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ApiError::Status { status, .. } => Some(*status),
+            ApiError::Auth { status, .. } => *status,
+            _ => None,
+        }
+    }
+
+    /// True for a 404 answer (an unknown or expired task id).
+    pub fn is_not_found(&self) -> bool {
+        self.status() == Some(404)
+    }
+
+    /// Builds a [`ApiError::Status`] from an error response body: SailPoint's
+    /// `ErrorResponseDto`, the `{error}` (401) or `{message}` (429) shapes, or plain text.
+    pub fn from_response(operation: &'static str, status: u16, body: &[u8]) -> ApiError {
+        let (tracking_id, message) = describe_body(body);
+        ApiError::Status {
+            operation,
+            status,
+            tracking_id,
+            message,
+        }
+    }
+}
+
+/// Longest piece of an unstructured error body kept in a message.
+const MAX_TEXT: usize = 300;
+
+fn describe_body(body: &[u8]) -> (Option<String>, String) {
+    if let Ok(dto) = serde_json::from_slice::<ErrorResponseDto>(body)
+        && (dto.tracking_id.is_some() || !dto.messages.is_empty() || dto.detail_code.is_some())
+    {
+        let text = dto
+            .text()
+            .map(str::to_string)
+            .or(dto.detail_code.clone())
+            .unwrap_or_default();
+        return (dto.tracking_id, text);
+    }
+    if let Ok(serde_json::Value::Object(map)) = serde_json::from_slice(body) {
+        for key in ["error", "message", "detailMessage"] {
+            if let Some(serde_json::Value::String(s)) = map.get(key) {
+                return (None, s.trim().to_string());
+            }
+        }
+    }
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    if text.is_empty() {
+        return (None, "no response body".into());
+    }
+    (None, text.chars().take(MAX_TEXT).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_response_dto_gives_tracking_id_and_text() {
+        let body = include_str!("../../tests/fixtures/error-response-dto.404.json");
+        let err = ApiError::from_response("getTaskStatus", 404, body.as_bytes());
+        assert_eq!(
+            err.to_string(),
+            "getTaskStatus: HTTP 404 (trackingId b21b1f7ce4da4d639f2c62a57171b427): The server did not find a current representation for the target resource."
+        );
+        assert!(err.is_not_found());
+    }
+
+    #[test]
+    fn other_bodies_are_kept_as_text() {
+        let err =
+            ApiError::from_response("getTaskStatusList", 401, br#"{"error":"JWT is expired"}"#);
+        assert_eq!(
+            err.to_string(),
+            "getTaskStatusList: HTTP 401: JWT is expired"
+        );
+        let err = ApiError::from_response(
+            "getTaskStatusList",
+            429,
+            br#"{"message":" Rate Limit Exceeded "}"#,
+        );
+        assert_eq!(
+            err.to_string(),
+            "getTaskStatusList: HTTP 429: Rate Limit Exceeded"
+        );
+        let err = ApiError::from_response("getTaskStatusList", 502, b"<html>bad gateway</html>");
+        assert_eq!(
+            err.to_string(),
+            "getTaskStatusList: HTTP 502: <html>bad gateway</html>"
+        );
+        let err = ApiError::from_response("getTaskStatusList", 500, b"");
+        assert_eq!(
+            err.to_string(),
+            "getTaskStatusList: HTTP 500: no response body"
+        );
+    }
+}

@@ -1,0 +1,226 @@
+//! The `simulate` subcommand: flags that build a [`SimConfig`], and [`run`], which
+//! serves the simulated tenant until shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use secrecy::SecretString;
+
+use super::Simulator;
+use super::config::{
+    ClockMode, DEFAULT_TOKEN_TTL, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Faults, RateLimit, Scenario,
+    SimConfig,
+};
+
+/// Flags of `sailpoint-task-exporter simulate`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SimulateArgs {
+    /// Address to listen on (loopback by default; the fake has no real security).
+    #[arg(long, default_value = "127.0.0.1:11012")]
+    pub listen: SocketAddr,
+    /// Client id accepted by /oauth/token.
+    #[arg(long, default_value = DEMO_CLIENT_ID)]
+    pub client_id: String,
+    /// Client secret accepted by /oauth/token. Prefer the environment variable; the
+    /// default is the documented demo secret.
+    #[arg(
+        long,
+        env = "SAILPOINT_SIM_CLIENT_SECRET",
+        hide_env_values = true,
+        hide_default_value = true,
+        default_value = DEMO_CLIENT_SECRET,
+        value_parser = secret
+    )]
+    pub client_secret: SecretString,
+    /// Seed of every random choice: same seed, same tenant.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Time-lapse factor: schedules and task durations are divided by it.
+    /// (default 1 for `simulate`; `demo` defaults to 60, an hour per minute).
+    #[arg(long)]
+    pub speed: Option<f64>,
+    /// Tenant to simulate.
+    #[arg(long, value_enum, default_value_t = Scenario::Steady)]
+    pub scenario: Scenario,
+    /// Completed tasks in the history at start (default: the scenario's).
+    #[arg(long)]
+    pub history: Option<usize>,
+    /// Pending tasks at start (default: the scenario's).
+    #[arg(long)]
+    pub pending: Option<usize>,
+    /// Number of sources (default: the scenario's).
+    #[arg(long)]
+    pub sources: Option<usize>,
+    /// Lifetime of issued tokens.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "749s")]
+    pub token_ttl: Duration,
+    /// Every Nth API request starts a burst of 429s.
+    #[arg(long)]
+    pub fault_429_every: Option<u64>,
+    /// Probability (0-1) that an API request starts a burst of 429s.
+    #[arg(long, default_value_t = 0.0)]
+    pub fault_429_rate: f64,
+    /// Length of a 429 burst, in requests.
+    #[arg(long, default_value_t = 1)]
+    pub fault_429_burst: u32,
+    /// Retry-After sent with injected 429s.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "1s")]
+    pub fault_retry_after: Duration,
+    /// Probability (0-1) of a 500 answer.
+    #[arg(long, default_value_t = 0.0)]
+    pub fault_5xx_rate: f64,
+    /// Latency added to every API answer, e.g. 200ms.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
+    pub fault_latency: Duration,
+    /// Shift offsets between page requests (tasks complete and appear while paging).
+    #[arg(long)]
+    pub fault_page_shift: bool,
+    /// Probability (0-1) of a syntactically broken JSON body.
+    #[arg(long, default_value_t = 0.0)]
+    pub fault_malformed_rate: f64,
+    /// Probability (0-1) of a JSON body cut in half.
+    #[arg(long, default_value_t = 0.0)]
+    pub fault_truncated_rate: f64,
+    /// Probability (0-1) that the connection is closed without an answer.
+    #[arg(long, default_value_t = 0.0)]
+    pub fault_reset_rate: f64,
+    /// Enforce SailPoint's own limit of 100 requests per 10 s per client.
+    #[arg(long)]
+    pub rate_limit: bool,
+}
+
+fn secret(s: &str) -> Result<SecretString, std::convert::Infallible> {
+    Ok(SecretString::from(s))
+}
+
+impl SimulateArgs {
+    /// The tenant these flags describe (real clock).
+    pub fn config(&self) -> SimConfig {
+        SimConfig {
+            seed: self.seed,
+            scenario: self.scenario,
+            clock: ClockMode::Real,
+            speed: self.speed.unwrap_or(1.0),
+            client_id: self.client_id.clone(),
+            client_secret: self.client_secret.clone(),
+            token_ttl: self.token_ttl,
+            faults: self.faults(),
+            history: self.history,
+            pending: self.pending,
+            sources: self.sources,
+        }
+    }
+
+    fn faults(&self) -> Faults {
+        Faults {
+            rate_limit_every: self.fault_429_every,
+            rate_limit_probability: self.fault_429_rate,
+            rate_limit_burst: self.fault_429_burst,
+            retry_after: self.fault_retry_after,
+            server_error_rate: self.fault_5xx_rate,
+            latency: self.fault_latency,
+            page_shift: self.fault_page_shift,
+            malformed_rate: self.fault_malformed_rate,
+            truncated_rate: self.fault_truncated_rate,
+            reset_rate: self.fault_reset_rate,
+            rate_limit: self.rate_limit.then(RateLimit::default),
+        }
+    }
+}
+
+impl Default for SimulateArgs {
+    fn default() -> Self {
+        SimulateArgs {
+            listen: SocketAddr::from(([127, 0, 0, 1], 11012)),
+            client_id: DEMO_CLIENT_ID.to_string(),
+            client_secret: SecretString::from(DEMO_CLIENT_SECRET),
+            seed: 1,
+            speed: None,
+            scenario: Scenario::Steady,
+            history: None,
+            pending: None,
+            sources: None,
+            token_ttl: DEFAULT_TOKEN_TTL,
+            fault_429_every: None,
+            fault_429_rate: 0.0,
+            fault_429_burst: 1,
+            fault_retry_after: Duration::from_secs(1),
+            fault_5xx_rate: 0.0,
+            fault_latency: Duration::ZERO,
+            fault_page_shift: false,
+            fault_malformed_rate: 0.0,
+            fault_truncated_rate: 0.0,
+            fault_reset_rate: 0.0,
+            rate_limit: false,
+        }
+    }
+}
+
+/// Serves the simulated tenant described by `args` until `shutdown` resolves.
+pub async fn run(args: SimulateArgs, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let config = args.config();
+    let sim = Simulator::start(config, args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    tracing::info!(
+        url = %sim.base_url(),
+        client_id = %args.client_id,
+        scenario = args.scenario.name(),
+        seed = args.seed,
+        speed = args.speed.unwrap_or(1.0),
+        "simulated SailPoint tenant listening (token URL: {}/oauth/token, API: {}/v2024)",
+        sim.base_url(),
+        sim.base_url()
+    );
+    shutdown.await;
+    tracing::info!("simulated tenant shutting down");
+    sim.shutdown().await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use secrecy::ExposeSecret;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: SimulateArgs,
+    }
+
+    #[test]
+    fn flags_build_the_config() {
+        let cli = Cli::try_parse_from([
+            "simulate",
+            "--scenario",
+            "large-history",
+            "--history",
+            "5000",
+            "--fault-429-every",
+            "5",
+            "--fault-latency",
+            "200ms",
+            "--token-ttl",
+            "30s",
+            "--fault-page-shift",
+            "--rate-limit",
+        ])
+        .unwrap();
+        let cfg = cli.args.config();
+        assert_eq!(cfg.scenario, Scenario::LargeHistory);
+        assert_eq!(cfg.history, Some(5000));
+        assert_eq!(cfg.pending, None);
+        assert_eq!(cfg.token_ttl, Duration::from_secs(30));
+        assert_eq!(cfg.faults.rate_limit_every, Some(5));
+        assert_eq!(cfg.faults.latency, Duration::from_millis(200));
+        assert!(cfg.faults.page_shift);
+        assert_eq!(cfg.faults.rate_limit, Some(RateLimit::default()));
+        assert_eq!(cfg.client_secret.expose_secret(), DEMO_CLIENT_SECRET);
+        assert_eq!(cli.args.listen, SocketAddr::from(([127, 0, 0, 1], 11012)));
+        assert!(!format!("{:?}", cli.args).contains(DEMO_CLIENT_SECRET));
+    }
+}

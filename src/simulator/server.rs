@@ -1,0 +1,632 @@
+//! The HTTP face of the simulated tenant: routing, authentication, fault application
+//! and the five task-status operations plus `/oauth/token`, with SailPoint's status
+//! codes and error bodies.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use rand::Rng;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+
+use crate::sailpoint::model::{ErrorMessageDto, ErrorResponseDto, JsonPatchOperation, TaskStatus};
+
+use super::RequestCounts;
+use super::auth::TokenBook;
+use super::clock::{SimClock, lock};
+use super::faults::{BodyFault, FaultState, Verdict};
+use super::filter::Filter;
+use super::generator::{self, stream};
+use super::tenant::{PatchError, Tenant};
+
+/// API versions the task-status paths exist under.
+const VERSIONS: [&str; 3] = ["v2024", "v2025", "beta"];
+/// Largest page SailPoint serves.
+const MAX_LIMIT: i64 = 250;
+/// Largest request body the tenant reads (token form or JSON Patch).
+const MAX_BODY: usize = 64 * 1024;
+
+/// Everything the request handlers share.
+pub(crate) struct SimState {
+    pub clock: SimClock,
+    pub tenant: Mutex<Tenant>,
+    pub tokens: Mutex<TokenBook>,
+    pub faults: Mutex<FaultState>,
+    pub counts: Mutex<RequestCounts>,
+    pub token_ttl: Mutex<Duration>,
+    pub client_id: String,
+    pub client_secret: SecretString,
+    pub seed: u64,
+    pub tenant_id: String,
+    pub errors: AtomicU64,
+}
+
+/// Returned by the service to make hyper drop the connection without an answer.
+#[derive(Debug)]
+pub(crate) struct ConnectionReset;
+
+impl std::fmt::Display for ConnectionReset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection reset by fault injection")
+    }
+}
+
+impl std::error::Error for ConnectionReset {}
+
+type Reply = Response<Full<Bytes>>;
+
+/// A refusal to answer an API request, sent as an ErrorResponseDto.
+struct Refusal {
+    status: StatusCode,
+    /// `None` = the spec's generic text for the status.
+    text: Option<String>,
+}
+
+impl Refusal {
+    fn bad_request(text: &str) -> Refusal {
+        Refusal {
+            status: StatusCode::BAD_REQUEST,
+            text: Some(text.to_string()),
+        }
+    }
+
+    fn not_found(id: &str) -> Refusal {
+        Refusal {
+            status: StatusCode::NOT_FOUND,
+            text: Some(format!("TaskStatus with id '{id}' was not found")),
+        }
+    }
+}
+
+/// The five operations, by operationId.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Operation {
+    GetPendingTasks,
+    GetPendingTaskHeaders,
+    GetTaskStatusList,
+    GetTaskStatus,
+    UpdateTaskStatus,
+}
+
+enum Route {
+    Token,
+    List,
+    Pending,
+    Task(String),
+    Unknown,
+}
+
+fn route(path: &str) -> Route {
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match parts.as_slice() {
+        ["oauth", "token"] => Route::Token,
+        [v, "task-status"] if VERSIONS.contains(v) => Route::List,
+        [v, "task-status", "pending-tasks"] if VERSIONS.contains(v) => Route::Pending,
+        [v, "task-status", id] if VERSIONS.contains(v) && !id.is_empty() => {
+            Route::Task((*id).to_string())
+        }
+        _ => Route::Unknown,
+    }
+}
+
+fn operation(route: &Route, method: &Method) -> Result<Operation, &'static str> {
+    match (route, method) {
+        (Route::List, &Method::GET) => Ok(Operation::GetTaskStatusList),
+        (Route::Pending, &Method::GET) => Ok(Operation::GetPendingTasks),
+        (Route::Pending, &Method::HEAD) => Ok(Operation::GetPendingTaskHeaders),
+        (Route::Task(_), &Method::GET) => Ok(Operation::GetTaskStatus),
+        (Route::Task(_), &Method::PATCH) => Ok(Operation::UpdateTaskStatus),
+        (Route::List, _) => Err("GET"),
+        (Route::Pending, _) => Err("GET, HEAD"),
+        _ => Err("GET, PATCH"),
+    }
+}
+
+/// Answers one request.
+pub(crate) async fn serve(
+    state: Arc<SimState>,
+    req: Request<Incoming>,
+) -> Result<Reply, ConnectionReset> {
+    let target = route(req.uri().path());
+    tracing::debug!(method = %req.method(), path = req.uri().path(), "simulator request");
+    match target {
+        Route::Token => Ok(token(&state, req).await),
+        Route::Unknown => {
+            lock(&state.counts).other += 1;
+            Ok(state.error(StatusCode::NOT_FOUND, None))
+        }
+        route => match operation(&route, req.method()) {
+            Ok(op) => api(&state, op, route, req).await,
+            Err(allow) => {
+                lock(&state.counts).other += 1;
+                let mut reply = state.error(StatusCode::METHOD_NOT_ALLOWED, None);
+                reply
+                    .headers_mut()
+                    .insert("Allow", HeaderValue::from_static(allow));
+                Ok(reply)
+            }
+        },
+    }
+}
+
+async fn api(
+    state: &SimState,
+    op: Operation,
+    route: Route,
+    req: Request<Incoming>,
+) -> Result<Reply, ConnectionReset> {
+    state.count(op);
+    let client = match state.authenticate(&req) {
+        Ok(client) => client,
+        Err(text) => {
+            lock(&state.counts).unauthorized += 1;
+            return Ok(json_reply(
+                StatusCode::UNAUTHORIZED,
+                &json!({ "error": text }),
+            ));
+        }
+    };
+    let verdict = lock(&state.faults).decide(&client, tokio::time::Instant::now());
+    let (latency, body_fault) = match verdict {
+        Verdict::Reset => return Err(ConnectionReset),
+        Verdict::RateLimited {
+            retry_after,
+            latency,
+        } => {
+            tokio::time::sleep(latency).await;
+            lock(&state.counts).rate_limited += 1;
+            return Ok(rate_limited(retry_after));
+        }
+        Verdict::ServerError { latency } => {
+            tokio::time::sleep(latency).await;
+            lock(&state.counts).server_errors += 1;
+            return Ok(state.error(StatusCode::INTERNAL_SERVER_ERROR, None));
+        }
+        Verdict::Serve { latency, body } => (latency, body),
+    };
+    tokio::time::sleep(latency).await;
+    let query = Query::parse(req.uri().query());
+    let reply = match (op, route) {
+        (Operation::GetPendingTasks, _) => state.pending(&query, false),
+        (Operation::GetPendingTaskHeaders, _) => state.pending(&query, true),
+        (Operation::GetTaskStatusList, _) => state.list(&query),
+        (Operation::GetTaskStatus, Route::Task(id)) => state.task(&id),
+        (Operation::UpdateTaskStatus, Route::Task(id)) => state.update(&id, req).await,
+        _ => Err(Refusal {
+            status: StatusCode::NOT_FOUND,
+            text: None,
+        }),
+    };
+    let reply = reply.unwrap_or_else(|r| state.error(r.status, r.text.as_deref()));
+    Ok(spoil(reply, body_fault).await)
+}
+
+/// Applies a body fault to a 200 answer with a body.
+async fn spoil(reply: Reply, fault: BodyFault) -> Reply {
+    if fault == BodyFault::None || reply.status() != StatusCode::OK {
+        return reply;
+    }
+    let (parts, body) = reply.into_parts();
+    let bytes = match body.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(never) => match never {},
+    };
+    if bytes.is_empty() {
+        return Response::from_parts(parts, Full::new(bytes));
+    }
+    let mut parts = parts;
+    parts.headers.remove(hyper::header::CONTENT_LENGTH);
+    Response::from_parts(parts, Full::new(Bytes::from(fault.apply(bytes.to_vec()))))
+}
+
+async fn token(state: &SimState, req: Request<Incoming>) -> Reply {
+    lock(&state.counts).token += 1;
+    if req.method() != Method::POST {
+        let mut reply = state.error(StatusCode::METHOD_NOT_ALLOWED, None);
+        reply
+            .headers_mut()
+            .insert("Allow", HeaderValue::from_static("POST"));
+        return reply;
+    }
+    let mut fields: HashMap<String, String> = Query::parse(req.uri().query()).0;
+    match read_body(req).await {
+        Ok(body) => fields.extend(url::form_urlencoded::parse(&body).into_owned()),
+        Err(text) => return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", &text),
+    }
+    match fields.get("grant_type").map(String::as_str) {
+        Some("client_credentials") => {}
+        None => {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "Missing grant type",
+            );
+        }
+        Some(other) => {
+            let text = format!("Unsupported grant type: {other}");
+            return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", &text);
+        }
+    }
+    let id_ok = fields.get("client_id") == Some(&state.client_id);
+    let secret_ok = fields
+        .get("client_secret")
+        .is_some_and(|s| s.as_str() == state.client_secret.expose_secret());
+    if !(id_ok && secret_ok) {
+        return oauth_error(StatusCode::UNAUTHORIZED, "unauthorized", "Bad credentials");
+    }
+    let ttl = *lock(&state.token_ttl);
+    let grant = lock(&state.tokens).issue(&state.client_id, ttl, state.clock.now());
+    json_reply(
+        StatusCode::OK,
+        &json!({
+            "access_token": grant.token,
+            "token_type": "bearer",
+            "expires_in": grant.expires_in,
+            "scope": "sp:scopes:all",
+            "tenant_id": state.tenant_id,
+            "internal": false,
+            "pod": "sim01-useast1",
+            "org": "simulated",
+            "strong_auth": false,
+            "claims_supported": false,
+            "jti": grant.jti,
+        }),
+    )
+}
+
+fn oauth_error(status: StatusCode, error: &str, description: &str) -> Reply {
+    json_reply(
+        status,
+        &json!({ "error": error, "error_description": description }),
+    )
+}
+
+async fn read_body(req: Request<Incoming>) -> Result<Bytes, String> {
+    Limited::new(req.into_body(), MAX_BODY)
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .map_err(|e| format!("cannot read the request body: {e}"))
+}
+
+fn rate_limited(retry_after: u64) -> Reply {
+    let mut reply = json_reply(
+        StatusCode::TOO_MANY_REQUESTS,
+        &json!({ "message": " Rate Limit Exceeded " }),
+    );
+    if let Ok(v) = HeaderValue::from_str(&retry_after.to_string()) {
+        reply.headers_mut().insert("Retry-After", v);
+    }
+    reply
+}
+
+fn json_reply(status: StatusCode, value: &Value) -> Reply {
+    bytes_reply(status, serde_json::to_vec(value).unwrap_or_default())
+}
+
+fn bytes_reply(status: StatusCode, body: Vec<u8>) -> Reply {
+    let mut reply = Response::new(Full::new(Bytes::from(body)));
+    *reply.status_mut() = status;
+    reply
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    reply
+}
+
+fn empty_reply(status: StatusCode) -> Reply {
+    let mut reply = Response::new(Full::new(Bytes::new()));
+    *reply.status_mut() = status;
+    reply
+}
+
+fn with_total(mut reply: Reply, total: Option<usize>) -> Reply {
+    if let Some(v) = total.and_then(|t| HeaderValue::from_str(&t.to_string()).ok()) {
+        reply.headers_mut().insert("X-Total-Count", v);
+    }
+    reply
+}
+
+/// A task as JSON, with `target: null` written out for tasks without a target (as
+/// the real service does; the shared model omits the key).
+fn task_json(task: &TaskStatus) -> Value {
+    let mut value = serde_json::to_value(task).unwrap_or(Value::Null);
+    if let Value::Object(map) = &mut value {
+        map.entry("target").or_insert(Value::Null);
+    }
+    value
+}
+
+fn tasks_json(tasks: &[TaskStatus]) -> Value {
+    Value::Array(tasks.iter().map(task_json).collect())
+}
+
+/// Query parameters (last value wins).
+struct Query(HashMap<String, String>);
+
+impl Query {
+    fn parse(query: Option<&str>) -> Query {
+        Query(
+            url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+                .into_owned()
+                .collect(),
+        )
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+
+    /// offset, limit, count as SailPoint's standard collection parameters define them.
+    fn paging(&self) -> Result<(usize, usize, bool), String> {
+        let offset = match self.get("offset") {
+            None => 0,
+            Some(v) => v
+                .trim()
+                .parse::<i64>()
+                .ok()
+                .and_then(|n| usize::try_from(n).ok())
+                .ok_or_else(|| format!("offset must be a non-negative integer, got '{v}'"))?,
+        };
+        let limit = match self.get("limit") {
+            None => MAX_LIMIT,
+            Some(v) => v
+                .trim()
+                .parse::<i64>()
+                .ok()
+                .filter(|n| (0..=MAX_LIMIT).contains(n))
+                .ok_or_else(|| {
+                    format!("limit must be an integer between 0 and {MAX_LIMIT}, got '{v}'")
+                })?,
+        };
+        let count = match self.get("count").map(str::to_ascii_lowercase).as_deref() {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(_) => return Err("count must be true or false".to_string()),
+        };
+        Ok((offset, usize::try_from(limit).unwrap_or(0), count))
+    }
+
+    /// `sorters`: `created` (default) or `-created`; true = descending.
+    fn descending(&self) -> Result<bool, String> {
+        let Some(sorters) = self.get("sorters") else {
+            return Ok(false);
+        };
+        let mut descending = None;
+        for part in sorters.split(',').map(str::trim) {
+            descending = Some(match part {
+                "created" => false,
+                "-created" => true,
+                other => {
+                    let field = other.trim_start_matches('-');
+                    return Err(format!(
+                        "Sorting is not supported for field '{field}'; supported: created"
+                    ));
+                }
+            });
+        }
+        descending.ok_or_else(|| "sorters is empty".to_string())
+    }
+}
+
+impl SimState {
+    fn count(&self, op: Operation) {
+        let mut c = lock(&self.counts);
+        match op {
+            Operation::GetPendingTasks => c.get_pending_tasks += 1,
+            Operation::GetPendingTaskHeaders => c.get_pending_task_headers += 1,
+            Operation::GetTaskStatusList => c.get_task_status_list += 1,
+            Operation::GetTaskStatus => c.get_task_status += 1,
+            Operation::UpdateTaskStatus => c.update_task_status += 1,
+        }
+    }
+
+    /// The client id behind the request's bearer token, or the 401 text.
+    fn authenticate(&self, req: &Request<Incoming>) -> Result<String, &'static str> {
+        use super::auth::TokenRejection;
+        let header = req
+            .headers()
+            .get(hyper::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or(TokenRejection::Missing.text())?;
+        let token = header
+            .split_once(' ')
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, t)| t.trim())
+            .ok_or(TokenRejection::Missing.text())?;
+        lock(&self.tokens)
+            .check(token, self.clock.now())
+            .map(str::to_string)
+            .map_err(|r| r.text())
+    }
+
+    /// The tenant brought up to the clock.
+    fn settled(&self) -> (std::sync::MutexGuard<'_, Tenant>, DateTime<Utc>) {
+        let now = self.clock.now();
+        let mut tenant = lock(&self.tenant);
+        tenant.settle(now);
+        (tenant, now)
+    }
+
+    fn page_shift(&self, offset: usize) -> bool {
+        offset > 0 && lock(&self.faults).faults().page_shift
+    }
+
+    fn pending(&self, query: &Query, head: bool) -> Result<Reply, Refusal> {
+        let (offset, limit, count) = query.paging().map_err(|e| Refusal::bad_request(&e))?;
+        let shift = self.page_shift(offset);
+        let (mut tenant, now) = self.settled();
+        if shift {
+            tenant.shift_pages(now);
+        }
+        let page = tenant.pending_page(offset, limit, now);
+        drop(tenant);
+        let total = count.then_some(page.total);
+        let mut reply = if page.items.is_empty() {
+            empty_reply(StatusCode::NO_CONTENT)
+        } else if head {
+            empty_reply(StatusCode::OK)
+        } else {
+            json_reply(StatusCode::OK, &tasks_json(&page.items))
+        };
+        reply
+            .headers_mut()
+            .insert("X-Deprecated", HeaderValue::from_static("true"));
+        Ok(with_total(reply, total))
+    }
+
+    fn list(&self, query: &Query) -> Result<Reply, Refusal> {
+        let (offset, limit, count) = query.paging().map_err(|e| Refusal::bad_request(&e))?;
+        let descending = query.descending().map_err(|e| Refusal::bad_request(&e))?;
+        let filter = query
+            .get("filters")
+            .map(Filter::parse)
+            .transpose()
+            .map_err(|e| Refusal::bad_request(&e.to_string()))?;
+        let shift = self.page_shift(offset);
+        let (mut tenant, now) = self.settled();
+        if shift {
+            tenant.shift_pages(now);
+        }
+        let page = tenant.list(filter.as_ref(), descending, offset, limit, now);
+        drop(tenant);
+        let reply = json_reply(StatusCode::OK, &tasks_json(&page.items));
+        Ok(with_total(reply, count.then_some(page.total)))
+    }
+
+    fn task(&self, id: &str) -> Result<Reply, Refusal> {
+        let (tenant, now) = self.settled();
+        let task = tenant.get(id, now);
+        drop(tenant);
+        match task {
+            Some(task) => Ok(json_reply(StatusCode::OK, &task_json(&task))),
+            None => Err(Refusal::not_found(id)),
+        }
+    }
+
+    async fn update(&self, id: &str, req: Request<Incoming>) -> Result<Reply, Refusal> {
+        let media_type = req
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(|v| v.trim().to_ascii_lowercase());
+        if media_type.as_deref() != Some("application/json-patch+json") {
+            return Err(Refusal {
+                status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                text: Some("Content-Type must be application/json-patch+json".into()),
+            });
+        }
+        let body = read_body(req).await.map_err(|e| Refusal::bad_request(&e))?;
+        let ops: Vec<JsonPatchOperation> = serde_json::from_slice(&body).map_err(|e| {
+            Refusal::bad_request(&format!("the body is not a JSON Patch array: {e}"))
+        })?;
+        let (mut tenant, now) = self.settled();
+        let result = tenant.patch(id, &ops, now);
+        drop(tenant);
+        match result {
+            Ok(task) => Ok(json_reply(StatusCode::OK, &task_json(&task))),
+            Err(PatchError::NotFound) => Err(Refusal::not_found(id)),
+            Err(PatchError::Invalid(text)) => Err(Refusal::bad_request(&text)),
+        }
+    }
+
+    /// An ErrorResponseDto answer. Without `text`, the spec's generic text is used.
+    fn error(&self, status: StatusCode, text: Option<&str>) -> Reply {
+        let (detail, generic) = match status.as_u16() {
+            400 => (
+                "400.1 Bad Request Content",
+                "The request was syntactically correct but its content is semantically invalid.",
+            ),
+            404 => (
+                "404 Not found",
+                "The server did not find a current representation for the target resource.",
+            ),
+            405 => (
+                "405 Method Not Allowed",
+                "The method is not allowed for the target resource.",
+            ),
+            415 => (
+                "415 Unsupported Media Type",
+                "The request content type is not supported.",
+            ),
+            _ => ("500.0 Internal Fault", "An internal fault occurred."),
+        };
+        let text = text.unwrap_or(generic);
+        let mut messages = Vec::new();
+        if status == StatusCode::BAD_REQUEST {
+            messages.push(ErrorMessageDto {
+                locale: Some("und".into()),
+                locale_origin: Some("REQUEST".into()),
+                text: text.to_string(),
+            });
+        }
+        messages.push(ErrorMessageDto {
+            locale: Some("en-US".into()),
+            locale_origin: Some("DEFAULT".into()),
+            text: text.to_string(),
+        });
+        let dto = ErrorResponseDto {
+            detail_code: Some(detail.to_string()),
+            tracking_id: Some(self.tracking_id()),
+            messages,
+            causes: Vec::new(),
+        };
+        bytes_reply(status, serde_json::to_vec(&dto).unwrap_or_default())
+    }
+
+    fn tracking_id(&self) -> String {
+        let n = self.errors.fetch_add(1, Ordering::Relaxed);
+        let id: u128 = generator::rng(self.seed, stream::TENANT, n, 0).r#gen();
+        format!("{id:032x}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_versions_and_ids() {
+        assert!(matches!(route("/v2024/task-status"), Route::List));
+        assert!(matches!(
+            route("/beta/task-status/pending-tasks"),
+            Route::Pending
+        ));
+        assert!(matches!(route("/v2025/task-status/abc"), Route::Task(id) if id == "abc"));
+        assert!(matches!(route("/v3/task-status"), Route::Unknown));
+        assert!(matches!(route("/v2024/task-status/a/b"), Route::Unknown));
+        assert!(matches!(route("/oauth/token"), Route::Token));
+        assert!(matches!(route("/"), Route::Unknown));
+    }
+
+    #[test]
+    fn paging_parameters_are_validated() {
+        let q = |s: &str| Query::parse(Some(s));
+        assert_eq!(q("").paging(), Ok((0, 250, false)));
+        assert_eq!(
+            q("offset=5&limit=10&count=true").paging(),
+            Ok((5, 10, true))
+        );
+        for bad in [
+            "limit=251",
+            "limit=-1",
+            "offset=-1",
+            "offset=x",
+            "count=yes",
+        ] {
+            assert!(q(bad).paging().is_err(), "{bad}");
+        }
+        assert_eq!(q("sorters=-created").descending(), Ok(true));
+        assert_eq!(q("sorters=created").descending(), Ok(false));
+        assert!(q("sorters=name").descending().is_err());
+    }
+}

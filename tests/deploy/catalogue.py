@@ -1,0 +1,46 @@
+"""The metric catalogue of DESIGN.md section 4, shared by the deploy checks.
+
+Rules and dashboard may only read these families (plus Prometheus's own `up` and the
+recording rules of the rules file), so a typo in a metric name fails the check instead of
+producing an empty panel or an alert that can never fire.
+"""
+
+import re
+
+GAUGES = {
+    "sailpoint_up",
+    "sailpoint_tasks_pending",
+    "sailpoint_tasks_pending_oldest_created_timestamp_seconds",
+    "sailpoint_pending_task_created_timestamp_seconds",
+    "sailpoint_pending_task_progress_ratio",
+    "sailpoint_task_last_completed_timestamp_seconds",
+    "sailpoint_task_last_duration_seconds",
+    "sailpoint_exporter_last_poll_success_timestamp_seconds",
+    "sailpoint_exporter_last_poll_duration_seconds",
+    "sailpoint_exporter_tracked_tasks",
+    "sailpoint_exporter_build_info",
+}
+COUNTERS = {
+    "sailpoint_tasks_completed_total",
+    "sailpoint_task_messages_total",
+    "sailpoint_exporter_poll_errors_total",
+    "sailpoint_exporter_api_requests_total",
+    "sailpoint_exporter_api_retries_total",
+    "sailpoint_exporter_token_refreshes_total",
+}
+HISTOGRAMS = {
+    "sailpoint_task_duration_seconds",
+    "sailpoint_task_queue_wait_seconds",
+    "sailpoint_exporter_api_request_duration_seconds",
+}
+# Series names a query can select: gauges, counters, and the histograms' series.
+SERIES = GAUGES | COUNTERS | {f"{h}{s}" for h in HISTOGRAMS for s in ("_bucket", "_sum", "_count")}
+
+NAME = re.compile(r"(?<![\w:\"])((?:[a-z_]+:)?sailpoint_[a-z0-9_]+(?::[a-z0-9_]+)?)(?![\w\"])")
+
+
+def metric_names(expr):
+    """sailpoint_* metric and recording-rule names that an expression selects."""
+    # Drop string literals (label values, template text) before looking for names.
+    code = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
+    return set(NAME.findall(code))
