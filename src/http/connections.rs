@@ -22,6 +22,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::routes::Routes;
 use super::settings::ServerLimits;
+use super::stall::StallGuard;
 
 /// Sent to a connection over the cap, before closing it, so the client sees why.
 pub const BUSY_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
@@ -43,6 +44,7 @@ struct ConnectionContext {
     tls: Option<TlsAcceptor>,
     /// A TLS handshake is part of getting the request head: same deadline.
     handshake_timeout: Duration,
+    write_timeout: Duration,
 }
 
 /// The running server: listener, connection cap and the tasks serving connections.
@@ -70,6 +72,7 @@ impl Acceptor {
             draining,
             tls: tls.map(TlsAcceptor::from),
             handshake_timeout: limits.header_read_timeout,
+            write_timeout: limits.write_timeout,
         };
         Acceptor {
             listener,
@@ -125,13 +128,12 @@ impl Acceptor {
             tracing::debug!(%peer, %error, "could not set TCP_NODELAY");
         }
         let context = Arc::clone(&self.context);
+        let io = StallGuard::new(stream, context.write_timeout);
         match context.tls.clone() {
             Some(acceptor) => self
                 .connections
-                .spawn(serve_tls(acceptor, stream, context, slot)),
-            None => self
-                .connections
-                .spawn(serve_connection(stream, context, slot)),
+                .spawn(serve_tls(acceptor, io, context, slot)),
+            None => self.connections.spawn(serve_connection(io, context, slot)),
         };
     }
 
@@ -173,7 +175,7 @@ fn protocol(limits: &ServerLimits) -> http1::Builder {
 /// Completes the TLS handshake within the deadline (abandoned on drain), then serves.
 async fn serve_tls(
     acceptor: TlsAcceptor,
-    stream: TcpStream,
+    stream: StallGuard<TcpStream>,
     context: Arc<ConnectionContext>,
     slot: OwnedSemaphorePermit,
 ) {

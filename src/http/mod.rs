@@ -8,7 +8,8 @@
 //!
 //! Robustness (see [`ServerLimits`]): a header-read deadline against slowloris clients
 //! (also the idle keep-alive timeout), a cap on concurrent connections, `431` for oversized
-//! request heads, a per-request deadline, and accept-error back-off. Shutdown drains
+//! request heads, a per-request deadline, a write-stall deadline for clients that stop
+//! reading, and accept-error back-off. Shutdown drains
 //! in-flight requests for a bounded time.
 //!
 //! Security (exporter-toolkit `--web.config.file`, see [`WebConfig`]): optional TLS
@@ -24,12 +25,14 @@ mod encoding;
 mod landing;
 mod routes;
 mod settings;
+mod stall;
 mod tls;
 mod web_config;
 
 use std::future::Future;
 use std::io;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 
@@ -89,8 +92,15 @@ fn validate(config: &ServerConfig) -> io::Result<()> {
         || limits.max_connections > tokio::sync::Semaphore::MAX_PERMITS
     {
         Some("max_connections must be between 1 and Semaphore::MAX_PERMITS")
-    } else if limits.header_read_timeout.is_zero() || limits.request_timeout.is_zero() {
-        Some("header_read_timeout and request_timeout must be positive")
+    } else if [
+        limits.header_read_timeout,
+        limits.request_timeout,
+        limits.write_timeout,
+    ]
+    .iter()
+    .any(Duration::is_zero)
+    {
+        Some("header_read_timeout, request_timeout and write_timeout must be positive")
     } else {
         None
     };

@@ -87,6 +87,9 @@ pub struct ServerLimits {
     /// Time to produce one response once its head is read; on expiry the client gets
     /// `503`. Default 10 s (Prometheus' default scrape timeout).
     pub request_timeout: Duration,
+    /// Longest a response write may make no progress (the client stopped reading) before
+    /// the connection is closed. Default 10 s.
+    pub write_timeout: Duration,
     /// Whether a connection may carry more than one request. Default true: Prometheus
     /// reuses its connection between scrapes.
     pub keep_alive: bool,
@@ -105,6 +108,7 @@ impl Default for ServerLimits {
             max_connections: 256,
             max_header_bytes: 16 * 1024,
             request_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(10),
             keep_alive: true,
             shutdown_grace: Duration::from_secs(10),
         }
