@@ -25,8 +25,8 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -r
 trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-metric() { # sum of a metric's samples in the daemon's exposition
-  curl -s "http://127.0.0.1:$1/metrics" | awk -v m="$2" '$1 ~ "^"m"({|$)" {s+=$2} END {printf "%.0f", s}'
+metric() { # sum of the samples whose series starts with $2 (name, or name{first-label)
+  curl -s "http://127.0.0.1:$1/metrics" | grep -F -- "$2" | grep -v '^#' | awk '{s+=$NF} END {printf "%.0f", s}'
 }
 cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
@@ -61,17 +61,17 @@ EOF
   done
   sleep "$COMPLETED_INTERVAL"   # let the first steady-state cycle pass
   local req0 cpu0 req1 cpu1 seconds
-  req0=$(metric "$daemon_port" sailpoint_exporter_api_requests_total)
+  req0=$(metric "$daemon_port" 'sailpoint_exporter_api_requests_total{')
   cpu0=$(cpu_ticks "$daemon")
   seconds=$((CYCLES * COMPLETED_INTERVAL))
   sleep "$seconds"
-  req1=$(metric "$daemon_port" sailpoint_exporter_api_requests_total)
+  req1=$(metric "$daemon_port" 'sailpoint_exporter_api_requests_total{')
   cpu1=$(cpu_ticks "$daemon")
   echo "history=$history pending=1000 cycles=$CYCLES (cycle = ${COMPLETED_INTERVAL}s: 2 pending polls + 1 completed poll)"
   awk -v r=$((req1 - req0)) -v c="$CYCLES" -v t=$((cpu1 - cpu0)) 'BEGIN {
     printf "  API requests per cycle: %.1f\n  daemon CPU per cycle:   %.1f ms\n", r / c, t * 10 / c }'
   echo "  daemon RSS now: $(( $(rss_kib "$daemon") / 1024 )) MiB, peak: $(( $(hwm_kib "$daemon") / 1024 )) MiB"
-  echo "  tracked tasks: pending=$(metric "$daemon_port" 'sailpoint_exporter_tracked_tasks{state="pending"') recent=$(metric "$daemon_port" 'sailpoint_exporter_tracked_tasks{state="recent"')"
+  echo "  tracked tasks: pending=$(metric "$daemon_port" 'state="pending"') recent=$(metric "$daemon_port" 'state="recent"')"
   echo "  /metrics body: $(curl -s "http://127.0.0.1:$daemon_port/metrics" | wc -c) bytes"
   if [ "$history" = "$LOAD_CASE" ]; then
     echo "  wrk -t2 -c32 -d10s /metrics (plain):"

@@ -162,10 +162,12 @@ fn fingerprint(t: &TenantSettings) -> u64 {
     h.finish()
 }
 
-/// Runs the daemon with `settings` until `shutdown` resolves. With `reload`, SIGHUP
-/// re-reads that file and applies it (an invalid file is refused and logged).
+/// Runs the daemon with `settings` (and the TLS / basic-auth `web` configuration, loaded
+/// by [`load_web_config`]) until `shutdown` resolves. With `reload`, SIGHUP re-reads that
+/// file and applies it (an invalid file is refused and logged).
 pub async fn run(
     settings: Settings,
+    web: Option<http::WebConfig>,
     reload: Option<ReloadSource>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
@@ -186,12 +188,16 @@ pub async fn run(
         tenants.start(tenant, &settings)?;
     }
     metrics.config_reloaded(true);
-    let server_config = ServerConfig::new(
+    let mut server_config = ServerConfig::new(
         settings.web.telemetry_path.clone(),
         VERSION,
         REVISION,
         settings.tenants.iter().map(|t| t.name.clone()).collect(),
     );
+    if let Some(web) = web {
+        server_config.tls = web.tls;
+        server_config.access = web.access;
+    }
     let (server_stop, server_stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(http::serve(listener, server_config, state, async {
         let _ = server_stopped.await;
@@ -205,6 +211,29 @@ pub async fn run(
     tenants.stop_all().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// A problem with the `--web.config.file` (TLS / basic auth); reported at start.
+#[derive(Debug, thiserror::Error)]
+#[error("web config file {path}: {source}")]
+pub struct WebConfigFileError {
+    pub path: String,
+    #[source]
+    pub source: http::WebConfigError,
+}
+
+/// Reads the exporter-toolkit web configuration named by `web.config_file`, if any.
+pub fn load_web_config(settings: &Settings) -> Result<Option<http::WebConfig>, WebConfigFileError> {
+    let path = settings.web.config_file.trim();
+    if path.is_empty() {
+        return Ok(None);
+    }
+    http::WebConfig::load(std::path::Path::new(path))
+        .map(Some)
+        .map_err(|source| WebConfigFileError {
+            path: path.to_string(),
+            source,
+        })
 }
 
 /// Waits for shutdown, applying reloads on SIGHUP meanwhile.
