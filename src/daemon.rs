@@ -11,6 +11,7 @@ use std::collections::hash_map::DefaultHasher;
 use std::future::Future;
 use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
@@ -39,6 +40,9 @@ pub struct ReloadSource {
 struct ExporterState {
     metrics: Arc<Metrics>,
     tenants: Mutex<HashMap<String, Readiness>>,
+    /// Once every tenant has primed, the exporter stays ready: a reload that restarts a
+    /// tenant must not take the exporter out of service while it primes again.
+    ever_ready: AtomicBool,
 }
 
 impl MetricsSource for ExporterState {
@@ -47,10 +51,17 @@ impl MetricsSource for ExporterState {
     }
 
     fn is_ready(&self) -> bool {
-        match self.tenants.lock() {
+        if self.ever_ready.load(Ordering::Acquire) {
+            return true;
+        }
+        let ready = match self.tenants.lock() {
             Ok(t) => t.values().all(Readiness::is_ready),
             Err(_) => false,
+        };
+        if ready {
+            self.ever_ready.store(true, Ordering::Release);
         }
+        ready
     }
 }
 
@@ -178,6 +189,7 @@ pub async fn run(
     let state = Arc::new(ExporterState {
         metrics: metrics.clone(),
         tenants: Mutex::new(HashMap::new()),
+        ever_ready: AtomicBool::new(false),
     });
     let mut tenants = Tenants {
         metrics: metrics.clone(),
