@@ -21,10 +21,11 @@ cargo clippy --all-targets --quiet -- -D warnings
 step "cargo test"
 cargo test --quiet 2>&1 | tee target/cargo-test.log
 # cargo prints one summary per test binary; show the grand total on one line.
-awk '/^test result:/ {p+=$4; f+=$6} END {printf "cargo test: %d passed, %d failed\n", p, f}' target/cargo-test.log
+read -r cargo_passed cargo_failed < <(awk '/^test result:/ {p+=$4; f+=$6} END {print p+0, f+0}' target/cargo-test.log)
 
-if [ -f tests/deploy/check.sh ]; then
-  step "deployment kit checks"
-  bash tests/deploy/check.sh
-fi
+step "deployment kit checks"
+bash tests/deploy/check.sh | tee target/deploy-check.log
+read -r deploy_passed deploy_failed < <(awk '/^deploy: [0-9]+ passed/ {print $2, $4}' target/deploy-check.log)
+
 step "all checks passed"
+echo "total: $((cargo_passed + ${deploy_passed:-0})) passed, $((cargo_failed + ${deploy_failed:-0})) failed"

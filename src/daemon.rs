@@ -11,6 +11,7 @@ use std::collections::hash_map::DefaultHasher;
 use std::future::Future;
 use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
@@ -39,6 +40,9 @@ pub struct ReloadSource {
 struct ExporterState {
     metrics: Arc<Metrics>,
     tenants: Mutex<HashMap<String, Readiness>>,
+    /// Once every tenant has primed, the exporter stays ready: a reload that restarts a
+    /// tenant must not take the exporter out of service while it primes again.
+    ever_ready: AtomicBool,
 }
 
 impl MetricsSource for ExporterState {
@@ -47,10 +51,17 @@ impl MetricsSource for ExporterState {
     }
 
     fn is_ready(&self) -> bool {
-        match self.tenants.lock() {
+        if self.ever_ready.load(Ordering::Acquire) {
+            return true;
+        }
+        let ready = match self.tenants.lock() {
             Ok(t) => t.values().all(Readiness::is_ready),
             Err(_) => false,
+        };
+        if ready {
+            self.ever_ready.store(true, Ordering::Release);
         }
+        ready
     }
 }
 
@@ -162,10 +173,12 @@ fn fingerprint(t: &TenantSettings) -> u64 {
     h.finish()
 }
 
-/// Runs the daemon with `settings` until `shutdown` resolves. With `reload`, SIGHUP
-/// re-reads that file and applies it (an invalid file is refused and logged).
+/// Runs the daemon with `settings` (and the TLS / basic-auth `web` configuration, loaded
+/// by [`load_web_config`]) until `shutdown` resolves. With `reload`, SIGHUP re-reads that
+/// file and applies it (an invalid file is refused and logged).
 pub async fn run(
     settings: Settings,
+    web: Option<http::WebConfig>,
     reload: Option<ReloadSource>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
@@ -176,6 +189,7 @@ pub async fn run(
     let state = Arc::new(ExporterState {
         metrics: metrics.clone(),
         tenants: Mutex::new(HashMap::new()),
+        ever_ready: AtomicBool::new(false),
     });
     let mut tenants = Tenants {
         metrics: metrics.clone(),
@@ -186,12 +200,16 @@ pub async fn run(
         tenants.start(tenant, &settings)?;
     }
     metrics.config_reloaded(true);
-    let server_config = ServerConfig::new(
+    let mut server_config = ServerConfig::new(
         settings.web.telemetry_path.clone(),
         VERSION,
         REVISION,
         settings.tenants.iter().map(|t| t.name.clone()).collect(),
     );
+    if let Some(web) = web {
+        server_config.tls = web.tls;
+        server_config.access = web.access;
+    }
     let (server_stop, server_stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(http::serve(listener, server_config, state, async {
         let _ = server_stopped.await;
@@ -205,6 +223,29 @@ pub async fn run(
     tenants.stop_all().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// A problem with the `--web.config.file` (TLS / basic auth); reported at start.
+#[derive(Debug, thiserror::Error)]
+#[error("web config file {path}: {source}")]
+pub struct WebConfigFileError {
+    pub path: String,
+    #[source]
+    pub source: http::WebConfigError,
+}
+
+/// Reads the exporter-toolkit web configuration named by `web.config_file`, if any.
+pub fn load_web_config(settings: &Settings) -> Result<Option<http::WebConfig>, WebConfigFileError> {
+    let path = settings.web.config_file.trim();
+    if path.is_empty() {
+        return Ok(None);
+    }
+    http::WebConfig::load(std::path::Path::new(path))
+        .map(Some)
+        .map_err(|source| WebConfigFileError {
+            path: path.to_string(),
+            source,
+        })
 }
 
 /// Waits for shutdown, applying reloads on SIGHUP meanwhile.

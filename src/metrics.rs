@@ -496,6 +496,9 @@ impl Group {
     }
 }
 
+/// (completed, created, id) of the latest task of a (group, status).
+type LatestRank = (DateTime<Utc>, DateTime<Utc>, String);
+
 /// Mutable per-tenant bookkeeping the registry cannot answer cheaply.
 #[derive(Default)]
 struct TenantState {
@@ -503,7 +506,7 @@ struct TenantState {
     groups: HashSet<Group>,
     /// The latest task per (group, status), for the "newer only" rule, ranked by
     /// (completed, created, id) so that ties resolve the same whatever the reading order.
-    latest: HashMap<(Group, String), (DateTime<Utc>, DateTime<Utc>, String)>,
+    latest: HashMap<(Group, String), LatestRank>,
     /// Groups that currently have pending-gauge series.
     pending_groups: HashSet<Group>,
     /// (id, group) of tasks that currently have per-task pending series.

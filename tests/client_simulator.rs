@@ -489,3 +489,28 @@ async fn an_unreachable_tenant_is_a_transport_error() {
     assert!(matches!(err, ApiError::Transport { .. }), "{err:?}");
     assert_eq!(*rec.retries.lock().unwrap(), vec![RetryReason::Connect]);
 }
+
+#[tokio::test]
+async fn an_oversized_body_is_a_typed_error_not_a_memory_spike() {
+    let sim = sim(large()).await;
+    let (client, _) = client_with(TenantSettings {
+        max_body_bytes: 4096,
+        ..tenant(&sim, SECRET)
+    });
+    let err = client.pending_tasks().await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ApiError::BodyTooLarge {
+                operation: "getPendingTasks",
+                limit: 4096
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "getPendingTasks: response body larger than 4096 bytes"
+    );
+    sim.shutdown().await;
+}

@@ -79,7 +79,7 @@ fn activity_with(sim: &SimHandle, step: usize, complete_pending: bool) {
             .created(now + secs(2))
             .launched(now + secs(4))
             .completes(now + secs(20), status(step))
-            .messages(if step % 4 == 0 {
+            .messages(if step.is_multiple_of(4) {
                 warn_and_error()
             } else {
                 Vec::new()
@@ -90,7 +90,7 @@ fn activity_with(sim: &SimHandle, step: usize, complete_pending: bool) {
             .created(now + secs(1))
             .completes(now + secs(95), status(step + 1)),
     );
-    if step % 3 == 0 {
+    if step.is_multiple_of(3) {
         sim.add_task(
             NewTask::group_aggregation(SOURCES[(step + 1) % 3])
                 .created(now)
@@ -107,7 +107,7 @@ fn activity_with(sim: &SimHandle, step: usize, complete_pending: bool) {
         sim.complete_task(
             &t.id,
             s,
-            if step % 2 == 0 {
+            if step.is_multiple_of(2) {
                 warn_and_error()
             } else {
                 Vec::new()
@@ -199,9 +199,9 @@ async fn tasks_running_far_longer_than_the_overlap_are_counted_once() {
             .launched(started + secs(30)),
     );
     // Six hours in five-minute steps: the overlap is two minutes.
-    for step in 0..72 {
+    for step in 0..72usize {
         sim.advance(Duration::from_secs(300));
-        if step % 6 == 0 {
+        if step.is_multiple_of(6) {
             activity_with(&sim, step, false);
         }
         exp.cycle().await;

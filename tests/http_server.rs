@@ -52,7 +52,9 @@ impl FakeSource {
 impl MetricsSource for FakeSource {
     fn render(&self) -> Vec<u8> {
         self.rendering.notify_one();
-        while self.hold.load(Ordering::SeqCst) {
+        // Bounded, so a failing test cannot hang the runtime's shutdown on this thread.
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while self.hold.load(Ordering::SeqCst) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(2));
         }
         EXPOSITION.as_bytes().to_vec()
@@ -614,4 +616,53 @@ async fn unusable_config_is_rejected_before_serving() {
     .await
     .unwrap_err();
     assert_eq!(error.kind(), std::io::ErrorKind::InvalidInput);
+}
+
+/// A source whose exposition is far larger than the loopback socket buffers.
+struct HugeSource;
+
+const HUGE_BODY_BYTES: usize = 32 * 1024 * 1024;
+
+impl MetricsSource for HugeSource {
+    fn render(&self) -> Vec<u8> {
+        vec![b'#'; HUGE_BODY_BYTES]
+    }
+
+    fn is_ready(&self) -> bool {
+        true
+    }
+}
+
+#[tokio::test]
+async fn client_that_stops_reading_is_cut_off_after_write_timeout() {
+    let mut config = config();
+    config.limits.max_connections = 1;
+    config.limits.write_timeout = Duration::from_millis(300);
+    let server = start(config, Arc::new(HugeSource)).await;
+
+    // Requests 32 MiB and reads nothing: it holds the only slot until the write stalls.
+    let mut stalled = TcpStream::connect(server.addr).await.unwrap();
+    stalled
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let probe = b"GET /-/healthy HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    assert_eq!(raw_exchange(server.addr, probe).await, BUSY_RESPONSE);
+
+    let mut answer = Vec::new();
+    for _ in 0..500 {
+        answer = raw_exchange(server.addr, probe).await;
+        if answer != BUSY_RESPONSE {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let answer = String::from_utf8(answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+
+    // The stalled client got part of the response, then the close.
+    let received = read_until_closed(&mut stalled).await;
+    assert!(received.starts_with(b"HTTP/1.1 200 OK\r\n"));
+    assert!(received.len() < HUGE_BODY_BYTES, "{} bytes", received.len());
+    server.shutdown().await;
 }

@@ -124,3 +124,47 @@ proptest! {
         let _ = parse_timestamp(&s);
     }
 }
+
+mod task_name_normaliser {
+    use proptest::prelude::*;
+    use sailpoint_task_exporter::metrics::normalize::{MAX_LABEL_CHARS, task_name};
+
+    fn hex(n: usize) -> impl Strategy<Value = String> {
+        prop::collection::vec(prop::sample::select(b"0123456789abcdefABCDEF".to_vec()), n)
+            .prop_map(|v| String::from_utf8(v).unwrap_or_default())
+    }
+
+    fn id() -> impl Strategy<Value = String> {
+        prop_oneof![
+            hex(32),
+            (hex(8), hex(4), hex(4), hex(4), hex(12))
+                .prop_map(|(a, b, c, d, e)| format!("{a}-{b}-{c}-{d}-{e}")),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn an_id_suffix_never_splits_a_group(
+            name in "[A-Za-z][A-Za-z ]{0,30}[A-Za-z]",
+            id in id(),
+            sep in prop::sample::select(vec![" - ", " ", "_", "-", ": ", " #"]),
+            bracket in any::<bool>(),
+        ) {
+            let with_id = if bracket { format!("{name} [{id}]") } else { format!("{name}{sep}{id}") };
+            prop_assert_eq!(task_name(&with_id, &[]), task_name(&name, &[]));
+        }
+
+        #[test]
+        fn labels_are_bounded_trimmed_and_never_empty(raw in ".*") {
+            let label = task_name(&raw, &[]);
+            prop_assert!(!label.is_empty());
+            prop_assert!(label.chars().count() <= MAX_LABEL_CHARS);
+            prop_assert_eq!(label.trim(), label.as_str());
+        }
+
+        #[test]
+        fn names_without_an_id_are_kept(name in "[A-Za-z][A-Za-z ]{0,30}[A-Za-z]( \\[source\\])?") {
+            prop_assert_eq!(task_name(&name, &[]), name);
+        }
+    }
+}

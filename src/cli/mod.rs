@@ -144,6 +144,13 @@ async fn serve(global: &GlobalOpts) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
+    let web = match crate::daemon::load_web_config(&settings) {
+        Ok(web) => web,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
     tracing::info!(
         version = crate::daemon::VERSION,
         revision = crate::daemon::REVISION,
@@ -155,7 +162,15 @@ async fn serve(global: &GlobalOpts) -> ExitCode {
         path: global.config_file.clone(),
         overrides: global.overrides(),
     };
-    finish(crate::daemon::run(settings, Some(reload), crate::daemon::termination_signal()).await)
+    finish(
+        crate::daemon::run(
+            settings,
+            web,
+            Some(reload),
+            crate::daemon::termination_signal(),
+        )
+        .await,
+    )
 }
 
 /// The configuration `demo` runs the daemon with (its base URL is replaced by the
@@ -202,8 +217,20 @@ async fn demo(mut args: crate::simulator::SimulateArgs, global: &GlobalOpts) -> 
             client_secret: args.client_secret.clone(),
         });
     }
+    let web_config = match crate::daemon::load_web_config(&settings) {
+        Ok(web) => web,
+        Err(e) => {
+            eprintln!("demo: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
     let web = settings.web.clone();
     let shown = web.listen_address.replace("0.0.0.0", "127.0.0.1");
+    let scheme = if web_config.as_ref().is_some_and(|w| w.tls.is_some()) {
+        "https"
+    } else {
+        "http"
+    };
     println!(
         "sailpoint-task-exporter demo ({} scenario, seed {}, speed {}x)",
         args.scenario.name(),
@@ -215,8 +242,11 @@ async fn demo(mut args: crate::simulator::SimulateArgs, global: &GlobalOpts) -> 
         sim.base_url(),
         args.client_id
     );
-    println!("  metrics:           http://{shown}{}", web.telemetry_path);
-    println!("  landing page:      http://{shown}/");
+    println!(
+        "  metrics:           {scheme}://{shown}{}",
+        web.telemetry_path
+    );
+    println!("  landing page:      {scheme}://{shown}/");
     println!(
         "  operator commands: sailpoint-task-exporter tasks pending --base-url {} --client-id {}",
         sim.base_url(),
@@ -231,7 +261,13 @@ async fn demo(mut args: crate::simulator::SimulateArgs, global: &GlobalOpts) -> 
     };
     println!("                     (with SAILPOINT_CLIENT_SECRET={secret})");
     println!("Press Ctrl-C to stop.");
-    let result = crate::daemon::run(settings, None, crate::daemon::termination_signal()).await;
+    let result = crate::daemon::run(
+        settings,
+        web_config,
+        None,
+        crate::daemon::termination_signal(),
+    )
+    .await;
     sim.shutdown().await;
     finish(result)
 }

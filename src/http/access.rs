@@ -9,8 +9,9 @@ use hyper::HeaderMap;
 
 /// Decides whether a request may be answered.
 ///
-/// Called on the request path for every gated request, so it must be quick and must not
-/// block (a bcrypt check should be cached by the implementation).
+/// Called for every gated request on a blocking thread (never an async worker), so a slow
+/// check such as bcrypt is allowed; it still counts against the request timeout, so
+/// implementations should remember recent successes.
 pub trait AccessPolicy: Send + Sync + 'static {
     /// `Ok(())` lets the request through; `Err` answers `401` with the challenge.
     fn check(&self, path: &str, headers: &HeaderMap) -> Result<(), Denied>;

@@ -18,9 +18,11 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 
 use super::routes::Routes;
 use super::settings::ServerLimits;
+use super::stall::StallGuard;
 
 /// Sent to a connection over the cap, before closing it, so the client sees why.
 pub const BUSY_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
@@ -39,6 +41,10 @@ struct ConnectionContext {
     protocol: http1::Builder,
     routes: Arc<Routes>,
     draining: watch::Receiver<bool>,
+    tls: Option<TlsAcceptor>,
+    /// A TLS handshake is part of getting the request head: same deadline.
+    handshake_timeout: Duration,
+    write_timeout: Duration,
 }
 
 /// The running server: listener, connection cap and the tasks serving connections.
@@ -53,12 +59,20 @@ pub struct Acceptor {
 
 impl Acceptor {
     /// Prepares to serve `routes` on `listener` within `limits`.
-    pub fn new(listener: TcpListener, routes: Arc<Routes>, limits: &ServerLimits) -> Self {
+    pub fn new(
+        listener: TcpListener,
+        routes: Arc<Routes>,
+        limits: &ServerLimits,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> Self {
         let (drain, draining) = watch::channel(false);
         let context = ConnectionContext {
             protocol: protocol(limits),
             routes,
             draining,
+            tls: tls.map(TlsAcceptor::from),
+            handshake_timeout: limits.header_read_timeout,
+            write_timeout: limits.write_timeout,
         };
         Acceptor {
             listener,
@@ -107,15 +121,20 @@ impl Acceptor {
     fn admit(&mut self, stream: TcpStream, peer: SocketAddr) {
         let Ok(slot) = Arc::clone(&self.slots).try_acquire_owned() else {
             tracing::debug!(%peer, "connection cap reached; refusing connection");
-            refuse(stream);
+            refuse(stream, self.context.tls.is_none());
             return;
         };
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(%peer, %error, "could not set TCP_NODELAY");
         }
         let context = Arc::clone(&self.context);
-        self.connections
-            .spawn(serve_connection(stream, context, slot));
+        let io = StallGuard::new(stream, context.write_timeout);
+        match context.tls.clone() {
+            Some(acceptor) => self
+                .connections
+                .spawn(serve_tls(acceptor, io, context, slot)),
+            None => self.connections.spawn(serve_connection(io, context, slot)),
+        };
     }
 
     /// Stops accepting, asks every connection to finish its current request, and waits
@@ -153,6 +172,25 @@ fn protocol(limits: &ServerLimits) -> http1::Builder {
     builder
 }
 
+/// Completes the TLS handshake within the deadline (abandoned on drain), then serves.
+async fn serve_tls(
+    acceptor: TlsAcceptor,
+    stream: StallGuard<TcpStream>,
+    context: Arc<ConnectionContext>,
+    slot: OwnedSemaphorePermit,
+) {
+    let handshake = tokio::time::timeout(context.handshake_timeout, acceptor.accept(stream));
+    let outcome = tokio::select! {
+        outcome = handshake => outcome,
+        () = drain_requested(context.draining.clone()) => return,
+    };
+    match outcome {
+        Ok(Ok(tls_stream)) => serve_connection(tls_stream, context, slot).await,
+        Ok(Err(error)) => tracing::debug!(%error, "TLS handshake failed"),
+        Err(_) => tracing::debug!("TLS handshake timed out"),
+    }
+}
+
 /// Serves HTTP/1 on any byte stream until the client leaves, an error occurs, or a drain
 /// finishes the request in flight. Holds its connection slot until it returns.
 async fn serve_connection<I>(io: I, context: Arc<ConnectionContext>, _slot: OwnedSemaphorePermit)
@@ -185,10 +223,13 @@ async fn drain_requested(mut draining: watch::Receiver<bool>) {
     let _ = draining.wait_for(|draining| *draining).await;
 }
 
-/// Best-effort `503` without blocking the accept loop, then close.
-fn refuse(stream: TcpStream) {
-    // A fresh socket's send buffer is empty, so this small write does not block.
-    let _ = stream.try_write(BUSY_RESPONSE);
+/// Best-effort `503` (plain HTTP only: a TLS client could not read it) without blocking
+/// the accept loop, then close.
+fn refuse(stream: TcpStream, plain_http: bool) {
+    if plain_http {
+        // A fresh socket's send buffer is empty, so this small write does not block.
+        let _ = stream.try_write(BUSY_RESPONSE);
+    }
     if let Ok(stream) = stream.into_std() {
         let _ = stream.shutdown(std::net::Shutdown::Write);
     }

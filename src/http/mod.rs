@@ -8,30 +8,41 @@
 //!
 //! Robustness (see [`ServerLimits`]): a header-read deadline against slowloris clients
 //! (also the idle keep-alive timeout), a cap on concurrent connections, `431` for oversized
-//! request heads, a per-request deadline, and accept-error back-off. Shutdown drains
+//! request heads, a per-request deadline, a write-stall deadline for clients that stop
+//! reading, and accept-error back-off. Shutdown drains
 //! in-flight requests for a bounded time.
 //!
-//! Extension points for the web-config issue: connections are served by a function
-//! generic over the IO type (a TLS stream fits after its handshake), and an optional
-//! [`AccessPolicy`] gates every path except `/-/healthy`.
+//! Security (exporter-toolkit `--web.config.file`, see [`WebConfig`]): optional TLS
+//! (rustls; the handshake must finish within the header-read timeout) and an optional
+//! [`AccessPolicy`] such as [`BasicAuthUsers`] (bcrypt) gating every path except
+//! `/-/healthy`. Connections are served by a function generic over the IO type, so plain
+//! and TLS streams share routing and limits.
 
 mod access;
+mod basic_auth;
 mod connections;
 mod encoding;
 mod landing;
 mod routes;
 mod settings;
+mod stall;
+mod tls;
+mod web_config;
 
 use std::future::Future;
 use std::io;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 
 pub use access::{AccessPolicy, Denied};
+pub use basic_auth::BasicAuthUsers;
 pub use connections::BUSY_RESPONSE;
 pub use routes::METRICS_CONTENT_TYPE;
 pub use settings::{ServerConfig, ServerLimits};
+pub use tls::{ClientAuth, TlsFiles, TlsVersion};
+pub use web_config::{WebConfig, WebConfigError};
 
 /// Where the server gets what it serves.
 ///
@@ -66,7 +77,7 @@ pub async fn serve(
         tracing::info!(%address, path = %config.telemetry_path, "serving metrics");
     }
     let routes = Arc::new(routes::Routes::new(&config, source));
-    connections::Acceptor::new(listener, routes, &config.limits)
+    connections::Acceptor::new(listener, routes, &config.limits, config.tls.clone())
         .run(shutdown)
         .await;
     tracing::info!("HTTP server stopped");
@@ -81,8 +92,15 @@ fn validate(config: &ServerConfig) -> io::Result<()> {
         || limits.max_connections > tokio::sync::Semaphore::MAX_PERMITS
     {
         Some("max_connections must be between 1 and Semaphore::MAX_PERMITS")
-    } else if limits.header_read_timeout.is_zero() || limits.request_timeout.is_zero() {
-        Some("header_read_timeout and request_timeout must be positive")
+    } else if [
+        limits.header_read_timeout,
+        limits.request_timeout,
+        limits.write_timeout,
+    ]
+    .iter()
+    .any(Duration::is_zero)
+    {
+        Some("header_read_timeout, request_timeout and write_timeout must be positive")
     } else {
         None
     };

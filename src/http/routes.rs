@@ -77,9 +77,9 @@ impl Routes {
     ) -> Response<Full<Bytes>> {
         let endpoint = self.endpoint(path);
         if endpoint != Some(Endpoint::Healthy)
-            && let Some(denied) = self.denied(path, headers)
+            && let Some(refusal) = self.refusal(path, headers).await
         {
-            return denied;
+            return refusal;
         }
         let Some(endpoint) = endpoint else {
             return text(StatusCode::NOT_FOUND, "not found\n");
@@ -107,8 +107,22 @@ impl Routes {
         }
     }
 
-    fn denied(&self, path: &str, headers: &HeaderMap) -> Option<Response<Full<Bytes>>> {
-        let denied = self.access.as_ref()?.check(path, headers).err()?;
+    /// Asks the access policy (on a blocking thread: bcrypt is slow); `None` = go ahead.
+    async fn refusal(&self, path: &str, headers: &HeaderMap) -> Option<Response<Full<Bytes>>> {
+        let policy = Arc::clone(self.access.as_ref()?);
+        let (path, headers) = (path.to_string(), headers.clone());
+        let verdict = tokio::task::spawn_blocking(move || policy.check(&path, &headers)).await;
+        let denied = match verdict {
+            Ok(Ok(())) => return None,
+            Ok(Err(denied)) => denied,
+            Err(_) => {
+                tracing::error!("access check panicked");
+                return Some(text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "access check failed\n",
+                ));
+            }
+        };
         let mut response = text(StatusCode::UNAUTHORIZED, "unauthorized\n");
         if let Ok(challenge) = HeaderValue::from_str(&denied.challenge) {
             response.headers_mut().insert(WWW_AUTHENTICATE, challenge);

@@ -27,6 +27,9 @@ pub struct ServerConfig {
     /// Who may see what. `None` serves everyone; the web-config (basic auth) issue plugs a
     /// policy in here without touching the routing. `/-/healthy` is never gated.
     pub access: Option<Arc<dyn AccessPolicy>>,
+    /// TLS for every connection (see [`TlsFiles`](super::TlsFiles) and
+    /// [`WebConfig`](super::WebConfig)); `None` serves plain HTTP.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl ServerConfig {
@@ -44,6 +47,7 @@ impl ServerConfig {
             tenants,
             limits: ServerLimits::default(),
             access: None,
+            tls: None,
         }
     }
 }
@@ -57,6 +61,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("tenants", &self.tenants)
             .field("limits", &self.limits)
             .field("access", &self.access.as_ref().map(|_| "custom"))
+            .field("tls", &self.tls.is_some())
             .finish()
     }
 }
@@ -67,12 +72,13 @@ impl std::fmt::Debug for ServerConfig {
 /// occasional human with a browser.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerLimits {
-    /// Time a client has to send a complete request head (slowloris defence). hyper also
+    /// Time a client has to send a complete request head (slowloris defence); also bounds
+    /// the TLS handshake. hyper also
     /// applies it while a kept-alive connection waits for its next request, so it doubles
     /// as the idle keep-alive timeout. Default 10 s.
     pub header_read_timeout: Duration,
     /// Connections served at once. Connections beyond the cap are accepted, answered with
-    /// a canned `503` and closed at once, so the kernel backlog never fills and a client
+    /// a canned `503` (just closed under TLS) and closed at once, so the kernel backlog never fills and a client
     /// learns immediately (a failed scrape) instead of hanging. Default 256.
     pub max_connections: usize,
     /// Largest request head (request line plus headers) accepted; larger ones get `431`.
@@ -81,6 +87,9 @@ pub struct ServerLimits {
     /// Time to produce one response once its head is read; on expiry the client gets
     /// `503`. Default 10 s (Prometheus' default scrape timeout).
     pub request_timeout: Duration,
+    /// Longest a response write may make no progress (the client stopped reading) before
+    /// the connection is closed. Default 10 s.
+    pub write_timeout: Duration,
     /// Whether a connection may carry more than one request. Default true: Prometheus
     /// reuses its connection between scrapes.
     pub keep_alive: bool,
@@ -99,6 +108,7 @@ impl Default for ServerLimits {
             max_connections: 256,
             max_header_bytes: 16 * 1024,
             request_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(10),
             keep_alive: true,
             shutdown_grace: Duration::from_secs(10),
         }

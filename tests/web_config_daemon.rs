@@ -1,0 +1,232 @@
+//! The shipped `config/web-config.yml` example, end to end: `promtool check web-config`
+//! accepts it (with real certificate files in place of the example paths), and the real
+//! daemon started with `--web.config.file` serves HTTPS with mutual TLS and basic auth,
+//! refuses plain HTTP, a wrong password and a client without a certificate, and leaves
+//! `/-/healthy` open. An invalid web config file stops the daemon at start with exit 2.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use sailpoint_task_exporter::simulator::{
+    DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Scenario, SimConfig, Simulator,
+};
+
+const BIN: &str = env!("CARGO_BIN_EXE_sailpoint-task-exporter");
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+/// Kills the daemon even when an assertion fails.
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+struct Pki {
+    ca: String,
+    server: String,
+    server_key: String,
+    client_identity: String,
+}
+
+fn pki() -> Pki {
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "test CA");
+    let ca_key = KeyPair::generate().unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap().pem();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let server_key = KeyPair::generate().unwrap();
+    let server = CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&server_key, &issuer)
+        .unwrap()
+        .pem();
+    let client_key = KeyPair::generate().unwrap();
+    let client = CertificateParams::new(vec!["prometheus".to_string()])
+        .unwrap()
+        .signed_by(&client_key, &issuer)
+        .unwrap()
+        .pem();
+    Pki {
+        ca,
+        server,
+        server_key: server_key.serialize_pem(),
+        client_identity: format!("{client}{}", client_key.serialize_pem()),
+    }
+}
+
+/// The shipped example with its certificate paths pointing at files in `dir`.
+fn example_in(dir: &Path, pki: &Pki) -> PathBuf {
+    std::fs::write(dir.join("server.crt"), &pki.server).unwrap();
+    std::fs::write(dir.join("server.key"), &pki.server_key).unwrap();
+    std::fs::write(dir.join("client-ca.crt"), &pki.ca).unwrap();
+    let text = std::fs::read_to_string(repo("config/web-config.yml"))
+        .unwrap()
+        .replace(
+            "/etc/sailpoint-task-exporter/tls/",
+            &format!("{}/", dir.display()),
+        );
+    let path = dir.join("web-config.yml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn daemon_config(dir: &Path, base_url: &str, port: u16, web: &Path) -> PathBuf {
+    let path = dir.join("exporter.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "web:\n  listen_address: \"127.0.0.1:{port}\"\n  config_file: {}\ntenants:\n  - name: sim\n    base_url: {base_url}\n    client_id: {DEMO_CLIENT_ID}\n    client_secret: {DEMO_CLIENT_SECRET}\n    pending_interval: 1s\n    completed_interval: 1s\n",
+            web.display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn promtool_accepts_the_shipped_example() {
+    let dir = tempfile::tempdir().unwrap();
+    let web = example_in(dir.path(), &pki());
+    let out = Command::new("promtool")
+        .args(["check", "web-config"])
+        .arg(&web)
+        .output()
+        .expect("promtool is missing: run `bash scripts/test.sh`, which installs Debian's prometheus package");
+    assert!(
+        out.status.success(),
+        "promtool check web-config: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn the_daemon_serves_https_with_mtls_and_basic_auth() {
+    let sim = Simulator::start(
+        SimConfig::new(1).with_scenario(Scenario::Steady),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki();
+    let web = example_in(dir.path(), &pki);
+    let port = free_port();
+    let config = daemon_config(dir.path(), &sim.base_url(), port, &web);
+    let _daemon = Daemon(
+        Command::new(BIN)
+            .args(["serve", "--config.file"])
+            .arg(&config)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let ca = reqwest::Certificate::from_pem(pki.ca.as_bytes()).unwrap();
+    let identity = reqwest::Identity::from_pem(pki.client_identity.as_bytes()).unwrap();
+    let with_cert = reqwest::Client::builder()
+        .use_rustls_tls()
+        .add_root_certificate(ca.clone())
+        .identity(identity)
+        .build()
+        .unwrap();
+    let without_cert = reqwest::Client::builder()
+        .use_rustls_tls()
+        .add_root_certificate(ca)
+        .build()
+        .unwrap();
+    let base = format!("https://127.0.0.1:{port}");
+
+    // Wait until the daemon answers over TLS.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let healthy = loop {
+        match with_cert.get(format!("{base}/-/healthy")).send().await {
+            Ok(r) => break r,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("daemon never answered over TLS: {e}"),
+        }
+    };
+    assert_eq!(
+        healthy.status(),
+        200,
+        "/-/healthy is open without credentials"
+    );
+
+    let metrics = format!("{base}/metrics");
+    let anonymous = with_cert.get(&metrics).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+    assert!(anonymous.headers().contains_key("www-authenticate"));
+    let wrong = with_cert
+        .get(&metrics)
+        .basic_auth("prometheus", Some("wrong"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let ok = with_cert
+        .get(&metrics)
+        .basic_auth("prometheus", Some("change-me"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let body = ok.text().await.unwrap();
+    assert!(body.contains("sailpoint_exporter_build_info{"), "{body}");
+
+    assert!(
+        without_cert
+            .get(&metrics)
+            .basic_auth("prometheus", Some("change-me"))
+            .send()
+            .await
+            .is_err(),
+        "mTLS: a client without a certificate is refused"
+    );
+    let plain = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/-/healthy"))
+        .send()
+        .await;
+    assert!(
+        plain.map(|r| !r.status().is_success()).unwrap_or(true),
+        "plain HTTP must not be served on the TLS port"
+    );
+    sim.shutdown().await;
+}
+
+#[test]
+fn an_invalid_web_config_stops_the_daemon_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let web = dir.path().join("web.yml");
+    std::fs::write(&web, "basic_auth_users:\n  prometheus: not-a-bcrypt-hash\n").unwrap();
+    let config = daemon_config(dir.path(), "http://127.0.0.1:1", free_port(), &web);
+    let out = Command::new(BIN)
+        .args(["serve", "--config.file"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("web config file"), "{stderr}");
+    assert!(stderr.contains(&web.display().to_string()), "{stderr}");
+}
