@@ -459,6 +459,24 @@ impl Metrics {
             .entry(name.to_string())
             .or_insert_with(|| {
                 self.families.up.with_label_values(&[name]).set(0);
+                // Counters an alert takes `increase()`/`rate()` of start at 0, so the
+                // first poll error or 429 is a visible increase, not a new series at 1.
+                for list in [PollList::Pending, PollList::Completed] {
+                    self.families
+                        .poll_errors
+                        .with_label_values(&[name, list.as_str()]);
+                }
+                for reason in [
+                    RetryReason::RateLimited,
+                    RetryReason::ServerError,
+                    RetryReason::Timeout,
+                    RetryReason::Connect,
+                ] {
+                    self.families
+                        .api_retries
+                        .with_label_values(&[name, reason.as_str()]);
+                }
+                self.families.token_refreshes.with_label_values(&[name]);
                 TenantMetrics {
                     tenant: name.to_string(),
                     families: Arc::clone(&self.families),

@@ -23,7 +23,8 @@ pub enum Scenario {
     /// A realistic tenant: six sources on schedules, a few failures, three days of history.
     #[default]
     Steady,
-    /// `steady` plus one account aggregation that has been pending for three hours and
+    /// `steady` plus one account aggregation that has been pending for three hours (3 h
+    /// 1 min of real time at start, whatever the speed) and
     /// never finishes; later aggregations of that source fail because it blocks them.
     StuckAggregation,
     /// `steady`, but every aggregation of the source "Salesforce" ends in ERROR.

@@ -409,7 +409,9 @@ fn pending(
 /// three hours that never finishes.
 fn stuck_aggregation(seed: u64, start: DateTime<Utc>, pace: Pace) -> SimTask {
     let mut r = rng(seed, stream::PENDING, 1, 1);
-    let created = start - pace.secs(3.0 * 3600.0);
+    // A fixed real age, whatever the speed: the point of the scenario is a task that has
+    // been pending for hours, past the shipped alert's 3 h threshold, from the first minute.
+    let created = start - Duration::seconds(3 * 3600 + 60);
     let mut task = fresh(TaskKind::AccountAggregation, Some(0), created, pace, &mut r);
     task.launch_at = Some(created + pace.secs(5.0));
     task.size = 50_000;

@@ -618,11 +618,11 @@ mod tests {
             .iter()
             .filter(|t| t.unique_name == "Cloud Account Aggregation")
             .filter(|t| t.target.as_ref().is_some_and(|x| x.id == ad))
-            .filter(|t| t.created >= start() - Duration::hours(3))
+            .filter(|t| t.created >= start() - Duration::minutes(181))
             .collect();
         let stuck = ad_accounts.first().unwrap();
         assert!(stuck.is_pending());
-        assert_eq!(stuck.created, start() - Duration::hours(3));
+        assert_eq!(stuck.created, start() - Duration::minutes(181));
         let after: Vec<_> = ad_accounts.iter().filter(|t| t.created > start()).collect();
         assert_eq!(after.len(), 5);
         assert!(after.iter().all(|t| {
