@@ -19,6 +19,11 @@ use url::Url;
 /// default-port list, so the exporter uses 11011.
 pub const DEFAULT_LISTEN_ADDRESS: &str = "0.0.0.0:11011";
 
+/// Longest duration any tenant setting may have. Far beyond any sensible value (the API
+/// keeps 90 days of history), and small enough that adding it to a clock reading can
+/// never overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
+
 /// Prefix of environment overrides: `SAILPOINT_EXPORTER__WEB__LISTEN_ADDRESS=...`.
 pub const ENV_PREFIX: &str = "SAILPOINT_EXPORTER";
 
@@ -338,8 +343,11 @@ impl TenantSettings {
 
     /// The overlap the completed poll reads below its watermark.
     pub fn effective_overlap(&self) -> Duration {
-        self.overlap
-            .unwrap_or(self.pending_interval * 2 + Duration::from_secs(60))
+        self.overlap.unwrap_or_else(|| {
+            self.pending_interval
+                .saturating_mul(2)
+                .saturating_add(Duration::from_secs(60))
+        })
     }
 
     /// A tenant for the given base URL with every other setting at its default; used by
@@ -415,13 +423,26 @@ impl TenantSettings {
                 return Err(ConfigError::invalid(k(field), "must be greater than zero"));
             }
         }
+        for (field, d) in [
+            ("pending_interval", Some(self.pending_interval)),
+            ("completed_interval", Some(self.completed_interval)),
+            ("lookback", Some(self.lookback)),
+            ("overlap", self.overlap),
+            ("request_timeout", Some(self.request_timeout)),
+            ("poll_timeout", Some(self.poll_timeout)),
+            ("rate_limit.per", Some(self.rate_limit.per)),
+        ] {
+            if d.is_some_and(|d| d > MAX_DURATION) {
+                return Err(ConfigError::invalid(k(field), "must be at most 366 days"));
+            }
+        }
         if self.rate_limit.requests == 0 {
             return Err(ConfigError::invalid(
                 k("rate_limit.requests"),
                 "must be at least 1",
             ));
         }
-        if self.effective_overlap() < self.pending_interval * 2 {
+        if self.effective_overlap() < self.pending_interval.saturating_mul(2) {
             return Err(ConfigError::invalid(
                 k("overlap"),
                 "must be at least two pending intervals, or completions can be missed",
@@ -710,6 +731,38 @@ mod tests {
         let bad = MINIMAL.replace("client_id: id", "clientid: id");
         let err = Settings::from_text(&bad, Yaml, &Overrides::default()).unwrap_err();
         assert!(err.to_string().contains("clientid"), "{err}");
+    }
+
+    #[test]
+    fn absurd_durations_are_refused_not_a_panic() {
+        for (key, value) in [
+            ("pending_interval", "500000000000y"),
+            ("completed_interval", "400y"),
+            ("lookback", "1000000000y"),
+            ("overlap", "1000000000y"),
+            ("poll_timeout", "400y"),
+            ("request_timeout", "400y"),
+        ] {
+            let text = MINIMAL.replace(
+                "client_secret: s3cret",
+                &format!("client_secret: s3cret\n    {key}: {value}"),
+            );
+            let err = Settings::from_text(&text, Yaml, &Overrides::default()).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!("configuration key `tenants[0].{key}`: must be at most 366 days"),
+                "{key}"
+            );
+        }
+        let text = MINIMAL.replace(
+            "client_secret: s3cret",
+            "client_secret: s3cret\n    rate_limit: { requests: 1, per: 400y }",
+        );
+        let err = Settings::from_text(&text, Yaml, &Overrides::default()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "configuration key `tenants[0].rate_limit.per`: must be at most 366 days"
+        );
     }
 
     #[test]

@@ -212,7 +212,7 @@ impl Tracker {
 
     /// Where priming stops reading: `now − lookback`.
     pub fn priming_lower_bound(&self, now: DateTime<Utc>) -> DateTime<Utc> {
-        now - self.config.lookback
+        before(now, self.config.lookback)
     }
 
     /// `L = min(watermark, S*) − overlap`; None before priming.
@@ -221,7 +221,7 @@ impl Tracker {
             (Some(w), Some(s)) => Some(w.min(s)),
             (w, s) => w.or(s),
         };
-        reference.map(|r| r - self.config.overlap)
+        reference.map(|r| before(r, self.config.overlap))
     }
 
     /// Ids pending last time and missing from this pending list: they must be looked up.
@@ -322,9 +322,16 @@ impl Tracker {
 
     fn evict(&mut self, now: DateTime<Utc>) {
         if let Some(bound) = self.completed_lower_bound() {
-            self.recent.evict(bound, now - self.config.overlap);
+            self.recent.evict(bound, before(now, self.config.overlap));
         }
     }
+}
+
+/// `t − span`, saturating at the earliest representable time: a span from unvalidated
+/// settings, or a date at the edge of chrono's range, must not panic.
+fn before(t: DateTime<Utc>, span: Duration) -> DateTime<Utc> {
+    t.checked_sub_signed(span)
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
 
 /// Whether the completed read can stop after this page: it reached tasks older than the
