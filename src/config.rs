@@ -252,6 +252,8 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
+/// Every field, secrets redacted. The daemon's reload fingerprint hashes this output, so
+/// a field left out here would be a setting that SIGHUP silently ignores.
 impl std::fmt::Debug for TenantSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TenantSettings")
@@ -270,15 +272,20 @@ impl std::fmt::Debug for TenantSettings {
                 "access_token",
                 &self.access_token.as_ref().map(|_| "[redacted]"),
             )
+            .field("access_token_file", &self.access_token_file)
             .field("pending_interval", &self.pending_interval)
             .field("completed_interval", &self.completed_interval)
             .field("lookback", &self.lookback)
             .field("overlap", &self.overlap)
             .field("request_timeout", &self.request_timeout)
+            .field("poll_timeout", &self.poll_timeout)
             .field("rate_limit", &self.rate_limit)
             .field("page_size", &self.page_size)
+            .field("max_retries", &self.max_retries)
             .field("pending_source", &self.pending_source)
-            .finish_non_exhaustive()
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("credentials", &self.credentials)
+            .finish()
     }
 }
 

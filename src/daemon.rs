@@ -144,7 +144,8 @@ impl Tenants {
 }
 
 /// A hash of everything that affects a tenant's polling, secrets included (so a rotated
-/// secret restarts the tenant). Only ever compared, never shown.
+/// secret restarts the tenant). Only ever compared, never shown. Relies on the `Debug`
+/// of [`TenantSettings`] listing every field.
 fn fingerprint(t: &TenantSettings) -> u64 {
     let mut h = DefaultHasher::new();
     format!("{t:?}").hash(&mut h);
@@ -327,5 +328,45 @@ pub async fn termination_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn tenant() -> TenantSettings {
+        TenantSettings::with_defaults(
+            "acme",
+            "http://127.0.0.1:1".parse().expect("constant URL"),
+            Credentials::StaticToken("t".to_string().into()),
+        )
+    }
+
+    #[test]
+    fn every_polling_setting_changes_the_fingerprint() {
+        let base = fingerprint(&tenant());
+        assert_eq!(fingerprint(&tenant()), base, "stable for equal settings");
+        let changes: [(&str, fn(&mut TenantSettings)); 6] = [
+            ("poll_timeout", |t| t.poll_timeout = Duration::from_secs(7)),
+            ("max_retries", |t| t.max_retries = 0),
+            ("max_body_bytes", |t| t.max_body_bytes = 4096),
+            ("pending_interval", |t| {
+                t.pending_interval = Duration::from_secs(7)
+            }),
+            ("access_token_file", |t| {
+                t.access_token_file = Some("/run/token".into())
+            }),
+            ("token", |t| {
+                t.credentials = Some(Credentials::StaticToken("u".to_string().into()))
+            }),
+        ];
+        for (name, change) in changes {
+            let mut t = tenant();
+            change(&mut t);
+            assert_ne!(fingerprint(&t), base, "{name} must restart the tenant");
+        }
     }
 }
