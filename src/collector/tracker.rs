@@ -253,15 +253,7 @@ impl Tracker {
             }
         }
         self.last_pending_start = Some(read.pending.started);
-        for task in read.history.tasks {
-            self.watermark.advance(task.created);
-            if task.is_pending() || self.recent.contains(&task.id) {
-                continue;
-            }
-            self.recent.insert(&task, now);
-            self.pending.remove(&task.id);
-            primed.push(task);
-        }
+        self.record_completed(read.history.tasks, now, &mut primed);
         self.covered_pending_start = self.last_pending_start;
         self.primed = true;
         self.evict(now);
@@ -303,21 +295,34 @@ impl Tracker {
     /// advances the watermark and `S*`, and evicts what can no longer be read.
     pub fn apply_completed(&mut self, read: CompletedRead, now: DateTime<Utc>) -> Vec<TaskStatus> {
         let mut completed = Vec::new();
-        for task in read.tasks {
-            if task.created < read.lower_bound {
-                continue;
-            }
+        let readable = read
+            .tasks
+            .into_iter()
+            .filter(|t| t.created >= read.lower_bound);
+        self.record_completed(readable, now, &mut completed);
+        self.covered_pending_start = self.last_pending_start;
+        self.evict(now);
+        completed
+    }
+
+    /// The completed-list step shared by priming and completed polls: advances the
+    /// watermark over every task read, and moves each finished task not recorded yet
+    /// from the pending set to the dedupe set and onto `out`.
+    fn record_completed(
+        &mut self,
+        tasks: impl IntoIterator<Item = TaskStatus>,
+        now: DateTime<Utc>,
+        out: &mut Vec<TaskStatus>,
+    ) {
+        for task in tasks {
             self.watermark.advance(task.created);
             if task.is_pending() || self.recent.contains(&task.id) {
                 continue;
             }
             self.recent.insert(&task, now);
             self.pending.remove(&task.id);
-            completed.push(task);
+            out.push(task);
         }
-        self.covered_pending_start = self.last_pending_start;
-        self.evict(now);
-        completed
     }
 
     fn evict(&mut self, now: DateTime<Utc>) {
