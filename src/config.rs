@@ -405,6 +405,17 @@ impl TenantSettings {
                 "must be an http(s) URL",
             ));
         }
+        for (field, url) in [
+            ("base_url", Some(&self.base_url)),
+            ("token_url", self.token_url.as_ref()),
+        ] {
+            if url.is_some_and(|u| !u.username().is_empty() || u.password().is_some()) {
+                return Err(ConfigError::invalid(
+                    k(field),
+                    "must not carry a user name or password (they would show in logs); use client_id and client_secret",
+                ));
+            }
+        }
         if self.api_version.is_empty()
             || !self.api_version.chars().all(|c| c.is_ascii_alphanumeric())
         {
@@ -770,6 +781,31 @@ mod tests {
             err.to_string(),
             "configuration key `tenants[0].rate_limit.per`: must be at most 366 days"
         );
+    }
+
+    #[test]
+    fn urls_with_credentials_are_refused_without_echoing_them() {
+        for (key, from, to) in [
+            (
+                "base_url",
+                "base_url: https://acme",
+                "base_url: https://svc:pa55@acme",
+            ),
+            (
+                "token_url",
+                "client_id: id",
+                "client_id: id\n    token_url: https://svc:pa55@acme/oauth/token",
+            ),
+        ] {
+            let text = MINIMAL.replace(from, to);
+            let err = Settings::from_text(&text, Yaml, &Overrides::default()).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "configuration key `tenants[0].{key}`: must not carry a user name or password (they would show in logs); use client_id and client_secret"
+                )
+            );
+        }
     }
 
     #[test]
