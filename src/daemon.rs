@@ -255,7 +255,7 @@ async fn supervise(
                     tracing::info!("SIGHUP ignored: no configuration file to reload");
                     continue;
                 };
-                match Settings::load(&source.path, &source.overrides) {
+                match load_off_thread(source).await {
                     Err(e) => {
                         tracing::error!(error = %e, "reload refused: the running configuration stays");
                         metrics.config_reloaded(false);
@@ -275,6 +275,14 @@ async fn supervise(
             }
         }
     }
+}
+
+/// Loads the reload source on a blocking thread: it reads the configuration and any
+/// secret files, which must not stall the async workers serving scrapes.
+async fn load_off_thread(source: &ReloadSource) -> anyhow::Result<Settings> {
+    let (path, overrides) = (source.path.clone(), source.overrides.clone());
+    let loaded = tokio::task::spawn_blocking(move || Settings::load(&path, &overrides)).await?;
+    Ok(loaded?)
 }
 
 #[cfg(unix)]
