@@ -30,12 +30,25 @@ pub const ENV_PREFIX: &str = "SAILPOINT_EXPORTER";
 /// A configuration problem, always naming the offending key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The file cannot be read, or its extension names no known format.
     #[error("cannot read configuration file {path}: {reason}")]
-    File { path: PathBuf, reason: String },
+    File {
+        /// The file as given.
+        path: PathBuf,
+        /// Why it cannot be used.
+        reason: String,
+    },
+    /// The file is not valid YAML/TOML or does not have the expected shape.
     #[error("configuration: {0}")]
     Parse(String),
+    /// A value breaks a rule.
     #[error("configuration key `{key}`: {problem}")]
-    Invalid { key: String, problem: String },
+    Invalid {
+        /// The key, e.g. `tenants[0].page_size`.
+        key: String,
+        /// What is wrong with it (never a secret's value).
+        problem: String,
+    },
 }
 
 impl ConfigError {
@@ -51,10 +64,13 @@ impl ConfigError {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
+    /// How `/metrics` is served.
     #[serde(default)]
     pub web: WebSettings,
+    /// Label rules, cardinality limits and buckets.
     #[serde(default)]
     pub metrics: MetricsSettings,
+    /// The tenants to poll (at least one).
     #[serde(default)]
     pub tenants: Vec<TenantSettings>,
 }
@@ -63,7 +79,9 @@ pub struct Settings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WebSettings {
+    /// `IP:port` to listen on.
     pub listen_address: String,
+    /// Path of the metrics endpoint (not `/`, not under `/-/`).
     pub telemetry_path: String,
     /// exporter-toolkit style web configuration (TLS, basic auth); empty = none.
     pub config_file: String,
@@ -124,8 +142,10 @@ impl Default for MetricsSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Rewrite {
+    /// What to match in the task name.
     #[serde(with = "serde_regex")]
     pub pattern: Regex,
+    /// What every match becomes.
     pub replacement: String,
 }
 
@@ -153,7 +173,9 @@ pub enum PendingSource {
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimit {
+    /// Requests allowed per window.
     pub requests: u32,
+    /// Length of the sliding window.
     #[serde(with = "humantime_serde")]
     pub per: Duration,
 }
@@ -175,15 +197,19 @@ pub struct TenantSettings {
     pub name: String,
     /// API gateway, e.g. `https://acme.api.identitynow.com`.
     pub base_url: Url,
+    /// Path segment of the API version: `v2024`, `v2025`, `beta`.
     #[serde(default = "default_api_version")]
     pub api_version: String,
     /// Token endpoint; default `{base_url}/oauth/token`.
     #[serde(default, deserialize_with = "empty_url_as_none")]
     pub token_url: Option<Url>,
+    /// OAuth client id (the secret comes from one of the three `client_secret*` keys).
     #[serde(default)]
     pub client_id: String,
+    /// The client secret inline (prefer a file or an environment variable).
     #[serde(default)]
     pub client_secret: Option<SecretString>,
+    /// A file holding the client secret (trimmed), e.g. a mounted Kubernetes secret.
     #[serde(default)]
     pub client_secret_file: Option<PathBuf>,
     /// Name of an environment variable holding the client secret.
@@ -192,10 +218,13 @@ pub struct TenantSettings {
     /// A static access token instead of client credentials (not refreshed).
     #[serde(default)]
     pub access_token: Option<SecretString>,
+    /// A file holding a static access token.
     #[serde(default)]
     pub access_token_file: Option<PathBuf>,
+    /// Time between pending polls: bounds how late a stuck task is noticed.
     #[serde(default = "default_pending_interval", with = "humantime_serde")]
     pub pending_interval: Duration,
+    /// Time between completed polls: bounds how late a completion is counted.
     #[serde(default = "default_completed_interval", with = "humantime_serde")]
     pub completed_interval: Duration,
     /// How far back the completed list is read at start to prime state (not counted).
@@ -205,18 +234,22 @@ pub struct TenantSettings {
     /// `2 × pending_interval + 60s`.
     #[serde(default, with = "humantime_serde")]
     pub overlap: Option<Duration>,
+    /// Deadline of one HTTP request.
     #[serde(default = "default_request_timeout", with = "humantime_serde")]
     pub request_timeout: Duration,
     /// Deadline for one whole poll (all its pages and retries).
     #[serde(default = "default_poll_timeout", with = "humantime_serde")]
     pub poll_timeout: Duration,
+    /// The client's request budget, shared by every request of the tenant.
     #[serde(default)]
     pub rate_limit: RateLimit,
+    /// `limit` of each page (1-250).
     #[serde(default = "default_page_size")]
     pub page_size: u32,
     /// Retries per request for 429, 5xx, timeouts and connection errors.
     #[serde(default = "default_max_retries")]
     pub max_retries: u32,
+    /// How the pending set is read (the pending-tasks endpoints are deprecated).
     #[serde(default)]
     pub pending_source: PendingSource,
     /// Largest accepted response body, in bytes.
@@ -232,7 +265,9 @@ pub struct TenantSettings {
 pub enum Credentials {
     /// OAuth2 client credentials, refreshed ahead of expiry.
     ClientCredentials {
+        /// OAuth client id.
         client_id: String,
+        /// OAuth client secret (redacted in `Debug`).
         client_secret: SecretString,
     },
     /// A fixed bearer token (e.g. a short-lived token for a one-off check).
@@ -572,8 +607,11 @@ fn valid_name(name: &str) -> bool {
 /// Flags that override the file (`--web.listen-address` and friends).
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
+    /// `--web.listen-address`.
     pub listen_address: Option<String>,
+    /// `--web.telemetry-path`.
     pub telemetry_path: Option<String>,
+    /// `--web.config.file`.
     pub web_config_file: Option<String>,
 }
 

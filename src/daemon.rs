@@ -31,7 +31,9 @@ pub const REVISION: &str = env!("SAILPOINT_EXPORTER_REVISION");
 /// Where a reload reads its settings from.
 #[derive(Debug, Clone)]
 pub struct ReloadSource {
+    /// The configuration file re-read on SIGHUP.
     pub path: PathBuf,
+    /// The flags, which keep overriding the file after a reload.
     pub overrides: Overrides,
 }
 
@@ -218,7 +220,9 @@ pub async fn run(
 #[derive(Debug, thiserror::Error)]
 #[error("web config file {path}: {source}")]
 pub struct WebConfigFileError {
+    /// The web config file as given.
     pub path: String,
+    /// What was wrong with it.
     #[source]
     pub source: http::WebConfigError,
 }
@@ -353,11 +357,14 @@ mod tests {
         )
     }
 
+    /// One edit of a tenant's settings.
+    type Change = fn(&mut TenantSettings);
+
     #[test]
     fn every_polling_setting_changes_the_fingerprint() {
         let base = fingerprint(&tenant());
         assert_eq!(fingerprint(&tenant()), base, "stable for equal settings");
-        let changes: [(&str, fn(&mut TenantSettings)); 6] = [
+        let changes: [(&str, Change); 6] = [
             ("poll_timeout", |t| t.poll_timeout = Duration::from_secs(7)),
             ("max_retries", |t| t.max_retries = 0),
             ("max_body_bytes", |t| t.max_body_bytes = 4096),
