@@ -19,18 +19,36 @@ use url::Url;
 /// default-port list, so the exporter uses 11011.
 pub const DEFAULT_LISTEN_ADDRESS: &str = "0.0.0.0:11011";
 
+/// Longest duration any tenant setting may have. Far beyond any sensible value (the API
+/// keeps 90 days of history), and small enough that adding it to a clock reading can
+/// never overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
+
 /// Prefix of environment overrides: `SAILPOINT_EXPORTER__WEB__LISTEN_ADDRESS=...`.
 pub const ENV_PREFIX: &str = "SAILPOINT_EXPORTER";
 
 /// A configuration problem, always naming the offending key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The file cannot be read, or its extension names no known format.
     #[error("cannot read configuration file {path}: {reason}")]
-    File { path: PathBuf, reason: String },
+    File {
+        /// The file as given.
+        path: PathBuf,
+        /// Why it cannot be used.
+        reason: String,
+    },
+    /// The file is not valid YAML/TOML or does not have the expected shape.
     #[error("configuration: {0}")]
     Parse(String),
+    /// A value breaks a rule.
     #[error("configuration key `{key}`: {problem}")]
-    Invalid { key: String, problem: String },
+    Invalid {
+        /// The key, e.g. `tenants[0].page_size`.
+        key: String,
+        /// What is wrong with it (never a secret's value).
+        problem: String,
+    },
 }
 
 impl ConfigError {
@@ -46,10 +64,13 @@ impl ConfigError {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
+    /// How `/metrics` is served.
     #[serde(default)]
     pub web: WebSettings,
+    /// Label rules, cardinality limits and buckets.
     #[serde(default)]
     pub metrics: MetricsSettings,
+    /// The tenants to poll (at least one).
     #[serde(default)]
     pub tenants: Vec<TenantSettings>,
 }
@@ -58,7 +79,9 @@ pub struct Settings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WebSettings {
+    /// `IP:port` to listen on.
     pub listen_address: String,
+    /// Path of the metrics endpoint (not `/`, not under `/-/`).
     pub telemetry_path: String,
     /// exporter-toolkit style web configuration (TLS, basic auth); empty = none.
     pub config_file: String,
@@ -119,8 +142,10 @@ impl Default for MetricsSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Rewrite {
+    /// What to match in the task name.
     #[serde(with = "serde_regex")]
     pub pattern: Regex,
+    /// What every match becomes.
     pub replacement: String,
 }
 
@@ -148,7 +173,9 @@ pub enum PendingSource {
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimit {
+    /// Requests allowed per window.
     pub requests: u32,
+    /// Length of the sliding window.
     #[serde(with = "humantime_serde")]
     pub per: Duration,
 }
@@ -170,15 +197,19 @@ pub struct TenantSettings {
     pub name: String,
     /// API gateway, e.g. `https://acme.api.identitynow.com`.
     pub base_url: Url,
+    /// Path segment of the API version: `v2024`, `v2025`, `beta`.
     #[serde(default = "default_api_version")]
     pub api_version: String,
     /// Token endpoint; default `{base_url}/oauth/token`.
     #[serde(default, deserialize_with = "empty_url_as_none")]
     pub token_url: Option<Url>,
+    /// OAuth client id (the secret comes from one of the three `client_secret*` keys).
     #[serde(default)]
     pub client_id: String,
+    /// The client secret inline (prefer a file or an environment variable).
     #[serde(default)]
     pub client_secret: Option<SecretString>,
+    /// A file holding the client secret (trimmed), e.g. a mounted Kubernetes secret.
     #[serde(default)]
     pub client_secret_file: Option<PathBuf>,
     /// Name of an environment variable holding the client secret.
@@ -187,10 +218,13 @@ pub struct TenantSettings {
     /// A static access token instead of client credentials (not refreshed).
     #[serde(default)]
     pub access_token: Option<SecretString>,
+    /// A file holding a static access token.
     #[serde(default)]
     pub access_token_file: Option<PathBuf>,
+    /// Time between pending polls: bounds how late a stuck task is noticed.
     #[serde(default = "default_pending_interval", with = "humantime_serde")]
     pub pending_interval: Duration,
+    /// Time between completed polls: bounds how late a completion is counted.
     #[serde(default = "default_completed_interval", with = "humantime_serde")]
     pub completed_interval: Duration,
     /// How far back the completed list is read at start to prime state (not counted).
@@ -200,18 +234,22 @@ pub struct TenantSettings {
     /// `2 × pending_interval + 60s`.
     #[serde(default, with = "humantime_serde")]
     pub overlap: Option<Duration>,
+    /// Deadline of one HTTP request.
     #[serde(default = "default_request_timeout", with = "humantime_serde")]
     pub request_timeout: Duration,
     /// Deadline for one whole poll (all its pages and retries).
     #[serde(default = "default_poll_timeout", with = "humantime_serde")]
     pub poll_timeout: Duration,
+    /// The client's request budget, shared by every request of the tenant.
     #[serde(default)]
     pub rate_limit: RateLimit,
+    /// `limit` of each page (1-250).
     #[serde(default = "default_page_size")]
     pub page_size: u32,
     /// Retries per request for 429, 5xx, timeouts and connection errors.
     #[serde(default = "default_max_retries")]
     pub max_retries: u32,
+    /// How the pending set is read (the pending-tasks endpoints are deprecated).
     #[serde(default)]
     pub pending_source: PendingSource,
     /// Largest accepted response body, in bytes.
@@ -227,7 +265,9 @@ pub struct TenantSettings {
 pub enum Credentials {
     /// OAuth2 client credentials, refreshed ahead of expiry.
     ClientCredentials {
+        /// OAuth client id.
         client_id: String,
+        /// OAuth client secret (redacted in `Debug`).
         client_secret: SecretString,
     },
     /// A fixed bearer token (e.g. a short-lived token for a one-off check).
@@ -247,6 +287,8 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
+/// Every field, secrets redacted. The daemon's reload fingerprint hashes this output, so
+/// a field left out here would be a setting that SIGHUP silently ignores.
 impl std::fmt::Debug for TenantSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TenantSettings")
@@ -265,15 +307,20 @@ impl std::fmt::Debug for TenantSettings {
                 "access_token",
                 &self.access_token.as_ref().map(|_| "[redacted]"),
             )
+            .field("access_token_file", &self.access_token_file)
             .field("pending_interval", &self.pending_interval)
             .field("completed_interval", &self.completed_interval)
             .field("lookback", &self.lookback)
             .field("overlap", &self.overlap)
             .field("request_timeout", &self.request_timeout)
+            .field("poll_timeout", &self.poll_timeout)
             .field("rate_limit", &self.rate_limit)
             .field("page_size", &self.page_size)
+            .field("max_retries", &self.max_retries)
             .field("pending_source", &self.pending_source)
-            .finish_non_exhaustive()
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("credentials", &self.credentials)
+            .finish()
     }
 }
 
@@ -338,8 +385,11 @@ impl TenantSettings {
 
     /// The overlap the completed poll reads below its watermark.
     pub fn effective_overlap(&self) -> Duration {
-        self.overlap
-            .unwrap_or(self.pending_interval * 2 + Duration::from_secs(60))
+        self.overlap.unwrap_or_else(|| {
+            self.pending_interval
+                .saturating_mul(2)
+                .saturating_add(Duration::from_secs(60))
+        })
     }
 
     /// A tenant for the given base URL with every other setting at its default; used by
@@ -390,6 +440,17 @@ impl TenantSettings {
                 "must be an http(s) URL",
             ));
         }
+        for (field, url) in [
+            ("base_url", Some(&self.base_url)),
+            ("token_url", self.token_url.as_ref()),
+        ] {
+            if url.is_some_and(|u| !u.username().is_empty() || u.password().is_some()) {
+                return Err(ConfigError::invalid(
+                    k(field),
+                    "must not carry a user name or password (they would show in logs); use client_id and client_secret",
+                ));
+            }
+        }
         if self.api_version.is_empty()
             || !self.api_version.chars().all(|c| c.is_ascii_alphanumeric())
         {
@@ -415,13 +476,26 @@ impl TenantSettings {
                 return Err(ConfigError::invalid(k(field), "must be greater than zero"));
             }
         }
+        for (field, d) in [
+            ("pending_interval", Some(self.pending_interval)),
+            ("completed_interval", Some(self.completed_interval)),
+            ("lookback", Some(self.lookback)),
+            ("overlap", self.overlap),
+            ("request_timeout", Some(self.request_timeout)),
+            ("poll_timeout", Some(self.poll_timeout)),
+            ("rate_limit.per", Some(self.rate_limit.per)),
+        ] {
+            if d.is_some_and(|d| d > MAX_DURATION) {
+                return Err(ConfigError::invalid(k(field), "must be at most 366 days"));
+            }
+        }
         if self.rate_limit.requests == 0 {
             return Err(ConfigError::invalid(
                 k("rate_limit.requests"),
                 "must be at least 1",
             ));
         }
-        if self.effective_overlap() < self.pending_interval * 2 {
+        if self.effective_overlap() < self.pending_interval.saturating_mul(2) {
             return Err(ConfigError::invalid(
                 k("overlap"),
                 "must be at least two pending intervals, or completions can be missed",
@@ -533,8 +607,11 @@ fn valid_name(name: &str) -> bool {
 /// Flags that override the file (`--web.listen-address` and friends).
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
+    /// `--web.listen-address`.
     pub listen_address: Option<String>,
+    /// `--web.telemetry-path`.
     pub telemetry_path: Option<String>,
+    /// `--web.config.file`.
     pub web_config_file: Option<String>,
 }
 
@@ -710,6 +787,63 @@ mod tests {
         let bad = MINIMAL.replace("client_id: id", "clientid: id");
         let err = Settings::from_text(&bad, Yaml, &Overrides::default()).unwrap_err();
         assert!(err.to_string().contains("clientid"), "{err}");
+    }
+
+    #[test]
+    fn absurd_durations_are_refused_not_a_panic() {
+        for (key, value) in [
+            ("pending_interval", "500000000000y"),
+            ("completed_interval", "400y"),
+            ("lookback", "1000000000y"),
+            ("overlap", "1000000000y"),
+            ("poll_timeout", "400y"),
+            ("request_timeout", "400y"),
+        ] {
+            let text = MINIMAL.replace(
+                "client_secret: s3cret",
+                &format!("client_secret: s3cret\n    {key}: {value}"),
+            );
+            let err = Settings::from_text(&text, Yaml, &Overrides::default()).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!("configuration key `tenants[0].{key}`: must be at most 366 days"),
+                "{key}"
+            );
+        }
+        let text = MINIMAL.replace(
+            "client_secret: s3cret",
+            "client_secret: s3cret\n    rate_limit: { requests: 1, per: 400y }",
+        );
+        let err = Settings::from_text(&text, Yaml, &Overrides::default()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "configuration key `tenants[0].rate_limit.per`: must be at most 366 days"
+        );
+    }
+
+    #[test]
+    fn urls_with_credentials_are_refused_without_echoing_them() {
+        for (key, from, to) in [
+            (
+                "base_url",
+                "base_url: https://acme",
+                "base_url: https://svc:pa55@acme",
+            ),
+            (
+                "token_url",
+                "client_id: id",
+                "client_id: id\n    token_url: https://svc:pa55@acme/oauth/token",
+            ),
+        ] {
+            let text = MINIMAL.replace(from, to);
+            let err = Settings::from_text(&text, Yaml, &Overrides::default()).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "configuration key `tenants[0].{key}`: must not carry a user name or password (they would show in logs); use client_id and client_secret"
+                )
+            );
+        }
     }
 
     #[test]

@@ -32,7 +32,9 @@ pub const REVISION: &str = env!("SAILPOINT_EXPORTER_REVISION");
 /// Where a reload reads its settings from.
 #[derive(Debug, Clone)]
 pub struct ReloadSource {
+    /// The configuration file re-read on SIGHUP.
     pub path: PathBuf,
+    /// The flags, which keep overriding the file after a reload.
     pub overrides: Overrides,
 }
 
@@ -155,7 +157,8 @@ impl Tenants {
 }
 
 /// A hash of everything that affects a tenant's polling, secrets included (so a rotated
-/// secret restarts the tenant). Only ever compared, never shown.
+/// secret restarts the tenant). Only ever compared, never shown. Relies on the `Debug`
+/// of [`TenantSettings`] listing every field.
 fn fingerprint(t: &TenantSettings) -> u64 {
     let mut h = DefaultHasher::new();
     format!("{t:?}").hash(&mut h);
@@ -229,7 +232,9 @@ pub async fn run(
 #[derive(Debug, thiserror::Error)]
 #[error("web config file {path}: {source}")]
 pub struct WebConfigFileError {
+    /// The web config file as given.
     pub path: String,
+    /// What was wrong with it.
     #[source]
     pub source: http::WebConfigError,
 }
@@ -266,7 +271,7 @@ async fn supervise(
                     tracing::info!("SIGHUP ignored: no configuration file to reload");
                     continue;
                 };
-                match Settings::load(&source.path, &source.overrides) {
+                match load_off_thread(source).await {
                     Err(e) => {
                         tracing::error!(error = %e, "reload refused: the running configuration stays");
                         metrics.config_reloaded(false);
@@ -286,6 +291,14 @@ async fn supervise(
             }
         }
     }
+}
+
+/// Loads the reload source on a blocking thread: it reads the configuration and any
+/// secret files, which must not stall the async workers serving scrapes.
+async fn load_off_thread(source: &ReloadSource) -> anyhow::Result<Settings> {
+    let (path, overrides) = (source.path.clone(), source.overrides.clone());
+    let loaded = tokio::task::spawn_blocking(move || Settings::load(&path, &overrides)).await?;
+    Ok(loaded?)
 }
 
 #[cfg(unix)]
@@ -339,5 +352,48 @@ pub async fn termination_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn tenant() -> TenantSettings {
+        TenantSettings::with_defaults(
+            "acme",
+            "http://127.0.0.1:1".parse().expect("constant URL"),
+            Credentials::StaticToken("t".to_string().into()),
+        )
+    }
+
+    /// One edit of a tenant's settings.
+    type Change = fn(&mut TenantSettings);
+
+    #[test]
+    fn every_polling_setting_changes_the_fingerprint() {
+        let base = fingerprint(&tenant());
+        assert_eq!(fingerprint(&tenant()), base, "stable for equal settings");
+        let changes: [(&str, Change); 6] = [
+            ("poll_timeout", |t| t.poll_timeout = Duration::from_secs(7)),
+            ("max_retries", |t| t.max_retries = 0),
+            ("max_body_bytes", |t| t.max_body_bytes = 4096),
+            ("pending_interval", |t| {
+                t.pending_interval = Duration::from_secs(7)
+            }),
+            ("access_token_file", |t| {
+                t.access_token_file = Some("/run/token".into())
+            }),
+            ("token", |t| {
+                t.credentials = Some(Credentials::StaticToken("u".to_string().into()))
+            }),
+        ];
+        for (name, change) in changes {
+            let mut t = tenant();
+            change(&mut t);
+            assert_ne!(fingerprint(&t), base, "{name} must restart the tenant");
+        }
     }
 }

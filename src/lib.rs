@@ -5,6 +5,8 @@
 //! → [`metrics`] state → [`http`] serving. [`simulator`] is a faithful fake tenant used by
 //! `demo`, the tests and dashboard development; [`cli`] holds the command line.
 
+#![warn(missing_docs)]
+
 pub mod cli;
 pub mod collector;
 pub mod config;

@@ -41,6 +41,7 @@ pub const OTHER: &str = "other";
 /// Why the metric state could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {
+    /// A family could not be created or registered (bad name, label or buckets).
     #[error("cannot register metric families: {0}")]
     Registry(#[from] prometheus::Error),
 }

@@ -20,8 +20,10 @@ pub const EXIT_FAILURE: u8 = 1;
 #[derive(Debug, Parser)]
 #[command(name = "sailpoint-task-exporter", version, about, long_about = None)]
 pub struct Cli {
+    /// Flags every subcommand accepts.
     #[command(flatten)]
     pub global: GlobalOpts,
+    /// What to run; none means `serve`.
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -73,7 +75,9 @@ impl GlobalOpts {
 /// Log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
+    /// Human-readable lines, for a terminal or journald.
     Text,
+    /// One JSON object per line, for log shippers.
     Json,
 }
 

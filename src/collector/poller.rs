@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use super::read::{ReadError, read_completed, read_pending};
 use super::source::TaskSource;
 use super::tracker::{PendingRead, PrimeRead, Tracker, TrackerConfig};
-use crate::config::TenantSettings;
+use crate::config::{MAX_DURATION, TenantSettings};
 use crate::metrics::{PollList, TenantMetrics};
 
 /// Where "now" comes from; the real wall clock in production, a simulator's manual clock
@@ -290,12 +290,14 @@ impl<S: TaskSource> TenantPoller<S> {
     }
 
     /// The interval of `list` plus a small random jitter (up to 5 %, at most 2 s), so
-    /// tenants configured alike do not hit the API in lock-step.
+    /// tenants configured alike do not hit the API in lock-step. Capped at
+    /// [`MAX_DURATION`] so that adding it to an `Instant` cannot overflow.
     fn interval(&self, list: PollList) -> Duration {
         let base = match list {
             PollList::Pending => self.settings.pending_interval,
             PollList::Completed => self.settings.completed_interval,
-        };
+        }
+        .min(MAX_DURATION);
         let max_jitter = (base / 20).min(Duration::from_secs(2));
         let jitter_ms = u64::try_from(max_jitter.as_millis()).unwrap_or(0);
         let jitter = if jitter_ms == 0 {

@@ -1019,3 +1019,24 @@ async fn run_polls_both_lists_and_stops_on_shutdown() {
         .unwrap()
         .unwrap();
 }
+
+#[tokio::test]
+async fn unvalidated_huge_lookback_and_overlap_do_not_panic() {
+    // Settings built in code skip validation; the tracker must saturate, not overflow.
+    let mut t = tenant_settings();
+    t.lookback = Duration::MAX;
+    t.overlap = Some(Duration::MAX);
+    let mut h = harness_with(t, MetricsSettings::default());
+    h.fake
+        .put(done(task("a", "Task", None, -50, None), -10, "SUCCESS"));
+    h.prime().await;
+    h.fake
+        .put(done(task("b", "Task", None, 5, None), 8, "SUCCESS"));
+    h.set_now(60);
+    assert_eq!(h.completed().await, 1);
+    assert_eq!(h.completed().await, 0, "b is counted once");
+    assert_eq!(
+        v(&h.samples(), COMPLETED, &[("status", "success")]),
+        Some(1.0)
+    );
+}

@@ -212,7 +212,7 @@ impl Tracker {
 
     /// Where priming stops reading: `now − lookback`.
     pub fn priming_lower_bound(&self, now: DateTime<Utc>) -> DateTime<Utc> {
-        now - self.config.lookback
+        before(now, self.config.lookback)
     }
 
     /// `L = min(watermark, S*) − overlap`; None before priming.
@@ -221,7 +221,7 @@ impl Tracker {
             (Some(w), Some(s)) => Some(w.min(s)),
             (w, s) => w.or(s),
         };
-        reference.map(|r| r - self.config.overlap)
+        reference.map(|r| before(r, self.config.overlap))
     }
 
     /// Ids pending last time and missing from this pending list: they must be looked up.
@@ -253,15 +253,7 @@ impl Tracker {
             }
         }
         self.last_pending_start = Some(read.pending.started);
-        for task in read.history.tasks {
-            self.watermark.advance(task.created);
-            if task.is_pending() || self.recent.contains(&task.id) {
-                continue;
-            }
-            self.recent.insert(&task, now);
-            self.pending.remove(&task.id);
-            primed.push(task);
-        }
+        self.record_completed(read.history.tasks, now, &mut primed);
         self.covered_pending_start = self.last_pending_start;
         self.primed = true;
         self.evict(now);
@@ -303,28 +295,48 @@ impl Tracker {
     /// advances the watermark and `S*`, and evicts what can no longer be read.
     pub fn apply_completed(&mut self, read: CompletedRead, now: DateTime<Utc>) -> Vec<TaskStatus> {
         let mut completed = Vec::new();
-        for task in read.tasks {
-            if task.created < read.lower_bound {
-                continue;
-            }
+        let readable = read
+            .tasks
+            .into_iter()
+            .filter(|t| t.created >= read.lower_bound);
+        self.record_completed(readable, now, &mut completed);
+        self.covered_pending_start = self.last_pending_start;
+        self.evict(now);
+        completed
+    }
+
+    /// The completed-list step shared by priming and completed polls: advances the
+    /// watermark over every task read, and moves each finished task not recorded yet
+    /// from the pending set to the dedupe set and onto `out`.
+    fn record_completed(
+        &mut self,
+        tasks: impl IntoIterator<Item = TaskStatus>,
+        now: DateTime<Utc>,
+        out: &mut Vec<TaskStatus>,
+    ) {
+        for task in tasks {
             self.watermark.advance(task.created);
             if task.is_pending() || self.recent.contains(&task.id) {
                 continue;
             }
             self.recent.insert(&task, now);
             self.pending.remove(&task.id);
-            completed.push(task);
+            out.push(task);
         }
-        self.covered_pending_start = self.last_pending_start;
-        self.evict(now);
-        completed
     }
 
     fn evict(&mut self, now: DateTime<Utc>) {
         if let Some(bound) = self.completed_lower_bound() {
-            self.recent.evict(bound, now - self.config.overlap);
+            self.recent.evict(bound, before(now, self.config.overlap));
         }
     }
+}
+
+/// `t − span`, saturating at the earliest representable time: a span from unvalidated
+/// settings, or a date at the edge of chrono's range, must not panic.
+fn before(t: DateTime<Utc>, span: Duration) -> DateTime<Utc> {
+    t.checked_sub_signed(span)
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
 
 /// Whether the completed read can stop after this page: it reached tasks older than the

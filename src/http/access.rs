@@ -1,8 +1,8 @@
 //! The hook where authentication plugs in.
 //!
-//! The exporter-toolkit web config (`basic_auth_users` with bcrypt hashes) is a later
-//! issue; routing consults an [`AccessPolicy`] before answering so that issue only has to
-//! supply a policy. Liveness (`/-/healthy`) is never gated: a kubelet probe carries no
+//! Routing consults an [`AccessPolicy`] before answering, so authentication schemes stay
+//! out of routing: the web config's `basic_auth_users` (bcrypt) is one such policy,
+//! [`BasicAuthUsers`](super::BasicAuthUsers). Liveness (`/-/healthy`) is never gated: a kubelet probe carries no
 //! credentials, and a dead-or-alive answer reveals nothing.
 
 use hyper::HeaderMap;

@@ -82,7 +82,8 @@ impl std::fmt::Debug for WebConfig {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// The file as written. No `Debug`: it holds the bcrypt hashes.
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct WebConfigFile {
     #[serde(default)]

@@ -20,6 +20,10 @@ use crate::sailpoint::model::TokenResponse;
 /// Lifetime assumed when the token endpoint does not say (`expires_in` missing).
 pub const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(300);
 
+/// Longest lifetime believed: SailPoint issues tokens for about 12 minutes, so a larger
+/// `expires_in` is a misbehaving endpoint, and refreshing daily costs one request.
+pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
 /// A bearer token and the generation it belongs to.
 #[derive(Clone)]
 pub struct AccessToken {
@@ -134,7 +138,8 @@ impl TokenSource {
                 let lifetime = response
                     .expires_in
                     .map(Duration::from_secs)
-                    .unwrap_or(DEFAULT_TOKEN_LIFETIME);
+                    .unwrap_or(DEFAULT_TOKEN_LIFETIME)
+                    .min(MAX_TOKEN_LIFETIME);
                 let secret = SecretString::from(response.access_token);
                 cached.generation += 1;
                 cached.token = Some((secret.clone(), Instant::now() + refresh_margin(lifetime)));
@@ -251,6 +256,18 @@ mod tests {
             assert_eq!(t.await.unwrap().unwrap(), "token-1");
         }
         assert_eq!(fake.calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_absurd_expires_in_is_capped_not_a_panic() {
+        let (fake, src, _) = source(Some(u64::MAX), Duration::ZERO);
+        assert_eq!(src.token().await.unwrap().expose(), "token-1");
+        // Capped to MAX_TOKEN_LIFETIME: refreshed a minute before it ends.
+        tokio::time::sleep(MAX_TOKEN_LIFETIME - Duration::from_secs(61)).await;
+        assert_eq!(src.token().await.unwrap().expose(), "token-1");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(src.token().await.unwrap().expose(), "token-2");
+        assert_eq!(fake.calls.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test(start_paused = true)]

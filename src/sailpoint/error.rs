@@ -13,42 +13,59 @@ pub enum ApiError {
     /// The API answered with a non-success status that retries did not cure.
     #[error("{operation}: HTTP {status}{}: {message}", tracking(.tracking_id))]
     Status {
+        /// SailPoint's operationId.
         operation: &'static str,
+        /// The HTTP status.
         status: u16,
+        /// SailPoint's `trackingId`, for support cases.
         tracking_id: Option<String>,
+        /// The error text of the body.
         message: String,
     },
     /// The connection failed or broke (after retries).
     #[error("{operation}: connection failed: {message}")]
     Transport {
+        /// SailPoint's operationId.
         operation: &'static str,
+        /// What the transport reported (URLs removed).
         message: String,
     },
     /// The request did not complete within the request timeout (after retries).
     #[error("{operation}: timed out")]
-    Timeout { operation: &'static str },
+    Timeout {
+        /// SailPoint's operationId.
+        operation: &'static str,
+    },
     /// A success response whose body is not the documented JSON (after retries).
     #[error("{operation}: malformed response body: {message}")]
     Decode {
+        /// SailPoint's operationId.
         operation: &'static str,
+        /// What the decoder reported.
         message: String,
     },
     /// The response body exceeded the configured cap.
     #[error("{operation}: response body larger than {limit} bytes")]
     BodyTooLarge {
+        /// SailPoint's operationId.
         operation: &'static str,
+        /// The configured cap (`max_body_bytes`).
         limit: usize,
     },
     /// The token endpoint refused or failed.
     #[error("token: {message}")]
     Auth {
+        /// The token endpoint's HTTP status, when it answered.
         status: Option<u16>,
+        /// What went wrong (never the secret or the token).
         message: String,
     },
     /// Paging went wrong: the API ignored `offset` or kept returning pages past the total.
     #[error("{operation}: paging stopped: {message}")]
     Paging {
+        /// SailPoint's operationId.
         operation: &'static str,
+        /// Why paging stopped.
         message: String,
     },
     /// The client could not be built from the settings.

@@ -89,7 +89,9 @@ impl fmt::Display for Filter {
 /// Sort order of `GET /task-status`; `created` is the only sortable field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sorter {
+    /// Oldest first (`created`).
     CreatedAscending,
+    /// Newest first (`-created`), as the completed poll reads.
     CreatedDescending,
 }
 

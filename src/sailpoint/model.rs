@@ -29,34 +29,49 @@ pub struct TaskStatus {
     /// Task name, e.g. "Cloud Account Aggregation"; may carry an id suffix.
     #[serde(default, deserialize_with = "null_as_default")]
     pub unique_name: String,
+    /// Free text of the task.
     #[serde(default, deserialize_with = "null_as_default")]
     pub description: String,
+    /// Name of the parent task, if any.
     #[serde(default)]
     pub parent_name: Option<String>,
+    /// Task-specific key/value pairs (kept verbatim).
     #[serde(default, deserialize_with = "null_as_default")]
     pub attributes: Map<String, Value>,
+    /// When the task was created; the only ordering key the API sorts by.
     #[serde(with = "timestamp")]
     pub created: DateTime<Utc>,
+    /// Last update of the task status.
     #[serde(default, with = "optional_timestamp")]
     pub modified: Option<DateTime<Utc>>,
+    /// When the task started running; null while queued.
     #[serde(default, with = "optional_timestamp")]
     pub launched: Option<DateTime<Utc>>,
+    /// Who or what started the task.
     #[serde(default, deserialize_with = "null_as_default")]
     pub launcher: String,
+    /// When the task finished; null while pending.
     #[serde(default, with = "optional_timestamp")]
     pub completed: Option<DateTime<Utc>>,
+    /// How the task ended; null while pending.
     #[serde(default)]
     pub completion_status: Option<CompletionStatus>,
+    /// Messages of the task (WARN and ERROR ones are counted).
     #[serde(default, deserialize_with = "null_as_default")]
     pub messages: Vec<TaskStatusMessage>,
+    /// Names of the task's result attributes.
     #[serde(default, deserialize_with = "null_as_default")]
     pub returns: Vec<TaskReturnDetails>,
+    /// Free-text progress, e.g. "Processed 120 of 400 accounts".
     #[serde(default)]
     pub progress: Option<String>,
+    /// Progress in percent (not trusted to be within 0-100).
     #[serde(default, deserialize_with = "null_as_default")]
     pub percent_complete: i64,
+    /// What the task works on (the source, for aggregations).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<Target>,
+    /// The definition the task was started from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task_definition_summary: Option<TaskDefinitionSummary>,
 }
@@ -79,14 +94,19 @@ impl TaskStatus {
 /// The scheduler kind of a task. Unknown values are kept verbatim.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum TaskType {
+    /// `QUARTZ`: a scheduled task.
     #[default]
     Quartz,
+    /// `QPOC`.
     Qpoc,
+    /// `QUEUED_TASK`.
     QueuedTask,
+    /// A value the spec does not list, kept as received.
     Other(String),
 }
 
 impl TaskType {
+    /// The wire form (upper-case, unknown values as received).
     pub fn as_str(&self) -> &str {
         match self {
             TaskType::Quartz => "QUARTZ",
@@ -112,11 +132,17 @@ impl From<&str> for TaskType {
 /// not in the spec are kept in [`CompletionStatus::Other`] rather than rejected.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum CompletionStatus {
+    /// `SUCCESS`.
     Success,
+    /// `WARNING`: finished, with warnings.
     Warning,
+    /// `ERROR`.
     Error,
+    /// `TERMINATED`: stopped by someone.
     Terminated,
+    /// `TEMPERROR` (or `TEMP_ERROR`): failed, expected to succeed on a retry.
     TempError,
+    /// A value the spec does not list, kept as received.
     Other(String),
 }
 
@@ -183,16 +209,19 @@ string_enum_serde!(CompletionStatus);
 /// What a task works on. For source tasks `type` is `APPLICATION` and `name` the source name.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Target {
+    /// Id of the target object.
     #[serde(default, deserialize_with = "null_as_default")]
     pub id: String,
     /// `APPLICATION`, `IDENTITY` or null; unknown values are kept.
     #[serde(rename = "type", default)]
     pub target_type: Option<String>,
+    /// Name of the target (the source name for `APPLICATION`).
     #[serde(default, deserialize_with = "null_as_default")]
     pub name: String,
 }
 
 impl Target {
+    /// Whether the target is a source (`type == APPLICATION`, any case).
     pub fn is_application(&self) -> bool {
         self.target_type
             .as_deref()
@@ -204,12 +233,16 @@ impl Target {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct TaskStatusMessage {
+    /// `INFO`, `WARN`, `ERROR` (the wire field is `type`).
     #[serde(rename = "type", default, deserialize_with = "null_as_default")]
     pub level: String,
+    /// The text in the tenant's locale.
     #[serde(default)]
     pub localized_text: Option<LocalizedMessage>,
+    /// Message key.
     #[serde(default, deserialize_with = "null_as_default")]
     pub key: String,
+    /// Values of the message's placeholders.
     #[serde(default)]
     pub parameters: Option<Vec<Value>>,
 }
@@ -217,8 +250,10 @@ pub struct TaskStatusMessage {
 /// A message text in one locale.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct LocalizedMessage {
+    /// Locale, e.g. `en-US`.
     #[serde(default, deserialize_with = "null_as_default")]
     pub locale: String,
+    /// The text.
     #[serde(default, deserialize_with = "null_as_default")]
     pub message: String,
 }
@@ -227,8 +262,10 @@ pub struct LocalizedMessage {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct TaskReturnDetails {
+    /// Display name of the result.
     #[serde(default, deserialize_with = "null_as_default")]
     pub name: String,
+    /// Name of the attribute holding the result.
     #[serde(default, deserialize_with = "null_as_default")]
     pub attribute_name: String,
 }
@@ -237,16 +274,22 @@ pub struct TaskReturnDetails {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct TaskDefinitionSummary {
+    /// Id of the task definition.
     #[serde(default, deserialize_with = "null_as_default")]
     pub id: String,
+    /// Name of the task definition.
     #[serde(default, deserialize_with = "null_as_default")]
     pub unique_name: String,
+    /// Free text of the definition.
     #[serde(default)]
     pub description: Option<String>,
+    /// Parent definition, if any.
     #[serde(default)]
     pub parent_name: Option<String>,
+    /// Class that runs the task.
     #[serde(default)]
     pub executor: Option<String>,
+    /// Arguments of the definition (kept verbatim).
     #[serde(default, deserialize_with = "null_as_default")]
     pub arguments: Map<String, Value>,
 }
@@ -254,8 +297,11 @@ pub struct TaskDefinitionSummary {
 /// One RFC 6902 operation, as sent by `PATCH /task-status/{id}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JsonPatchOperation {
+    /// `replace`, `add`, ...
     pub op: String,
+    /// JSON Pointer of the field, e.g. `/completionStatus`.
     pub path: String,
+    /// The new value (absent for `remove`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<Value>,
 }
@@ -264,12 +310,16 @@ pub struct JsonPatchOperation {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct ErrorResponseDto {
+    /// SailPoint's short error code, e.g. `404 Not found`.
     #[serde(default)]
     pub detail_code: Option<String>,
+    /// Id SailPoint support can look up.
     #[serde(default)]
     pub tracking_id: Option<String>,
+    /// The error text in one or more locales.
     #[serde(default, deserialize_with = "null_as_default")]
     pub messages: Vec<ErrorMessageDto>,
+    /// Underlying errors, when given.
     #[serde(default, deserialize_with = "null_as_default")]
     pub causes: Vec<ErrorMessageDto>,
 }
@@ -289,10 +339,13 @@ impl ErrorResponseDto {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct ErrorMessageDto {
+    /// Locale of the text, e.g. `en-US`.
     #[serde(default)]
     pub locale: Option<String>,
+    /// Whether the locale is the requested one or a fallback.
     #[serde(default)]
     pub locale_origin: Option<String>,
+    /// The message.
     #[serde(default, deserialize_with = "null_as_default")]
     pub text: String,
 }
@@ -300,7 +353,9 @@ pub struct ErrorMessageDto {
 /// The body of a successful `POST /oauth/token`.
 #[derive(Clone, Deserialize)]
 pub struct TokenResponse {
+    /// The bearer token (secret: redacted in `Debug`).
     pub access_token: String,
+    /// Normally `bearer`.
     #[serde(default)]
     pub token_type: Option<String>,
     /// Lifetime in seconds; absent means "unknown" and the caller picks a default.

@@ -13,6 +13,8 @@ use rand::Rng;
 use tokio::sync::Mutex;
 use tokio::time::{Instant, sleep_until};
 
+use crate::config::MAX_DURATION;
+
 /// Longest `Retry-After` honoured as given; longer values are capped to this.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 
@@ -31,11 +33,12 @@ struct Window {
 }
 
 impl RateLimiter {
-    /// A limiter admitting `requests` (at least 1) per `per`.
+    /// A limiter admitting `requests` (at least 1) per `per` (at most
+    /// [`MAX_DURATION`], so that window arithmetic on `Instant`s cannot overflow).
     pub fn new(requests: u32, per: Duration) -> RateLimiter {
         RateLimiter {
-            requests: requests.max(1) as usize,
-            per,
+            requests: usize::try_from(requests.max(1)).unwrap_or(usize::MAX),
+            per: per.min(MAX_DURATION),
             state: Mutex::new(Window::default()),
         }
     }

@@ -21,9 +21,13 @@ use crate::sailpoint::ratelimit::{RateLimiter, RetryPolicy, parse_retry_after};
 /// Why a request was retried (the `reason` label of `sailpoint_exporter_api_retries_total`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RetryReason {
+    /// HTTP 429.
     RateLimited,
+    /// HTTP 5xx, or a 2xx body that could not be read.
     ServerError,
+    /// No answer within the request timeout.
     Timeout,
+    /// The connection could not be made or broke.
     Connect,
 }
 
@@ -62,8 +66,11 @@ impl ApiObserver for NoopObserver {
 /// A response whose body has been read completely.
 #[derive(Debug, Clone)]
 pub struct RawResponse {
+    /// The HTTP status.
     pub status: StatusCode,
+    /// The response headers (`X-Total-Count`, `Retry-After`, `Date`).
     pub headers: HeaderMap,
+    /// The whole body, within `max_body_bytes`.
     pub body: Bytes,
 }
 
@@ -79,17 +86,25 @@ impl RawResponse {
 
 /// What one attempt came to.
 pub enum Outcome<T> {
+    /// The decoded value.
     Done(T),
+    /// A transient failure: try again after `after` (or the backoff).
     Retry {
+        /// Why (the retry counter's label).
         reason: RetryReason,
+        /// The server's `Retry-After`, if any.
         after: Option<Duration>,
+        /// Returned if the retries run out.
         error: ApiError,
     },
     /// The token was rejected; fetch another and try again (once per call).
     Reauthenticate {
+        /// Generation of the rejected token (only it is invalidated).
         generation: u64,
+        /// Returned if a fresh token is refused too.
         error: ApiError,
     },
+    /// A final failure, not retried.
     Fail(ApiError),
 }
 

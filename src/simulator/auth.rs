@@ -46,13 +46,16 @@ impl TokenBook {
         self.live
             .retain(|_, (_, expiry)| *expiry > now - chrono::Duration::hours(24));
         let token = random_hex(32);
-        let expiry = now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::days(365));
+        // A `--token-ttl` of centuries must not overflow the date: it is capped at a year.
+        let year = chrono::Duration::days(365);
+        let lifetime = chrono::Duration::from_std(ttl).map_or(year, |d| d.min(year));
+        let expiry = now + lifetime;
         self.live
             .insert(token.clone(), (client_id.to_string(), expiry));
         Grant {
             token,
             jti: random_hex(16),
-            expires_in: ttl.as_secs(),
+            expires_in: u64::try_from(lifetime.num_seconds()).unwrap_or(0),
         }
     }
 
@@ -97,5 +100,22 @@ mod tests {
         assert_eq!(book.check("nope", now), Err(TokenRejection::Unknown));
         book.revoke_all();
         assert_eq!(book.check(&g.token, now), Err(TokenRejection::Expired));
+    }
+
+    #[test]
+    fn a_ttl_of_centuries_is_capped_at_a_year() {
+        let now = Utc::now();
+        let mut book = TokenBook::default();
+        let g = book.issue("c", Duration::from_secs(1_000_000 * 365 * 86_400), now);
+        assert_eq!(g.expires_in, 365 * 86_400);
+        let year = chrono::Duration::days(365);
+        assert_eq!(
+            book.check(&g.token, now + year - chrono::Duration::seconds(1)),
+            Ok("c")
+        );
+        assert_eq!(
+            book.check(&g.token, now + year),
+            Err(TokenRejection::Expired)
+        );
     }
 }

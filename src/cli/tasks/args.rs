@@ -34,12 +34,14 @@ Examples:
 #[derive(Debug, Args)]
 #[command(after_help = TASKS_HELP)]
 pub struct TasksArgs {
+    /// Which tenant to talk to (from the configuration file or from flags).
     #[command(flatten)]
     pub tenant: Box<TenantArgs>,
     /// Output format: an aligned table for people, or one JSON document for scripts
     /// (the API's own field names).
     #[arg(long, short = 'o', global = true, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
+    /// The operation to run.
     #[command(subcommand)]
     pub command: TasksCommand,
 }

@@ -48,6 +48,11 @@ pub fn from_flags(
         {
             return Err(TasksError::Usage(format!("{flag} must be an http(s) URL")));
         }
+        if url.is_some_and(|u| !u.username().is_empty() || u.password().is_some()) {
+            return Err(TasksError::Usage(format!(
+                "{flag} must not carry a user name or password; use --client-id and {CLIENT_SECRET_ENV}"
+            )));
+        }
     }
     let client_id = match args.client_id.as_deref().map(str::trim) {
         Some(id) if !id.is_empty() => id.to_string(),
@@ -196,6 +201,13 @@ mod tests {
         let ftp = Url::parse("ftp://127.0.0.1").unwrap();
         let err = from_flags(&ftp, &flag_args(Some("cid")), Some("s".into())).unwrap_err();
         assert_eq!(usage(err), "--base-url must be an http(s) URL");
+        let with_password = Url::parse("http://svc:pa55@127.0.0.1").unwrap();
+        let err =
+            from_flags(&with_password, &flag_args(Some("cid")), Some("s".into())).unwrap_err();
+        assert_eq!(
+            usage(err),
+            "--base-url must not carry a user name or password; use --client-id and SAILPOINT_CLIENT_SECRET"
+        );
     }
 
     #[test]
