@@ -72,6 +72,8 @@ pub enum PollOutcome {
     Primed {
         /// Completed tasks of the lookback window (not counted).
         primed: usize,
+        /// Tasks of the first pending snapshot that completed while priming (counted).
+        counted: usize,
     },
     /// A regular poll counted this many completions.
     Counted(usize),
@@ -153,8 +155,11 @@ impl<S: TaskSource> TenantPoller<S> {
             history,
         };
         let primed = self.tracker.apply_prime(read, now);
-        for task in &primed {
+        for task in &primed.backlog {
             self.metrics.record_primed(task);
+        }
+        for task in &primed.counted {
+            self.metrics.record_completion(task);
         }
         self.publish_state();
         let at = Utc::now();
@@ -164,12 +169,14 @@ impl<S: TaskSource> TenantPoller<S> {
         self.ready.store(true, Ordering::Release);
         tracing::info!(
             tenant = self.metrics.tenant(),
-            primed = primed.len(),
+            primed = primed.backlog.len(),
+            counted = primed.counted.len(),
             pending = self.tracker.pending().len(),
             "primed"
         );
         Ok(PollOutcome::Primed {
-            primed: primed.len(),
+            primed: primed.backlog.len(),
+            counted: primed.counted.len(),
         })
     }
 

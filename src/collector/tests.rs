@@ -564,7 +564,13 @@ async fn priming_sets_last_completed_without_counting_the_backlog() {
         "SUCCESS",
     ));
     let outcome = h.poller.poll(PollList::Pending).await.unwrap();
-    assert_eq!(outcome, PollOutcome::Primed { primed: 3 });
+    assert_eq!(
+        outcome,
+        PollOutcome::Primed {
+            primed: 3,
+            counted: 0
+        }
+    );
     let s = h.samples();
     let ok = [
         ("task_name", "Agg"),
@@ -621,7 +627,10 @@ async fn nothing_is_counted_until_priming_succeeds() {
     h.fake.with(|s| s.failing = false);
     assert_eq!(
         h.poller.poll(PollList::Completed).await.unwrap(),
-        PollOutcome::Primed { primed: 1 }
+        PollOutcome::Primed {
+            primed: 1,
+            counted: 0
+        }
     );
     assert_eq!(
         v(&h.samples(), COMPLETED, &[("status", "success")]),
@@ -1039,4 +1048,54 @@ async fn unvalidated_huge_lookback_and_overlap_do_not_panic() {
         v(&h.samples(), COMPLETED, &[("status", "success")]),
         Some(1.0)
     );
+}
+
+#[tokio::test]
+async fn a_task_pending_at_start_that_completes_while_priming_is_counted() {
+    let mut h = harness();
+    h.fake
+        .put(task("stuck", "Agg", Some("AD"), -600, Some(-590)));
+    h.fake.put(done(
+        task("old", "Agg", Some("AD"), -400, Some(-390)),
+        -300,
+        "SUCCESS",
+    ));
+    // Between the pending snapshot and the history read, "stuck" completes.
+    let finished = done(
+        task("stuck", "Agg", Some("AD"), -600, Some(-590)),
+        -10,
+        "ERROR",
+    );
+    h.fake
+        .with(|s| s.insert_before_offset = Some((0, vec![finished])));
+    let outcome = h.poller.poll(PollList::Pending).await.unwrap();
+    assert_eq!(
+        outcome,
+        PollOutcome::Primed {
+            primed: 1,
+            counted: 1
+        }
+    );
+    let s = h.samples();
+    let err = [("task_name", "Agg"), ("source", "AD"), ("status", "error")];
+    let ok = [
+        ("task_name", "Agg"),
+        ("source", "AD"),
+        ("status", "success"),
+    ];
+    assert_eq!(
+        v(&s, COMPLETED, &err),
+        Some(1.0),
+        "completed after start: counted"
+    );
+    assert_eq!(v(&s, COMPLETED, &ok), Some(0.0), "backlog: not counted");
+    assert_eq!(
+        v(&s, "sailpoint_task_duration_seconds_sum", &err),
+        Some(580.0)
+    );
+    // And never again, by either path.
+    h.set_now(60);
+    assert_eq!(h.pending().await, 0);
+    assert_eq!(h.completed().await, 0);
+    assert_eq!(v(&h.samples(), COMPLETED, &err), Some(1.0));
 }

@@ -153,6 +153,17 @@ pub struct PrimeRead {
     pub history: CompletedRead,
 }
 
+/// What priming found: the lookback backlog (sets last-completed gauges, never counted)
+/// and the tasks of the first pending snapshot that completed before the history was
+/// read (counted, since they completed after the exporter started).
+#[derive(Debug, Default)]
+pub struct Primed {
+    /// Completions from before the exporter started.
+    pub backlog: Vec<TaskStatus>,
+    /// Completions of tasks that were pending when the exporter started.
+    pub counted: Vec<TaskStatus>,
+}
+
 /// Tracker timings, from the tenant settings.
 #[derive(Debug, Clone, Copy)]
 pub struct TrackerConfig {
@@ -241,23 +252,38 @@ impl Tracker {
     /// Applies a successful startup read: the pending baseline and the lookback history
     /// fill the state without counting. Returns the completed tasks for the
     /// last-completed gauges (never for counters).
-    pub fn apply_prime(&mut self, read: PrimeRead, now: DateTime<Utc>) -> Vec<TaskStatus> {
-        let mut primed = Vec::new();
+    pub fn apply_prime(&mut self, read: PrimeRead, now: DateTime<Utc>) -> Primed {
+        let mut backlog = Vec::new();
         self.pending = PendingSet::default();
         for task in read.pending.listed {
             if task.is_pending() {
                 self.pending.insert(task);
             } else if !self.recent.contains(&task.id) {
                 self.recent.insert(&task, now);
-                primed.push(task);
+                backlog.push(task);
             }
         }
         self.last_pending_start = Some(read.pending.started);
-        self.record_completed(read.history.tasks, now, &mut primed);
+        let mut history = Vec::new();
+        // The history is read after the pending snapshot: a task of that snapshot found
+        // completed in the history completed after the exporter started, so it is counted
+        // like any other completion, not taken as backlog.
+        let since_start: HashSet<String> = read
+            .history
+            .tasks
+            .iter()
+            .filter(|t| self.pending.contains(&t.id))
+            .map(|t| t.id.clone())
+            .collect();
+        self.record_completed(read.history.tasks, now, &mut history);
+        let (counted, old): (Vec<TaskStatus>, Vec<TaskStatus>) = history
+            .into_iter()
+            .partition(|t| since_start.contains(&t.id));
+        backlog.extend(old);
         self.covered_pending_start = self.last_pending_start;
         self.primed = true;
         self.evict(now);
-        primed
+        Primed { backlog, counted }
     }
 
     /// Applies a successful pending poll: the snapshot replaces the pending set, and the
