@@ -108,6 +108,35 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// Builds the error of a refused token request. Only the OAuth `error` and
+    /// `error_description` fields are kept: a token endpoint that echoes the submitted form
+    /// in a plain-text body must not put the client secret into a log line.
+    pub fn from_token_response(status: u16, body: &[u8]) -> ApiError {
+        let field = |map: &serde_json::Map<String, serde_json::Value>, key: &str| {
+            map.get(key)
+                .and_then(serde_json::Value::as_str)
+                .map(|s| s.trim().chars().take(MAX_TEXT).collect::<String>())
+        };
+        let message = match serde_json::from_slice(body) {
+            Ok(serde_json::Value::Object(map)) => {
+                match (field(&map, "error"), field(&map, "error_description")) {
+                    (Some(e), Some(d)) => format!("{e}: {d}"),
+                    (Some(e), None) | (None, Some(e)) => e,
+                    (None, None) => "no error description".to_string(),
+                }
+            }
+            _ => "no error description".to_string(),
+        };
+        ApiError::Status {
+            operation: "token",
+            status,
+            tracking_id: None,
+            message,
+        }
+    }
+}
+
 /// Longest piece of an unstructured error body kept in a message.
 const MAX_TEXT: usize = 300;
 
@@ -150,6 +179,22 @@ mod tests {
             "getTaskStatus: HTTP 404 (trackingId b21b1f7ce4da4d639f2c62a57171b427): The server did not find a current representation for the target resource."
         );
         assert!(err.is_not_found());
+    }
+
+    #[test]
+    fn token_errors_keep_only_the_oauth_fields() {
+        let err = ApiError::from_token_response(
+            401,
+            br#"{"error":"unauthorized","error_description":"Bad credentials"}"#,
+        );
+        assert_eq!(
+            err.to_string(),
+            "token: HTTP 401: unauthorized: Bad credentials"
+        );
+        let echo = b"client_id=abc&client_secret=hunter2&grant_type=client_credentials";
+        let err = ApiError::from_token_response(400, echo);
+        assert_eq!(err.to_string(), "token: HTTP 400: no error description");
+        assert!(!format!("{err:?}").contains("hunter2"));
     }
 
     #[test]

@@ -302,7 +302,11 @@ fn classify<T>(
             },
         };
     }
-    let error = ApiError::from_response(operation, status.as_u16(), &response.body);
+    let error = if operation == crate::sailpoint::client::operation::TOKEN {
+        ApiError::from_token_response(status.as_u16(), &response.body)
+    } else {
+        ApiError::from_response(operation, status.as_u16(), &response.body)
+    };
     if status == StatusCode::UNAUTHORIZED && authenticated {
         return Outcome::Reauthenticate { generation, error };
     }
