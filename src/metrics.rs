@@ -21,7 +21,7 @@ use prometheus::{
 };
 
 use crate::config::{MetricsSettings, Rewrite};
-use crate::sailpoint::model::TaskStatus;
+use crate::sailpoint::model::{CompletionStatus, TaskStatus};
 use crate::sailpoint::{ApiObserver, RetryReason};
 
 /// Buckets of `sailpoint_exporter_api_request_duration_seconds`: a fast API answers in
@@ -515,6 +515,9 @@ impl Group {
     }
 }
 
+/// Distinct undocumented completion statuses a tenant may have as labels of their own.
+pub const MAX_UNKNOWN_STATUSES: usize = 10;
+
 /// (completed, created, id) of the latest task of a (group, status).
 type LatestRank = (DateTime<Utc>, DateTime<Utc>, String);
 
@@ -532,6 +535,8 @@ struct TenantState {
     pending_series: HashSet<(String, Group)>,
     /// Pending task ids that were folded into `other` (counted once while pending).
     folded_pending: HashSet<String>,
+    /// Completion statuses outside the documented five that got a label of their own.
+    unknown_statuses: HashSet<String>,
     pending_ok: bool,
     completed_ok: bool,
 }
@@ -612,7 +617,7 @@ impl TenantMetrics {
     /// Creates the completed counters of the five known statuses at 0, so `increase()`
     /// sees the first completion of a group.
     fn init_group(&self, group: &Group) {
-        for status in crate::sailpoint::model::CompletionStatus::KNOWN_LABELS {
+        for status in CompletionStatus::KNOWN_LABELS {
             self.families
                 .completed_total
                 .with_label_values(&group.with(&self.tenant, status));
@@ -630,7 +635,7 @@ impl TenantMetrics {
                 .with_label_values(&[&self.tenant])
                 .inc();
         }
-        let status = normalize::status(task);
+        let status = Self::status_label(&mut state, task);
         let f = &self.families;
         let labels = group.with(&self.tenant, &status);
         f.completed_total.with_label_values(&labels).inc();
@@ -657,8 +662,27 @@ impl TenantMetrics {
     pub fn record_primed(&self, task: &TaskStatus) {
         let mut state = self.lock();
         let (group, _) = self.admit(&mut state, task);
-        let status = normalize::status(task);
+        let status = Self::status_label(&mut state, task);
         self.update_latest(&mut state, &group, &status, task);
+    }
+
+    /// The `status` label, with a cardinality guard: statuses outside the documented five
+    /// keep their own (lower-cased) label for the first [`MAX_UNKNOWN_STATUSES`] distinct
+    /// values of a tenant; later ones fold into `other`, so an API that sends a new value
+    /// on every task cannot grow the exposition without bound.
+    fn status_label(state: &mut TenantState, task: &TaskStatus) -> String {
+        let status = normalize::status(task);
+        if CompletionStatus::KNOWN_LABELS.contains(&status.as_str())
+            || status == normalize::UNKNOWN
+            || state.unknown_statuses.contains(&status)
+        {
+            return status;
+        }
+        if state.unknown_statuses.len() < MAX_UNKNOWN_STATUSES {
+            state.unknown_statuses.insert(status.clone());
+            return status;
+        }
+        OTHER.to_string()
     }
 
     fn update_latest(
@@ -1079,6 +1103,40 @@ mod tests {
                 &[("tenant", "a")]
             ),
             Some(2.0)
+        );
+    }
+
+    #[test]
+    fn undocumented_statuses_are_kept_up_to_a_cap_then_folded() {
+        let m = Metrics::new(&MetricsSettings::default(), "v", "r").unwrap();
+        let t = m.tenant("a");
+        let task = |id: &str, status: &str| -> TaskStatus {
+            serde_json::from_value(serde_json::json!({
+                "id": id, "uniqueName": "Agg", "created": "2024-01-01T00:00:00Z",
+                "completed": "2024-01-01T00:01:00Z", "completionStatus": status
+            }))
+            .unwrap()
+        };
+        t.record_completion(&task("s", "Success"));
+        for i in 0..MAX_UNKNOWN_STATUSES + 3 {
+            t.record_completion(&task(&format!("x{i}"), &format!("Weird{i}")));
+        }
+        t.record_completion(&task("again", "WEIRD0"));
+        let s = exposition::parse(&String::from_utf8(m.render()).unwrap());
+        let count = |status: &str| {
+            exposition::value(&s, "sailpoint_tasks_completed_total", &[("status", status)])
+        };
+        assert_eq!(count("success"), Some(1.0));
+        assert_eq!(count("weird0"), Some(2.0), "case-insensitive, kept");
+        assert_eq!(
+            count(&format!("weird{}", MAX_UNKNOWN_STATUSES - 1)),
+            Some(1.0)
+        );
+        assert_eq!(count(&format!("weird{MAX_UNKNOWN_STATUSES}")), None);
+        assert_eq!(
+            count("other"),
+            Some(3.0),
+            "past the cap: folded, still counted"
         );
     }
 
