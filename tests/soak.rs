@@ -25,11 +25,14 @@
 //! daemon's clock, so `L = watermark − overlap` in simulated time. A task the pending
 //! path never saw was created after the last successful pending poll before its
 //! completion, so it is found if `overlap` exceeds the simulated time between two
-//! successful pending polls. That gap is at most an outage (6 s) plus a poll deadline
-//! (8 s) plus an interval (1 s) of real time, and the test moves the simulated clock
-//! [`SIM_STEP`] per [`TICK`] = 4× real time: about 60 simulated seconds. The overlap is
-//! therefore 4 minutes (over 4× that), which also keeps the completed reads a few pages
-//! long so that page shifts happen on every poll.
+//! successful pending polls. That gap is normally at most an outage (6 s) plus a poll
+//! deadline (8 s) plus an interval (1 s) of real time, and the test moves the simulated
+//! clock [`SIM_STEP`] per [`TICK`] = 4× real time: about 60 simulated seconds. The
+//! overlap is therefore 4 minutes, four times that, which leaves room for an unlucky
+//! streak of random faults after an outage; it also keeps the completed reads a few pages
+//! long, so page shifts happen on every completed poll. (With the simulator clock ahead
+//! of the daemon's, `L` would follow the daemon's clock instead and read further back:
+//! safe, but the read grows with the skew, so the test skews the other way.)
 //!
 //! `cargo test --test soak` runs the short variant (30 s of faults, part of the test
 //! suite); `scripts/soak.sh` runs the long one (`SOAK_SECONDS`, default 240).
@@ -403,7 +406,7 @@ impl Driver {
             self.sim.add_task(task);
             self.scripted += 1;
         }
-        if tick % 4 == 0 {
+        if tick.is_multiple_of(4) {
             self.top_up();
         }
         if self.last_revoke.elapsed() >= REVOKE_EVERY {
@@ -642,6 +645,19 @@ fn print_daemon_view(samples: &[Sample]) {
         ),
         value(samples, "sailpoint_exporter_token_refreshes_total", &[t]),
     );
+    println!(
+        "  daemon tracked tasks at the end: pending {}, recent (dedupe set) {}",
+        value(
+            samples,
+            "sailpoint_exporter_tracked_tasks",
+            &[t, ("state", "pending")]
+        ),
+        value(
+            samples,
+            "sailpoint_exporter_tracked_tasks",
+            &[t, ("state", "recent")]
+        ),
+    );
 }
 
 fn print_window(label: &str, w: &Window) {
@@ -695,7 +711,7 @@ async fn soak(run: Duration, assert_flat: bool) {
     let sampler = tokio::spawn(sample_loop(daemon.pid(), stop.clone()));
     let secs = run.as_secs_f64();
     let outages: Vec<f64> = if secs < 120.0 {
-        vec![secs * 0.4]
+        vec![secs * 0.6]
     } else {
         (0..)
             .map(|i| 30.0 + 60.0 * i as f64)
@@ -760,6 +776,16 @@ async fn soak(run: Duration, assert_flat: bool) {
     println!("  resources over {span:?}, windows of {minute:?}:");
     print_window("first", &first);
     print_window("last ", &last);
+    let peaks: Vec<String> = (0..=span.as_secs() / 30)
+        .map(|i| Duration::from_secs(30 * i))
+        .filter(|from| *from < span)
+        .map(|from| {
+            window(&resources, from, from + Duration::from_secs(30))
+                .rss_max
+                .to_string()
+        })
+        .collect();
+    println!("  VmRSS peak per 30 s (KiB): {}", peaks.join(" "));
 
     assert!(
         total >= 50,
@@ -793,7 +819,6 @@ async fn soak(run: Duration, assert_flat: bool) {
         "scrapes failed: {:?}",
         scrapes.failures
     );
-    assert!(scrapes.max_latency <= SCRAPE_DEADLINE);
     if assert_flat {
         assert_flat_resources(&first, &last);
     }
