@@ -1,0 +1,454 @@
+//! Configuration reload (SIGHUP) and graceful shutdown (SIGTERM) of the real
+//! `sailpoint-task-exporter serve` binary, against simulated tenants in this process.
+//!
+//! Each tenant has its own simulator on a manual clock with scripted tasks, so the number
+//! of completions each tenant must have counted is known exactly at every step.
+
+use std::fs::File;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::{SubsecRound, TimeDelta, Utc};
+use sailpoint_task_exporter::metrics::exposition::{self, Sample};
+use sailpoint_task_exporter::sailpoint::model::CompletionStatus;
+use sailpoint_task_exporter::simulator::{
+    DEMO_CLIENT_SECRET, Faults, NewTask, Scenario, SimConfig, SimHandle, Simulator,
+};
+
+/// The daemon as a child process; killed when dropped.
+struct Daemon {
+    child: Child,
+    log: PathBuf,
+    addr: SocketAddr,
+}
+
+impl Daemon {
+    /// Starts `serve` with `config`, stderr to `log`, and waits for its listen address.
+    async fn start(config: &Path, log: &Path) -> Daemon {
+        let stderr = File::create(log).expect("create the daemon log");
+        let child = Command::new(env!("CARGO_BIN_EXE_sailpoint-task-exporter"))
+            .arg("serve")
+            .arg("--config.file")
+            .arg(config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("start the daemon");
+        let mut daemon = Daemon {
+            child,
+            log: log.to_path_buf(),
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let found = daemon
+                .log_text()
+                .lines()
+                .filter(|l| l.contains("serving metrics"))
+                .flat_map(str::split_whitespace)
+                .find_map(|w| w.strip_prefix("address=")?.parse().ok());
+            if let Some(addr) = found {
+                daemon.addr = addr;
+                return daemon;
+            }
+            if let Ok(Some(status)) = daemon.child.try_wait() {
+                panic!("daemon exited with {status}:\n{}", daemon.log_text());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "daemon did not listen:\n{}",
+                daemon.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends `signal` (`TERM`, `HUP`) with the `kill` command.
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
+    /// Waits up to `limit` for the process to exit.
+    async fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
+    }
+
+    async fn get(&self, path: &str) -> Result<(u16, String), String> {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| e.to_string())?;
+        let response = client
+            .get(format!("http://{}{path}", self.addr))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = response.status().as_u16();
+        Ok((status, response.text().await.map_err(|e| e.to_string())?))
+    }
+
+    async fn metrics(&self) -> Vec<Sample> {
+        match self.get("/metrics").await {
+            Ok((200, body)) => exposition::parse(&body),
+            other => panic!("scrape failed: {other:?}"),
+        }
+    }
+
+    async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !matches!(self.get("/-/ready").await, Ok((200, _))) {
+            assert!(Instant::now() < deadline, "not ready:\n{}", self.log_text());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Scrapes until `check` holds (up to 30 s); returns the samples that satisfied it.
+    async fn wait_for(&self, what: &str, check: impl Fn(&[Sample]) -> bool) -> Vec<Sample> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let samples = self.metrics().await;
+            if check(&samples) {
+                return samples;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; log:\n{}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An empty simulated tenant on a manual clock.
+async fn sim() -> SimHandle {
+    let cfg = SimConfig::new(11)
+        .with_scenario(Scenario::Empty)
+        .with_manual_clock(Utc::now().trunc_subsecs(0));
+    Simulator::start(cfg, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap()
+}
+
+/// One tenant entry of the configuration file: 1 s intervals unless `settings` (key,
+/// value pairs) say otherwise.
+fn tenant_yaml(name: &str, sim: &SimHandle, settings: &[(&str, &str)]) -> String {
+    let mut entry = format!(
+        "  - name: {name}\n    base_url: {}\n    client_id: {}\n    client_secret: {DEMO_CLIENT_SECRET}\n",
+        sim.base_url(),
+        sim.client_id()
+    );
+    let defaults = [("pending_interval", "1s"), ("completed_interval", "1s")];
+    for (key, value) in defaults
+        .iter()
+        .filter(|(k, _)| settings.iter().all(|(s, _)| s != k))
+    {
+        entry.push_str(&format!("    {key}: {value}\n"));
+    }
+    for (key, value) in settings {
+        entry.push_str(&format!("    {key}: {value}\n"));
+    }
+    entry
+}
+
+fn config_yaml(tenants: &[String]) -> String {
+    format!(
+        "web:\n  listen_address: \"127.0.0.1:0\"\ntenants:\n{}",
+        tenants.concat()
+    )
+}
+
+/// Adds `n` account aggregations that run for one simulated second and lets them finish.
+fn complete_tasks(sim: &SimHandle, n: usize) {
+    let now = sim.now();
+    for _ in 0..n {
+        sim.add_task(
+            NewTask::account_aggregation("Reload Source")
+                .created(now)
+                .launched(now)
+                .completes(now + TimeDelta::seconds(1), CompletionStatus::Success),
+        );
+    }
+    sim.advance(Duration::from_secs(2));
+}
+
+fn completed(samples: &[Sample], tenant: &str) -> f64 {
+    exposition::sum(
+        samples,
+        "sailpoint_tasks_completed_total",
+        &[("tenant", tenant)],
+    )
+}
+
+fn gauge(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    exposition::value(samples, name, labels)
+}
+
+fn last_poll(samples: &[Sample], tenant: &str, list: &str) -> f64 {
+    gauge(
+        samples,
+        "sailpoint_exporter_last_poll_success_timestamp_seconds",
+        &[("tenant", tenant), ("list", list)],
+    )
+    .unwrap_or(0.0)
+}
+
+const RELOAD_OK: &str = "sailpoint_exporter_config_last_reload_successful";
+const RELOAD_TIME: &str = "sailpoint_exporter_config_last_reload_success_timestamp_seconds";
+
+/// Log lines that mention the tenant (`tenant=A` or `tenant="A"`) and contain `text`.
+fn log_lines(log: &str, tenant: &str, text: &str) -> usize {
+    let labels = [format!("tenant={tenant}"), format!("tenant=\"{tenant}\"")];
+    log.lines()
+        .filter(|l| l.contains(text) && l.split_whitespace().any(|w| labels.iter().any(|x| x == w)))
+        .count()
+}
+
+/// Reloads with `yaml` and waits until the daemon reports a successful load after now.
+async fn reload(daemon: &Daemon, path: &Path, yaml: &str) -> Vec<Sample> {
+    let before = gauge(&daemon.metrics().await, RELOAD_TIME, &[]).unwrap_or(0.0);
+    std::fs::write(path, yaml).unwrap();
+    daemon.signal("HUP");
+    daemon
+        .wait_for("a successful reload", |s| {
+            gauge(s, RELOAD_TIME, &[]).unwrap_or(0.0) > before
+        })
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_restarts_only_the_changed_tenant_and_refuses_an_invalid_file() {
+    let (a, b, c) = (sim().await, sim().await, sim().await);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("exporter.yaml");
+    let a_yaml = tenant_yaml("A", &a, &[]);
+    let b_yaml = |interval: &str| tenant_yaml("B", &b, &[("pending_interval", interval)]);
+    std::fs::write(&path, config_yaml(&[a_yaml.clone(), b_yaml("1s")])).unwrap();
+    let daemon = Daemon::start(&path, &dir.path().join("daemon.log")).await;
+    daemon.wait_ready().await;
+
+    complete_tasks(&a, 3);
+    complete_tasks(&b, 2);
+    daemon
+        .wait_for("A = 3 and B = 2 completions", |s| {
+            completed(s, "A") == 3.0 && completed(s, "B") == 2.0
+        })
+        .await;
+
+    // B's pending interval changes: only B restarts; A keeps its counters and state.
+    let samples = reload(
+        &daemon,
+        &path,
+        &config_yaml(&[a_yaml.clone(), b_yaml("2s")]),
+    )
+    .await;
+    let reloaded_at = gauge(&samples, RELOAD_TIME, &[]).unwrap();
+    assert_eq!(gauge(&samples, RELOAD_OK, &[]), Some(1.0));
+    assert_eq!(
+        completed(&samples, "A"),
+        3.0,
+        "A's counters reset by the reload"
+    );
+    let log = daemon.log_text();
+    assert_eq!(
+        log_lines(&log, "B", "tenant settings changed: restarting it"),
+        1,
+        "{log}"
+    );
+    assert_eq!(log_lines(&log, "A", "restarting"), 0, "{log}");
+    daemon
+        .wait_for("B polled again after the reload", |s| {
+            last_poll(s, "B", "pending") > reloaded_at
+                && last_poll(s, "B", "completed") > reloaded_at
+        })
+        .await;
+    complete_tasks(&a, 2);
+    complete_tasks(&b, 2);
+    daemon
+        .wait_for("A = 5 and B = 4 completions", |s| {
+            completed(s, "A") == 5.0 && completed(s, "B") == 4.0
+        })
+        .await;
+    assert_eq!(
+        log_lines(&daemon.log_text(), "A", "primed"),
+        1,
+        "A was primed again"
+    );
+
+    // An invalid file is refused: the gauge drops to 0 and the running tenants go on.
+    let before = completed(&daemon.metrics().await, "A");
+    std::fs::write(&path, "tenants:\n  - name: A\n    base_url: not a url\n").unwrap();
+    daemon.signal("HUP");
+    daemon
+        .wait_for("the refused reload", |s| {
+            gauge(s, RELOAD_OK, &[]) == Some(0.0)
+        })
+        .await;
+    assert!(
+        daemon.log_text().contains("reload refused"),
+        "{}",
+        daemon.log_text()
+    );
+    complete_tasks(&a, 1);
+    let samples = daemon
+        .wait_for("A = 6 after the refused reload", |s| {
+            completed(s, "A") == before + 1.0
+        })
+        .await;
+    assert_eq!(completed(&samples, "A"), 6.0);
+
+    // A new tenant C appears with a reload.
+    let c_yaml = tenant_yaml("C", &c, &[]);
+    let samples = reload(
+        &daemon,
+        &path,
+        &config_yaml(&[a_yaml, b_yaml("2s"), c_yaml]),
+    )
+    .await;
+    assert_eq!(gauge(&samples, RELOAD_OK, &[]), Some(1.0));
+    assert!(gauge(&samples, "sailpoint_up", &[("tenant", "C")]).is_some());
+    daemon
+        .wait_for("C primed", |s| last_poll(s, "C", "completed") > 0.0)
+        .await;
+    complete_tasks(&c, 2);
+    let samples = daemon
+        .wait_for("C up with 2 completions", |s| {
+            gauge(s, "sailpoint_up", &[("tenant", "C")]) == Some(1.0) && completed(s, "C") == 2.0
+        })
+        .await;
+    assert_eq!(completed(&samples, "A"), 6.0);
+    assert_eq!(completed(&samples, "B"), 4.0);
+    assert!(
+        !daemon.log_text().contains("panicked"),
+        "{}",
+        daemon.log_text()
+    );
+}
+
+/// A tenant restarted by a reload must not lose the completions that happened between
+/// its last poll before the reload and its first poll after it: its counters live on in
+/// the same process, so nothing tells Prometheus that anything was missed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_restarted_by_reload_counts_completions_of_the_restart_window() {
+    let b = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("exporter.yaml");
+    // Long intervals: after priming, B does not poll again before the reload.
+    let slow = tenant_yaml(
+        "B",
+        &b,
+        &[("pending_interval", "1m"), ("completed_interval", "2m")],
+    );
+    std::fs::write(&path, config_yaml(&[slow])).unwrap();
+    let daemon = Daemon::start(&path, &dir.path().join("daemon.log")).await;
+    daemon.wait_ready().await;
+
+    complete_tasks(&b, 3);
+    let fast = tenant_yaml("B", &b, &[]);
+    let samples = reload(&daemon, &path, &config_yaml(&[fast])).await;
+    let reloaded_at = gauge(&samples, RELOAD_TIME, &[]).unwrap();
+    let samples = daemon
+        .wait_for("two polls of each list after the reload", |s| {
+            last_poll(s, "B", "pending") > reloaded_at + 1.5
+                && last_poll(s, "B", "completed") > reloaded_at + 1.5
+        })
+        .await;
+    assert_eq!(
+        completed(&samples, "B"),
+        3.0,
+        "completions finished while the tenant restarted were taken for backlog"
+    );
+}
+
+/// A changed `poll_timeout` must take effect on reload like any other tenant setting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_applies_a_changed_poll_timeout() {
+    let b = sim().await;
+    // Every answer takes 1.5 s: a 1 s poll deadline can never be met, 20 s always.
+    b.set_faults(Faults {
+        latency: Duration::from_millis(1500),
+        ..Faults::none()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("exporter.yaml");
+    let with_timeout = |t: &str| {
+        config_yaml(&[tenant_yaml(
+            "B",
+            &b,
+            &[("request_timeout", "10s"), ("poll_timeout", t)],
+        )])
+    };
+    std::fs::write(&path, with_timeout("1s")).unwrap();
+    let daemon = Daemon::start(&path, &dir.path().join("daemon.log")).await;
+    daemon
+        .wait_for("a failed poll under the 1 s deadline", |s| {
+            exposition::sum(
+                s,
+                "sailpoint_exporter_poll_errors_total",
+                &[("tenant", "B")],
+            ) >= 1.0
+        })
+        .await;
+
+    reload(&daemon, &path, &with_timeout("20s")).await;
+    let samples = daemon
+        .wait_for("B up once polls may take 20 s", |s| {
+            gauge(s, "sailpoint_up", &[("tenant", "B")]) == Some(1.0)
+        })
+        .await;
+    assert_eq!(gauge(&samples, RELOAD_OK, &[]), Some(1.0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_the_daemon_promptly_with_exit_code_zero() {
+    let a = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("exporter.yaml");
+    std::fs::write(&path, config_yaml(&[tenant_yaml("A", &a, &[])])).unwrap();
+    let mut daemon = Daemon::start(&path, &dir.path().join("daemon.log")).await;
+    daemon.wait_ready().await;
+    // A scrape is in flight or just done, and polls are running on their schedule.
+    assert_eq!(daemon.get("/metrics").await.map(|r| r.0), Ok(200));
+
+    let sent = Instant::now();
+    daemon.signal("TERM");
+    let status = daemon.wait_exit(Duration::from_secs(5)).await;
+    let took = sent.elapsed();
+    let log = daemon.log_text();
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "exit status; log:\n{log}"
+    );
+    assert!(log.contains("SIGTERM received"), "{log}");
+    assert!(log.contains("stopped"), "{log}");
+    assert!(!log.contains("panicked"), "{log}");
+    println!("SIGTERM to exit: {took:?}");
+}
