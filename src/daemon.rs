@@ -19,7 +19,7 @@ use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::collector::{self, CollectorHandle, Readiness};
+use crate::collector::{self, CollectorHandle, Readiness, Tracker};
 use crate::config::{Credentials, Overrides, Settings, TenantSettings};
 use crate::http::{self, MetricsSource, ServerConfig};
 use crate::metrics::Metrics;
@@ -82,14 +82,25 @@ struct Tenants {
 }
 
 impl Tenants {
-    fn start(&mut self, tenant: &TenantSettings, base: &Settings) -> anyhow::Result<()> {
+    /// Starts a tenant's collector, continuing from `resume` (the exactly-once state of
+    /// its previous collector) when given.
+    fn start(
+        &mut self,
+        tenant: &TenantSettings,
+        base: &Settings,
+        resume: Option<Tracker>,
+    ) -> anyhow::Result<()> {
         let one = Settings {
             web: base.web.clone(),
             metrics: base.metrics.clone(),
             tenants: vec![tenant.clone()],
         };
         let (stop, stopped) = watch::channel(false);
-        let handle = collector::spawn(&one, self.metrics.clone(), stopped)?;
+        let resume: HashMap<String, Tracker> = resume
+            .map(|t| (tenant.name.clone(), t))
+            .into_iter()
+            .collect();
+        let handle = collector::spawn_resuming(&one, self.metrics.clone(), stopped, resume)?;
         if let Ok(mut t) = self.state.tenants.lock() {
             t.insert(tenant.name.clone(), handle.readiness());
         }
@@ -104,14 +115,17 @@ impl Tenants {
         Ok(())
     }
 
-    async fn stop(&mut self, name: &str) {
+    /// Stops a tenant's collector and returns its exactly-once state.
+    async fn stop(&mut self, name: &str) -> Option<Tracker> {
+        let mut tracker = None;
         if let Some(t) = self.running.remove(name) {
             let _ = t.stop.send(true);
-            t.handle.join().await;
+            tracker = t.handle.join().await.remove(name);
         }
         if let Ok(mut t) = self.state.tenants.lock() {
             t.remove(name);
         }
+        tracker
     }
 
     async fn stop_all(&mut self) {
@@ -122,7 +136,9 @@ impl Tenants {
     }
 
     /// Applies a new, valid configuration: restarts changed tenants, starts new ones,
-    /// stops removed ones; unchanged tenants keep running with their counters.
+    /// stops removed ones; unchanged tenants keep running with their counters. A changed
+    /// tenant that still reads the same tenant (same `base_url`) continues from its
+    /// exactly-once state, so nothing that completes while it restarts is lost.
     async fn apply(&mut self, new: &Settings, old: &Settings) -> anyhow::Result<()> {
         if format!("{:?}", new.web) != format!("{:?}", old.web)
             || format!("{:?}", new.metrics) != format!("{:?}", old.metrics)
@@ -131,6 +147,9 @@ impl Tenants {
         }
         let wanted: HashMap<&str, &TenantSettings> =
             new.tenants.iter().map(|t| (t.name.as_str(), t)).collect();
+        let previous: HashMap<&str, &TenantSettings> =
+            old.tenants.iter().map(|t| (t.name.as_str(), t)).collect();
+        let mut resume: HashMap<String, Tracker> = HashMap::new();
         let running: Vec<String> = self.running.keys().cloned().collect();
         for name in running {
             match wanted.get(name.as_str()) {
@@ -142,14 +161,20 @@ impl Tenants {
                     if self.running.get(&name).map(|r| r.fingerprint) != Some(fingerprint(t)) =>
                 {
                     tracing::info!(tenant = %name, "tenant settings changed: restarting it");
-                    self.stop(&name).await;
+                    let tracker = self.stop(&name).await;
+                    let same_tenant = previous
+                        .get(name.as_str())
+                        .is_some_and(|p| p.base_url == t.base_url);
+                    if let (Some(tracker), true) = (tracker, same_tenant) {
+                        resume.insert(name.clone(), tracker);
+                    }
                 }
                 Some(_) => {}
             }
         }
         for tenant in &new.tenants {
             if !self.running.contains_key(&tenant.name) {
-                self.start(tenant, new)?;
+                self.start(tenant, new, resume.remove(&tenant.name))?;
             }
         }
         Ok(())
@@ -200,7 +225,7 @@ pub async fn run(
         running: HashMap::new(),
     };
     for tenant in &settings.tenants {
-        tenants.start(tenant, &settings)?;
+        tenants.start(tenant, &settings, None)?;
     }
     metrics.config_reloaded(true);
     let mut server_config = ServerConfig::new(

@@ -12,6 +12,7 @@ pub mod read;
 pub mod source;
 pub mod tracker;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -20,6 +21,7 @@ use tokio::task::JoinHandle;
 
 pub use poller::{Clock, PollOutcome, PollSettings, TenantPoller, system_clock};
 pub use source::TaskSource;
+pub use tracker::Tracker;
 
 use crate::config::Settings;
 use crate::metrics::Metrics;
@@ -58,7 +60,7 @@ impl Readiness {
 #[derive(Debug)]
 pub struct CollectorHandle {
     readiness: Readiness,
-    pollers: Vec<JoinHandle<()>>,
+    pollers: Vec<(String, JoinHandle<Tracker>)>,
 }
 
 impl CollectorHandle {
@@ -72,13 +74,19 @@ impl CollectorHandle {
         self.readiness.clone()
     }
 
-    /// Waits until every poller has stopped (after `shutdown` turned true).
-    pub async fn join(self) {
-        for poller in self.pollers {
-            if let Err(e) = poller.await {
-                tracing::error!(error = %e, "a poller ended abnormally");
+    /// Waits until every poller has stopped (after `shutdown` turned true) and hands back
+    /// each tenant's exactly-once state, for [`spawn_resuming`].
+    pub async fn join(self) -> HashMap<String, Tracker> {
+        let mut trackers = HashMap::new();
+        for (tenant, poller) in self.pollers {
+            match poller.await {
+                Ok(tracker) => {
+                    trackers.insert(tenant, tracker);
+                }
+                Err(e) => tracing::error!(tenant, error = %e, "a poller ended abnormally"),
             }
         }
+        trackers
     }
 }
 
@@ -90,6 +98,17 @@ pub fn spawn(
     metrics: Arc<Metrics>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<CollectorHandle, CollectorError> {
+    spawn_resuming(settings, metrics, shutdown, HashMap::new())
+}
+
+/// [`spawn`], with tenants of `resume` continuing from the exactly-once state a previous
+/// collector handed back from [`CollectorHandle::join`] (a reload restarting a tenant).
+pub fn spawn_resuming(
+    settings: &Settings,
+    metrics: Arc<Metrics>,
+    shutdown: watch::Receiver<bool>,
+    mut resume: HashMap<String, Tracker>,
+) -> Result<CollectorHandle, CollectorError> {
     let mut pollers = Vec::with_capacity(settings.tenants.len());
     for tenant in &settings.tenants {
         let tenant_metrics = metrics.tenant(&tenant.name);
@@ -98,12 +117,16 @@ pub fn spawn(
             tenant: tenant.name.clone(),
             source,
         })?;
-        pollers.push(TenantPoller::new(tenant, client, tenant_metrics));
+        let mut poller = TenantPoller::new(tenant, client, tenant_metrics);
+        if let Some(tracker) = resume.remove(&tenant.name) {
+            poller = poller.resuming(tracker);
+        }
+        pollers.push((tenant.name.clone(), poller));
     }
-    let ready = pollers.iter().map(TenantPoller::ready_flag).collect();
+    let ready = pollers.iter().map(|(_, p)| p.ready_flag()).collect();
     let pollers = pollers
         .into_iter()
-        .map(|p| tokio::spawn(p.run(shutdown.clone())))
+        .map(|(name, p)| (name, tokio::spawn(p.run(shutdown.clone()))))
         .collect();
     Ok(CollectorHandle {
         readiness: Readiness {

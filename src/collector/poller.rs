@@ -102,6 +102,16 @@ impl<S: TaskSource> TenantPoller<S> {
         }
     }
 
+    /// Continues from the exactly-once state of a previous poller of the same tenant (a
+    /// reload restarted it with new poll settings): nothing that completed while it was
+    /// restarting is lost, and a primed tracker is not primed again.
+    pub fn resuming(mut self, mut tracker: Tracker) -> TenantPoller<S> {
+        tracker.reconfigure(*self.tracker.config());
+        self.ready.store(tracker.is_primed(), Ordering::Release);
+        self.tracker = tracker;
+        self
+    }
+
     /// Replaces the wall clock (tests drive a simulator's manual clock).
     pub fn with_clock(mut self, clock: Clock) -> TenantPoller<S> {
         self.clock = clock;
@@ -257,7 +267,7 @@ impl<S: TaskSource> TenantPoller<S> {
     /// Polls on both schedules until `shutdown` turns true (or its sender is dropped).
     /// The first poll runs at once; a poll in flight at shutdown is abandoned, which is
     /// safe because nothing of an unfinished poll is applied.
-    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Tracker {
         let start = Instant::now();
         let mut due = [(PollList::Pending, start), (PollList::Completed, start)];
         loop {
@@ -294,6 +304,7 @@ impl<S: TaskSource> TenantPoller<S> {
             }
         }
         tracing::debug!(tenant = self.metrics.tenant(), "poller stopped");
+        self.tracker
     }
 
     /// The interval of `list` plus a small random jitter (up to 5 %, at most 2 s), so

@@ -189,6 +189,18 @@ pub struct Tracker {
 
 impl Tracker {
     /// An empty, unprimed tracker.
+    /// Changes the timings of a running tracker (a reload changed `overlap` or
+    /// `lookback`); its exactly-once state is kept.
+    pub fn reconfigure(&mut self, config: TrackerConfig) {
+        self.config = config;
+    }
+
+    /// The tracker's timings.
+    pub fn config(&self) -> &TrackerConfig {
+        &self.config
+    }
+
+    /// A new, unprimed tracker.
     pub fn new(config: TrackerConfig) -> Tracker {
         Tracker {
             config,
