@@ -71,7 +71,7 @@ fn parse_qvalue(text: &str) -> Option<f32> {
 
 /// gzip-compresses a rendered exposition.
 pub fn gzip(body: &[u8]) -> std::io::Result<Vec<u8>> {
-    let mut encoder = GzEncoder::new(Vec::with_capacity(body.len() / 4), Compression::default());
+    let mut encoder = GzEncoder::new(Vec::with_capacity(body.len() / 4), Compression::fast());
     encoder.write_all(body)?;
     encoder.finish()
 }
