@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context;
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use crate::collector::{self, CollectorHandle, Readiness, Tracker};
 use crate::config::{Credentials, Overrides, Settings, TenantSettings};
@@ -36,6 +36,8 @@ pub struct ReloadSource {
     pub path: PathBuf,
     /// The flags, which keep overriding the file after a reload.
     pub overrides: Overrides,
+    /// Also reload on `POST /-/reload` (`--web.enable-lifecycle`).
+    pub lifecycle_endpoint: bool,
 }
 
 /// What `/metrics` and `/-/ready` read: the registry and the tenants' readiness.
@@ -238,11 +240,18 @@ pub async fn run(
         server_config.tls = web.tls;
         server_config.access = web.access;
     }
+    let requests = if reload.as_ref().is_some_and(|r| r.lifecycle_endpoint) {
+        let (tx, rx) = mpsc::channel(4);
+        server_config.reload = Some(tx);
+        Some(rx)
+    } else {
+        None
+    };
     let (server_stop, server_stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(http::serve(listener, server_config, state, async {
         let _ = server_stopped.await;
     }));
-    supervise(&mut tenants, settings, reload, &metrics, shutdown).await;
+    supervise(&mut tenants, settings, reload, requests, &metrics, shutdown).await;
     let _ = server_stop.send(());
     match server.await {
         Ok(result) => result.context("HTTP server")?,
@@ -278,42 +287,71 @@ pub fn load_web_config(settings: &Settings) -> Result<Option<http::WebConfig>, W
         })
 }
 
-/// Waits for shutdown, applying reloads on SIGHUP meanwhile.
+/// Waits for shutdown, applying reloads on SIGHUP and `POST /-/reload` meanwhile.
 async fn supervise(
     tenants: &mut Tenants,
     mut current: Settings,
     reload: Option<ReloadSource>,
+    mut requests: Option<mpsc::Receiver<http::ReloadRequest>>,
     metrics: &Metrics,
     shutdown: impl Future<Output = ()>,
 ) {
     let mut hangups = hangup_signals();
     tokio::pin!(shutdown);
     loop {
-        tokio::select! {
+        let reply = tokio::select! {
             _ = &mut shutdown => return,
-            Some(()) = next_hangup(&mut hangups) => {
-                let Some(source) = &reload else {
-                    tracing::info!("SIGHUP ignored: no configuration file to reload");
-                    continue;
-                };
-                match load_off_thread(source).await {
-                    Err(e) => {
-                        tracing::error!(error = %e, "reload refused: the running configuration stays");
-                        metrics.config_reloaded(false);
-                    }
-                    Ok(new) => match tenants.apply(&new, &current).await {
-                        Ok(()) => {
-                            tracing::info!(file = %source.path.display(), "configuration reloaded");
-                            metrics.config_reloaded(true);
-                            current = new;
-                        }
-                        Err(e) => {
-                            tracing::error!(error = %e, "reload failed");
-                            metrics.config_reloaded(false);
-                        }
-                    },
-                }
+            Some(()) = next_hangup(&mut hangups) => None,
+            Some(reply) = next_request(&mut requests) => Some(reply),
+        };
+        let outcome = match &reload {
+            Some(source) => reload_now(tenants, &mut current, source, metrics).await,
+            None => {
+                tracing::info!("reload ignored: no configuration file to reload");
+                Err("no configuration file to reload".to_string())
             }
+        };
+        if let Some(reply) = reply {
+            let _ = reply.send(outcome);
+        }
+    }
+}
+
+async fn next_request(
+    requests: &mut Option<mpsc::Receiver<http::ReloadRequest>>,
+) -> Option<http::ReloadRequest> {
+    match requests {
+        Some(r) => r.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Re-reads the configuration file and applies it; an invalid file changes nothing.
+async fn reload_now(
+    tenants: &mut Tenants,
+    current: &mut Settings,
+    source: &ReloadSource,
+    metrics: &Metrics,
+) -> Result<(), String> {
+    let new = match load_off_thread(source).await {
+        Ok(new) => new,
+        Err(e) => {
+            tracing::error!(error = %e, "reload refused: the running configuration stays");
+            metrics.config_reloaded(false);
+            return Err(e.to_string());
+        }
+    };
+    match tenants.apply(&new, current).await {
+        Ok(()) => {
+            tracing::info!(file = %source.path.display(), "configuration reloaded");
+            metrics.config_reloaded(true);
+            *current = new;
+            Ok(())
+        }
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "reload failed");
+            metrics.config_reloaded(false);
+            Err(format!("{e:#}"))
         }
     }
 }

@@ -48,6 +48,10 @@ pub struct GlobalOpts {
     /// exporter-toolkit style web configuration file (TLS, basic auth).
     #[arg(long = "web.config.file", global = true)]
     pub web_config_file: Option<String>,
+    /// Enable `POST /-/reload` (reloads the configuration file, like SIGHUP). Protected by
+    /// the web config's basic auth when that is configured.
+    #[arg(long = "web.enable-lifecycle", global = true)]
+    pub enable_lifecycle: bool,
     /// Log level: error, warn, info, debug, trace (or a tracing filter directive).
     #[arg(long = "log.level", global = true, default_value = "info")]
     pub log_level: String,
@@ -165,6 +169,7 @@ async fn serve(global: &GlobalOpts) -> ExitCode {
     let reload = crate::daemon::ReloadSource {
         path: global.config_file.clone(),
         overrides: global.overrides(),
+        lifecycle_endpoint: global.enable_lifecycle,
     };
     finish(
         crate::daemon::run(

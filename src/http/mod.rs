@@ -40,7 +40,7 @@ pub use access::{AccessPolicy, Denied};
 pub use basic_auth::BasicAuthUsers;
 pub use connections::BUSY_RESPONSE;
 pub use routes::METRICS_CONTENT_TYPE;
-pub use settings::{ServerConfig, ServerLimits};
+pub use settings::{ReloadRequest, ServerConfig, ServerLimits};
 pub use tls::{ClientAuth, TlsFiles, TlsVersion};
 pub use web_config::{WebConfig, WebConfigError};
 

@@ -25,6 +25,7 @@ const TEXT: &str = "text/plain; charset=utf-8";
 const HTML: &str = "text/html; charset=utf-8";
 const HEALTHY_PATH: &str = "/-/healthy";
 const READY_PATH: &str = "/-/ready";
+const RELOAD_PATH: &str = "/-/reload";
 
 /// The endpoints this server knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +34,7 @@ enum Endpoint {
     Landing,
     Healthy,
     Ready,
+    Reload,
 }
 
 /// The request handler shared by every connection.
@@ -42,6 +44,7 @@ pub struct Routes {
     request_timeout: Duration,
     source: Arc<dyn MetricsSource>,
     access: Option<Arc<dyn AccessPolicy>>,
+    reload: Option<tokio::sync::mpsc::Sender<super::ReloadRequest>>,
 }
 
 impl Routes {
@@ -53,6 +56,7 @@ impl Routes {
             request_timeout: config.limits.request_timeout,
             source,
             access: config.access.clone(),
+            reload: config.reload.clone(),
         }
     }
 
@@ -84,14 +88,21 @@ impl Routes {
         let Some(endpoint) = endpoint else {
             return text(StatusCode::NOT_FOUND, "not found\n");
         };
+        if endpoint == Endpoint::Reload {
+            if method != Method::POST && method != Method::PUT {
+                return method_not_allowed("POST, PUT");
+            }
+            return self.reload().await;
+        }
         if method != Method::GET && method != Method::HEAD {
-            return method_not_allowed();
+            return method_not_allowed("GET, HEAD");
         }
         match endpoint {
             Endpoint::Metrics => self.metrics(headers).await,
             Endpoint::Landing => with_type(StatusCode::OK, HTML, self.landing_page.clone()),
             Endpoint::Healthy => text(StatusCode::OK, "OK"),
             Endpoint::Ready => self.readiness(),
+            Endpoint::Reload => self.reload().await,
         }
     }
 
@@ -103,6 +114,7 @@ impl Routes {
             "/" => Some(Endpoint::Landing),
             HEALTHY_PATH => Some(Endpoint::Healthy),
             READY_PATH => Some(Endpoint::Ready),
+            RELOAD_PATH => Some(Endpoint::Reload),
             _ => None,
         }
     }
@@ -138,6 +150,29 @@ impl Routes {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "not ready: waiting for the first poll of every tenant\n",
             )
+        }
+    }
+
+    /// Asks the daemon to reload its configuration and reports the outcome.
+    async fn reload(&self) -> Response<Full<Bytes>> {
+        let Some(requests) = &self.reload else {
+            return text(
+                StatusCode::FORBIDDEN,
+                "lifecycle API is not enabled (start with --web.enable-lifecycle)\n",
+            );
+        };
+        let (reply, outcome) = tokio::sync::oneshot::channel();
+        if requests.send(reply).await.is_err() {
+            return text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n");
+        }
+        match outcome.await {
+            Ok(Ok(())) => text(StatusCode::OK, "OK\n"),
+            Ok(Err(problem)) => with_type(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                TEXT,
+                Bytes::from(format!("reload refused: {problem}\n")),
+            ),
+            Err(_) => text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n"),
         }
     }
 
@@ -178,11 +213,11 @@ fn encode(body: Vec<u8>, gzip: bool) -> (Vec<u8>, bool) {
     }
 }
 
-fn method_not_allowed() -> Response<Full<Bytes>> {
+fn method_not_allowed(allow: &'static str) -> Response<Full<Bytes>> {
     let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
     response
         .headers_mut()
-        .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+        .insert(ALLOW, HeaderValue::from_static(allow));
     response
 }
 

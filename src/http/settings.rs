@@ -6,6 +6,10 @@ use std::time::Duration;
 
 use super::access::AccessPolicy;
 
+/// One `POST /-/reload`: the slot the daemon answers with the reload's outcome (an error
+/// message that names the problem when the new configuration was refused).
+pub type ReloadRequest = tokio::sync::oneshot::Sender<Result<(), String>>;
+
 /// Everything [`serve`](super::serve) needs besides the listener and the metrics source.
 ///
 /// Built by the caller from the validated settings; the server does not read config files,
@@ -30,6 +34,10 @@ pub struct ServerConfig {
     /// TLS for every connection (see [`TlsFiles`](super::TlsFiles) and
     /// [`WebConfig`](super::WebConfig)); `None` serves plain HTTP.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The lifecycle endpoint: when set, `POST /-/reload` asks the daemon to reload its
+    /// configuration through this channel and answers with the outcome. `None` answers
+    /// `403` (as Prometheus does without `--web.enable-lifecycle`).
+    pub reload: Option<tokio::sync::mpsc::Sender<ReloadRequest>>,
 }
 
 impl ServerConfig {
@@ -48,6 +56,7 @@ impl ServerConfig {
             limits: ServerLimits::default(),
             access: None,
             tls: None,
+            reload: None,
         }
     }
 }

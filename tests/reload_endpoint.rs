@@ -1,0 +1,165 @@
+//! `POST /-/reload` with `--web.enable-lifecycle`: a valid file is applied and answered 200,
+//! an invalid one is refused with 500 naming the key (the running configuration stays),
+//! other methods get 405, and without the flag the endpoint answers 403.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sailpoint_task_exporter::simulator::{
+    DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Scenario, SimConfig, SimHandle, Simulator,
+};
+
+const BIN: &str = env!("CARGO_BIN_EXE_sailpoint-task-exporter");
+
+/// Kills the daemon even when an assertion fails.
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn write_config(path: &Path, port: u16, sim: &SimHandle, pending_interval: &str) {
+    std::fs::write(
+        path,
+        format!(
+            "web:\n  listen_address: \"127.0.0.1:{port}\"\ntenants:\n  - name: a\n    base_url: {}\n    client_id: {DEMO_CLIENT_ID}\n    client_secret: {DEMO_CLIENT_SECRET}\n    pending_interval: {pending_interval}\n    completed_interval: 1s\n",
+            sim.base_url()
+        ),
+    )
+    .unwrap();
+}
+
+async fn start(config: &Path, lifecycle: bool) -> (Daemon, String) {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("serve")
+        .arg("--config.file")
+        .arg(config)
+        .stderr(Stdio::null());
+    if lifecycle {
+        cmd.arg("--web.enable-lifecycle");
+    }
+    let daemon = Daemon(cmd.spawn().unwrap());
+    let text = std::fs::read_to_string(config).unwrap();
+    let port = text
+        .split("127.0.0.1:")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_string();
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match reqwest::get(format!("{base}/-/ready")).await {
+            Ok(r) if r.status() == 200 => break,
+            _ if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(50)).await,
+            other => panic!("daemon never became ready: {other:?}"),
+        }
+    }
+    (daemon, base)
+}
+
+async fn reload_gauge(base: &str) -> String {
+    let body = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    body.lines()
+        .find(|l| l.starts_with("sailpoint_exporter_config_last_reload_successful "))
+        .unwrap_or_else(|| panic!("no reload gauge in:\n{body}"))
+        .to_string()
+}
+
+async fn sim() -> SimHandle {
+    Simulator::start(
+        SimConfig::new(3).with_scenario(Scenario::Steady),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap()
+}
+
+fn config_path(dir: &tempfile::TempDir) -> PathBuf {
+    dir.path().join("exporter.yaml")
+}
+
+#[tokio::test]
+async fn post_reload_applies_a_valid_file_and_refuses_an_invalid_one() {
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = config_path(&dir);
+    let port = free_port();
+    write_config(&path, port, &sim, "1s");
+    let (_daemon, base) = start(&path, true).await;
+    let client = reqwest::Client::new();
+    let url = format!("{base}/-/reload");
+
+    write_config(&path, port, &sim, "2s");
+    let ok = client.post(&url).send().await.unwrap();
+    assert_eq!(ok.status(), 200);
+    assert_eq!(ok.text().await.unwrap(), "OK\n");
+    assert_eq!(
+        reload_gauge(&base).await,
+        "sailpoint_exporter_config_last_reload_successful 1"
+    );
+
+    std::fs::write(&path, "tenants: []\n").unwrap();
+    let refused = client.put(&url).send().await.unwrap();
+    assert_eq!(refused.status(), 500);
+    assert_eq!(
+        refused.text().await.unwrap(),
+        "reload refused: configuration key `tenants`: at least one tenant is required\n"
+    );
+    assert_eq!(
+        reload_gauge(&base).await,
+        "sailpoint_exporter_config_last_reload_successful 0"
+    );
+    let up = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        up.contains("sailpoint_up{tenant=\"a\"}"),
+        "the old configuration keeps running"
+    );
+
+    let get = client.get(&url).send().await.unwrap();
+    assert_eq!(get.status(), 405);
+    assert_eq!(get.headers()["allow"], "POST, PUT");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn without_the_flag_the_endpoint_is_forbidden() {
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = config_path(&dir);
+    write_config(&path, free_port(), &sim, "1s");
+    let (_daemon, base) = start(&path, false).await;
+    let r = reqwest::Client::new()
+        .post(format!("{base}/-/reload"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(
+        r.text().await.unwrap(),
+        "lifecycle API is not enabled (start with --web.enable-lifecycle)\n"
+    );
+    sim.shutdown().await;
+}
