@@ -11,9 +11,13 @@ use sailpoint_task_exporter::simulator::{
 
 const BIN: &str = env!("CARGO_BIN_EXE_sailpoint-task-exporter");
 
+/// A frozen clock: the counts `check` prints must equal the ground truth read after it,
+/// so no scheduled run may start or finish in between.
 async fn sim() -> SimHandle {
     Simulator::start(
-        SimConfig::new(9).with_scenario(Scenario::StuckAggregation),
+        SimConfig::new(9)
+            .with_scenario(Scenario::StuckAggregation)
+            .with_manual_clock(chrono::Utc::now()),
         "127.0.0.1:0".parse().unwrap(),
     )
     .await
@@ -97,10 +101,11 @@ async fn a_healthy_tenant_passes_every_step() {
 #[tokio::test]
 async fn each_failure_is_reported_at_its_step() {
     let sim = sim().await;
-    let gone = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        format!("http://{}", l.local_addr().unwrap())
-    };
+    // Bound but never listened on: connections are refused, and the port stays ours for
+    // the whole test (a freed port could be taken by another test meanwhile).
+    let gone_socket = tokio::net::TcpSocket::new_v4().unwrap();
+    gone_socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let gone = format!("http://{}", gone_socket.local_addr().unwrap());
     let dir = tempfile::tempdir().unwrap();
     let path = config(
         &dir,

@@ -96,6 +96,12 @@ async fn all_completed(client: &Client, query: ListQuery) -> Result<Vec<TaskStat
     Ok(pages.into_iter().flat_map(|p| p.items).collect())
 }
 
+/// Requests that list the 3,000 completed tasks of `large()`: 12 full pages and the
+/// empty one that ends the listing.
+const LIST_PAGES: u64 = 13;
+/// Requests that read the 600 pending tasks of `large()`: two full pages and a short one.
+const PENDING_PAGES: u64 = 3;
+
 fn large() -> SimConfig {
     SimConfig::new(11)
         .with_scenario(Scenario::LargeHistory)
@@ -124,9 +130,23 @@ async fn pages_through_thousands_of_tasks_exactly() {
         "every completed task, newest first, once"
     );
     assert_eq!(listed, truth, "and with every field as the tenant holds it");
-    // 600/250 → 3 pending pages + 1 HEAD + 3000/250 = 12 (+1 empty) list pages + 1 token.
-    let requests = rec.requests.load(Ordering::SeqCst);
-    assert!((16..=18).contains(&requests), "{requests} requests");
+    // 600/250 → 3 pending pages (the last one short), 1 HEAD, 3000/250 = 12 full list
+    // pages and the empty 13th that ends the listing (no count was asked), 1 token.
+    let counts = sim.request_count();
+    assert_eq!(
+        (
+            counts.get_pending_tasks,
+            counts.get_pending_task_headers,
+            counts.get_task_status_list,
+            counts.token
+        ),
+        (3, 1, 13, 1)
+    );
+    assert_eq!(
+        rec.requests.load(Ordering::SeqCst),
+        18,
+        "every exchange observed"
+    );
     assert_eq!(rec.refreshes.load(Ordering::SeqCst), 1);
     sim.shutdown().await;
 }
@@ -197,7 +217,13 @@ async fn survives_a_429_storm_with_the_right_data() {
     let retries = rec.retries.lock().unwrap().clone();
     assert!(retries.len() >= 10, "{} retries", retries.len());
     assert!(retries.iter().all(|r| *r == RetryReason::RateLimited));
-    assert_eq!(sim.request_count().rate_limited, retries.len() as u64);
+    let counts = sim.request_count();
+    assert_eq!(counts.rate_limited, retries.len() as u64);
+    assert_eq!(
+        counts.get_task_status_list,
+        LIST_PAGES + retries.len() as u64,
+        "each 429 retried once, nothing else re-read"
+    );
     sim.shutdown().await;
 }
 
@@ -246,7 +272,12 @@ async fn server_errors_are_retried_until_the_data_is_right() {
     let retries = rec.retries.lock().unwrap().clone();
     assert!(!retries.is_empty());
     assert!(retries.iter().all(|r| *r == RetryReason::ServerError));
-    assert_eq!(sim.request_count().server_errors, retries.len() as u64);
+    let counts = sim.request_count();
+    assert_eq!(counts.server_errors, retries.len() as u64);
+    assert_eq!(
+        counts.get_task_status_list,
+        LIST_PAGES + retries.len() as u64
+    );
     sim.shutdown().await;
 }
 
@@ -312,7 +343,15 @@ async fn tokens_expiring_during_a_slow_listing_are_refreshed() {
         .await
         .unwrap();
     assert_eq!(ids(&listed), ids(&truth));
-    assert!(rec.refreshes.load(Ordering::SeqCst) >= 2);
+    // Seven 150 ms pages outlast a token refreshed at 0.8 s: at least one refresh on top
+    // of the first token (more when the machine is slow, so no exact count).
+    let refreshes = rec.refreshes.load(Ordering::SeqCst);
+    assert!(refreshes >= 2, "{refreshes} refreshes");
+    assert_eq!(
+        sim.request_count().token,
+        refreshes,
+        "each refresh is a token request"
+    );
     sim.shutdown().await;
 }
 
@@ -334,7 +373,14 @@ async fn malformed_and_truncated_bodies_are_retried_or_reported() {
             .await
             .unwrap();
         assert_eq!(ids(&listed), ids(&truth));
-        assert!(!rec.retries.lock().unwrap().is_empty());
+        // A body that does not decode is retried like a server error.
+        let retries = rec.retries.lock().unwrap().clone();
+        assert!(!retries.is_empty(), "{malformed} {truncated}");
+        assert!(retries.iter().all(|r| *r == RetryReason::ServerError));
+        assert_eq!(
+            sim.request_count().get_task_status_list,
+            LIST_PAGES + retries.len() as u64
+        );
         sim.shutdown().await;
     }
     let faults = Faults {
@@ -379,31 +425,54 @@ async fn connection_resets_are_retried() {
         .unwrap();
     assert_eq!(ids(&listed), ids(&truth));
     let retries = rec.retries.lock().unwrap().clone();
+    assert!(!retries.is_empty(), "no connection was reset");
     assert!(
         retries.iter().all(|r| *r == RetryReason::Connect),
         "{retries:?}"
     );
+    let counts = sim.request_count();
+    assert_eq!(
+        counts.get_pending_tasks + counts.get_task_status_list,
+        PENDING_PAGES + LIST_PAGES + retries.len() as u64,
+        "each reset retried once, nothing else re-read"
+    );
     sim.shutdown().await;
 }
 
+/// Offset paging while the list shifts skips entries; the exporter's pending path covers
+/// those with a by-id lookup. What the client returns is never invented and never
+/// duplicated. Each read at offset > 0 completes the oldest pending task, so the list
+/// moves up by one before pages 2 and 3: exactly the tasks at 250 and 501 are skipped.
 #[tokio::test]
-async fn shifting_pending_pages_lose_nothing_that_stays_pending() {
+async fn shifting_pending_pages_skip_entries_but_never_invent_or_duplicate() {
     let faults = Faults {
         page_shift: true,
         ..Faults::none()
     };
     let sim = sim(large().with_faults(faults)).await;
     let (client, _) = client(&sim);
-    let before: HashSet<String> = ids(&sim.pending_tasks()).into_iter().collect();
-    let listed: HashSet<String> = ids(&client.pending_tasks().await.unwrap())
-        .into_iter()
-        .collect();
+    let before = ids(&sim.pending_tasks());
+    let listed = ids(&client.pending_tasks().await.unwrap());
     let after: HashSet<String> = ids(&sim.pending_tasks()).into_iter().collect();
-    // Offset paging while the list shifts can skip entries; the exporter's pending path
-    // covers those with a by-id lookup. What the client returns is never invented and
-    // never duplicated.
-    assert!(listed.is_subset(&before), "only tasks that were pending");
-    assert!(!after.is_empty());
+
+    let unique: HashSet<&String> = listed.iter().collect();
+    assert_eq!(unique.len(), listed.len(), "no task twice");
+    let mut expected = before.clone();
+    let skipped = [expected.remove(501), expected.remove(250)];
+    assert_eq!(
+        sorted(listed),
+        sorted(expected),
+        "only tasks that were pending"
+    );
+    assert!(
+        skipped.iter().all(|id| after.contains(id)),
+        "the skipped tasks are still pending"
+    );
+    assert_eq!(
+        after.len(),
+        before.len() - 2,
+        "two shifts completed two tasks"
+    );
     sim.shutdown().await;
 }
 
@@ -475,9 +544,11 @@ async fn bad_credentials_are_an_auth_error_without_the_secret() {
 
 #[tokio::test]
 async fn an_unreachable_tenant_is_a_transport_error() {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
+    // A port bound but never listened on refuses connections, and stays ours (a port
+    // freed by dropping a listener could be taken by another test meanwhile).
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = socket.local_addr().unwrap();
     let mut t = TenantSettings::with_defaults(
         "gone",
         format!("http://{addr}").parse().unwrap(),

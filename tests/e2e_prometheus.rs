@@ -68,6 +68,29 @@ impl ProcessGuard {
         }
     }
 
+    /// The port of the `serving metrics address=…` line the exporter logs once bound.
+    async fn logged_listen_port(&mut self) -> u16 {
+        let started = Instant::now();
+        loop {
+            self.assert_running();
+            let found = self
+                .log_lines_with(&["serving metrics"])
+                .iter()
+                .flat_map(|l| l.split_whitespace())
+                .find_map(|w| w.strip_prefix("address=")?.parse::<SocketAddr>().ok());
+            if let Some(addr) = found {
+                return addr.port();
+            }
+            assert!(
+                started.elapsed() < STARTUP,
+                "{} did not log its address within {STARTUP:?}; log:\n{}",
+                self.name,
+                self.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Log lines containing any of `needles`.
     fn log_lines_with(&self, needles: &[&str]) -> Vec<String> {
         std::fs::read_to_string(&self.log)
@@ -530,18 +553,19 @@ async fn dashboard_and_alerts_work_against_a_real_prometheus() {
     let tenants = start_tenants().await;
     let exp = expected(&tenants);
 
-    let exporter_port = free_port();
-    let exporter_config = write_daemon_config(dir.path(), exporter_port, &tenants);
+    // The exporter listens on port 0 and logs its address: no port is freed for another
+    // process to take first. (Prometheus cannot say which port it got; it keeps
+    // free_port(), and exits loudly if the port was taken.)
+    let exporter_config = write_daemon_config(dir.path(), 0, &tenants);
     let mut exporter = ProcessGuard::spawn(
         "sailpoint-task-exporter",
         Command::new(env!("CARGO_BIN_EXE_sailpoint-task-exporter"))
             .arg("serve")
             .arg("--config.file")
-            .arg(&exporter_config)
-            .arg("--web.listen-address")
-            .arg(format!("127.0.0.1:{exporter_port}")),
+            .arg(&exporter_config),
         dir.path().join("exporter.log"),
     );
+    let exporter_port = exporter.logged_listen_port().await;
     let prom_port = free_port();
     let prom_config = write_prometheus_config(dir.path(), exporter_port);
     let mut prom = ProcessGuard::spawn(

@@ -148,7 +148,11 @@ fn error_response_dtos() {
     }
     let dto: ErrorResponseDto =
         serde_json::from_str(&fixture("error-response-dto.500.json")).unwrap();
-    assert!(dto.tracking_id.is_some());
+    assert_eq!(
+        dto.tracking_id.as_deref(),
+        Some("b21b1f7ce4da4d639f2c62a57171b427")
+    );
+    assert_eq!(dto.text(), Some("An internal fault occurred."));
 }
 
 #[test]

@@ -838,45 +838,71 @@ async fn payloads_have_every_required_key() {
     sim.shutdown().await;
 }
 
+/// `run` takes an address, not a listener, so the test must pick a port: a freed port 0
+/// may be taken by someone else before `run` binds it. Credentials nobody else uses tell
+/// our server from another one; a failed bind is retried on a new port.
 #[tokio::test]
 async fn run_serves_until_shutdown() {
     use sailpoint_task_exporter::simulator::{SimulateArgs, run};
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let args = SimulateArgs {
-        listen: format!("127.0.0.1:{port}").parse().unwrap(),
-        scenario: Scenario::Empty,
-        ..SimulateArgs::default()
-    };
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(run(args, async {
-        let _ = stopped.await;
-    }));
+    const CLIENT_ID: &str = "run-serves-until-shutdown";
+    const SECRET: &str = "run-serves-until-shutdown-secret";
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
-    let url = format!("http://127.0.0.1:{port}/oauth/token");
     let form = [
         ("grant_type", "client_credentials"),
-        ("client_id", DEMO_CLIENT_ID),
-        ("client_secret", DEMO_CLIENT_SECRET),
+        ("client_id", CLIENT_ID),
+        ("client_secret", SECRET),
     ];
-    let mut status = None;
-    for _ in 0..100 {
-        if let Ok(resp) = http.post(&url).form(&form).send().await {
-            status = Some(resp.status());
-            break;
+    for _attempt in 0..5 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let args = SimulateArgs {
+            listen: format!("127.0.0.1:{port}").parse().unwrap(),
+            scenario: Scenario::Empty,
+            client_id: CLIENT_ID.into(),
+            client_secret: SECRET.to_string().into(),
+            ..SimulateArgs::default()
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(run(args, async {
+            let _ = stopped.await;
+        }));
+        let url = format!("http://127.0.0.1:{port}/oauth/token");
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if server.is_finished() {
+                break None;
+            }
+            if let Ok(resp) = http.post(&url).form(&form).send().await {
+                break Some(resp.status());
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "run never answered on {port}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        if status != Some(StatusCode::OK) {
+            // Not our server: the bind failed (someone took the port). Try another one.
+            let _ = stop.send(());
+            let result = server.await.unwrap();
+            assert!(
+                result.is_err(),
+                "run answered {status:?} to its own credentials"
+            );
+            continue;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        stop.send(()).unwrap();
+        server.await.unwrap().unwrap();
+        assert!(
+            http.post(&url).form(&form).send().await.is_err(),
+            "closed after shutdown"
+        );
+        return;
     }
-    assert_eq!(status, Some(StatusCode::OK));
-    stop.send(()).unwrap();
-    server.await.unwrap().unwrap();
-    assert!(
-        http.post(&url).form(&form).send().await.is_err(),
-        "closed after shutdown"
-    );
+    panic!("five ports in a row were taken before run could bind them");
 }
 
 #[tokio::test]
@@ -949,21 +975,48 @@ async fn scripted_tasks_follow_their_plan() {
     sim.shutdown().await;
 }
 
+/// Runs created after the start, oldest first, as (task name, milliseconds after start).
+fn new_runs(sim: &SimHandle, before: &std::collections::HashSet<String>) -> Vec<(String, i64)> {
+    let mut runs: Vec<(String, i64)> = sim
+        .tasks()
+        .into_iter()
+        .filter(|t| !before.contains(&t.id))
+        .map(|t| {
+            let after = (t.created - start_time()).num_milliseconds();
+            (t.unique_name, after)
+        })
+        .collect();
+    runs.sort_by_key(|r| r.1);
+    runs
+}
+
 #[tokio::test]
 async fn speed_divides_schedules() {
     let slow = sim(manual(14, Scenario::Steady)).await;
     let fast = sim(manual(14, Scenario::Steady).with_speed(60.0)).await;
-    let (slow_before, fast_before) = (slow.tasks().len(), fast.tasks().len());
+    let id_set = |sim: &SimHandle| -> std::collections::HashSet<String> {
+        sim.tasks().into_iter().map(|t| t.id).collect()
+    };
+    let (slow_before, fast_before) = (id_set(&slow), id_set(&fast));
     slow.advance(Duration::from_secs(3600));
     fast.advance(Duration::from_secs(60));
-    let slow_runs = slow.tasks().len() - slow_before;
-    let fast_runs = fast.tasks().len() - fast_before;
-    // One hour at speed 1 and one minute at speed 60 both cover one account-aggregation
-    // interval per source (6) plus whatever group and refresh runs fall inside.
-    assert!((6..=13).contains(&slow_runs), "{slow_runs}");
-    assert!((6..=13).contains(&fast_runs), "{fast_runs}");
-    let newest = fast.tasks().into_iter().max_by_key(|t| t.created).unwrap();
-    assert!(newest.created <= start_time() + chrono::Duration::seconds(60));
+    let slow_runs = new_runs(&slow, &slow_before);
+    let fast_runs = new_runs(&fast, &fast_before);
+    // One hour at speed 1 and one minute at speed 60 hold the same runs, each created
+    // at a sixtieth of its slow offset (to the millisecond the clock keeps).
+    assert!(
+        slow_runs.len() >= 6,
+        "one account aggregation per source at least: {slow_runs:?}"
+    );
+    let names = |runs: &[(String, i64)]| runs.iter().map(|r| r.0.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&fast_runs), names(&slow_runs));
+    for ((_, slow_at), (_, fast_at)) in slow_runs.iter().zip(&fast_runs) {
+        assert!(
+            (slow_at / 60 - fast_at).abs() <= 1,
+            "{slow_at} ms at speed 1 vs {fast_at} ms at speed 60"
+        );
+        assert!((0..=60_000).contains(fast_at), "{fast_at}");
+    }
     slow.shutdown().await;
     fast.shutdown().await;
 }

@@ -81,20 +81,34 @@ fn example_in(dir: &Path, pki: &Pki) -> PathBuf {
     path
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// The address the daemon logged as `serving metrics address=…` (it listens on port 0,
+/// so no port is picked and freed for someone else to take first).
+async fn listen_address(daemon: &mut Daemon, log: &Path) -> std::net::SocketAddr {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let found = text
+            .lines()
+            .filter(|l| l.contains("serving metrics"))
+            .flat_map(str::split_whitespace)
+            .find_map(|w| w.strip_prefix("address=")?.parse().ok());
+        if let Some(addr) = found {
+            return addr;
+        }
+        if let Ok(Some(status)) = daemon.0.try_wait() {
+            panic!("daemon exited with {status}:\n{text}");
+        }
+        assert!(Instant::now() < deadline, "daemon did not listen:\n{text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
-fn daemon_config(dir: &Path, base_url: &str, port: u16, web: &Path) -> PathBuf {
+fn daemon_config(dir: &Path, base_url: &str, web: &Path) -> PathBuf {
     let path = dir.join("exporter.yaml");
     std::fs::write(
         &path,
         format!(
-            "web:\n  listen_address: \"127.0.0.1:{port}\"\n  config_file: {}\ntenants:\n  - name: sim\n    base_url: {base_url}\n    client_id: {DEMO_CLIENT_ID}\n    client_secret: {DEMO_CLIENT_SECRET}\n    pending_interval: 1s\n    completed_interval: 1s\n",
+            "web:\n  listen_address: \"127.0.0.1:0\"\n  config_file: {}\ntenants:\n  - name: sim\n    base_url: {base_url}\n    client_id: {DEMO_CLIENT_ID}\n    client_secret: {DEMO_CLIENT_SECRET}\n    pending_interval: 1s\n    completed_interval: 1s\n",
             web.display()
         ),
     )
@@ -130,25 +144,30 @@ async fn the_daemon_serves_https_with_mtls_and_basic_auth() {
     let dir = tempfile::tempdir().unwrap();
     let pki = pki();
     let web = example_in(dir.path(), &pki);
-    let port = free_port();
-    let config = daemon_config(dir.path(), &sim.base_url(), port, &web);
-    let _daemon = Daemon(
+    let config = daemon_config(dir.path(), &sim.base_url(), &web);
+    let log = dir.path().join("daemon.log");
+    let mut daemon = Daemon(
         Command::new(BIN)
             .args(["serve", "--config.file"])
             .arg(&config)
-            .stderr(Stdio::null())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap(),
     );
+    let port = listen_address(&mut daemon, &log).await.port();
     let ca = reqwest::Certificate::from_pem(pki.ca.as_bytes()).unwrap();
     let identity = reqwest::Identity::from_pem(pki.client_identity.as_bytes()).unwrap();
     let with_cert = reqwest::Client::builder()
+        .no_proxy()
         .use_rustls_tls()
         .add_root_certificate(ca.clone())
         .identity(identity)
         .build()
         .unwrap();
     let without_cert = reqwest::Client::builder()
+        .no_proxy()
         .use_rustls_tls()
         .add_root_certificate(ca)
         .build()
@@ -203,7 +222,10 @@ async fn the_daemon_serves_https_with_mtls_and_basic_auth() {
             .is_err(),
         "mTLS: a client without a certificate is refused"
     );
-    let plain = reqwest::Client::new()
+    let plain = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
         .get(format!("http://127.0.0.1:{port}/-/healthy"))
         .send()
         .await;
@@ -219,7 +241,7 @@ fn an_invalid_web_config_stops_the_daemon_at_start() {
     let dir = tempfile::tempdir().unwrap();
     let web = dir.path().join("web.yml");
     std::fs::write(&web, "basic_auth_users:\n  prometheus: not-a-bcrypt-hash\n").unwrap();
-    let config = daemon_config(dir.path(), "http://127.0.0.1:1", free_port(), &web);
+    let config = daemon_config(dir.path(), "http://127.0.0.1:1", &web);
     let out = Command::new(BIN)
         .args(["serve", "--config.file"])
         .arg(&config)
