@@ -119,6 +119,10 @@ pub(crate) struct Page {
     pub total: usize,
 }
 
+/// How long completed tasks are served (SailPoint: "task data older than 90 days is not
+/// returned").
+pub(crate) const RETENTION: chrono::Duration = chrono::Duration::days(90);
+
 /// Every task of the simulated tenant.
 pub(crate) struct Tenant {
     seed: u64,
@@ -191,6 +195,57 @@ impl Tenant {
             }
             task.done.is_none()
         });
+        self.expire(now);
+    }
+
+    /// Forgets completed tasks older than [`RETENTION`]: SailPoint returns no task data
+    /// older than 90 days, and a long demo at high speed must not grow without bound.
+    /// Compaction rebuilds the indexes, so it runs only once enough tasks expired; until
+    /// then [`Tenant::visible`] hides them.
+    fn expire(&mut self, now: DateTime<Utc>) {
+        let Some(cutoff) = now.checked_sub_signed(RETENTION) else {
+            return;
+        };
+        let expired = self
+            .order
+            .iter()
+            .take_while(|&&s| {
+                self.slots
+                    .get(s as usize)
+                    .is_some_and(|t| t.created < cutoff)
+            })
+            .filter(|&&s| self.slots.get(s as usize).is_some_and(|t| t.done.is_some()))
+            .count();
+        if expired < 1024 && expired * 4 < self.slots.len().max(1) {
+            return;
+        }
+        let old = std::mem::take(&mut self.slots);
+        let mut renumber = vec![None; old.len()];
+        for (i, task) in old.into_iter().enumerate() {
+            if task.done.is_none() || task.created >= cutoff {
+                if let Some(r) = renumber.get_mut(i) {
+                    *r = Some(self.slots.len() as u32);
+                }
+                self.slots.push(task);
+            }
+        }
+        let map = |slot: &u32| renumber.get(*slot as usize).copied().flatten();
+        self.order = self.order.iter().filter_map(map).collect();
+        self.pending = self.pending.iter().filter_map(map).collect();
+        self.by_id = self
+            .slots
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.id, i as u32))
+            .collect();
+    }
+
+    /// Whether a task is still served: pending, or completed within [`RETENTION`].
+    fn visible(task: &SimTask, now: DateTime<Utc>) -> bool {
+        task.done.is_none()
+            || now
+                .checked_sub_signed(RETENTION)
+                .is_none_or(|cutoff| task.created >= cutoff)
     }
 
     fn spawn_due_runs(&mut self, now: DateTime<Utc>) {
@@ -261,7 +316,10 @@ impl Tenant {
     }
 
     fn render(&self, slot: u32, now: DateTime<Utc>) -> Option<TaskStatus> {
-        let task = self.slots.get(slot as usize)?;
+        let task = self
+            .slots
+            .get(slot as usize)
+            .filter(|t| Self::visible(t, now))?;
         Some(task.render(self.source(task), now))
     }
 
@@ -310,6 +368,7 @@ impl Tenant {
         let matches = |slot: &&u32| {
             self.slots.get(**slot as usize).is_some_and(|task| {
                 task.done.is_none() == want_pending
+                    && Self::visible(task, now)
                     && filter.is_none_or(|f| {
                         f.matches(&FilterView {
                             task,
@@ -629,5 +688,33 @@ mod tests {
             t.completion_status == Some(CompletionStatus::Error)
                 && t.messages.first().is_some_and(|m| m.level == "ERROR")
         }));
+    }
+
+    #[test]
+    fn tasks_older_than_ninety_days_are_neither_served_nor_kept() {
+        let cfg = SimConfig::new(8).with_scenario(Scenario::Steady);
+        let mut tenant = Tenant::new(&cfg, start());
+        let oldest = tenant.all(start()).first().map(|t| t.id.clone()).unwrap();
+        let later = start() + Duration::days(100);
+        tenant.settle(later);
+        let cutoff = later - RETENTION;
+        let all = tenant.all(later);
+        assert!(all.iter().all(|t| t.is_pending() || t.created >= cutoff));
+        // More than 1 024 tasks expired, so they are gone from memory too.
+        assert!(
+            tenant
+                .slots
+                .iter()
+                .all(|t| t.done.is_none() || t.created >= cutoff)
+        );
+        assert_eq!(tenant.get(&oldest, later), None);
+        assert_eq!(tenant.slots.len(), tenant.order.len());
+        assert_eq!(tenant.by_id.len(), tenant.slots.len());
+        let served = tenant.list(None, true, 0, usize::MAX, later);
+        assert_eq!(served.total, all.iter().filter(|t| !t.is_pending()).count());
+        // Every kept task is still found by id; an expired one is not.
+        for task in all.iter().take(50) {
+            assert_eq!(tenant.get(&task.id, later).as_ref(), Some(task));
+        }
     }
 }
