@@ -236,9 +236,12 @@ async fn reload(daemon: &Daemon, path: &Path, yaml: &str) -> Vec<Sample> {
     let before = gauge(&daemon.metrics().await, RELOAD_TIME, &[]).unwrap_or(0.0);
     std::fs::write(path, yaml).unwrap();
     daemon.signal("HUP");
+    // The two reload gauges are separate series, set one after the other; a scrape can
+    // fall between the two writes, so wait until both show the reload.
     daemon
         .wait_for("a successful reload", |s| {
             gauge(s, RELOAD_TIME, &[]).unwrap_or(0.0) > before
+                && gauge(s, RELOAD_OK, &[]) == Some(1.0)
         })
         .await
 }
