@@ -4,94 +4,27 @@
 //! Each tenant has its own simulator on a manual clock with scripted tasks, so the number
 //! of completions each tenant must have counted is known exactly at every step.
 
-use std::fs::File;
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use chrono::{SubsecRound, TimeDelta, Utc};
 use sailpoint_task_exporter::metrics::exposition::{self, Sample};
 use sailpoint_task_exporter::sailpoint::model::CompletionStatus;
+mod common;
+use common::Daemon;
 use sailpoint_task_exporter::simulator::{
     DEMO_CLIENT_SECRET, Faults, NewTask, Scenario, SimConfig, SimHandle, Simulator,
 };
 
-/// The daemon as a child process; killed when dropped.
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-    addr: SocketAddr,
+/// Scraping the daemon under test.
+trait Scrape {
+    async fn get(&self, path: &str) -> Result<(u16, String), String>;
+    async fn metrics(&self) -> Vec<Sample>;
+    async fn wait_ready(&self);
+    async fn wait_for(&self, what: &str, check: impl Fn(&[Sample]) -> bool) -> Vec<Sample>;
 }
 
-impl Daemon {
-    /// Starts `serve` with `config`, stderr to `log`, and waits for its listen address.
-    async fn start(config: &Path, log: &Path) -> Daemon {
-        let stderr = File::create(log).expect("create the daemon log");
-        let child = Command::new(env!("CARGO_BIN_EXE_sailpoint-task-exporter"))
-            .arg("serve")
-            .arg("--config.file")
-            .arg(config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("start the daemon");
-        let mut daemon = Daemon {
-            child,
-            log: log.to_path_buf(),
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let found = daemon
-                .log_text()
-                .lines()
-                .filter(|l| l.contains("serving metrics"))
-                .flat_map(str::split_whitespace)
-                .find_map(|w| w.strip_prefix("address=")?.parse().ok());
-            if let Some(addr) = found {
-                daemon.addr = addr;
-                return daemon;
-            }
-            if let Ok(Some(status)) = daemon.child.try_wait() {
-                panic!("daemon exited with {status}:\n{}", daemon.log_text());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "daemon did not listen:\n{}",
-                daemon.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Sends `signal` (`TERM`, `HUP`) with the `kill` command.
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -{signal} failed");
-    }
-
-    /// Waits up to `limit` for the process to exit.
-    async fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        None
-    }
-
+impl Scrape for Daemon {
     async fn get(&self, path: &str) -> Result<(u16, String), String> {
         let client = reqwest::Client::builder()
             .no_proxy()
@@ -99,7 +32,7 @@ impl Daemon {
             .build()
             .map_err(|e| e.to_string())?;
         let response = client
-            .get(format!("http://{}{path}", self.addr))
+            .get(self.url(path))
             .send()
             .await
             .map_err(|e| e.to_string())?;
@@ -137,13 +70,6 @@ impl Daemon {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

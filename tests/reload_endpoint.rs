@@ -3,38 +3,20 @@
 //! other methods get 405, and without the flag the endpoint answers 403.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+use common::Daemon;
 use sailpoint_task_exporter::simulator::{
     DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Scenario, SimConfig, SimHandle, Simulator,
 };
 
-const BIN: &str = env!("CARGO_BIN_EXE_sailpoint-task-exporter");
-
-/// Kills the daemon even when an assertion fails.
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn write_config(path: &Path, port: u16, sim: &SimHandle, pending_interval: &str) {
+/// The daemon listens on port 0; its address comes from its log.
+fn write_config(path: &Path, sim: &SimHandle, pending_interval: &str) {
     std::fs::write(
         path,
         format!(
-            "web:\n  listen_address: \"127.0.0.1:{port}\"\ntenants:\n  - name: a\n    base_url: {}\n    client_id: {DEMO_CLIENT_ID}\n    client_secret: {DEMO_CLIENT_SECRET}\n    pending_interval: {pending_interval}\n    completed_interval: 1s\n",
+            "web:\n  listen_address: \"127.0.0.1:0\"\ntenants:\n  - name: a\n    base_url: {}\n    client_id: {DEMO_CLIENT_ID}\n    client_secret: {DEMO_CLIENT_SECRET}\n    pending_interval: {pending_interval}\n    completed_interval: 1s\n",
             sim.base_url()
         ),
     )
@@ -42,29 +24,23 @@ fn write_config(path: &Path, port: u16, sim: &SimHandle, pending_interval: &str)
 }
 
 async fn start(config: &Path, lifecycle: bool) -> (Daemon, String) {
-    let mut cmd = Command::new(BIN);
-    cmd.arg("serve")
-        .arg("--config.file")
-        .arg(config)
-        .stderr(Stdio::null());
-    if lifecycle {
-        cmd.arg("--web.enable-lifecycle");
-    }
-    let daemon = Daemon(cmd.spawn().unwrap());
-    let text = std::fs::read_to_string(config).unwrap();
-    let port = text
-        .split("127.0.0.1:")
-        .nth(1)
-        .and_then(|r| r.split('"').next())
-        .unwrap()
-        .to_string();
-    let base = format!("http://127.0.0.1:{port}");
+    let log = config.with_extension("log");
+    let flags: &[&str] = if lifecycle {
+        &["--web.enable-lifecycle"]
+    } else {
+        &[]
+    };
+    let daemon = Daemon::start_with(config, &log, flags).await;
+    let base = daemon.url("");
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         match reqwest::get(format!("{base}/-/ready")).await {
             Ok(r) if r.status() == 200 => break,
             _ if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(50)).await,
-            other => panic!("daemon never became ready: {other:?}"),
+            other => panic!(
+                "daemon never became ready: {other:?}\n{}",
+                daemon.log_text()
+            ),
         }
     }
     (daemon, base)
@@ -101,13 +77,12 @@ async fn post_reload_applies_a_valid_file_and_refuses_an_invalid_one() {
     let sim = sim().await;
     let dir = tempfile::tempdir().unwrap();
     let path = config_path(&dir);
-    let port = free_port();
-    write_config(&path, port, &sim, "1s");
+    write_config(&path, &sim, "1s");
     let (_daemon, base) = start(&path, true).await;
     let client = reqwest::Client::new();
     let url = format!("{base}/-/reload");
 
-    write_config(&path, port, &sim, "2s");
+    write_config(&path, &sim, "2s");
     let ok = client.post(&url).send().await.unwrap();
     assert_eq!(ok.status(), 200);
     assert_eq!(ok.text().await.unwrap(), "OK\n");
@@ -149,7 +124,7 @@ async fn without_the_flag_the_endpoint_is_forbidden() {
     let sim = sim().await;
     let dir = tempfile::tempdir().unwrap();
     let path = config_path(&dir);
-    write_config(&path, free_port(), &sim, "1s");
+    write_config(&path, &sim, "1s");
     let (_daemon, base) = start(&path, false).await;
     let r = reqwest::Client::new()
         .post(format!("{base}/-/reload"))

@@ -38,10 +38,6 @@
 //! suite); `scripts/soak.sh` runs the long one (`SOAK_SECONDS`, default 240).
 
 use std::collections::{BTreeMap, HashSet};
-use std::fs::File;
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -49,6 +45,8 @@ use std::time::{Duration, Instant};
 use chrono::{SubsecRound, Utc};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+mod common;
+use common::Daemon;
 use sailpoint_task_exporter::config::{Overrides, Rewrite, Settings};
 use sailpoint_task_exporter::metrics::exposition::{self, Sample};
 use sailpoint_task_exporter::metrics::normalize;
@@ -99,99 +97,6 @@ tenants:
         base = sim.base_url(),
         id = sim.client_id(),
     )
-}
-
-/// The daemon as a child process; killed when dropped.
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-    addr: SocketAddr,
-}
-
-impl Daemon {
-    /// Starts `serve` with `config`, stderr to `log`, and waits for its listen address.
-    async fn start(config: &Path, log: &Path) -> Daemon {
-        let stderr = File::create(log).expect("create the daemon log");
-        let child = Command::new(env!("CARGO_BIN_EXE_sailpoint-task-exporter"))
-            .arg("serve")
-            .arg("--config.file")
-            .arg(config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("start the daemon");
-        let mut daemon = Daemon {
-            child,
-            log: log.to_path_buf(),
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(addr) = listen_address(&daemon.log_text()) {
-                daemon.addr = addr;
-                return daemon;
-            }
-            if let Ok(Some(status)) = daemon.child.try_wait() {
-                panic!("daemon exited with {status}:\n{}", daemon.log_text());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "daemon did not listen:\n{}",
-                daemon.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Sends `signal` (`TERM`, `HUP`) with the `kill` command.
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(self.pid().to_string())
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -{signal} failed");
-    }
-
-    /// Waits up to `limit` for the process to exit.
-    async fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        None
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The `address=` of the daemon's "serving metrics" log line.
-fn listen_address(log: &str) -> Option<SocketAddr> {
-    log.lines()
-        .filter(|l| l.contains("serving metrics"))
-        .flat_map(str::split_whitespace)
-        .find_map(|w| w.strip_prefix("address=")?.parse().ok())
 }
 
 fn http_client() -> reqwest::Client {
