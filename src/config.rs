@@ -73,6 +73,110 @@ pub struct Settings {
     /// The tenants to poll (at least one).
     #[serde(default)]
     pub tenants: Vec<TenantSettings>,
+    /// Which share of the tenants this replica polls (default: all of them).
+    #[serde(default)]
+    pub sharding: ShardingSettings,
+}
+
+/// Largest shard count: far beyond any sensible number of replicas.
+pub const MAX_SHARDS: u32 = 1024;
+
+/// Sharding: `count` replicas read the same configuration and each polls only the
+/// tenants whose shard (see [`crate::shard`]) is its `index`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShardingSettings {
+    /// Number of replicas the tenants are spread over; 1 = no sharding.
+    pub count: u32,
+    /// This replica's shard, `0..count`; required when `count > 1` unless
+    /// `index_from_hostname` is set.
+    pub index: Option<u32>,
+    /// Take the index from the host name's ordinal suffix (`HOSTNAME`, e.g. a StatefulSet
+    /// pod `sailpoint-task-exporter-3` is shard 3).
+    pub index_from_hostname: bool,
+    /// The index in force, resolved by validation.
+    #[serde(skip)]
+    resolved: u32,
+}
+
+impl Default for ShardingSettings {
+    fn default() -> Self {
+        ShardingSettings {
+            count: 1,
+            index: None,
+            index_from_hostname: false,
+            resolved: 0,
+        }
+    }
+}
+
+impl ShardingSettings {
+    /// This replica's shard (valid after validation).
+    pub fn index(&self) -> u32 {
+        self.resolved
+    }
+
+    /// Whether this replica polls the tenant called `name`.
+    pub fn owns(&self, name: &str) -> bool {
+        crate::shard::shard_of(name, self.count) == self.resolved
+    }
+
+    fn validate(&mut self) -> Result<(), ConfigError> {
+        if !(1..=MAX_SHARDS).contains(&self.count) {
+            return Err(ConfigError::invalid(
+                "sharding.count",
+                format!("must be between 1 and {MAX_SHARDS}"),
+            ));
+        }
+        let index = match (self.index, self.index_from_hostname) {
+            (Some(_), true) => {
+                return Err(ConfigError::invalid(
+                    "sharding.index",
+                    "set index or index_from_hostname, not both",
+                ));
+            }
+            (Some(i), false) => i,
+            (None, true) => hostname_ordinal()?,
+            (None, false) if self.count == 1 => 0,
+            (None, false) => {
+                return Err(ConfigError::invalid(
+                    "sharding.index",
+                    "is required when sharding.count is above 1 (or set index_from_hostname)",
+                ));
+            }
+        };
+        if index >= self.count {
+            return Err(ConfigError::invalid(
+                "sharding.index",
+                format!(
+                    "{index} is not a shard of {} (0 to {})",
+                    self.count,
+                    self.count - 1
+                ),
+            ));
+        }
+        self.resolved = index;
+        Ok(())
+    }
+}
+
+/// The ordinal of this host's name: `HOSTNAME` (set by Kubernetes to the pod name), else
+/// the kernel's host name.
+fn hostname_ordinal() -> Result<u32, ConfigError> {
+    let name = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.trim().is_empty())
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .unwrap_or_default();
+    crate::shard::ordinal(&name).ok_or_else(|| {
+        ConfigError::invalid(
+            "sharding.index_from_hostname",
+            format!(
+                "host name {:?} does not end in -N (a StatefulSet pod ordinal)",
+                name.trim()
+            ),
+        )
+    })
 }
 
 /// Where and how `/metrics` is served.
@@ -613,6 +717,12 @@ pub struct Overrides {
     pub telemetry_path: Option<String>,
     /// `--web.config.file`.
     pub web_config_file: Option<String>,
+    /// `--shard.count`.
+    pub shard_count: Option<u32>,
+    /// `--shard.index`.
+    pub shard_index: Option<u32>,
+    /// `--shard.index-from-hostname`.
+    pub shard_index_from_hostname: bool,
 }
 
 impl Settings {
@@ -663,6 +773,17 @@ impl Settings {
         if let Some(f) = &overrides.web_config_file {
             settings.web.config_file = f.clone();
         }
+        if let Some(count) = overrides.shard_count {
+            settings.sharding.count = count;
+        }
+        if let Some(index) = overrides.shard_index {
+            settings.sharding.index = Some(index);
+            settings.sharding.index_from_hostname = false;
+        }
+        if overrides.shard_index_from_hostname {
+            settings.sharding.index = None;
+            settings.sharding.index_from_hostname = true;
+        }
         settings.validate()?;
         Ok(settings)
     }
@@ -688,6 +809,7 @@ impl Settings {
             ));
         }
         self.metrics.validate()?;
+        self.sharding.validate()?;
         if self.tenants.is_empty() {
             return Err(ConfigError::invalid(
                 "tenants",
@@ -706,6 +828,15 @@ impl Settings {
             }
         }
         Ok(())
+    }
+
+    /// These settings with only the tenants this replica's shard polls (all of them
+    /// without sharding). May leave no tenant: a replica whose shard is empty serves only
+    /// its own health metrics.
+    pub fn own_shard(mut self) -> Settings {
+        let sharding = self.sharding.clone();
+        self.tenants.retain(|t| sharding.owns(&t.name));
+        self
     }
 }
 
@@ -883,10 +1014,93 @@ mod tests {
         let o = Overrides {
             listen_address: Some("127.0.0.1:1234".into()),
             telemetry_path: Some("/m".into()),
-            web_config_file: None,
+            ..Overrides::default()
         };
         let s = Settings::from_text(MINIMAL, Yaml, &o).unwrap();
         assert_eq!(s.web.listen_address, "127.0.0.1:1234");
         assert_eq!(s.web.telemetry_path, "/m");
+    }
+
+    fn tenants(n: usize) -> String {
+        let mut text = String::from("tenants:\n");
+        for k in 1..=n {
+            text.push_str(&format!(
+                "  - {{ name: t{k}, base_url: http://127.0.0.1:1/t{k}, client_id: id, client_secret: s }}\n"
+            ));
+        }
+        text
+    }
+
+    #[test]
+    fn two_shards_split_two_hundred_tenants_exactly_once() {
+        let text = tenants(200);
+        let mut seen = std::collections::HashMap::new();
+        for index in 0..2 {
+            let o = Overrides {
+                shard_count: Some(2),
+                shard_index: Some(index),
+                ..Overrides::default()
+            };
+            let s = Settings::from_text(&text, Yaml, &o).unwrap().own_shard();
+            assert!(!s.tenants.is_empty() && s.tenants.len() < 200, "{index}");
+            for t in s.tenants {
+                assert_eq!(seen.insert(t.name.clone(), index), None, "{} twice", t.name);
+            }
+        }
+        assert_eq!(seen.len(), 200);
+        let whole = Settings::from_text(&text, Yaml, &Overrides::default()).unwrap();
+        assert_eq!(
+            whole.own_shard().tenants.len(),
+            200,
+            "no sharding keeps all"
+        );
+    }
+
+    #[test]
+    fn sharding_keys_and_their_errors() {
+        let with = |extra: &str| {
+            Settings::from_text(
+                &format!("{extra}{}", tenants(3)),
+                Yaml,
+                &Overrides::default(),
+            )
+        };
+        let s = with("sharding: { count: 3, index: 2 }\n").unwrap();
+        assert_eq!((s.sharding.count, s.sharding.index()), (3, 2));
+        for (extra, problem) in [
+            (
+                "sharding: { count: 0 }\n",
+                "configuration key `sharding.count`: must be between 1 and 1024",
+            ),
+            (
+                "sharding: { count: 2 }\n",
+                "configuration key `sharding.index`: is required when sharding.count is above 1 (or set index_from_hostname)",
+            ),
+            (
+                "sharding: { count: 2, index: 2 }\n",
+                "configuration key `sharding.index`: 2 is not a shard of 2 (0 to 1)",
+            ),
+            (
+                "sharding: { count: 2, index: 1, index_from_hostname: true }\n",
+                "configuration key `sharding.index`: set index or index_from_hostname, not both",
+            ),
+        ] {
+            assert_eq!(with(extra).unwrap_err().to_string(), problem, "{extra}");
+        }
+        let o = Overrides {
+            shard_count: Some(4),
+            shard_index: Some(3),
+            ..Overrides::default()
+        };
+        let s = Settings::from_text(
+            &format!(
+                "sharding: {{ count: 2, index_from_hostname: true }}\n{}",
+                tenants(3)
+            ),
+            Yaml,
+            &o,
+        )
+        .unwrap();
+        assert_eq!((s.sharding.count, s.sharding.index()), (4, 3), "flags win");
     }
 }

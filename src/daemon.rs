@@ -96,6 +96,7 @@ impl Tenants {
             web: base.web.clone(),
             metrics: base.metrics.clone(),
             tenants: vec![tenant.clone()],
+            sharding: base.sharding.clone(),
         };
         let (stop, stopped) = watch::channel(false);
         let resume: HashMap<String, Tracker> = resume
@@ -212,6 +213,7 @@ pub async fn run(
     reload: Option<ReloadSource>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
+    let settings = own_shard(settings);
     let metrics = Arc::new(Metrics::new(&settings.metrics, VERSION, REVISION)?);
     let listener = TcpListener::bind(&settings.web.listen_address)
         .await
@@ -260,6 +262,33 @@ pub async fn run(
     tenants.stop_all().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Keeps the tenants of this replica's shard, and says which they are.
+fn own_shard(settings: Settings) -> Settings {
+    let (count, index, all) = (
+        settings.sharding.count,
+        settings.sharding.index(),
+        settings.tenants.len(),
+    );
+    let settings = settings.own_shard();
+    if count > 1 {
+        tracing::info!(
+            shard = index,
+            shards = count,
+            tenants = settings.tenants.len(),
+            configured = all,
+            "sharding: this replica polls the tenants of its shard"
+        );
+    }
+    if settings.tenants.is_empty() {
+        tracing::warn!(
+            shard = index,
+            shards = count,
+            "no tenant of the configuration falls in this shard: nothing to poll"
+        );
+    }
+    settings
 }
 
 /// A problem with the `--web.config.file` (TLS / basic auth); reported at start.
@@ -334,7 +363,7 @@ async fn reload_now(
     metrics: &Metrics,
 ) -> Result<(), String> {
     let new = match load_off_thread(source).await {
-        Ok(new) => new,
+        Ok(new) => own_shard(new),
         Err(e) => {
             tracing::error!(error = %e, "reload refused: the running configuration stays");
             metrics.config_reloaded(false);

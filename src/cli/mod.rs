@@ -52,6 +52,21 @@ pub struct GlobalOpts {
     /// the web config's basic auth when that is configured.
     #[arg(long = "web.enable-lifecycle", global = true)]
     pub enable_lifecycle: bool,
+    /// Spread the tenants over this many replicas (overrides sharding.count); each
+    /// replica polls only the tenants of its own shard.
+    #[arg(long = "shard.count", global = true)]
+    pub shard_count: Option<u32>,
+    /// This replica's shard, 0 to count-1 (overrides sharding.index).
+    #[arg(
+        long = "shard.index",
+        global = true,
+        conflicts_with = "shard_index_from_hostname"
+    )]
+    pub shard_index: Option<u32>,
+    /// Take the shard index from the host name's ordinal (`HOSTNAME`, e.g. the
+    /// StatefulSet pod `sailpoint-task-exporter-3` is shard 3).
+    #[arg(long = "shard.index-from-hostname", global = true)]
+    pub shard_index_from_hostname: bool,
     /// Log level: error, warn, info, debug, trace (or a tracing filter directive).
     #[arg(long = "log.level", global = true, default_value = "info")]
     pub log_level: String,
@@ -67,6 +82,9 @@ impl GlobalOpts {
             listen_address: self.listen_address.clone(),
             telemetry_path: self.telemetry_path.clone(),
             web_config_file: self.web_config_file.clone(),
+            shard_count: self.shard_count,
+            shard_index: self.shard_index,
+            shard_index_from_hostname: self.shard_index_from_hostname,
         }
     }
 

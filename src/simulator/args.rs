@@ -89,6 +89,11 @@ pub struct SimulateArgs {
     /// Enforce SailPoint's own limit of 100 requests per 10 s per client.
     #[arg(long)]
     pub rate_limit: bool,
+    /// Serve N independent tenants under path prefixes: `http://ADDR/t1` ...
+    /// `http://ADDR/tN` are their base URLs (token endpoint `{base}/oauth/token`, same
+    /// credentials); tenant k is seeded with `seed + k - 1`.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=super::MAX_TENANTS as i64))]
+    pub tenants: Option<u32>,
 }
 
 fn secret(s: &str) -> Result<SecretString, std::convert::Infallible> {
@@ -154,12 +159,17 @@ impl Default for SimulateArgs {
             fault_truncated_rate: 0.0,
             fault_reset_rate: 0.0,
             rate_limit: false,
+            tenants: None,
         }
     }
 }
 
-/// Serves the simulated tenant described by `args` until `shutdown` resolves.
+/// Serves the simulated tenant described by `args` (or `--tenants` of them) until
+/// `shutdown` resolves.
 pub async fn run(args: SimulateArgs, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    if let Some(count) = args.tenants {
+        return run_many(args, count as usize, shutdown).await;
+    }
     let config = args.config();
     let sim = Simulator::start(config, args.listen)
         .await
@@ -177,6 +187,32 @@ pub async fn run(args: SimulateArgs, shutdown: impl Future<Output = ()>) -> anyh
     shutdown.await;
     tracing::info!("simulated tenant shutting down");
     sim.shutdown().await;
+    Ok(())
+}
+
+async fn run_many(
+    args: SimulateArgs,
+    count: usize,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let fleet = Simulator::start_many(args.config(), count, args.listen)
+        .await
+        .with_context(|| format!("cannot serve {count} tenants on {}", args.listen))?;
+    tracing::info!(
+        tenants = count,
+        first = %fleet.base_url(1),
+        last = %fleet.base_url(count),
+        client_id = %args.client_id,
+        scenario = args.scenario.name(),
+        seed = args.seed,
+        speed = args.speed.unwrap_or(1.0),
+        "simulated SailPoint tenants listening (base URLs {}/t1 ... {}/t{count}, token URL {{base}}/oauth/token)",
+        format_args!("http://{}", fleet.addr()),
+        format_args!("http://{}", fleet.addr()),
+    );
+    shutdown.await;
+    tracing::info!("simulated tenants shutting down");
+    fleet.shutdown().await;
     Ok(())
 }
 

@@ -113,25 +113,10 @@ impl Simulator {
     pub async fn start(cfg: SimConfig, listen: SocketAddr) -> std::io::Result<SimHandle> {
         let listener = TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
-        let clock = SimClock::new(cfg.clock);
-        let tenant = Tenant::new(&cfg, clock.now());
-        let tenant_id =
-            task::uuid(generator::rng(cfg.seed, generator::stream::TENANT, 9, 9).r#gen());
-        let state = Arc::new(SimState {
-            clock,
-            tenant: Mutex::new(tenant),
-            tokens: Mutex::new(TokenBook::default()),
-            faults: Mutex::new(FaultState::new(cfg.seed, cfg.faults.clone())),
-            counts: Mutex::new(RequestCounts::default()),
-            token_ttl: Mutex::new(cfg.token_ttl),
-            client_id: cfg.client_id.clone(),
-            client_secret: cfg.client_secret.clone(),
-            seed: cfg.seed,
-            tenant_id,
-            errors: AtomicU64::new(0),
-        });
+        let state = build_state(&cfg);
         let (stop, stopped) = watch::channel(false);
-        let accept = tokio::spawn(accept_loop(listener, Arc::clone(&state), stopped));
+        let router = Arc::new(Router::Single(Arc::clone(&state)));
+        let accept = tokio::spawn(accept_loop(listener, router, stopped));
         Ok(SimHandle {
             addr,
             state,
@@ -139,11 +124,115 @@ impl Simulator {
             accept,
         })
     }
+
+    /// Builds `count` independent tenants and serves them on one `listen` address under
+    /// path prefixes: tenant `k` (1-based) is `http://ADDR/tk`, with its API at
+    /// `/tk/v2024/...` and its token endpoint at `/tk/oauth/token`. Tenant `k` is `cfg`
+    /// with seed `cfg.seed + k - 1`, so every tenant is its own world; all accept the
+    /// same credentials. `count` is at least 1 and at most [`MAX_TENANTS`].
+    pub async fn start_many(
+        cfg: SimConfig,
+        count: usize,
+        listen: SocketAddr,
+    ) -> std::io::Result<SimFleet> {
+        if !(1..=MAX_TENANTS).contains(&count) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("the number of tenants must be between 1 and {MAX_TENANTS}"),
+            ));
+        }
+        let listener = TcpListener::bind(listen).await?;
+        let addr = listener.local_addr()?;
+        let states: Vec<Arc<SimState>> = (0..count as u64)
+            .map(|k| {
+                let mut one = cfg.clone();
+                one.seed = cfg.seed.wrapping_add(k);
+                build_state(&one)
+            })
+            .collect();
+        let (stop, stopped) = watch::channel(false);
+        let router = Arc::new(Router::Prefixed(states.clone()));
+        let accept = tokio::spawn(accept_loop(listener, router, stopped));
+        Ok(SimFleet {
+            addr,
+            states,
+            stop,
+            accept,
+        })
+    }
+}
+
+/// Most tenants one `simulate --tenants` process serves.
+pub const MAX_TENANTS: usize = 10_000;
+
+fn build_state(cfg: &SimConfig) -> Arc<SimState> {
+    let clock = SimClock::new(cfg.clock);
+    let tenant = Tenant::new(cfg, clock.now());
+    let tenant_id = task::uuid(generator::rng(cfg.seed, generator::stream::TENANT, 9, 9).r#gen());
+    Arc::new(SimState {
+        clock,
+        tenant: Mutex::new(tenant),
+        tokens: Mutex::new(TokenBook::default()),
+        faults: Mutex::new(FaultState::new(cfg.seed, cfg.faults.clone())),
+        counts: Mutex::new(RequestCounts::default()),
+        token_ttl: Mutex::new(cfg.token_ttl),
+        client_id: cfg.client_id.clone(),
+        client_secret: cfg.client_secret.clone(),
+        seed: cfg.seed,
+        tenant_id,
+        errors: AtomicU64::new(0),
+    })
+}
+
+/// Which tenant answers a request.
+enum Router {
+    /// One tenant at the root of the address.
+    Single(Arc<SimState>),
+    /// Tenant `k` under `/tk` (1-based index into the vector).
+    Prefixed(Vec<Arc<SimState>>),
+}
+
+impl Router {
+    async fn serve(
+        &self,
+        req: hyper::Request<hyper::body::Incoming>,
+    ) -> Result<hyper::Response<http_body_util::Full<bytes::Bytes>>, server::ConnectionReset> {
+        match self {
+            Router::Single(state) => {
+                let path = req.uri().path().to_string();
+                server::serve(Arc::clone(state), &path, req).await
+            }
+            Router::Prefixed(states) => {
+                let (state, rest) = match split_prefix(req.uri().path(), states) {
+                    Some((state, rest)) => (Arc::clone(state), rest.to_string()),
+                    None => return Ok(server::no_such_tenant()),
+                };
+                server::serve(state, &rest, req).await
+            }
+        }
+    }
+}
+
+/// `/t17/v2024/task-status` → tenant 17 and `/v2024/task-status`.
+fn split_prefix<'a, 'p>(
+    path: &'p str,
+    states: &'a [Arc<SimState>],
+) -> Option<(&'a Arc<SimState>, &'p str)> {
+    let trimmed = path.strip_prefix("/t")?;
+    let (number, rest) = match trimmed.find('/') {
+        Some(i) => trimmed.split_at(i),
+        None => (trimmed, ""),
+    };
+    if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) || number.starts_with('0') {
+        return None;
+    }
+    let k: usize = number.parse().ok()?;
+    states.get(k.checked_sub(1)?).map(|s| (s, rest))
 }
 
 async fn accept_loop(
     listener: TcpListener,
-    state: Arc<SimState>,
+    router: Arc<Router>,
     mut stopped: watch::Receiver<bool>,
 ) {
     let mut connections = JoinSet::new();
@@ -153,9 +242,12 @@ async fn accept_loop(
             _ = stopped.changed() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    let state = Arc::clone(&state);
+                    let router = Arc::clone(&router);
                     connections.spawn(async move {
-                        let service = service_fn(move |req| server::serve(Arc::clone(&state), req));
+                        let service = service_fn(move |req| {
+                            let router = Arc::clone(&router);
+                            async move { router.serve(req).await }
+                        });
                         let _ = http1::Builder::new()
                             .title_case_headers(true)
                             .serve_connection(TokioIo::new(stream), service)
@@ -294,5 +386,94 @@ impl SimHandle {
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         let _ = self.accept.await;
+    }
+}
+
+/// Many simulated tenants behind one address (see [`Simulator::start_many`]).
+pub struct SimFleet {
+    addr: SocketAddr,
+    states: Vec<Arc<SimState>>,
+    stop: watch::Sender<bool>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl SimFleet {
+    /// The listening address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// How many tenants are served.
+    pub fn len(&self) -> usize {
+        self.states.len()
+    }
+
+    /// Always false: a fleet has at least one tenant.
+    pub fn is_empty(&self) -> bool {
+        self.states.is_empty()
+    }
+
+    /// `http://127.0.0.1:PORT/tk`, the base URL of tenant `k` (1-based).
+    pub fn base_url(&self, k: usize) -> String {
+        format!("http://{}/t{k}", self.addr)
+    }
+
+    /// Ground truth of tenant `k` (1-based): its pending tasks, oldest first.
+    pub fn pending_tasks(&self, k: usize) -> Option<Vec<TaskStatus>> {
+        let state = self.states.get(k.checked_sub(1)?)?;
+        let now = state.clock.now();
+        let mut tenant = lock(&state.tenant);
+        tenant.settle(now);
+        Some(
+            tenant
+                .all(now)
+                .into_iter()
+                .filter(TaskStatus::is_pending)
+                .collect(),
+        )
+    }
+
+    /// Requests tenant `k` (1-based) received so far, per operation.
+    pub fn request_count(&self, k: usize) -> Option<RequestCounts> {
+        let state = self.states.get(k.checked_sub(1)?)?;
+        Some(*lock(&state.counts))
+    }
+
+    /// Stops accepting, closes open connections and waits for the server to end.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.accept.await;
+    }
+}
+
+#[cfg(test)]
+mod prefix_tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_name_one_based_tenants() {
+        let states: Vec<Arc<SimState>> = (0..3)
+            .map(|k| build_state(&SimConfig::new(k).with_scenario(Scenario::Empty)))
+            .collect();
+        let pick =
+            |path: &str| split_prefix(path, &states).map(|(s, rest)| (s.seed, rest.to_string()));
+        assert_eq!(pick("/t1/oauth/token"), Some((0, "/oauth/token".into())));
+        assert_eq!(
+            pick("/t3/v2024/task-status"),
+            Some((2, "/v2024/task-status".into()))
+        );
+        assert_eq!(pick("/t2"), Some((1, String::new())));
+        for bad in [
+            "/t0/oauth/token",
+            "/t4/oauth/token",
+            "/t01/x",
+            "/t/x",
+            "/tx/x",
+            "/v2024/task-status",
+            "/t99999999999999999999999/x",
+            "",
+        ] {
+            assert_eq!(pick(bad), None, "{bad}");
+        }
     }
 }

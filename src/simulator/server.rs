@@ -131,12 +131,14 @@ fn operation(route: &Route, method: &Method) -> Result<Operation, &'static str> 
     }
 }
 
-/// Answers one request.
+/// Answers one request for the tenant of `state`; `path` is the request path below the
+/// tenant's prefix (the whole path when the tenant is served at the root).
 pub(crate) async fn serve(
     state: Arc<SimState>,
+    path: &str,
     req: Request<Incoming>,
 ) -> Result<Reply, ConnectionReset> {
-    let target = route(req.uri().path());
+    let target = route(path);
     tracing::debug!(method = %req.method(), path = req.uri().path(), "simulator request");
     match target {
         Route::Token => Ok(token(&state, req).await),
@@ -156,6 +158,14 @@ pub(crate) async fn serve(
             }
         },
     }
+}
+
+/// The answer to a path under no tenant's prefix (`simulate --tenants`).
+pub(crate) fn no_such_tenant() -> Reply {
+    json_reply(
+        StatusCode::NOT_FOUND,
+        &json!({ "error": "no such tenant: paths start with /t1 ... /tN" }),
+    )
 }
 
 async fn api(
