@@ -13,6 +13,7 @@ use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::Context;
 use secrecy::ExposeSecret;
@@ -79,6 +80,8 @@ struct RunningTenant {
 /// The set of running tenants.
 struct Tenants {
     metrics: Arc<Metrics>,
+    /// One HTTP client (TLS configuration, connection pools) for every tenant.
+    http: reqwest::Client,
     state: Arc<ExporterState>,
     running: HashMap<String, RunningTenant>,
 }
@@ -91,6 +94,7 @@ impl Tenants {
         tenant: &TenantSettings,
         base: &Settings,
         resume: Option<Tracker>,
+        delay: Duration,
     ) -> anyhow::Result<()> {
         let one = Settings {
             web: base.web.clone(),
@@ -103,7 +107,14 @@ impl Tenants {
             .map(|t| (tenant.name.clone(), t))
             .into_iter()
             .collect();
-        let handle = collector::spawn_resuming(&one, self.metrics.clone(), stopped, resume)?;
+        let handle = collector::spawn_shared(
+            &one,
+            self.metrics.clone(),
+            stopped,
+            resume,
+            &self.http,
+            delay,
+        )?;
         if let Ok(mut t) = self.state.tenants.lock() {
             t.insert(tenant.name.clone(), handle.readiness());
         }
@@ -177,7 +188,7 @@ impl Tenants {
         }
         for tenant in &new.tenants {
             if !self.running.contains_key(&tenant.name) {
-                self.start(tenant, new, resume.remove(&tenant.name))?;
+                self.start(tenant, new, resume.remove(&tenant.name), Duration::ZERO)?;
             }
         }
         Ok(())
@@ -225,11 +236,14 @@ pub async fn run(
     });
     let mut tenants = Tenants {
         metrics: metrics.clone(),
+        http: crate::sailpoint::http_client().context("cannot build the HTTP client")?,
         state: state.clone(),
         running: HashMap::new(),
     };
-    for tenant in &settings.tenants {
-        tenants.start(tenant, &settings, None)?;
+    let count = settings.tenants.len();
+    for (position, tenant) in settings.tenants.iter().enumerate() {
+        let delay = startup_delay(position, count, tenant.pending_interval);
+        tenants.start(tenant, &settings, None, delay)?;
     }
     metrics.config_reloaded(true);
     let mut server_config = ServerConfig::new(
@@ -262,6 +276,23 @@ pub async fn run(
     tenants.stop_all().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Time between the first requests of two tenants at start: priming reads a tenant's
+/// whole lookback, so hundreds of tenants priming at once would burst.
+const STARTUP_STEP: Duration = Duration::from_millis(100);
+
+/// When the tenant at `position` of `count` makes its first request at start: tenants
+/// are spread evenly, `STARTUP_STEP` apart, over at most one pending interval (so the
+/// last tenant is never later than its first regular poll would have been).
+fn startup_delay(position: usize, count: usize, pending_interval: Duration) -> Duration {
+    let window = STARTUP_STEP
+        .saturating_mul(u32::try_from(count).unwrap_or(u32::MAX))
+        .min(pending_interval);
+    match (u32::try_from(position), u32::try_from(count)) {
+        (Ok(position), Ok(count)) if count > 0 => window / count * position,
+        _ => Duration::ZERO,
+    }
 }
 
 /// Keeps the tenants of this replica's shard, and says which they are.
@@ -449,9 +480,25 @@ pub async fn termination_signal() {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
+
+    #[test]
+    fn startup_is_spread_over_at_most_a_pending_interval() {
+        let thirty = Duration::from_secs(30);
+        assert_eq!(startup_delay(0, 1, thirty), Duration::ZERO);
+        assert_eq!(startup_delay(1, 2, thirty), Duration::from_millis(100));
+        assert_eq!(
+            startup_delay(199, 200, thirty),
+            Duration::from_millis(19_900)
+        );
+        // 500 tenants × 100 ms would be 50 s: squeezed into the 30 s pending interval.
+        assert_eq!(startup_delay(250, 500, thirty), Duration::from_secs(15));
+        assert_eq!(
+            startup_delay(499, 500, thirty),
+            Duration::from_millis(29_940)
+        );
+        assert_eq!(startup_delay(3, 4, Duration::from_secs(0)), Duration::ZERO);
+    }
 
     fn tenant() -> TenantSettings {
         TenantSettings::with_defaults(

@@ -15,6 +15,7 @@ pub mod tracker;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -25,7 +26,7 @@ pub use tracker::Tracker;
 
 use crate::config::Settings;
 use crate::metrics::Metrics;
-use crate::sailpoint::{ApiError, ApiObserver, Client};
+use crate::sailpoint::{ApiError, ApiObserver, Client, http_client};
 
 /// Why the collector could not start.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +40,9 @@ pub enum CollectorError {
         #[source]
         source: ApiError,
     },
+    /// The HTTP client shared by the tenants could not be built (TLS setup).
+    #[error("cannot build the HTTP client: {0}")]
+    Http(#[source] ApiError),
 }
 
 /// Whether every tenant has primed (a first successful pending and completed read);
@@ -91,8 +95,9 @@ impl CollectorHandle {
 }
 
 /// Starts one poller task per tenant of `settings` (must be called inside a tokio
-/// runtime). Each tenant gets its own client, whose telemetry goes to `metrics`; the
-/// pollers stop when `shutdown` turns true or its sender is dropped.
+/// runtime). Each tenant gets its own client (one HTTP client shared by all of them),
+/// whose telemetry goes to `metrics`; the pollers stop when `shutdown` turns true or its
+/// sender is dropped.
 pub fn spawn(
     settings: &Settings,
     metrics: Arc<Metrics>,
@@ -107,15 +112,34 @@ pub fn spawn_resuming(
     settings: &Settings,
     metrics: Arc<Metrics>,
     shutdown: watch::Receiver<bool>,
+    resume: HashMap<String, Tracker>,
+) -> Result<CollectorHandle, CollectorError> {
+    let http = http_client().map_err(CollectorError::Http)?;
+    spawn_shared(settings, metrics, shutdown, resume, &http, Duration::ZERO)
+}
+
+/// [`spawn_resuming`] on `http`, an HTTP client from [`http_client`] that the caller
+/// shares with other collectors (the daemon starts one collector per tenant and builds
+/// one TLS configuration and connection pool for all of them). The pollers make their
+/// first request after `start_delay` (or stop earlier if `shutdown` turns true), which
+/// lets the daemon spread the priming of many tenants.
+pub fn spawn_shared(
+    settings: &Settings,
+    metrics: Arc<Metrics>,
+    shutdown: watch::Receiver<bool>,
     mut resume: HashMap<String, Tracker>,
+    http: &reqwest::Client,
+    start_delay: Duration,
 ) -> Result<CollectorHandle, CollectorError> {
     let mut pollers = Vec::with_capacity(settings.tenants.len());
     for tenant in &settings.tenants {
         let tenant_metrics = metrics.tenant(&tenant.name);
         let observer: Arc<dyn ApiObserver> = Arc::new(tenant_metrics.clone());
-        let client = Client::new(tenant, observer).map_err(|source| CollectorError::Client {
-            tenant: tenant.name.clone(),
-            source,
+        let client = Client::with_http(tenant, observer, http.clone()).map_err(|source| {
+            CollectorError::Client {
+                tenant: tenant.name.clone(),
+                source,
+            }
         })?;
         let mut poller = TenantPoller::new(tenant, client, tenant_metrics);
         if let Some(tracker) = resume.remove(&tenant.name) {
@@ -126,7 +150,19 @@ pub fn spawn_resuming(
     let ready = pollers.iter().map(|(_, p)| p.ready_flag()).collect();
     let pollers = pollers
         .into_iter()
-        .map(|(name, p)| (name, tokio::spawn(p.run(shutdown.clone()))))
+        .map(|(name, p)| {
+            let mut shutdown = shutdown.clone();
+            let run = async move {
+                if !start_delay.is_zero() {
+                    tokio::select! {
+                        _ = tokio::time::sleep(start_delay) => {}
+                        _ = shutdown.wait_for(|stop| *stop) => {}
+                    }
+                }
+                p.run(shutdown).await
+            };
+            (name, tokio::spawn(run))
+        })
         .collect();
     Ok(CollectorHandle {
         readiness: Readiness {

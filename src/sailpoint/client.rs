@@ -46,6 +46,24 @@ pub mod operation {
     pub const TOKEN: &str = "token";
 }
 
+/// Longest wait for a TCP connection (and TLS handshake); each request's whole deadline
+/// is the tenant's `request_timeout`, which bounds connecting too.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The HTTP client tenants share: rustls with the built-in roots, a connection pool per
+/// host, the exporter's user agent. Building one costs a parsed root store and a TLS
+/// configuration, so a process builds it once and hands clones (cheap handles) around.
+pub fn http_client() -> Result<reqwest::Client, ApiError> {
+    reqwest::Client::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .user_agent(concat!(
+            "sailpoint-task-exporter/",
+            env!("CARGO_PKG_VERSION")
+        ))
+        .build()
+        .map_err(|e| ApiError::Setup(e.to_string()))
+}
+
 /// One page of tasks and the total, when `count=true` was asked.
 #[derive(Debug, Clone, Default)]
 pub struct Page {
@@ -97,21 +115,24 @@ struct Inner {
 }
 
 impl Client {
-    /// Builds the client of one tenant. Fails only on settings that validation should
-    /// have caught (missing credentials) or a TLS setup error.
+    /// Builds the client of one tenant with its own HTTP client. Fails only on settings
+    /// that validation should have caught (missing credentials) or a TLS setup error.
     pub fn new(
         tenant: &TenantSettings,
         observer: Arc<dyn ApiObserver>,
     ) -> Result<Client, ApiError> {
-        let http = reqwest::Client::builder()
-            .timeout(tenant.request_timeout)
-            .connect_timeout(tenant.request_timeout.min(Duration::from_secs(10)))
-            .user_agent(concat!(
-                "sailpoint-task-exporter/",
-                env!("CARGO_PKG_VERSION")
-            ))
-            .build()
-            .map_err(|e| ApiError::Setup(e.to_string()))?;
+        Client::with_http(tenant, observer, http_client()?)
+    }
+
+    /// Builds the client of one tenant on `http`, an HTTP client from [`http_client`]
+    /// shared by every tenant of the process (one TLS configuration and connection
+    /// pool). The tenant keeps its own request budget, retry policy, deadlines and
+    /// tokens.
+    pub fn with_http(
+        tenant: &TenantSettings,
+        observer: Arc<dyn ApiObserver>,
+        http: reqwest::Client,
+    ) -> Result<Client, ApiError> {
         let transport = Arc::new(Transport {
             http,
             limiter: RateLimiter::new(tenant.rate_limit.requests, tenant.rate_limit.per),
@@ -121,6 +142,7 @@ impl Client {
             },
             observer: observer.clone(),
             max_body: tenant.max_body_bytes,
+            timeout: tenant.request_timeout,
         });
         let tokens = match tenant.credentials() {
             Some(Credentials::StaticToken(t)) => TokenSource::fixed(t.clone()),

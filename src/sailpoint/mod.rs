@@ -9,6 +9,6 @@ pub mod model;
 pub mod ratelimit;
 pub mod transport;
 
-pub use client::{Client, ListQuery, Page};
+pub use client::{Client, ListQuery, Page, http_client};
 pub use error::ApiError;
 pub use transport::{ApiObserver, NoopObserver, RetryReason};

@@ -160,6 +160,9 @@ pub struct Transport {
     pub(crate) policy: RetryPolicy,
     pub(crate) observer: Arc<dyn ApiObserver>,
     pub(crate) max_body: usize,
+    /// Deadline of one request (the HTTP client may be shared by tenants with different
+    /// deadlines, so it is set per request).
+    pub(crate) timeout: Duration,
 }
 
 /// Turns a successful response into the operation's value, or says why it can't.
@@ -192,7 +195,9 @@ impl Transport {
         build: &(dyn Fn(&reqwest::Client) -> RequestBuilder + Send + Sync),
         decode: Decode<T>,
     ) -> Outcome<T> {
-        let mut request = build(&self.http).header("X-SailPoint-Experimental", "true");
+        let mut request = build(&self.http)
+            .timeout(self.timeout)
+            .header("X-SailPoint-Experimental", "true");
         let mut generation = 0;
         if let Some(tokens) = tokens {
             match tokens.token().await {
