@@ -100,7 +100,7 @@ def check_prometheus_rule(c, pr):
                         f"{where}: {key} must map strings to strings")
 
 
-def check_deployment(c, d, service, configmap, secret, service_account):
+def check_deployment(c, d, service, configmap, secret, service_account, sharded=False):
     spec = d["spec"]
     pod = spec["template"]["spec"]
     template_labels = spec["template"]["metadata"]["labels"]
@@ -108,8 +108,9 @@ def check_deployment(c, d, service, configmap, secret, service_account):
             "Deployment selector does not match its pod template labels")
     c.check(service["spec"]["selector"].items() <= template_labels.items(),
             "Service selector does not select the Deployment's pods")
-    c.check(spec.get("replicas") == 1 and spec.get("strategy", {}).get("type") == "Recreate",
-            "Deployment must run one replica with the Recreate strategy (one poller per tenant)")
+    if not sharded:
+        c.check(spec.get("replicas") == 1 and spec.get("strategy", {}).get("type") == "Recreate",
+                "Deployment must run one replica with the Recreate strategy (one poller per tenant)")
     c.check(pod.get("serviceAccountName") == service_account["metadata"]["name"], "serviceAccountName does not name serviceaccount.yaml")
     c.check(pod.get("automountServiceAccountToken") is False, "automountServiceAccountToken must be false")
     psc = pod.get("securityContext") or {}
@@ -139,6 +140,13 @@ def check_deployment(c, d, service, configmap, secret, service_account):
     args = ct.get("args") or []
     config_args = [a.split("=", 1)[1] for a in args if a.startswith("--config.file=")]
     c.check(args[:1] == ["serve"] and len(config_args) == 1, f"args must be serve --config.file=PATH, got {args}")
+    if sharded:
+        counts = [a.split("=", 1)[1] for a in args if a.startswith("--shard.count=")]
+        c.check(counts == [str(spec.get("replicas"))],
+                f"StatefulSet --shard.count {counts} must equal spec.replicas {spec.get('replicas')}")
+        c.check("--shard.index-from-hostname" in args, "StatefulSet pods must take their shard from the pod ordinal")
+    else:
+        c.check(not any(a.startswith("--shard.") for a in args), "the single Deployment polls every tenant: no --shard flags")
     env = {e["name"]: e.get("value") for e in ct.get("env") or []}
     c.check(env.get("SAILPOINT_EXPORTER_CONFIG") == config_args[:1][0] if config_args else False,
             "env SAILPOINT_EXPORTER_CONFIG must name the same file as --config.file (for kubectl exec ... tasks)")
@@ -172,6 +180,29 @@ def check_deployment(c, d, service, configmap, secret, service_account):
     c.check(listen.endswith(":11011") and not listen.startswith("127."), f"web.listen_address {listen!r} must listen on 11011, not loopback only")
 
 
+def check_sharded(c, directory, service, service_monitor, configmap, secret, service_account):
+    """The `sharded` Kustomize component: a StatefulSet of shards replacing the Deployment."""
+    sharded = directory / "sharded"
+    component = load(sharded, "kustomization.yaml")
+    c.check(component.get("kind") == "Component" and component.get("apiVersion") == "kustomize.config.k8s.io/v1alpha1",
+            "sharded/kustomization.yaml must be a Kustomize Component")
+    resources = component.get("resources") or []
+    c.check(resources and all((sharded / r).exists() for r in resources), f"sharded/kustomization.yaml lists missing files: {resources}")
+    patches = " ".join(p.get("patch", "") for p in component.get("patches") or [])
+    c.check("$patch: delete" in patches and "kind: Deployment" in patches, "the component must delete the Deployment")
+    statefulset = load(sharded, "statefulset.yaml")
+    headless = load(sharded, "service-headless.yaml")
+    c.check(statefulset.get("kind") == "StatefulSet", "sharded/statefulset.yaml must be a StatefulSet")
+    c.check(statefulset["spec"].get("serviceName") == headless["metadata"]["name"], "StatefulSet serviceName must name the headless Service")
+    c.check(headless["spec"].get("clusterIP") == "None", "the governing Service must be headless (clusterIP: None)")
+    selector = ((service_monitor.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+    headless_labels = headless["metadata"].get("labels") or {}
+    c.check(not all(headless_labels.get(k) == v for k, v in selector.items()),
+            "the ServiceMonitor must not select the headless Service (every pod would be scraped twice)")
+    c.check(statefulset["spec"].get("podManagementPolicy") == "Parallel", "shards are independent: podManagementPolicy Parallel")
+    check_deployment(c, statefulset, service, configmap, secret, service_account, sharded=True)
+
+
 def main(argv):
     directory = Path(argv[1]) if len(argv) > 1 else ROOT / "deploy/kubernetes"
     c = Checker()
@@ -184,6 +215,8 @@ def main(argv):
     check_prometheus_rule(c, load(directory, "prometheusrule.yaml"))
     check_deployment(c, load(directory, "deployment.yaml"), service, load(directory, "configmap.yaml"),
                      load(directory, "secret.example.yaml"), load(directory, "serviceaccount.yaml"))
+    check_sharded(c, directory, service, load(directory, "servicemonitor.yaml"), load(directory, "configmap.yaml"),
+                  load(directory, "secret.example.yaml"), load(directory, "serviceaccount.yaml"))
     for failure in c.failures:
         print(f"FAIL {failure}")
     print(f"kubernetes structure and cross-references: {c.passed} passed, {len(c.failures)} failed")
