@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Many tenants in one daemon: peak and steady RSS, RSS per additional tenant, CPU per
+# cycle, time until every tenant is up, and exposition size, for 1, 100 and 500 simulated
+# tenants (release build). `simulate --tenants N` serves the N tenants (steady scenario,
+# each its own seed) from a second process, so only the daemon is measured.
+#
+#   bash scripts/bench-tenants.sh                  # 1, 100 and 500 tenants
+#   TENANTS="1 200" bash scripts/bench-tenants.sh  # other sizes
+#   CYCLES=6 PENDING_INTERVAL=5 COMPLETED_INTERVAL=10 bash scripts/bench-tenants.sh
+#
+# A cycle is one completed interval (two pending polls and one completed poll per tenant).
+# Extra settings for every tenant (YAML flow-mapping entries) come from TENANT_EXTRA, and
+# a `metrics:` section from METRICS, e.g.
+#   METRICS='{ duration_by_status: true }' bash scripts/bench-tenants.sh
+# It prints figures; it asserts nothing about speed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+TENANTS=${TENANTS:-"1 100 500"}
+CYCLES=${CYCLES:-6}
+PENDING_INTERVAL=${PENDING_INTERVAL:-5}
+COMPLETED_INTERVAL=${COMPLETED_INTERVAL:-10}
+TENANT_EXTRA=${TENANT_EXTRA:-}
+METRICS=${METRICS:-"{}"}
+
+cargo build --release --quiet
+bin=target/release/sailpoint-task-exporter
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+scrape() { curl -s --max-time 20 "http://127.0.0.1:$1/metrics"; }
+cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+hwm_kib() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
+now_ms() { date +%s%3N; }
+
+base_rss=""
+run_case() {
+  local n=$1 sim_port daemon_port sim daemon
+  sim_port=$(free_port); daemon_port=$(free_port)
+  SAILPOINT_SIM_CLIENT_SECRET=bench-secret "$bin" simulate --listen "127.0.0.1:$sim_port" \
+    --client-id bench --tenants "$n" --scenario steady 2>"$work/sim-$n.log" &
+  sim=$!; pids+=("$sim")
+  for _ in $(seq 1 600); do
+    grep -q 'listening' "$work/sim-$n.log" 2>/dev/null && break
+    sleep 0.1
+  done
+  {
+    echo "web:"
+    echo "  listen_address: \"127.0.0.1:$daemon_port\""
+    echo "metrics: $METRICS"
+    echo "tenants:"
+    for k in $(seq 1 "$n"); do
+      echo "  - { name: t$k, base_url: \"http://127.0.0.1:$sim_port/t$k\", client_id: bench, client_secret: bench-secret, pending_interval: ${PENDING_INTERVAL}s, completed_interval: ${COMPLETED_INTERVAL}s, lookback: 24h${TENANT_EXTRA:+, $TENANT_EXTRA} }"
+    done
+  } >"$work/bench-$n.yaml"
+  local started; started=$(now_ms)
+  "$bin" serve --config.file "$work/bench-$n.yaml" 2>"$work/daemon-$n.log" &
+  daemon=$!; pids+=("$daemon")
+  local up=0 elapsed=0
+  while [ "$up" -lt "$n" ]; do
+    up=$(scrape "$daemon_port" | grep -c '^sailpoint_up{.*} 1$' || true)
+    elapsed=$(( $(now_ms) - started ))
+    if [ "$elapsed" -gt 600000 ]; then echo "  only $up of $n tenants up after 10 minutes"; break; fi
+    sleep 0.5
+  done
+  local all_up_ms=$elapsed
+  sleep "$COMPLETED_INTERVAL"   # one steady-state cycle before measuring
+  local cpu0 cpu1 body
+  cpu0=$(cpu_ticks "$daemon")
+  sleep $((CYCLES * COMPLETED_INTERVAL))
+  cpu1=$(cpu_ticks "$daemon")
+  scrape "$daemon_port" >"$work/metrics-$n.txt"
+  local rss hwm series bytes gz
+  rss=$(rss_kib "$daemon"); hwm=$(hwm_kib "$daemon")
+  series=$(grep -vc '^#' "$work/metrics-$n.txt" || true)
+  bytes=$(wc -c <"$work/metrics-$n.txt")
+  gz=$(curl -s --max-time 20 -H 'Accept-Encoding: gzip' "http://127.0.0.1:$daemon_port/metrics" | wc -c)
+  echo "tenants=$n  (pending ${PENDING_INTERVAL}s, completed ${COMPLETED_INTERVAL}s, $CYCLES cycles measured)"
+  awk -v ms="$all_up_ms" 'BEGIN { printf "  all tenants up after:  %.1f s\n", ms / 1000 }'
+  echo "  daemon RSS now: $((rss / 1024)) MiB, peak: $((hwm / 1024)) MiB"
+  if [ -n "$base_rss" ] && [ "$n" -gt 1 ]; then
+    awk -v r="$rss" -v b="$base_rss" -v n="$n" 'BEGIN { printf "  RSS per additional tenant (vs 1 tenant): %.2f MiB\n", (r - b) / 1024 / (n - 1) }'
+  fi
+  [ "$n" = 1 ] && base_rss=$rss
+  awk -v t=$((cpu1 - cpu0)) -v c="$CYCLES" -v n="$n" 'BEGIN {
+    printf "  daemon CPU per cycle:   %.0f ms (%.2f ms per tenant)\n", t * 10 / c, t * 10 / c / n }'
+  echo "  /metrics: $series series, $bytes bytes plain, $gz bytes gzip ($((bytes / n)) bytes per tenant)"
+  kill "$daemon" "$sim" 2>/dev/null || true
+  wait "$daemon" "$sim" 2>/dev/null || true
+}
+
+echo "sailpoint-task-exporter $($bin --version | awk '{print $2}'), $(nproc) CPUs, $(date -u +%FT%TZ)"
+for n in $TENANTS; do run_case "$n"; done
