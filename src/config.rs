@@ -508,7 +508,7 @@ impl TenantSettings {
         if self.lookback < steady_reach {
             return Err(ConfigError::invalid(
                 k("lookback"),
-                &format!(
+                format!(
                     "must be at least overlap + pending_interval + completed_interval ({}): the completed poll reads that far back in steady state, and lookback caps how far back it may read",
                     humantime::format_duration(steady_reach)
                 ),
