@@ -41,15 +41,22 @@ async fn wait_log<T>(child: &mut Child, log: &Path, find: impl Fn(&str) -> Optio
         if let Ok(Some(status)) = child.try_wait() {
             panic!("process exited with {status}:\n{text}");
         }
-        assert!(Instant::now() < deadline, "nothing found in the log:\n{text}");
+        assert!(
+            Instant::now() < deadline,
+            "nothing found in the log:\n{text}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
 /// The address of `simulate --tenants`: the `first=http://ADDR/t1` field of its log.
 fn simulator_address(log: &str) -> Option<SocketAddr> {
-    log.split_whitespace()
-        .find_map(|w| w.strip_prefix("first=http://")?.strip_suffix("/t1")?.parse().ok())
+    log.split_whitespace().find_map(|w| {
+        w.strip_prefix("first=http://")?
+            .strip_suffix("/t1")?
+            .parse()
+            .ok()
+    })
 }
 
 /// `sailpoint_up` per tenant, from an exposition.
