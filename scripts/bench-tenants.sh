@@ -6,8 +6,11 @@
 #
 #   bash scripts/bench-tenants.sh                  # 1, 100 and 500 tenants
 #   TENANTS="1 200" bash scripts/bench-tenants.sh  # other sizes
-#   CYCLES=6 PENDING_INTERVAL=5 COMPLETED_INTERVAL=10 bash scripts/bench-tenants.sh
+#   CYCLES=6 PENDING_INTERVAL=5 COMPLETED_INTERVAL=10 SPEED=60 bash scripts/bench-tenants.sh
 #
+# SPEED is the simulator's time-lapse (default 60: an hour of tenant life per minute), so
+# that completions, and with them the duration histograms, grow during the run as they
+# would over hours on real tenants.
 # A cycle is one completed interval (two pending polls and one completed poll per tenant).
 # Extra settings for every tenant (YAML flow-mapping entries) come from TENANT_EXTRA, and
 # a `metrics:` section from METRICS, e.g.
@@ -21,6 +24,7 @@ PENDING_INTERVAL=${PENDING_INTERVAL:-5}
 COMPLETED_INTERVAL=${COMPLETED_INTERVAL:-10}
 TENANT_EXTRA=${TENANT_EXTRA:-}
 METRICS=${METRICS:-"{}"}
+SPEED=${SPEED:-60}
 
 cargo build --release --quiet
 bin=target/release/sailpoint-task-exporter
@@ -41,7 +45,7 @@ run_case() {
   local n=$1 sim_port daemon_port sim daemon
   sim_port=$(free_port); daemon_port=$(free_port)
   SAILPOINT_SIM_CLIENT_SECRET=bench-secret "$bin" simulate --listen "127.0.0.1:$sim_port" \
-    --client-id bench --tenants "$n" --scenario steady 2>"$work/sim-$n.log" &
+    --client-id bench --tenants "$n" --scenario steady --speed "$SPEED" 2>"$work/sim-$n.log" &
   sim=$!; pids+=("$sim")
   for _ in $(seq 1 600); do
     grep -q 'listening' "$work/sim-$n.log" 2>/dev/null && break
@@ -78,7 +82,7 @@ run_case() {
   series=$(grep -vc '^#' "$work/metrics-$n.txt" || true)
   bytes=$(wc -c <"$work/metrics-$n.txt")
   gz=$(curl -s --max-time 20 -H 'Accept-Encoding: gzip' "http://127.0.0.1:$daemon_port/metrics" | wc -c)
-  echo "tenants=$n  (pending ${PENDING_INTERVAL}s, completed ${COMPLETED_INTERVAL}s, $CYCLES cycles measured)"
+  echo "tenants=$n  (pending ${PENDING_INTERVAL}s, completed ${COMPLETED_INTERVAL}s, speed ${SPEED}x, $CYCLES cycles measured, metrics $METRICS)"
   awk -v ms="$all_up_ms" 'BEGIN { printf "  all tenants up after:  %.1f s\n", ms / 1000 }'
   echo "  daemon RSS now: $((rss / 1024)) MiB, peak: $((hwm / 1024)) MiB"
   if [ -n "$base_rss" ] && [ "$n" -gt 1 ]; then

@@ -212,6 +212,11 @@ pub struct MetricsSettings {
     pub max_pending_task_series: usize,
     /// Buckets of `sailpoint_task_duration_seconds`.
     pub duration_buckets: Vec<f64>,
+    /// Whether `sailpoint_task_duration_seconds` has a `status` label. Without it a group
+    /// has one duration histogram instead of one per completion status seen (up to five
+    /// times fewer bucket series); the shipped rules and dashboard aggregate `status`
+    /// away and work either way.
+    pub duration_by_status: bool,
     /// Buckets of `sailpoint_task_queue_wait_seconds`.
     pub queue_wait_buckets: Vec<f64>,
     /// Regex rewrites applied to task names after the id/uuid suffix is stripped.
@@ -235,6 +240,7 @@ impl Default for MetricsSettings {
             max_groups: 500,
             max_pending_task_series: 50,
             duration_buckets: DEFAULT_DURATION_BUCKETS.to_vec(),
+            duration_by_status: true,
             queue_wait_buckets: DEFAULT_QUEUE_WAIT_BUCKETS.to_vec(),
             task_name_rewrites: Vec::new(),
         }

@@ -192,6 +192,8 @@ struct Families {
     clock_skew: GaugeVec,
     lookups_set_aside: IntCounterVec,
     counting_degraded: IntGaugeVec,
+    /// `duration` has a `status` label (`metrics.duration_by_status`).
+    duration_by_status: bool,
 }
 
 fn help(text: &str) -> String {
@@ -276,7 +278,11 @@ impl Families {
                 r,
                 "sailpoint_task_duration_seconds",
                 "Task run time: completed - launched (completed - created when never launched).",
-                &GROUP_STATUS,
+                if s.duration_by_status {
+                    &GROUP_STATUS
+                } else {
+                    &GROUP
+                },
                 &s.duration_buckets,
             )?,
             queue_wait: histogram(
@@ -383,6 +389,7 @@ impl Families {
                 "1 while a list has failed for longer than lookback and the completed read is capped at now - lookback: a task created and finished during the failure may be missed.",
                 &["tenant"],
             )?,
+            duration_by_status: s.duration_by_status,
         })
     }
 }
@@ -693,9 +700,12 @@ impl TenantMetrics {
         let f = &self.families;
         let labels = group.with(&self.tenant, &status);
         f.completed_total.with_label_values(&labels).inc();
-        f.duration
-            .with_label_values(&labels)
-            .observe(task_duration(task));
+        let duration = if f.duration_by_status {
+            f.duration.with_label_values(&labels)
+        } else {
+            f.duration.with_label_values(&group.labels(&self.tenant))
+        };
+        duration.observe(task_duration(task));
         if let Some(launched) = &task.launched {
             f.queue_wait
                 .with_label_values(&group.labels(&self.tenant))
@@ -1224,6 +1234,46 @@ mod tests {
             Some(3.0),
             "past the cap: folded, still counted"
         );
+    }
+
+    #[test]
+    fn duration_histogram_without_status_has_one_histogram_per_group() {
+        let settings = MetricsSettings {
+            duration_by_status: false,
+            duration_buckets: vec![30.0, 120.0],
+            ..MetricsSettings::default()
+        };
+        let m = Metrics::new(&settings, "v", "r").unwrap();
+        let t = m.tenant("a");
+        for (id, status, end) in [
+            ("1", "Success", "00:01:00"),
+            ("2", "Error", "00:00:10"),
+            ("3", "Warning", "00:05:00"),
+        ] {
+            let task: TaskStatus = serde_json::from_value(serde_json::json!({
+                "id": id, "uniqueName": "Agg", "created": "2024-01-01T00:00:00Z",
+                "completed": format!("2024-01-01T{end}Z"), "completionStatus": status
+            }))
+            .unwrap();
+            t.record_completion(&task);
+        }
+        let s = exposition::parse(&String::from_utf8(m.render()).unwrap());
+        let buckets: Vec<(String, f64)> = s
+            .iter()
+            .filter(|x| x.name == "sailpoint_task_duration_seconds_bucket")
+            .map(|x| {
+                assert!(!x.labels.contains_key("status"), "{x:?}");
+                (x.labels.get("le").cloned().unwrap_or_default(), x.value)
+            })
+            .collect();
+        assert_eq!(
+            buckets,
+            [("30".into(), 1.0), ("120".into(), 2.0), ("+Inf".into(), 3.0)]
+        );
+        let count = |status: &str| {
+            exposition::value(&s, "sailpoint_tasks_completed_total", &[("status", status)])
+        };
+        assert_eq!(count("error"), Some(1.0), "the counter keeps its status");
     }
 
     #[test]
