@@ -34,6 +34,11 @@ pub enum Scenario {
     LargeHistory,
     /// No sources, no tasks, no schedules: tests script everything themselves.
     Empty,
+    /// A quiet tenant (a production habit): one source, no schedules, and nothing in the
+    /// last 24 h but one aggregation created 23 h 59 min 30 s ago; another was created
+    /// 24 h 20 s ago. Both finished long before the start (real ages, whatever the speed):
+    /// an exporter with `lookback: 24h` must count neither.
+    Quiet,
 }
 
 impl Scenario {
@@ -45,6 +50,7 @@ impl Scenario {
             Scenario::FailingSource => "failing-source",
             Scenario::LargeHistory => "large-history",
             Scenario::Empty => "empty",
+            Scenario::Quiet => "quiet",
         }
     }
 }
