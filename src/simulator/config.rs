@@ -29,6 +29,10 @@ pub enum Scenario {
     StuckAggregation,
     /// `steady`, but every aggregation of the source "Salesforce" ends in ERROR.
     FailingSource,
+    /// `steady`, but from the start on every account aggregation of "GitHub" finds no
+    /// account (`total` 0, SUCCESS) and every one of "Active Directory" deletes two
+    /// accounts in five: the silent failures that a status cannot show.
+    AggregationAnomalies,
     /// Twelve sources, 100 000 completed tasks over 60 days and 1 000 pending ones
     /// (override with `history`/`pending`): the benchmark tenant.
     LargeHistory,
@@ -48,6 +52,7 @@ impl Scenario {
             Scenario::Steady => "steady",
             Scenario::StuckAggregation => "stuck-aggregation",
             Scenario::FailingSource => "failing-source",
+            Scenario::AggregationAnomalies => "aggregation-anomalies",
             Scenario::LargeHistory => "large-history",
             Scenario::Empty => "empty",
             Scenario::Quiet => "quiet",
