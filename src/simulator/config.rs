@@ -29,6 +29,9 @@ pub enum Scenario {
     StuckAggregation,
     /// `steady`, but every aggregation of the source "Salesforce" ends in ERROR.
     FailingSource,
+    /// `stuck-aggregation` and `failing-source` at once: what `demo` shows by default, so
+    /// its status page has a task to clear and a failure to read.
+    Incident,
     /// Twelve sources, 100 000 completed tasks over 60 days and 1 000 pending ones
     /// (override with `history`/`pending`): the benchmark tenant.
     LargeHistory,
@@ -43,6 +46,7 @@ impl Scenario {
             Scenario::Steady => "steady",
             Scenario::StuckAggregation => "stuck-aggregation",
             Scenario::FailingSource => "failing-source",
+            Scenario::Incident => "incident",
             Scenario::LargeHistory => "large-history",
             Scenario::Empty => "empty",
         }
