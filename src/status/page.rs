@@ -13,7 +13,7 @@ use super::board::PageInfo;
 use super::snapshot::{
     FailedTask, Outcome, PendingSnapshot, Snapshot, SourceSnapshot, TenantSnapshot, TenantState,
 };
-use super::text::{age, escape};
+use super::text::{age, escape, threshold};
 
 /// Path of the stylesheet the page links.
 pub const STYLESHEET_PATH: &str = "/status.css";
@@ -133,7 +133,7 @@ fn render_tenant(out: &mut String, t: &TenantSnapshot, snapshot: &Snapshot) {
 }
 
 fn render_stuck(out: &mut String, t: &TenantSnapshot, snapshot: &Snapshot) {
-    let threshold = age(i64::try_from(snapshot.settings.stuck_after_seconds).unwrap_or(i64::MAX));
+    let threshold = threshold(snapshot.settings.stuck_after_seconds);
     let p = &t.pending;
     let _ = writeln!(
         out,
@@ -228,8 +228,7 @@ fn outcome_cell(o: &Option<Outcome>, now: &DateTime<Utc>, class: &str) -> String
 
 fn render_sources(out: &mut String, t: &TenantSnapshot, snapshot: &Snapshot) {
     let now = &snapshot.generated_at;
-    let threshold =
-        age(i64::try_from(snapshot.settings.no_success_after_seconds).unwrap_or(i64::MAX));
+    let threshold = threshold(snapshot.settings.no_success_after_seconds);
     let _ = writeln!(
         out,
         "<h3>Aggregations per source ({})</h3>",

@@ -72,6 +72,15 @@ pub fn age(seconds: i64) -> String {
     }
 }
 
+/// A configured threshold for people: whole hours as `26h`, else like [`age`].
+pub fn threshold(seconds: u64) -> String {
+    if seconds > 0 && seconds.is_multiple_of(3600) {
+        format!("{}h", seconds / 3600)
+    } else {
+        age(i64::try_from(seconds).unwrap_or(i64::MAX))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,5 +121,7 @@ mod tests {
         assert_eq!(age(3 * 3600 + 60 + 7), "3h 1m");
         assert_eq!(age(3 * 3600 + 7), "3h");
         assert_eq!(age(2 * 86_400 + 4 * 3600 + 59), "2d 4h");
+        assert_eq!(threshold(26 * 3600), "26h");
+        assert_eq!(threshold(90 * 60), "1h 30m");
     }
 }
