@@ -23,7 +23,7 @@ use crate::collector::{self, CollectorHandle, Readiness, Tracker};
 use crate::config::{Credentials, Overrides, Settings, TenantSettings};
 use crate::http::{self, MetricsSource, ServerConfig};
 use crate::metrics::Metrics;
-use crate::status::{PageInfo, StatusBoard};
+use crate::status::{CliTarget, PageInfo, StatusBoard};
 
 /// The crate version, for build info and the landing page.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -234,14 +234,23 @@ pub async fn run(
         tenants: Mutex::new(HashMap::new()),
         ever_ready: AtomicBool::new(false),
     });
-    let board = Arc::new(StatusBoard::new(
-        settings.status.clone(),
-        PageInfo {
-            telemetry_path: settings.web.telemetry_path.clone(),
-            version: VERSION.to_string(),
-            revision: REVISION.to_string(),
-        },
-    ));
+    // Without a configuration file (`demo`), the page's commands cannot say `--tenant`.
+    let cli = if reload.is_some() {
+        CliTarget::ByName
+    } else {
+        CliTarget::ByUrl
+    };
+    let board = Arc::new(
+        StatusBoard::new(
+            settings.status.clone(),
+            PageInfo {
+                telemetry_path: settings.web.telemetry_path.clone(),
+                version: VERSION.to_string(),
+                revision: REVISION.to_string(),
+            },
+        )
+        .with_cli_target(cli),
+    );
     let mut tenants = Tenants {
         metrics: metrics.clone(),
         board: board.clone(),

@@ -479,3 +479,127 @@ async fn tenants_added_or_removed_by_a_reload_appear_and_disappear() {
     );
     sim.shutdown().await;
 }
+
+/// A port that was free a moment ago (the demo prints the address it was given, so it
+/// cannot listen on port 0); the test retries when someone else took it meanwhile.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// Kills the demo even when an assertion fails.
+struct Demo(std::process::Child);
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn demo_prints_the_page_url_and_the_page_shows_its_incident() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for attempt in 0..3 {
+        let port = free_port();
+        let out = dir.path().join(format!("demo-{attempt}.out"));
+        let child = Command::new(env!("CARGO_BIN_EXE_sailpoint-task-exporter"))
+            .args(["demo", "--listen", "127.0.0.1:0", "--web.listen-address"])
+            .arg(format!("127.0.0.1:{port}"))
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&out).expect("demo stdout"))
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start demo");
+        let mut demo = Demo(child);
+        let page_line = format!(
+            "  status page:       http://127.0.0.1:{port}/  (JSON: http://127.0.0.1:{port}/api/v1/status)"
+        );
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut exited = false;
+        let status = loop {
+            if demo.0.try_wait().expect("poll demo").is_some() {
+                exited = true;
+                break None;
+            }
+            let printed = std::fs::read_to_string(&out).unwrap_or_default();
+            if printed.lines().any(|l| l == page_line) {
+                let answer = http()
+                    .get(format!("http://127.0.0.1:{port}/api/v1/status"))
+                    .send()
+                    .await;
+                if let Ok(answer) = answer {
+                    let json: Value = answer.json().await.expect("status JSON");
+                    let t = &json["tenants"][0];
+                    if t["state"] == "up"
+                        && !t["recent_failures"].as_array().is_none_or(Vec::is_empty)
+                    {
+                        break Some(json);
+                    }
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "demo did not serve its page:\n{printed}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let Some(status) = status else {
+            assert!(exited && attempt < 2, "the demo kept failing to start");
+            continue;
+        };
+        let tenant = &status["tenants"][0];
+        assert_eq!(tenant["name"], "simulated");
+        let stuck = tenant["pending"]["stuck"].as_array().expect("stuck tasks");
+        assert!(
+            stuck
+                .iter()
+                .any(|s| s["source"] == "Active Directory [source]"
+                    && s["task_name"] == "Cloud Account Aggregation"
+                    && s["age_seconds"]
+                        .as_i64()
+                        .is_some_and(|a| a >= 3 * 3600 + 60)),
+            "the demo's stuck aggregation: {stuck:?}"
+        );
+        let salesforce = tenant["recent_failures"]
+            .as_array()
+            .expect("failures")
+            .iter()
+            .find(|f| f["source"] == "Salesforce [source]")
+            .expect("a Salesforce failure");
+        assert_eq!(
+            salesforce["messages"],
+            serde_json::json!([{"level": "ERROR",
+                "text": "Error connecting to Salesforce: java.net.ConnectException: Connection refused"}])
+        );
+        let page = http()
+            .get(format!("http://127.0.0.1:{port}/"))
+            .send()
+            .await
+            .expect("GET /")
+            .text()
+            .await
+            .expect("page");
+        assert!(page.contains("Error connecting to Salesforce"));
+        let command = stuck[0]["clear_command"].as_str().expect("a command");
+        let sim_url = std::fs::read_to_string(dir.path().join(format!("demo-{attempt}.out")))
+            .expect("demo output")
+            .lines()
+            .find_map(|l| l.strip_prefix("  simulated tenant:  "))
+            .and_then(|l| l.split_whitespace().next())
+            .expect("the simulated tenant's URL")
+            .to_string();
+        assert_eq!(
+            command,
+            format!(
+                "sailpoint-task-exporter tasks complete {} --status error --base-url {sim_url} --client-id sim-client",
+                stuck[0]["id"].as_str().expect("an id")
+            ),
+            "demo has no configuration file: the command names the tenant by URL"
+        );
+        assert!(page.contains(command), "{page}");
+        return;
+    }
+}

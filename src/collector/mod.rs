@@ -135,8 +135,8 @@ pub fn spawn_reporting(
         let resumed = resume.remove(&tenant.name);
         if let Some(board) = board {
             poller = poller.with_status(match resumed {
-                Some(_) => board.tenant(&tenant.name),
-                None => board.restart(&tenant.name),
+                Some(_) => board.tenant(tenant),
+                None => board.restart(tenant),
             });
         }
         if let Some(tracker) = resumed {

@@ -20,7 +20,7 @@ use super::snapshot::{
     ShownSettings, Snapshot, SourceSnapshot, StuckTask, TenantSnapshot, TenantState,
 };
 use super::text::{MAX_ID_CHARS, MAX_MESSAGE_CHARS, MAX_NAME_CHARS, shell_word, truncate};
-use crate::config::StatusSettings;
+use crate::config::{Credentials, StatusSettings, TenantSettings};
 use crate::metrics::{normalize, task_duration};
 use crate::sailpoint::model::{CompletionStatus, TaskStatus};
 
@@ -54,6 +54,17 @@ pub struct PageInfo {
     pub revision: String,
 }
 
+/// How the page's commands name a tenant to the `tasks` CLI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CliTarget {
+    /// `--tenant NAME`: the operator runs the CLI with the daemon's configuration file.
+    #[default]
+    ByName,
+    /// `--base-url URL --client-id ID` (secret from the environment): there is no
+    /// configuration file to name the tenant in (`demo`).
+    ByUrl,
+}
+
 /// Every configured tenant's status; shared by the daemon (which adds and removes tenants
 /// as reloads change them), the pollers (through their [`TenantStatus`]) and the HTTP
 /// server (which asks for snapshots).
@@ -61,6 +72,7 @@ pub struct PageInfo {
 pub struct StatusBoard {
     settings: StatusSettings,
     page: PageInfo,
+    cli: CliTarget,
     tenants: Mutex<BTreeMap<String, TenantStatus>>,
 }
 
@@ -70,8 +82,15 @@ impl StatusBoard {
         StatusBoard {
             settings,
             page,
+            cli: CliTarget::ByName,
             tenants: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// Names tenants in the page's commands as `cli` says (default [`CliTarget::ByName`]).
+    pub fn with_cli_target(mut self, cli: CliTarget) -> StatusBoard {
+        self.cli = cli;
+        self
     }
 
     /// The thresholds in force.
@@ -88,21 +107,37 @@ impl StatusBoard {
         self.tenants.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The handle of tenant `name`, created empty on first use. A restarted collector
-    /// that continues from its predecessor's state keeps the tenant's record this way.
-    pub fn tenant(&self, name: &str) -> TenantStatus {
+    /// The handle of `tenant`, created empty on first use. A restarted collector that
+    /// continues from its predecessor's state keeps the tenant's record this way.
+    pub fn tenant(&self, tenant: &TenantSettings) -> TenantStatus {
         self.lock()
-            .entry(name.to_string())
-            .or_insert_with(|| TenantStatus::detached(name, self.settings.clone()))
+            .entry(tenant.name.clone())
+            .or_insert_with(|| self.fresh(tenant))
             .clone()
     }
 
-    /// A fresh, empty record for tenant `name` (a collector starting from scratch would
+    /// A fresh, empty record for `tenant` (a collector starting from scratch would
     /// otherwise list its primed history twice).
-    pub fn restart(&self, name: &str) -> TenantStatus {
-        let fresh = TenantStatus::detached(name, self.settings.clone());
-        self.lock().insert(name.to_string(), fresh.clone());
+    pub fn restart(&self, tenant: &TenantSettings) -> TenantStatus {
+        let fresh = self.fresh(tenant);
+        self.lock().insert(tenant.name.clone(), fresh.clone());
         fresh
+    }
+
+    fn fresh(&self, tenant: &TenantSettings) -> TenantStatus {
+        let mut status = TenantStatus::detached(&tenant.name, self.settings.clone());
+        if self.cli == CliTarget::ByUrl {
+            let client_id = match tenant.credentials() {
+                Some(Credentials::ClientCredentials { client_id, .. }) => client_id,
+                _ => &tenant.client_id,
+            };
+            status.cli_target = format!(
+                "--base-url {} --client-id {}",
+                shell_word(tenant.base_url.as_str().trim_end_matches('/')),
+                shell_word(client_id)
+            );
+        }
+        status
     }
 
     /// Forgets tenant `name` (a reload removed it); its page section disappears.
@@ -138,6 +173,8 @@ fn shown(settings: &StatusSettings) -> ShownSettings {
 #[derive(Debug, Clone)]
 pub struct TenantStatus {
     name: String,
+    /// How the `tasks` CLI is told which tenant: `--tenant NAME` or `--base-url ...`.
+    cli_target: String,
     settings: StatusSettings,
     record: Arc<Mutex<Record>>,
 }
@@ -254,6 +291,7 @@ impl TenantStatus {
     pub fn detached(name: &str, settings: StatusSettings) -> TenantStatus {
         TenantStatus {
             name: name.to_string(),
+            cli_target: format!("--tenant {}", shell_word(name)),
             settings,
             record: Arc::new(Mutex::new(Record::default())),
         }
@@ -428,9 +466,9 @@ impl TenantStatus {
             .filter(|t| t.created <= stuck_before)
             .map(|t| StuckTask {
                 clear_command: format!(
-                    "sailpoint-task-exporter tasks complete {} --status error --tenant {}",
+                    "sailpoint-task-exporter tasks complete {} --status error {}",
                     shell_word(&t.id),
-                    shell_word(&self.name)
+                    self.cli_target
                 ),
                 id: t.id.clone(),
                 task_name: t.task_name.clone(),

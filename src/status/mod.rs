@@ -18,7 +18,7 @@ pub mod page;
 pub mod snapshot;
 pub mod text;
 
-pub use board::{PageInfo, StatusBoard, TenantStatus};
+pub use board::{CliTarget, PageInfo, StatusBoard, TenantStatus};
 pub use snapshot::Snapshot;
 
 impl crate::http::StatusSource for StatusBoard {

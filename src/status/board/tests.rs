@@ -48,6 +48,17 @@ fn with_messages(mut t: TaskStatus, messages: &[(&str, &str)]) -> TaskStatus {
     t
 }
 
+fn tenant(name: &str) -> TenantSettings {
+    TenantSettings::with_defaults(
+        name,
+        "https://acme.api.identitynow.com".parse().expect("URL"),
+        crate::config::Credentials::ClientCredentials {
+            client_id: "2c91".into(),
+            client_secret: "s".to_string().into(),
+        },
+    )
+}
+
 fn settings() -> StatusSettings {
     StatusSettings {
         failed_tasks: 3,
@@ -330,12 +341,16 @@ fn recent_failures_keep_the_newest_n_with_their_messages() {
 #[test]
 fn the_board_follows_the_configured_tenants() {
     let board = StatusBoard::new(settings(), PageInfo::default());
-    let acme = board.tenant("acme");
-    board.tenant("beta");
+    let acme = board.tenant(&tenant("acme"));
+    board.tenant(&tenant("beta"));
     acme.poll_succeeded("pending", now());
     assert_eq!(board.tenant_names(), ["acme", "beta"]);
     assert_eq!(
-        board.tenant("acme").snapshot(now()).last_success.pending,
+        board
+            .tenant(&tenant("acme"))
+            .snapshot(now())
+            .last_success
+            .pending,
         Some(now()),
         "the same record"
     );
@@ -347,7 +362,7 @@ fn the_board_follows_the_configured_tenants() {
         .map(|t| t.name)
         .collect();
     assert_eq!(names, ["acme"]);
-    let fresh = board.restart("acme");
+    let fresh = board.restart(&tenant("acme"));
     assert_eq!(fresh.snapshot(now()).last_success.pending, None);
 }
 
@@ -361,7 +376,7 @@ fn the_page_escapes_hostile_values_and_shows_the_command() {
             revision: "abc".into(),
         },
     );
-    let t = board.tenant("acme");
+    let t = board.tenant(&tenant("acme"));
     let evil = "<img src=x onerror=alert(1)>";
     t.set_pending(
         [task(
@@ -398,4 +413,19 @@ fn the_page_escapes_hostile_values_and_shows_the_command() {
     ));
     assert!(html.contains("<span class=\"badge down\">DOWN</span>"));
     assert!(html.contains("3h 20m"));
+}
+
+#[test]
+fn without_a_configuration_file_commands_name_the_tenant_by_url() {
+    let board = StatusBoard::new(settings(), PageInfo::default()).with_cli_target(CliTarget::ByUrl);
+    let t = board.tenant(&tenant("acme"));
+    t.set_pending(
+        [task("a1", "Identity Refresh", None, minutes_ago(200))].iter(),
+        now(),
+    );
+    assert_eq!(
+        t.snapshot(now()).pending.stuck[0].clear_command,
+        "sailpoint-task-exporter tasks complete a1 --status error \
+         --base-url https://acme.api.identitynow.com --client-id 2c91"
+    );
 }
