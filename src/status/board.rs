@@ -539,11 +539,11 @@ impl Record {
         let position = record.failures.partition_point(|t| *t <= at);
         record.failures.insert(position, at);
         if let Some(newest) = record.failures.back().copied() {
-            while record
-                .failures
-                .front()
-                .is_some_and(|t| *t <= newest - failure_window())
-            {
+            // Completion times come from the API: saturate instead of overflowing.
+            let window_start = newest
+                .checked_sub_signed(failure_window())
+                .unwrap_or(DateTime::<Utc>::MIN_UTC);
+            while record.failures.front().is_some_and(|t| *t <= window_start) {
                 record.failures.pop_front();
             }
         }

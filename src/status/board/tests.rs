@@ -429,3 +429,28 @@ fn without_a_configuration_file_commands_name_the_tenant_by_url() {
          --base-url https://acme.api.identitynow.com --client-id 2c91"
     );
 }
+
+#[test]
+fn dates_at_the_edge_of_time_do_not_panic() {
+    let t = TenantStatus::detached("acme", settings());
+    for edge in [DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MAX_UTC] {
+        let agg = finished(
+            task("e", "Cloud Account Aggregation", Some("AD"), edge),
+            edge,
+            "ERROR",
+        );
+        t.record_completion(&agg);
+        t.set_pending([task("p", "Identity Refresh", None, edge)].iter(), now());
+    }
+    let board = StatusBoard::new(settings(), PageInfo::default());
+    let s = t.snapshot(now());
+    assert_eq!(s.sources[0].failures_24h, 0);
+    let html = page::render(
+        &Snapshot {
+            tenants: vec![s],
+            ..board.snapshot(now())
+        },
+        board.page_info(),
+    );
+    assert!(html.contains("Tenant acme"));
+}
