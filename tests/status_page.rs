@@ -181,8 +181,11 @@ fn chromium() -> Option<PathBuf> {
     match found {
         Some(path) => Some(path),
         None if std::env::var("SKIP_BROWSER_TESTS").as_deref() == Ok("1") => {
-            eprintln!("SKIP: status page browser test (SKIP_BROWSER_TESTS=1, no chromium on PATH)");
-            println!("SKIP: status page browser test (SKIP_BROWSER_TESTS=1, no chromium on PATH)");
+            // Straight to stderr: the test harness captures `eprintln!` of passing tests.
+            let _ = std::io::Write::write_all(
+                &mut std::io::stderr(),
+                b"SKIP: status page browser test (SKIP_BROWSER_TESTS=1, no chromium on PATH)\n",
+            );
             None
         }
         None => panic!(
