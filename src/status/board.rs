@@ -21,7 +21,7 @@ use super::snapshot::{
 };
 use super::text::{MAX_ID_CHARS, MAX_MESSAGE_CHARS, MAX_NAME_CHARS, shell_word, truncate};
 use crate::config::{Credentials, StatusSettings, TenantSettings};
-use crate::metrics::{normalize, task_duration};
+use crate::metrics::{normalize, task_duration, task_end};
 use crate::sailpoint::model::{CompletionStatus, TaskStatus};
 
 /// Most (task name, source) groups of pending tasks kept per tenant; tasks of further
@@ -402,7 +402,7 @@ impl TenantStatus {
         if task.is_pending() {
             return;
         }
-        let completed = task.completed.or(task.modified).unwrap_or(task.created);
+        let completed = task_end(task).unwrap_or(task.created);
         let name = task_name(task);
         let source = source(task);
         let status = status(task);
@@ -426,7 +426,7 @@ impl TenantStatus {
                 status,
                 created: task.created,
                 completed,
-                duration_seconds: task_duration(task),
+                duration_seconds: task_end(task).map(|_| task_duration(task)),
                 messages,
                 messages_omitted,
             };
