@@ -37,6 +37,11 @@ pub enum Scenario {
     LargeHistory,
     /// No sources, no tasks, no schedules: tests script everything themselves.
     Empty,
+    /// A quiet tenant (a production habit): one source, no schedules, and nothing in the
+    /// last 24 h but one aggregation created 23 h 59 min 30 s ago; another was created
+    /// 24 h 20 s ago. Both finished long before the start (real ages, whatever the speed):
+    /// an exporter with `lookback: 24h` must count neither.
+    Quiet,
 }
 
 impl Scenario {
@@ -49,6 +54,7 @@ impl Scenario {
             Scenario::Incident => "incident",
             Scenario::LargeHistory => "large-history",
             Scenario::Empty => "empty",
+            Scenario::Quiet => "quiet",
         }
     }
 }

@@ -137,6 +137,13 @@ fn shape(cfg: &SimConfig) -> Shape {
             schedules: false,
             ..steady
         },
+        Scenario::Quiet => Shape {
+            sources: 1,
+            history: 0,
+            pending: 0,
+            schedules: false,
+            ..steady
+        },
     };
     Shape {
         sources: cfg.sources.unwrap_or(base.sources),
@@ -190,6 +197,9 @@ pub(crate) fn build(cfg: &SimConfig, start: DateTime<Utc>) -> Blueprint {
     tasks.extend(pending(cfg.seed, &sources, shape.pending, start, pace));
     if shape.stuck && !sources.is_empty() {
         tasks.push(stuck_aggregation(cfg.seed, start, pace));
+    }
+    if cfg.scenario == Scenario::Quiet {
+        tasks.extend(quiet_edge(cfg.seed, start, pace));
     }
     Blueprint {
         sources,
@@ -421,6 +431,23 @@ fn stuck_aggregation(seed: u64, start: DateTime<Utc>, pace: Pace) -> SimTask {
     task.launch_at = Some(created + pace.secs(5.0));
     task.size = 50_000;
     task
+}
+
+/// The only history of the `quiet` scenario: two aggregations at the 24 h lookback edge,
+/// one just inside (created 23 h 59 min 30 s ago), one just outside (24 h 20 s ago), each
+/// finished within a minute.
+fn quiet_edge(seed: u64, start: DateTime<Utc>, pace: Pace) -> Vec<SimTask> {
+    [(24 * 3600 - 30, 0u64), (24 * 3600 + 20, 1)]
+        .into_iter()
+        .map(|(age, n)| {
+            let mut r = rng(seed, stream::PENDING, 2, n);
+            let created = start - Duration::seconds(age);
+            let mut task = fresh(TaskKind::AccountAggregation, Some(0), created, pace, &mut r);
+            task.launch_at = Some(created + Duration::seconds(2));
+            task.plan = Plan::outcome(created + Duration::seconds(40), Outcome::Success);
+            task
+        })
+        .collect()
 }
 
 /// Run number `schedule.run` of `schedule`, created at `schedule.next`. `blocked` means
