@@ -33,6 +33,9 @@ pub enum Scenario {
     /// account (`total` 0, SUCCESS) and every one of "Active Directory" deletes two
     /// accounts in five: the silent failures that a status cannot show.
     AggregationAnomalies,
+    /// `stuck-aggregation` and `failing-source` at once: what `demo` shows by default, so
+    /// its status page has a task to clear and a failure to read.
+    Incident,
     /// Twelve sources, 100 000 completed tasks over 60 days and 1 000 pending ones
     /// (override with `history`/`pending`): the benchmark tenant.
     LargeHistory,
@@ -53,6 +56,7 @@ impl Scenario {
             Scenario::StuckAggregation => "stuck-aggregation",
             Scenario::FailingSource => "failing-source",
             Scenario::AggregationAnomalies => "aggregation-anomalies",
+            Scenario::Incident => "incident",
             Scenario::LargeHistory => "large-history",
             Scenario::Empty => "empty",
             Scenario::Quiet => "quiet",

@@ -126,6 +126,11 @@ fn shape(cfg: &SimConfig) -> Shape {
             anomalies: true,
             ..steady
         },
+        Scenario::Incident => Shape {
+            failing: Some(FAILING_SOURCE),
+            stuck: true,
+            ..steady
+        },
         Scenario::LargeHistory => Shape {
             sources: 12,
             history: 100_000,
