@@ -16,13 +16,15 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use chrono::{DateTime, Duration, Utc};
 
 use super::snapshot::{
-    FailedTask, LastSuccess, Message, Outcome, PendingGroup, PendingSnapshot, PollError,
-    ShownSettings, Snapshot, SourceSnapshot, StuckTask, TenantSnapshot, TenantState,
+    AggregationResults, FailedTask, LastSuccess, Message, Outcome, PendingGroup, PendingSnapshot,
+    PollError, ResultValue, ShownSettings, Snapshot, SourceSnapshot, StuckTask, TenantSnapshot,
+    TenantState,
 };
 use super::text::{MAX_ID_CHARS, MAX_MESSAGE_CHARS, MAX_NAME_CHARS, shell_word, truncate};
 use crate::config::{Credentials, StatusSettings, TenantSettings};
 use crate::metrics::{normalize, task_duration, task_end};
 use crate::sailpoint::model::{CompletionStatus, TaskStatus};
+use crate::sailpoint::results::task_results;
 
 /// Most (task name, source) groups of pending tasks kept per tenant; tasks of further
 /// groups are only counted.
@@ -33,6 +35,9 @@ pub const MAX_OLDEST: usize = 100;
 pub const MAX_SOURCES: usize = 200;
 /// Most failure times kept per source (the "failures in 24 h" figure saturates there).
 pub const MAX_FAILURE_TIMES: usize = 1000;
+/// Numeric results kept of a source's latest aggregation (a real account aggregation
+/// reports about a dozen).
+pub const MAX_RESULTS: usize = 32;
 /// Most WARN/ERROR messages kept per failed task.
 pub const MAX_MESSAGES: usize = 5;
 /// Longest poll error text kept (characters).
@@ -218,6 +223,8 @@ struct PendingTask {
 struct SourceRecord {
     last_success: Option<Outcome>,
     last_failure: Option<Outcome>,
+    /// What the newest aggregation with numeric results reported.
+    latest_results: Option<AggregationResults>,
     /// Completion times of failures, oldest first, within the last 24 h of the newest.
     failures: VecDeque<DateTime<Utc>>,
 }
@@ -408,6 +415,7 @@ impl TenantStatus {
         let status = status(task);
         let mut r = self.lock();
         if !source.is_empty() && is_aggregation(&name) {
+            r.record_results(&source, task, &name, completed);
             let outcome = Outcome {
                 id: truncate(&task.id, MAX_ID_CHARS),
                 task_name: name.clone(),
@@ -503,6 +511,7 @@ impl TenantStatus {
                 .is_none_or(|o| o.completed < overdue_before),
             last_success: s.last_success.as_ref().map(aged),
             last_failure: s.last_failure.as_ref().map(aged),
+            latest_results: s.latest_results.clone(),
             failures_24h: s
                 .failures
                 .iter()
@@ -513,6 +522,45 @@ impl TenantStatus {
 }
 
 impl Record {
+    /// Keeps the numeric results of the newest aggregation of `source` that has any (at
+    /// most [`MAX_RESULTS`], names cut at [`MAX_NAME_CHARS`]).
+    fn record_results(
+        &mut self,
+        source: &str,
+        task: &TaskStatus,
+        task_name: &str,
+        completed: DateTime<Utc>,
+    ) {
+        let results: Vec<ResultValue> = task_results(task)
+            .into_iter()
+            .take(MAX_RESULTS)
+            .map(|r| ResultValue {
+                attribute: truncate(&r.attribute, MAX_NAME_CHARS),
+                value: r.value,
+            })
+            .collect();
+        if results.is_empty() {
+            return;
+        }
+        if !self.sources.contains_key(source) && self.sources.len() >= MAX_SOURCES {
+            return;
+        }
+        let record = self.sources.entry(source.to_string()).or_default();
+        if record
+            .latest_results
+            .as_ref()
+            .is_some_and(|l| l.completed > completed)
+        {
+            return;
+        }
+        record.latest_results = Some(AggregationResults {
+            id: truncate(&task.id, MAX_ID_CHARS),
+            task_name: task_name.to_string(),
+            completed,
+            results,
+        });
+    }
+
     fn record_source(&mut self, source: String, outcome: Outcome, failed: bool) {
         if !self.sources.contains_key(&source) && self.sources.len() >= MAX_SOURCES {
             self.source_outcomes_omitted += 1;

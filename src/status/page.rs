@@ -11,7 +11,8 @@ use chrono::{DateTime, Utc};
 
 use super::board::PageInfo;
 use super::snapshot::{
-    FailedTask, Outcome, PendingSnapshot, Snapshot, SourceSnapshot, TenantSnapshot, TenantState,
+    AggregationResults, FailedTask, Outcome, PendingSnapshot, Snapshot, SourceSnapshot,
+    TenantSnapshot, TenantState,
 };
 use super::text::{age, escape, threshold};
 
@@ -242,7 +243,7 @@ fn render_sources(out: &mut String, t: &TenantSnapshot, snapshot: &Snapshot) {
         out,
         "<table class=\"sources\"><thead><tr><th>Source</th>\
          <th>Last successful aggregation (flagged past {threshold})</th><th>Last failure</th>\
-         <th>Failures in 24 h</th></tr></thead><tbody>"
+         <th>Failures in 24 h</th><th>Latest results</th></tr></thead><tbody>"
     );
     for s in &t.sources {
         render_source(out, s, now);
@@ -271,11 +272,60 @@ fn render_source(out: &mut String, s: &SourceSnapshot, now: &DateTime<Utc>) {
     };
     let _ = writeln!(
         out,
-        "<tr{row_class}><td>{}</td><td>{}</td><td>{}</td><td>{failures}</td></tr>",
+        "<tr{row_class}><td>{}</td><td>{}</td><td>{}</td><td>{failures}</td><td>{}</td></tr>",
         escape(&s.source),
         outcome_cell(&s.last_success, now, success_class),
         outcome_cell(&s.last_failure, now, "bad"),
+        results_cell(s.latest_results.as_ref()),
     );
+}
+
+/// The headline results of a source's latest aggregation: total, created, updated,
+/// deleted first (a deleted count over a fifth of the total is flagged, like the alert).
+fn results_cell(latest: Option<&AggregationResults>) -> String {
+    let Some(latest) = latest else {
+        return "<span class=\"muted\">—</span>".to_string();
+    };
+    let value = |name: &str| {
+        latest
+            .results
+            .iter()
+            .find(|r| r.attribute == name)
+            .map(|r| r.value)
+    };
+    let mut parts = Vec::new();
+    for name in ["total", "created", "updated", "deleted"] {
+        if let Some(v) = value(name) {
+            let alarming = match name {
+                "deleted" => v >= 100.0 && value("total").is_none_or(|t| v > 0.2 * t),
+                "total" => v == 0.0,
+                _ => false,
+            };
+            let text = format!("{} {}", escape(name), format_number(v));
+            parts.push(if alarming {
+                format!("<span class=\"bad\">{text}</span>")
+            } else {
+                text
+            });
+        }
+    }
+    if parts.is_empty() {
+        parts = latest
+            .results
+            .iter()
+            .take(4)
+            .map(|r| format!("{} {}", escape(&r.attribute), format_number(r.value)))
+            .collect();
+    }
+    parts.join(", ")
+}
+
+fn format_number(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        format!("{v}")
+    }
 }
 
 fn render_failures(out: &mut String, failed: &[FailedTask], snapshot: &Snapshot) {

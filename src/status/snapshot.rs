@@ -192,6 +192,32 @@ pub struct SourceSnapshot {
     /// Failed aggregations completed in the 24 hours before `generated_at` (capped at
     /// 1000 per source).
     pub failures_24h: usize,
+    /// What the newest aggregation with numeric results reported (`total`, `created`,
+    /// `updated`, `deleted`, …), when one was seen.
+    pub latest_results: Option<AggregationResults>,
+}
+
+/// The numeric results of one aggregation (its `returns` whose values are numbers).
+#[derive(Debug, Clone, Serialize)]
+pub struct AggregationResults {
+    /// Task id.
+    pub id: String,
+    /// Task name without its id suffix.
+    pub task_name: String,
+    /// When it completed.
+    #[serde(with = "time")]
+    pub completed: DateTime<Utc>,
+    /// The results, in the task's `returns` order.
+    pub results: Vec<ResultValue>,
+}
+
+/// One numeric result.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResultValue {
+    /// Attribute name (`total`, `deleted`, …).
+    pub attribute: String,
+    /// Its value.
+    pub value: f64,
 }
 
 /// One finished task, briefly.

@@ -454,3 +454,70 @@ fn dates_at_the_edge_of_time_do_not_panic() {
     );
     assert!(html.contains("Tenant acme"));
 }
+
+fn with_results(mut t: TaskStatus, values: &[(&str, serde_json::Value)]) -> TaskStatus {
+    t.returns = values
+        .iter()
+        .map(|(a, _)| {
+            serde_json::from_value(
+                json!({"displayLabel": format!("TASK_OUT_{a}"), "attributeName": a}),
+            )
+            .expect("test return")
+        })
+        .collect();
+    t.attributes = values
+        .iter()
+        .map(|(a, v)| ((*a).to_string(), v.clone()))
+        .collect();
+    t
+}
+
+#[test]
+fn sources_show_the_results_of_their_latest_aggregation() {
+    let board = StatusBoard::new(settings(), PageInfo::default());
+    let t = board.tenant(&tenant("acme"));
+    let agg = |id: &str, done: i64, values: &[(&str, serde_json::Value)]| {
+        with_results(
+            finished(
+                task(
+                    id,
+                    "Cloud Account Aggregation",
+                    Some("AD"),
+                    minutes_ago(done + 5),
+                ),
+                minutes_ago(done),
+                "SUCCESS",
+            ),
+            values,
+        )
+    };
+    t.record_completion(&agg(
+        "new",
+        10,
+        &[
+            ("total", json!(5000)),
+            ("deleted", json!("2000")),
+            ("optimizedAggregation", json!("enabled")),
+        ],
+    ));
+    // An older aggregation read later (priming order) does not replace the newest.
+    t.record_completion(&agg(
+        "old",
+        70,
+        &[("total", json!(5000)), ("deleted", json!(3))],
+    ));
+    let snap = t.snapshot(now());
+    let latest = snap.sources[0].latest_results.as_ref().expect("results");
+    assert_eq!(latest.id, "new");
+    let got: Vec<(&str, f64)> = latest
+        .results
+        .iter()
+        .map(|r| (r.attribute.as_str(), r.value))
+        .collect();
+    assert_eq!(got, [("total", 5000.0), ("deleted", 2000.0)]);
+    let html = page::render(&board.snapshot(now()), board.page_info());
+    assert!(
+        html.contains("total 5000, <span class=\"bad\">deleted 2000</span>"),
+        "{html}"
+    );
+}
