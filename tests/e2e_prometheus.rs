@@ -738,7 +738,10 @@ type Series = BTreeMap<Vec<String>, f64>;
 fn by_labels(rows: &[Value], keys: &[&str]) -> BTreeMap<Vec<String>, f64> {
     rows.iter()
         .map(|r| {
-            let key = keys.iter().map(|k| label(r, k).to_string()).collect();
+            let key = keys
+                .iter()
+                .map(|k| r["metric"][*k].as_str().unwrap_or_default().to_string())
+                .collect();
             let v = r["value"][1].as_str().and_then(|v| v.parse().ok());
             (key, v.unwrap_or(f64::NAN))
         })
@@ -894,6 +897,7 @@ async fn check_completion_panels(api: &PromApi, exprs: &[PanelExpr], time: &str,
             .await
             .unwrap_or_else(|err| panic!("raw samples: {err}"));
         let mut finals: BTreeMap<Vec<String>, f64> = BTreeMap::new();
+        let mut extrapolated = 0;
         let mut want: BTreeMap<Extrapolation, BTreeMap<Vec<String>, f64>> = BTreeMap::new();
         for series in &raw {
             let samples: Vec<(f64, f64)> = series["values"]
@@ -918,6 +922,9 @@ async fn check_completion_panels(api: &PromApi, exprs: &[PanelExpr], time: &str,
                 })
                 .collect();
             let last = samples.last().map_or(0.0, |s| s.1);
+            if samples.first().is_some_and(|s| s.1 > 0.0 && s.1 < last) {
+                extrapolated += 1;
+            }
             let truth_final = truth.completed.get(&id).copied().unwrap_or(0.0);
             if last != 0.0 || truth_final != 0.0 {
                 finals.insert(id.clone(), last);
@@ -960,9 +967,11 @@ async fn check_completion_panels(api: &PromApi, exprs: &[PanelExpr], time: &str,
         );
         let total: f64 = truth.completed.values().sum();
         println!(
-            "  {}: {} series equal the truth's increase ({total} completions since priming)",
+            "  {}: {} series equal the truth's increase ({total} completions since priming; \
+             {extrapolated} series first scraped above 0, extrapolated {:?})",
             e.key(),
-            got.len()
+            got.len(),
+            matched.map(|(way, _)| way)
         );
     }
 }
