@@ -7,7 +7,8 @@
 # Installs what is missing (as root on Debian): the `prometheus` package for promtool (its
 # service is kept from starting), and a venv at target/deploy-venv with kubernetes-validate
 # and PyYAML. Then runs every check, prints a summary and exits non-zero if any failed.
-# systemd-analyze is used when present (it is not installed for this).
+# systemd-analyze is used when present (scripts/install-test-deps.sh installs it where the
+# distribution offers it); without it that check is reported as skipped.
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
