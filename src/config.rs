@@ -501,6 +501,19 @@ impl TenantSettings {
                 "must be at least two pending intervals, or completions can be missed",
             ));
         }
+        let steady_reach = self
+            .effective_overlap()
+            .saturating_add(self.pending_interval)
+            .saturating_add(self.completed_interval);
+        if self.lookback < steady_reach {
+            return Err(ConfigError::invalid(
+                k("lookback"),
+                format!(
+                    "must be at least overlap + pending_interval + completed_interval ({}): the completed poll reads that far back in steady state, and lookback caps how far back it may read",
+                    humantime::format_duration(steady_reach)
+                ),
+            ));
+        }
         if self.max_body_bytes < 1024 {
             return Err(ConfigError::invalid(
                 k("max_body_bytes"),
@@ -787,6 +800,24 @@ mod tests {
         let bad = MINIMAL.replace("client_id: id", "clientid: id");
         let err = Settings::from_text(&bad, Yaml, &Overrides::default()).unwrap_err();
         assert!(err.to_string().contains("clientid"), "{err}");
+    }
+
+    #[test]
+    fn lookback_shorter_than_the_steady_read_is_refused_naming_the_keys() {
+        let text = MINIMAL.replace(
+            "client_secret: s3cret",
+            "client_secret: s3cret\n    lookback: 3m\n    overlap: 2m",
+        );
+        let err = Settings::from_text(&text, Yaml, &Overrides::default()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "configuration key `tenants[0].lookback`: must be at least overlap + pending_interval + completed_interval (3m 30s): the completed poll reads that far back in steady state, and lookback caps how far back it may read"
+        );
+        let ok = MINIMAL.replace(
+            "client_secret: s3cret",
+            "client_secret: s3cret\n    lookback: 210s\n    overlap: 2m",
+        );
+        assert!(Settings::from_text(&ok, Yaml, &Overrides::default()).is_ok());
     }
 
     #[test]

@@ -22,6 +22,7 @@ use prometheus::{
 
 use crate::config::{MetricsSettings, Rewrite};
 use crate::sailpoint::model::{CompletionStatus, TaskStatus};
+use crate::sailpoint::tolerant::RecordFault;
 use crate::sailpoint::{ApiObserver, RetryReason};
 
 /// Buckets of `sailpoint_exporter_api_request_duration_seconds`: a fast API answers in
@@ -187,6 +188,10 @@ struct Families {
     token_refreshes: IntCounterVec,
     tracked: IntGaugeVec,
     groups_folded: IntCounterVec,
+    invalid_records: IntCounterVec,
+    clock_skew: GaugeVec,
+    lookups_set_aside: IntCounterVec,
+    counting_degraded: IntGaugeVec,
 }
 
 fn help(text: &str) -> String {
@@ -354,6 +359,30 @@ impl Families {
                 "Tasks (completions, and pending tasks when first seen) attributed to task_name=\"other\", source=\"other\" because the tenant reached max_groups.",
                 &["tenant"],
             )?,
+            invalid_records: counter(
+                r,
+                "sailpoint_exporter_invalid_records_total",
+                "Off-spec task records read, by operation and what was done: defaulted (a non-essential field replaced by its default) or skipped (an essential field missing or invalid). Counted at every read.",
+                &["tenant", "operation", "reason"],
+            )?,
+            clock_skew: gauge(
+                r,
+                "sailpoint_exporter_clock_skew_seconds",
+                "Tenant clock minus exporter clock, from the Date header of the last pending answer (errs low by up to a second plus the read's duration).",
+                &["tenant"],
+            )?,
+            lookups_set_aside: counter(
+                r,
+                "sailpoint_exporter_lookups_set_aside_total",
+                "Tasks that left the pending list and whose lookup by id failed 5 polls in a row: no longer followed, their completion is not counted.",
+                &["tenant"],
+            )?,
+            counting_degraded: int_gauge(
+                r,
+                "sailpoint_exporter_counting_degraded",
+                "1 while a list has failed for longer than lookback and the completed read is capped at now - lookback: a task created and finished during the failure may be missed.",
+                &["tenant"],
+            )?,
         })
     }
 }
@@ -478,6 +507,24 @@ impl Metrics {
                         .with_label_values(&[name, reason.as_str()]);
                 }
                 self.families.token_refreshes.with_label_values(&[name]);
+                self.families.lookups_set_aside.with_label_values(&[name]);
+                self.families
+                    .counting_degraded
+                    .with_label_values(&[name])
+                    .set(0);
+                for op in [
+                    crate::sailpoint::client::operation::GET_PENDING_TASKS,
+                    crate::sailpoint::client::operation::GET_TASK_STATUS_LIST,
+                    crate::sailpoint::client::operation::GET_TASK_STATUS,
+                ] {
+                    for fault in [RecordFault::Defaulted, RecordFault::Skipped] {
+                        self.families.invalid_records.with_label_values(&[
+                            name,
+                            op,
+                            fault.as_str(),
+                        ]);
+                    }
+                }
                 TenantMetrics {
                     tenant: name.to_string(),
                     families: Arc::clone(&self.families),
@@ -567,13 +614,20 @@ fn span(from: &DateTime<Utc>, to: &DateTime<Utc>) -> f64 {
     ((*to - *from).num_milliseconds() as f64 / 1000.0).max(0.0)
 }
 
-/// Run time of a completed task: completed − launched, or − created when never launched.
-pub fn task_duration(task: &TaskStatus) -> Option<f64> {
-    let completed = task.completed.as_ref()?;
-    Some(span(
-        task.launched.as_ref().unwrap_or(&task.created),
-        completed,
-    ))
+/// When a finished task ended: `completed`, else `modified` (a task with a status but no
+/// `completed`), else None.
+pub fn task_end(task: &TaskStatus) -> Option<DateTime<Utc>> {
+    task.completed.or(task.modified)
+}
+
+/// Run time of a finished task: end − launched (− created when never launched), where the
+/// end is [`task_end`]; 0 when the task has no end time at all, so that every counted
+/// completion is also observed and the histogram's `_count` equals the counter.
+pub fn task_duration(task: &TaskStatus) -> f64 {
+    match task_end(task) {
+        Some(end) => span(task.launched.as_ref().unwrap_or(&task.created), &end),
+        None => 0.0,
+    }
 }
 
 impl TenantMetrics {
@@ -639,9 +693,9 @@ impl TenantMetrics {
         let f = &self.families;
         let labels = group.with(&self.tenant, &status);
         f.completed_total.with_label_values(&labels).inc();
-        if let Some(d) = task_duration(task) {
-            f.duration.with_label_values(&labels).observe(d);
-        }
+        f.duration
+            .with_label_values(&labels)
+            .observe(task_duration(task));
         if let Some(launched) = &task.launched {
             f.queue_wait
                 .with_label_values(&group.labels(&self.tenant))
@@ -692,9 +746,10 @@ impl TenantMetrics {
         status: &str,
         task: &TaskStatus,
     ) {
-        let (Some(completed), Some(duration)) = (task.completed, task_duration(task)) else {
+        let Some(completed) = task_end(task) else {
             return;
         };
+        let duration = task_duration(task);
         let key = (group.clone(), status.to_string());
         let rank = (completed, task.created, task.id.clone());
         if state
@@ -839,6 +894,30 @@ impl TenantMetrics {
         self.families.up.with_label_values(&[&self.tenant]).set(up);
     }
 
+    /// The tenant's clock minus the exporter's, in seconds.
+    pub fn set_clock_skew(&self, seconds: f64) {
+        self.families
+            .clock_skew
+            .with_label_values(&[&self.tenant])
+            .set(seconds);
+    }
+
+    /// `n` departed tasks were set aside after repeated failed lookups.
+    pub fn lookups_set_aside(&self, n: usize) {
+        self.families
+            .lookups_set_aside
+            .with_label_values(&[&self.tenant])
+            .inc_by(u64::try_from(n).unwrap_or(u64::MAX));
+    }
+
+    /// Whether exactly-once counting is currently given up (see the family's help).
+    pub fn set_counting_degraded(&self, degraded: bool) {
+        self.families
+            .counting_degraded
+            .with_label_values(&[&self.tenant])
+            .set(i64::from(degraded));
+    }
+
     /// Sizes of the tracker's pending set and dedupe set.
     pub fn set_tracked(&self, pending: usize, recent: usize) {
         let t = &self.families.tracked;
@@ -871,6 +950,13 @@ impl ApiObserver for TenantMetrics {
         self.families
             .token_refreshes
             .with_label_values(&[&self.tenant])
+            .inc();
+    }
+
+    fn invalid_record(&self, operation: &str, fault: RecordFault) {
+        self.families
+            .invalid_records
+            .with_label_values(&[self.tenant.as_str(), operation, fault.as_str()])
             .inc();
     }
 }

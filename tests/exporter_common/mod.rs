@@ -274,8 +274,17 @@ pub fn assert_matches_truth<S: TaskSource>(
     sim: &SimHandle,
     primed_at: DateTime<Utc>,
 ) {
-    let tasks = sim.tasks();
-    let truth = truth(&tasks, primed_at, exp.settings.lookback, 50);
+    assert_matches_tasks(exp, &sim.tasks_as_served(), primed_at);
+}
+
+/// [`assert_matches_truth`] against a given set of tasks (the ground truth in the shape the
+/// tenant serves it, less what a test knows the exporter cannot see).
+pub fn assert_matches_tasks<S: TaskSource>(
+    exp: &Exporter<S>,
+    tasks: &[TaskStatus],
+    primed_at: DateTime<Utc>,
+) {
+    let truth = truth(tasks, primed_at, exp.settings.lookback, 50);
     let s = exp.samples();
 
     let counted: BTreeMap<Key, u64> = series(&s, "sailpoint_tasks_completed_total")
@@ -448,4 +457,11 @@ pub fn total<S: TaskSource>(exp: &Exporter<S>, name: &str, labels: &[(&str, &str
     let mut all = vec![("tenant", TENANT)];
     all.extend_from_slice(labels);
     exposition::sum(&exp.samples(), name, &all)
+}
+
+/// How many series of a tenant match.
+pub fn count<S: TaskSource>(exp: &Exporter<S>, name: &str, labels: &[(&str, &str)]) -> usize {
+    let mut all = vec![("tenant", TENANT)];
+    all.extend_from_slice(labels);
+    exposition::count(&exp.samples(), name, &all)
 }
