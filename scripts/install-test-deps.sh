@@ -7,15 +7,17 @@
 #   python3 -m venv (+ pip)   simulator_sdk (target/sdk-venv),           python3-venv, python3-pip
 #                             deploy checks (target/deploy-venv)
 #   systemd-analyze           deploy checks (unit verify + security)     systemd
-#   chromium                  the status page's browser test             chromium (Debian),
-#                                                                        chromium-browser (Ubuntu)
+#   chromium (+ a font)       status_page (headless browser test)        chromium, fonts-dejavu-core
 #
 # and then the two Python virtualenvs under target/ (the official SailPoint SDK; the
 # Kubernetes schema validator and PyYAML), so no test has to reach the package index itself.
 #
 # Idempotent: checks each tool and installs only what is missing; `apt-get update` runs
-# only when something must be installed. Covered: Debian and Ubuntu (apt-get, as root).
-# Elsewhere, or without root, it prints what is missing and exits 1.
+# only when something must be installed. Covered: Debian (every tool) and Ubuntu (every
+# tool but Chromium, which Ubuntu ships only as a snap: install it so that `chromium` is on
+# PATH, or set SKIP_BROWSER_TESTS=1). Elsewhere, or without root, it prints what is
+# missing and exits 1. SKIP_SDK_TESTS=1 / SKIP_BROWSER_TESTS=1 leave out what those tests
+# need (the tests then report skips).
 #
 #   bash scripts/install-test-deps.sh            # everything
 #   bash scripts/install-test-deps.sh --system   # system packages only, no virtualenvs
@@ -37,8 +39,10 @@ missing_packages() {
     command -v python3 >/dev/null 2>&1 && python3 -m pip --version >/dev/null 2>&1 ||
         echo python3-pip
     command -v systemd-analyze >/dev/null 2>&1 || echo systemd
-    command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 ||
-        echo chromium
+    if [ "${SKIP_BROWSER_TESTS:-}" != 1 ]; then
+        command -v chromium >/dev/null 2>&1 || echo chromium
+        [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || echo fonts-dejavu-core
+    fi
 }
 
 # apt_candidate PACKAGE: true when apt can install PACKAGE on this distribution.
@@ -57,14 +61,13 @@ if [ "${#missing[@]}" -gt 0 ]; then
         exit 1
     fi
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
+    # Wait for another apt run (a parallel build on the same machine) instead of failing.
+    apt=(apt-get -o DPkg::Lock::Timeout=600)
+    "${apt[@]}" update -qq
     packages=()
     for p in "${missing[@]}"; do
-        # Ubuntu names Debian's `chromium` `chromium-browser`; `systemd` may be absent
-        # from minimal images' sources: then the deploy check reports a skip.
-        if [ "$p" = chromium ] && ! apt_candidate chromium && apt_candidate chromium-browser; then
-            p=chromium-browser
-        fi
+        # `systemd` may be absent from a minimal image's sources: the deploy check then
+        # reports a skip.
         if apt_candidate "$p"; then
             packages+=("$p")
         else
@@ -81,7 +84,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
     status=0
     if [ "${#packages[@]}" -gt 0 ]; then
         echo "install-test-deps: apt-get install ${packages[*]}"
-        RUNLEVEL=1 apt-get install -y -qq --no-install-recommends "${packages[@]}" \
+        RUNLEVEL=1 "${apt[@]}" install -y -qq --no-install-recommends "${packages[@]}" \
             </dev/null >/dev/null || status=$?
     fi
     [ "$created_policy" = 1 ] && rm -f "$policy"

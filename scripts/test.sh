@@ -35,8 +35,9 @@ read -r cargo_passed cargo_failed cargo_ignored < <(awk '/^test result:/ {p+=$4;
 if [ "$cargo_rc" != 0 ] && [ "$cargo_failed" = 0 ]; then
     cargo_failed=1
 fi
-# A skipping test returns normally, so libtest counted it as passed.
-cargo_skipped="$(grep -c '^SKIP: ' target/cargo-test.log || true)"
+# A skipping test returns normally, so libtest counted it as passed. Its line may follow
+# `--quiet` progress marks (`.`, `i`, `F`) on the same line.
+cargo_skipped="$(grep -cE '^[.iF]*SKIP: ' target/cargo-test.log || true)"
 cargo_passed=$((cargo_passed - cargo_skipped))
 
 step "deployment kit checks"
@@ -53,7 +54,8 @@ failed=$((cargo_failed + deploy_failed))
 skipped=$((cargo_skipped + deploy_skipped))
 
 step "summary"
-grep -h -E '^SKIP(:| )' target/cargo-test.log target/deploy-check.log || true
+grep -hoE 'SKIP: .*' target/cargo-test.log || true
+grep -h '^SKIP ' target/deploy-check.log || true
 if [ "$cargo_ignored" -gt 0 ]; then
     echo "not run: $cargo_ignored #[ignore]d test(s) (the long soak: scripts/soak.sh)"
 fi

@@ -26,6 +26,7 @@ pub use tracker::Tracker;
 use crate::config::Settings;
 use crate::metrics::Metrics;
 use crate::sailpoint::{ApiError, ApiObserver, Client};
+use crate::status::StatusBoard;
 
 /// Why the collector could not start.
 #[derive(Debug, thiserror::Error)]
@@ -107,6 +108,19 @@ pub fn spawn_resuming(
     settings: &Settings,
     metrics: Arc<Metrics>,
     shutdown: watch::Receiver<bool>,
+    resume: HashMap<String, Tracker>,
+) -> Result<CollectorHandle, CollectorError> {
+    spawn_reporting(settings, metrics, None, shutdown, resume)
+}
+
+/// [`spawn_resuming`], with each poller also reporting to the tenant's record on the
+/// status `board`. A tenant continuing from a tracker keeps its record; one starting
+/// from scratch gets a fresh record (its priming would otherwise list its history twice).
+pub fn spawn_reporting(
+    settings: &Settings,
+    metrics: Arc<Metrics>,
+    board: Option<&StatusBoard>,
+    shutdown: watch::Receiver<bool>,
     mut resume: HashMap<String, Tracker>,
 ) -> Result<CollectorHandle, CollectorError> {
     let mut pollers = Vec::with_capacity(settings.tenants.len());
@@ -118,7 +132,14 @@ pub fn spawn_resuming(
             source,
         })?;
         let mut poller = TenantPoller::new(tenant, client, tenant_metrics);
-        if let Some(tracker) = resume.remove(&tenant.name) {
+        let resumed = resume.remove(&tenant.name);
+        if let Some(board) = board {
+            poller = poller.with_status(match resumed {
+                Some(_) => board.tenant(tenant),
+                None => board.restart(tenant),
+            });
+        }
+        if let Some(tracker) = resumed {
             poller = poller.resuming(tracker);
         }
         pollers.push((tenant.name.clone(), poller));

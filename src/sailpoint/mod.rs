@@ -7,6 +7,7 @@ pub mod error;
 pub mod filter;
 pub mod model;
 pub mod ratelimit;
+pub mod results;
 pub mod tolerant;
 pub mod transport;
 
