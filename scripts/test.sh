@@ -28,7 +28,8 @@ cargo clippy --all-targets --quiet -- -D warnings
 mkdir -p target
 step "cargo test"
 cargo_rc=0
-cargo test --quiet 2>&1 | tee target/cargo-test.log || cargo_rc=$?
+# --no-fail-fast: every test binary runs, so the total counts every test even after a failure.
+cargo test --quiet --no-fail-fast 2>&1 | tee target/cargo-test.log || cargo_rc=$?
 # cargo prints one summary per test binary; a binary that did not build or crashed prints
 # none, so a non-zero exit with no failed test counts as one failure.
 read -r cargo_passed cargo_failed cargo_ignored < <(awk '/^test result:/ {p+=$4; f+=$6; i+=$8} END {print p+0, f+0, i+0}' target/cargo-test.log)
