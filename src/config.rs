@@ -76,6 +76,40 @@ pub struct Settings {
     /// Which share of the tenants this replica polls (default: all of them).
     #[serde(default)]
     pub sharding: ShardingSettings,
+    /// The on-call status page at `/` and `/api/v1/status`.
+    #[serde(default)]
+    pub status: StatusSettings,
+}
+
+/// What the status page shows: its thresholds follow the shipped alert rules by default,
+/// so the page and the alerts agree on what "stuck" and "overdue" mean.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StatusSettings {
+    /// A pending task older than this is listed as stuck, with the command that clears
+    /// it. Default 3h, the threshold of `SailPointAggregationPendingTooLong`.
+    #[serde(with = "humantime_serde")]
+    pub stuck_after: Duration,
+    /// A source whose last successful aggregation is older than this is highlighted.
+    /// Default 26h, the threshold of `SailPointSourceNoSuccessfulAggregation`.
+    #[serde(with = "humantime_serde")]
+    pub no_success_after: Duration,
+    /// The newest failed or warning tasks kept per tenant, with their messages
+    /// (1..=1000; default 50).
+    pub failed_tasks: usize,
+}
+
+/// Most failed or warning tasks a tenant's status page may keep.
+pub const MAX_STATUS_FAILED_TASKS: usize = 1000;
+
+impl Default for StatusSettings {
+    fn default() -> Self {
+        StatusSettings {
+            stuck_after: Duration::from_secs(3 * 3600),
+            no_success_after: Duration::from_secs(26 * 3600),
+            failed_tasks: 50,
+        }
+    }
 }
 
 /// Largest shard count: far beyond any sensible number of replicas.
@@ -177,6 +211,29 @@ fn hostname_ordinal() -> Result<u32, ConfigError> {
             ),
         )
     })
+}
+
+impl StatusSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (key, d) in [
+            ("status.stuck_after", self.stuck_after),
+            ("status.no_success_after", self.no_success_after),
+        ] {
+            if d.is_zero() || d > MAX_DURATION {
+                return Err(ConfigError::invalid(
+                    key,
+                    "must be positive and at most 366 days",
+                ));
+            }
+        }
+        if !(1..=MAX_STATUS_FAILED_TASKS).contains(&self.failed_tasks) {
+            return Err(ConfigError::invalid(
+                "status.failed_tasks",
+                format!("must be between 1 and {MAX_STATUS_FAILED_TASKS}"),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Where and how `/metrics` is served.
@@ -829,6 +886,7 @@ impl Settings {
         }
         self.metrics.validate()?;
         self.sharding.validate()?;
+        self.status.validate()?;
         if self.tenants.is_empty() {
             return Err(ConfigError::invalid(
                 "tenants",
@@ -908,6 +966,26 @@ mod tests {
         assert_eq!(t.pending_interval, Duration::from_secs(30));
         assert_eq!(t.effective_overlap(), Duration::from_secs(120));
         assert_eq!(t.rate_limit.requests, 90);
+        assert_eq!(s.status, StatusSettings::default());
+        assert_eq!(s.status.stuck_after, Duration::from_secs(10800));
+    }
+
+    #[test]
+    fn status_settings_are_read_and_checked() {
+        let text = format!("{MINIMAL}status:\n  stuck_after: 90m\n  failed_tasks: 7\n");
+        let s = Settings::from_text(&text, Yaml, &Overrides::default()).unwrap();
+        assert_eq!(s.status.stuck_after, Duration::from_secs(5400));
+        assert_eq!(s.status.failed_tasks, 7);
+        assert_eq!(s.status.no_success_after, Duration::from_secs(26 * 3600));
+        for (bad, key) in [
+            ("failed_tasks: 0", "status.failed_tasks"),
+            ("failed_tasks: 1001", "status.failed_tasks"),
+            ("stuck_after: 0s", "status.stuck_after"),
+        ] {
+            let text = format!("{MINIMAL}status:\n  {bad}\n");
+            let err = Settings::from_text(&text, Yaml, &Overrides::default()).unwrap_err();
+            assert!(err.to_string().contains(key), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -24,6 +24,7 @@ use crate::collector::{self, CollectorHandle, Readiness, Tracker};
 use crate::config::{Credentials, Overrides, Settings, TenantSettings};
 use crate::http::{self, MetricsSource, ServerConfig};
 use crate::metrics::Metrics;
+use crate::status::{CliTarget, PageInfo, StatusBoard};
 
 /// The crate version, for build info and the landing page.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -82,6 +83,7 @@ struct Tenants {
     metrics: Arc<Metrics>,
     /// One HTTP client (TLS configuration, connection pools) for every tenant.
     http: reqwest::Client,
+    board: Arc<StatusBoard>,
     state: Arc<ExporterState>,
     running: HashMap<String, RunningTenant>,
 }
@@ -101,6 +103,7 @@ impl Tenants {
             metrics: base.metrics.clone(),
             tenants: vec![tenant.clone()],
             sharding: base.sharding.clone(),
+            status: base.status.clone(),
         };
         let (stop, stopped) = watch::channel(false);
         let resume: HashMap<String, Tracker> = resume
@@ -110,6 +113,7 @@ impl Tenants {
         let handle = collector::spawn_shared(
             &one,
             self.metrics.clone(),
+            Some(&self.board),
             stopped,
             resume,
             &self.http,
@@ -156,8 +160,11 @@ impl Tenants {
     async fn apply(&mut self, new: &Settings, old: &Settings) -> anyhow::Result<()> {
         if format!("{:?}", new.web) != format!("{:?}", old.web)
             || format!("{:?}", new.metrics) != format!("{:?}", old.metrics)
+            || new.status != old.status
         {
-            tracing::warn!("web and metrics settings changed: they take effect after a restart");
+            tracing::warn!(
+                "web, metrics or status settings changed: they take effect after a restart"
+            );
         }
         let wanted: HashMap<&str, &TenantSettings> =
             new.tenants.iter().map(|t| (t.name.as_str(), t)).collect();
@@ -170,6 +177,7 @@ impl Tenants {
                 None => {
                     tracing::info!(tenant = %name, "tenant removed by reload: stopping it");
                     self.stop(&name).await;
+                    self.board.remove(&name);
                 }
                 Some(t)
                     if self.running.get(&name).map(|r| r.fingerprint) != Some(fingerprint(t)) =>
@@ -234,9 +242,27 @@ pub async fn run(
         tenants: Mutex::new(HashMap::new()),
         ever_ready: AtomicBool::new(false),
     });
+    // Without a configuration file (`demo`), the page's commands cannot say `--tenant`.
+    let cli = if reload.is_some() {
+        CliTarget::ByName
+    } else {
+        CliTarget::ByUrl
+    };
+    let board = Arc::new(
+        StatusBoard::new(
+            settings.status.clone(),
+            PageInfo {
+                telemetry_path: settings.web.telemetry_path.clone(),
+                version: VERSION.to_string(),
+                revision: REVISION.to_string(),
+            },
+        )
+        .with_cli_target(cli),
+    );
     let mut tenants = Tenants {
         metrics: metrics.clone(),
         http: crate::sailpoint::http_client().context("cannot build the HTTP client")?,
+        board: board.clone(),
         state: state.clone(),
         running: HashMap::new(),
     };
@@ -252,6 +278,7 @@ pub async fn run(
         REVISION,
         settings.tenants.iter().map(|t| t.name.clone()).collect(),
     );
+    server_config.status = Some(board);
     if let Some(web) = web {
         server_config.tls = web.tls;
         server_config.access = web.access;

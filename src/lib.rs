@@ -2,7 +2,8 @@
 //! task status.
 //!
 //! Data flows one way: [`config`] → [`collector`] pollers (using the [`sailpoint`] client)
-//! → [`metrics`] state → [`http`] serving. [`simulator`] is a faithful fake tenant used by
+//! → [`metrics`] state → [`http`] serving; the pollers also feed the on-call [`status`]
+//! page. [`simulator`] is a faithful fake tenant used by
 //! `demo`, the tests and dashboard development; [`cli`] holds the command line.
 
 #![warn(missing_docs)]
@@ -16,3 +17,4 @@ pub mod metrics;
 pub mod sailpoint;
 pub mod shard;
 pub mod simulator;
+pub mod status;

@@ -1268,7 +1268,11 @@ mod tests {
             .collect();
         assert_eq!(
             buckets,
-            [("30".into(), 1.0), ("120".into(), 2.0), ("+Inf".into(), 3.0)]
+            [
+                ("30".into(), 1.0),
+                ("120".into(), 2.0),
+                ("+Inf".into(), 3.0)
+            ]
         );
         let count = |status: &str| {
             exposition::value(&s, "sailpoint_tasks_completed_total", &[("status", status)])

@@ -181,18 +181,10 @@ async fn off_spec_fields_do_not_blind_the_tenant_and_are_counted() {
 
 #[tokio::test]
 async fn a_quiet_tenant_counts_nothing_from_before_the_start() {
-    let sim = start_sim(Scenario::Empty, 2).await;
-    let now = sim.now();
     // Nothing in the last 24 h but a task created 23 h 59.5 min ago, and one created
     // 24 h 20 s ago: both finished long before the exporter starts.
-    for (id_created, ran) in [(-(24 * 3600 - 30), 40), (-(24 * 3600 + 20), 30)] {
-        sim.add_task(
-            NewTask::account_aggregation("Active Directory")
-                .created(now + secs(id_created))
-                .launched(now + secs(id_created + 1))
-                .completes(now + secs(id_created + ran), CompletionStatus::Success),
-        );
-    }
+    let sim = start_sim(Scenario::Quiet, 2).await;
+    assert_eq!(sim.tasks().len(), 2);
     let (mut exp, primed_at) = primed(&sim, |t| t.lookback = Duration::from_secs(24 * 3600)).await;
     quiet_polls(&sim, &mut exp, 10).await;
     assert_eq!(counted(&exp), 0.0, "history must not be counted");
@@ -337,7 +329,7 @@ async fn skewed_clock_and_pending_outage(offset: i64, seed: u64) {
         ..Habits::default()
     };
     with_habits(&sim, habits.clone());
-    let (mut exp, primed_at) = primed(&sim, |_| {}).await;
+    let (mut exp, primed_at) = primed(&sim, |t| t.max_retries = 0).await;
     run(&sim, &mut exp, 0..6).await;
     let skew = total(&exp, "sailpoint_exporter_clock_skew_seconds", &[]);
     assert!(
@@ -429,4 +421,66 @@ async fn a_task_whose_lookup_answers_403_forever_is_set_aside() {
 #[tokio::test]
 async fn a_task_whose_lookup_answers_500_forever_is_set_aside() {
     broken_lookup(500, 12).await;
+}
+
+#[tokio::test]
+async fn a_pending_list_failing_longer_than_lookback_stays_bounded_and_says_so() {
+    let sim = start_sim(Scenario::Empty, 13).await;
+    populate(&sim, 6);
+    let (mut exp, primed_at) = primed(&sim, |t| {
+        t.lookback = Duration::from_secs(600);
+        t.max_retries = 0; // the outage's 500s are not retried: the test stays fast
+    })
+    .await;
+    run(&sim, &mut exp, 0..4).await;
+    assert_eq!(
+        total(&exp, "sailpoint_exporter_counting_degraded", &[]),
+        0.0
+    );
+    with_habits(
+        &sim,
+        Habits {
+            pending_outage: true,
+            ..Habits::default()
+        },
+    );
+    // Forty minutes of failing pending polls, four times the lookback.
+    let mut list_requests = 0;
+    for step in 4..84 {
+        sim.advance(Duration::from_secs(30));
+        activity(&sim, step);
+        assert!(exp.poller.poll(PollList::Pending).await.is_err());
+        let before = sim.request_count().get_task_status_list;
+        exp.poller.poll(PollList::Completed).await.unwrap();
+        list_requests = sim.request_count().get_task_status_list - before;
+    }
+    assert_eq!(
+        total(&exp, "sailpoint_exporter_counting_degraded", &[]),
+        1.0,
+        "the lost guarantee is visible"
+    );
+    // Ten minutes of tasks (two per step, plus re-read boundaries): bounded by lookback,
+    // not by the forty minutes of the outage.
+    let recent = total(
+        &exp,
+        "sailpoint_exporter_tracked_tasks",
+        &[("state", "recent")],
+    );
+    assert!(recent <= 50.0, "dedupe set holds {recent} ids");
+    assert!(
+        list_requests <= 13,
+        "one completed read took {list_requests} pages"
+    );
+    println!(
+        "after 40 min of pending failures: {recent} ids held, {list_requests} pages per completed read"
+    );
+    with_habits(&sim, Habits::default());
+    run(&sim, &mut exp, 84..90).await;
+    quiet_polls(&sim, &mut exp, 8).await;
+    assert_eq!(
+        total(&exp, "sailpoint_exporter_counting_degraded", &[]),
+        0.0
+    );
+    // Nothing here ran longer than lookback, so even the degraded reads missed nothing.
+    assert_matches_truth(&exp, &sim, primed_at);
 }

@@ -27,6 +27,7 @@ pub use tracker::Tracker;
 use crate::config::Settings;
 use crate::metrics::Metrics;
 use crate::sailpoint::{ApiError, ApiObserver, Client, http_client};
+use crate::status::StatusBoard;
 
 /// Why the collector could not start.
 #[derive(Debug, thiserror::Error)]
@@ -114,11 +115,32 @@ pub fn spawn_resuming(
     shutdown: watch::Receiver<bool>,
     resume: HashMap<String, Tracker>,
 ) -> Result<CollectorHandle, CollectorError> {
-    let http = http_client().map_err(CollectorError::Http)?;
-    spawn_shared(settings, metrics, shutdown, resume, &http, Duration::ZERO)
+    spawn_reporting(settings, metrics, None, shutdown, resume)
 }
 
-/// [`spawn_resuming`] on `http`, an HTTP client from [`http_client`] that the caller
+/// [`spawn_resuming`], with each poller also reporting to the tenant's record on the
+/// status `board`. A tenant continuing from a tracker keeps its record; one starting
+/// from scratch gets a fresh record (its priming would otherwise list its history twice).
+pub fn spawn_reporting(
+    settings: &Settings,
+    metrics: Arc<Metrics>,
+    board: Option<&StatusBoard>,
+    shutdown: watch::Receiver<bool>,
+    resume: HashMap<String, Tracker>,
+) -> Result<CollectorHandle, CollectorError> {
+    let http = http_client().map_err(CollectorError::Http)?;
+    spawn_shared(
+        settings,
+        metrics,
+        board,
+        shutdown,
+        resume,
+        &http,
+        Duration::ZERO,
+    )
+}
+
+/// [`spawn_reporting`] on `http`, an HTTP client from [`http_client`] that the caller
 /// shares with other collectors (the daemon starts one collector per tenant and builds
 /// one TLS configuration and connection pool for all of them). The pollers make their
 /// first request after `start_delay` (or stop earlier if `shutdown` turns true), which
@@ -126,6 +148,7 @@ pub fn spawn_resuming(
 pub fn spawn_shared(
     settings: &Settings,
     metrics: Arc<Metrics>,
+    board: Option<&StatusBoard>,
     shutdown: watch::Receiver<bool>,
     mut resume: HashMap<String, Tracker>,
     http: &reqwest::Client,
@@ -142,7 +165,14 @@ pub fn spawn_shared(
             }
         })?;
         let mut poller = TenantPoller::new(tenant, client, tenant_metrics);
-        if let Some(tracker) = resume.remove(&tenant.name) {
+        let resumed = resume.remove(&tenant.name);
+        if let Some(board) = board {
+            poller = poller.with_status(match resumed {
+                Some(_) => board.tenant(tenant),
+                None => board.restart(tenant),
+            });
+        }
+        if let Some(tracker) = resumed {
             poller = poller.resuming(tracker);
         }
         pollers.push((tenant.name.clone(), poller));

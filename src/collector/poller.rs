@@ -21,6 +21,7 @@ use super::source::TaskSource;
 use super::tracker::{CompletedBound, PendingRead, PrimeRead, Tracker, TrackerConfig};
 use crate::config::{MAX_DURATION, TenantSettings};
 use crate::metrics::{PollList, TenantMetrics};
+use crate::status::TenantStatus;
 
 /// Where "now" comes from; the real wall clock in production, a simulator's manual clock
 /// in tests.
@@ -93,6 +94,7 @@ pub struct TenantPoller<S> {
     /// [`CompletedBound::degraded`]); logged on change.
     degraded: bool,
     ready: Arc<AtomicBool>,
+    status: TenantStatus,
 }
 
 impl<S: TaskSource> TenantPoller<S> {
@@ -107,7 +109,15 @@ impl<S: TaskSource> TenantPoller<S> {
             skew: chrono::Duration::zero(),
             degraded: false,
             ready: Arc::new(AtomicBool::new(false)),
+            status: TenantStatus::detached(&tenant.name, Default::default()),
         }
+    }
+
+    /// Reports what the polls see to the status page through `status` (by default to a
+    /// record nobody displays).
+    pub fn with_status(mut self, status: TenantStatus) -> TenantPoller<S> {
+        self.status = status;
+        self
     }
 
     /// Continues from the exactly-once state of a previous poller of the same tenant (a
@@ -176,15 +186,19 @@ impl<S: TaskSource> TenantPoller<S> {
         let primed = self.tracker.apply_prime(read, (self.clock)());
         for task in &primed.backlog {
             self.metrics.record_primed(task);
+            self.status.record_completion(task);
         }
         for task in &primed.counted {
             self.metrics.record_completion(task);
+            self.status.record_completion(task);
         }
         self.publish_state();
         let at = Utc::now();
         self.metrics.poll_succeeded(PollList::Pending, at, t1 - t0);
         self.metrics
             .poll_succeeded(PollList::Completed, at, t1.elapsed());
+        self.status.poll_succeeded(PollList::Pending.as_str(), at);
+        self.status.poll_succeeded(PollList::Completed.as_str(), at);
         self.ready.store(true, Ordering::Release);
         tracing::info!(
             tenant = self.metrics.tenant(),
@@ -223,8 +237,10 @@ impl<S: TaskSource> TenantPoller<S> {
         }
         self.metrics.lookups_set_aside(applied.set_aside.len());
         self.count(&applied.completed);
+        let at = Utc::now();
         self.metrics
-            .poll_succeeded(PollList::Pending, Utc::now(), t0.elapsed());
+            .poll_succeeded(PollList::Pending, at, t0.elapsed());
+        self.status.poll_succeeded(PollList::Pending.as_str(), at);
         Ok(applied.completed.len())
     }
 
@@ -251,8 +267,10 @@ impl<S: TaskSource> TenantPoller<S> {
         let completed = self.tracker.apply_completed(read, (self.clock)());
         self.set_degraded(bound.degraded);
         self.count(&completed);
+        let at = Utc::now();
         self.metrics
-            .poll_succeeded(PollList::Completed, Utc::now(), t0.elapsed());
+            .poll_succeeded(PollList::Completed, at, t0.elapsed());
+        self.status.poll_succeeded(PollList::Completed.as_str(), at);
         Ok(completed.len())
     }
 
@@ -290,6 +308,7 @@ impl<S: TaskSource> TenantPoller<S> {
     fn count(&self, completed: &[crate::sailpoint::model::TaskStatus]) {
         for task in completed {
             self.metrics.record_completion(task);
+            self.status.record_completion(task);
         }
         self.publish_state();
     }
@@ -298,6 +317,8 @@ impl<S: TaskSource> TenantPoller<S> {
         self.metrics.set_pending(self.tracker.pending().tasks());
         self.metrics
             .set_tracked(self.tracker.pending().len(), self.tracker.recent().len());
+        self.status
+            .set_pending(self.tracker.pending().tasks(), Utc::now());
     }
 
     /// Awaits `read` under the poll deadline; on failure counts the error for `list`.
@@ -314,6 +335,7 @@ impl<S: TaskSource> TenantPoller<S> {
         };
         if let Err(error) = &result {
             self.metrics.poll_failed(list, started.elapsed());
+            self.status.poll_failed(list.as_str(), Utc::now(), error);
             tracing::warn!(tenant = self.metrics.tenant(), list = list.as_str(), %error, "poll failed; keeping the last good state");
         }
         result

@@ -41,9 +41,10 @@ pub struct SimulateArgs {
     /// (default 1 for `simulate`; `demo` defaults to 60, an hour per minute).
     #[arg(long)]
     pub speed: Option<f64>,
-    /// Tenant to simulate.
-    #[arg(long, value_enum, default_value_t = Scenario::Steady)]
-    pub scenario: Scenario,
+    /// Tenant to simulate (default: steady for `simulate`; incident for `demo`, so its
+    /// status page shows a stuck aggregation and a failing source at once).
+    #[arg(long, value_enum)]
+    pub scenario: Option<Scenario>,
     /// Completed tasks in the history at start (default: the scenario's).
     #[arg(long)]
     pub history: Option<usize>,
@@ -135,7 +136,7 @@ impl SimulateArgs {
     pub fn config(&self) -> SimConfig {
         SimConfig {
             seed: self.seed,
-            scenario: self.scenario,
+            scenario: self.scenario.unwrap_or_default(),
             clock: ClockMode::Real,
             speed: self.speed.unwrap_or(1.0),
             client_id: self.client_id.clone(),
@@ -174,7 +175,7 @@ impl Default for SimulateArgs {
             client_secret: SecretString::from(DEMO_CLIENT_SECRET),
             seed: 1,
             speed: None,
-            scenario: Scenario::Steady,
+            scenario: None,
             history: None,
             pending: None,
             sources: None,
@@ -214,7 +215,7 @@ pub async fn run(args: SimulateArgs, shutdown: impl Future<Output = ()>) -> anyh
     tracing::info!(
         url = %sim.base_url(),
         client_id = %args.client_id,
-        scenario = args.scenario.name(),
+        scenario = args.scenario.unwrap_or_default().name(),
         seed = args.seed,
         speed = args.speed.unwrap_or(1.0),
         "simulated SailPoint tenant listening (token URL: {}/oauth/token, API: {}/v2024)",
@@ -240,7 +241,7 @@ async fn run_many(
         first = %fleet.base_url(1),
         last = %fleet.base_url(count),
         client_id = %args.client_id,
-        scenario = args.scenario.name(),
+        scenario = args.scenario.unwrap_or_default().name(),
         seed = args.seed,
         speed = args.speed.unwrap_or(1.0),
         "simulated SailPoint tenants listening (base URLs {}/t1 ... {}/t{count}, token URL {{base}}/oauth/token)",

@@ -29,11 +29,23 @@ pub enum Scenario {
     StuckAggregation,
     /// `steady`, but every aggregation of the source "Salesforce" ends in ERROR.
     FailingSource,
+    /// `steady`, but from the start on every account aggregation of "GitHub" finds no
+    /// account (`total` 0, SUCCESS) and every one of "Active Directory" deletes two
+    /// accounts in five: the silent failures that a status cannot show.
+    AggregationAnomalies,
+    /// `stuck-aggregation` and `failing-source` at once: what `demo` shows by default, so
+    /// its status page has a task to clear and a failure to read.
+    Incident,
     /// Twelve sources, 100 000 completed tasks over 60 days and 1 000 pending ones
     /// (override with `history`/`pending`): the benchmark tenant.
     LargeHistory,
     /// No sources, no tasks, no schedules: tests script everything themselves.
     Empty,
+    /// A quiet tenant (a production habit): one source, no schedules, and nothing in the
+    /// last 24 h but one aggregation created 23 h 59 min 30 s ago; another was created
+    /// 24 h 20 s ago. Both finished long before the start (real ages, whatever the speed):
+    /// an exporter with `lookback: 24h` must count neither.
+    Quiet,
 }
 
 impl Scenario {
@@ -43,8 +55,11 @@ impl Scenario {
             Scenario::Steady => "steady",
             Scenario::StuckAggregation => "stuck-aggregation",
             Scenario::FailingSource => "failing-source",
+            Scenario::AggregationAnomalies => "aggregation-anomalies",
+            Scenario::Incident => "incident",
             Scenario::LargeHistory => "large-history",
             Scenario::Empty => "empty",
+            Scenario::Quiet => "quiet",
         }
     }
 }

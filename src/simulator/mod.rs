@@ -59,7 +59,7 @@ pub use config::{
     ClockMode, DEFAULT_TOKEN_TTL, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Faults, Habits, RateLimit,
     Scenario, SimConfig,
 };
-pub use task::{SimSource, TaskKind};
+pub use task::{AggregationResults, SimSource, TaskKind};
 pub use tenant::NewTask;
 
 use auth::TokenBook;

@@ -19,6 +19,9 @@ GAUGES = {
     "sailpoint_exporter_last_poll_duration_seconds",
     "sailpoint_exporter_tracked_tasks",
     "sailpoint_exporter_build_info",
+    "sailpoint_exporter_clock_skew_seconds",
+    "sailpoint_exporter_counting_degraded",
+    "sailpoint_task_return_value",
 }
 COUNTERS = {
     "sailpoint_tasks_completed_total",
@@ -27,6 +30,9 @@ COUNTERS = {
     "sailpoint_exporter_api_requests_total",
     "sailpoint_exporter_api_retries_total",
     "sailpoint_exporter_token_refreshes_total",
+    "sailpoint_exporter_invalid_records_total",
+    "sailpoint_exporter_lookups_set_aside_total",
+    "sailpoint_task_returns_total",
 }
 HISTOGRAMS = {
     "sailpoint_task_duration_seconds",
