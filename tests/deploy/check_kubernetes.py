@@ -15,6 +15,7 @@ schemas. This script adds:
 Usage: python3 tests/deploy/check_kubernetes.py [DIR]   (needs PyYAML). Exit 1 on failure.
 """
 
+import copy
 import re
 import sys
 from pathlib import Path
@@ -201,6 +202,16 @@ def check_sharded(c, directory, service, service_monitor, configmap, secret, ser
             "the ServiceMonitor must not select the headless Service (every pod would be scraped twice)")
     c.check(statefulset["spec"].get("podManagementPolicy") == "Parallel", "shards are independent: podManagementPolicy Parallel")
     check_deployment(c, statefulset, service, configmap, secret, service_account, sharded=True)
+    deployment = load(directory, "deployment.yaml")
+    c.check(without_shard_flags(statefulset["spec"]["template"]) == deployment["spec"]["template"],
+            "the StatefulSet's pod template must equal the Deployment's apart from the --shard flags")
+
+
+def without_shard_flags(template):
+    template = copy.deepcopy(template)
+    for container in template["spec"]["containers"]:
+        container["args"] = [a for a in container.get("args") or [] if not a.startswith("--shard.")]
+    return template
 
 
 def main(argv):
