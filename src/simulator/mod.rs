@@ -487,4 +487,75 @@ mod prefix_tests {
             assert_eq!(pick(bad), None, "{bad}");
         }
     }
+
+    async fn token(http: &reqwest::Client, base: &str) -> (u16, Option<String>) {
+        let resp = http
+            .post(format!("{base}/oauth/token"))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", DEMO_CLIENT_ID),
+                ("client_secret", DEMO_CLIENT_SECRET),
+            ])
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let body: serde_json::Value = resp.json().await.unwrap_or_default();
+        (status, body["access_token"].as_str().map(str::to_string))
+    }
+
+    #[tokio::test]
+    async fn a_fleet_serves_independent_tenants_under_prefixes() {
+        let cfg = SimConfig::new(5).with_manual_clock(chrono::Utc::now());
+        let fleet = Simulator::start_many(cfg, 2, "127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let http = reqwest::Client::builder().no_proxy().build().unwrap();
+        let (s1, t1) = token(&http, &fleet.base_url(1)).await;
+        let (s2, t2) = token(&http, &fleet.base_url(2)).await;
+        assert_eq!((s1, s2), (200, 200));
+        let (t1, t2) = (t1.unwrap(), t2.unwrap());
+        assert_eq!(token(&http, &fleet.base_url(3)).await, (404, None));
+        let pending = |k: usize, token: String| {
+            let url = format!(
+                "{}/v2024/task-status/pending-tasks?count=true",
+                fleet.base_url(k)
+            );
+            let http = http.clone();
+            async move {
+                let r = http.get(url).bearer_auth(token).send().await.unwrap();
+                let total = r
+                    .headers()
+                    .get("X-Total-Count")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<usize>().ok());
+                (r.status().as_u16(), total)
+            }
+        };
+        assert_eq!(pending(2, t1.clone()).await.0, 401, "tokens are per tenant");
+        for (k, token) in [(1, t1), (2, t2)] {
+            let truth = fleet.pending_tasks(k).unwrap().len();
+            assert_eq!(pending(k, token).await, (200, Some(truth)), "tenant {k}");
+        }
+        let counts = fleet.request_count(1).unwrap();
+        assert_eq!((counts.token, counts.get_pending_tasks), (1, 1));
+        assert_eq!(fleet.request_count(2).unwrap().get_pending_tasks, 2);
+        assert!(fleet.request_count(3).is_none());
+        assert_ne!(
+            fleet
+                .pending_tasks(1)
+                .unwrap()
+                .first()
+                .map(|t| t.id.clone()),
+            fleet
+                .pending_tasks(2)
+                .unwrap()
+                .first()
+                .map(|t| t.id.clone()),
+            "each tenant is its own world"
+        );
+        let too_many = Simulator::start_many(SimConfig::new(1), 0, "127.0.0.1:0".parse().unwrap());
+        assert!(too_many.await.is_err());
+        fleet.shutdown().await;
+    }
 }
