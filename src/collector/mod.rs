@@ -204,3 +204,48 @@ pub fn spawn_shared(
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod start_delay_tests {
+    use super::*;
+    use crate::config::Overrides;
+    use crate::simulator::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, SimConfig, Simulator};
+
+    /// A poller waiting out its startup delay sends nothing, and shutdown ends it at once
+    /// with its (unprimed) state instead of after the delay.
+    #[tokio::test]
+    async fn a_delayed_poller_waits_and_stops_promptly() {
+        let sim = Simulator::start(SimConfig::new(3), "127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let text = format!(
+            "tenants:\n  - {{ name: acme, base_url: \"{}\", client_id: {DEMO_CLIENT_ID}, client_secret: {DEMO_CLIENT_SECRET} }}\n",
+            sim.base_url()
+        );
+        let settings =
+            Settings::from_text(&text, config::FileFormat::Yaml, &Overrides::default()).unwrap();
+        let metrics = Arc::new(Metrics::new(&settings.metrics, "test", "abc").unwrap());
+        let http = http_client().unwrap();
+        let (stop, stopped) = watch::channel(false);
+        let handle = spawn_shared(
+            &settings,
+            metrics,
+            None,
+            stopped,
+            HashMap::new(),
+            &http,
+            Duration::from_secs(3600),
+        )
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let counts = sim.request_count();
+        assert_eq!((counts.token, counts.api_total()), (0, 0));
+        assert!(!handle.is_ready());
+        stop.send(true).unwrap();
+        let trackers = tokio::time::timeout(Duration::from_secs(5), handle.join())
+            .await
+            .expect("shutdown does not wait for the startup delay");
+        assert!(trackers.get("acme").is_some_and(|t| !t.is_primed()));
+        sim.shutdown().await;
+    }
+}
