@@ -26,8 +26,9 @@ TENANT_EXTRA=${TENANT_EXTRA:-}
 METRICS=${METRICS:-"{}"}
 SPEED=${SPEED:-60}
 
-cargo build --release --quiet
-bin=target/release/sailpoint-task-exporter
+# BIN: another build to measure (e.g. a copy of an older release); default: build this one.
+if [ -z "${BIN:-}" ]; then cargo build --release --quiet; fi
+bin=${BIN:-target/release/sailpoint-task-exporter}
 work=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
