@@ -25,7 +25,6 @@ mod encoding;
 mod landing;
 mod routes;
 mod settings;
-mod stall;
 mod tls;
 mod web_config;
 mod web_config_error;
