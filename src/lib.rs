@@ -15,3 +15,4 @@ pub mod http;
 pub mod metrics;
 pub mod sailpoint;
 pub mod simulator;
+pub mod storage;

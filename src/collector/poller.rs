@@ -20,7 +20,9 @@ use super::read::{ReadError, read_completed, read_pending};
 use super::source::TaskSource;
 use super::tracker::{PendingRead, PrimeRead, Tracker, TrackerConfig};
 use crate::config::{MAX_DURATION, TenantSettings};
-use crate::metrics::{PollList, TenantMetrics};
+use crate::metrics::{PollList, TenantMetrics, Update};
+use crate::sailpoint::model::TaskStatus;
+use crate::storage::TenantStore;
 
 /// Where "now" comes from; the real wall clock in production, a simulator's manual clock
 /// in tests.
@@ -65,6 +67,12 @@ pub fn tracker_config(t: &TenantSettings) -> TrackerConfig {
     }
 }
 
+/// The tracker's pending set as gauges, and the tracker's sizes.
+fn publish_state(u: &mut Update<'_>, tracker: &Tracker) {
+    u.set_pending(tracker.pending().tasks());
+    u.set_tracked(tracker.pending().len(), tracker.recent().len());
+}
+
 /// What one successful poll did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PollOutcome {
@@ -87,6 +95,7 @@ pub struct TenantPoller<S> {
     settings: PollSettings,
     clock: Clock,
     ready: Arc<AtomicBool>,
+    store: Option<TenantStore>,
 }
 
 impl<S: TaskSource> TenantPoller<S> {
@@ -99,6 +108,7 @@ impl<S: TaskSource> TenantPoller<S> {
             settings: PollSettings::from_tenant(tenant),
             clock: system_clock(),
             ready: Arc::new(AtomicBool::new(false)),
+            store: None,
         }
     }
 
@@ -109,6 +119,12 @@ impl<S: TaskSource> TenantPoller<S> {
         tracker.reconfigure(*self.tracker.config());
         self.ready.store(tracker.is_primed(), Ordering::Release);
         self.tracker = tracker;
+        self
+    }
+
+    /// Keeps the tenant's state in `store` after every applied poll.
+    pub fn with_store(mut self, store: TenantStore) -> TenantPoller<S> {
+        self.store = Some(store);
         self
     }
 
@@ -165,17 +181,20 @@ impl<S: TaskSource> TenantPoller<S> {
             history,
         };
         let primed = self.tracker.apply_prime(read, now);
-        for task in &primed.backlog {
-            self.metrics.record_primed(task);
-        }
-        for task in &primed.counted {
-            self.metrics.record_completion(task);
-        }
-        self.publish_state();
+        let tracker = &self.tracker;
         let at = Utc::now();
-        self.metrics.poll_succeeded(PollList::Pending, at, t1 - t0);
-        self.metrics
-            .poll_succeeded(PollList::Completed, at, t1.elapsed());
+        self.metrics.apply(|u| {
+            for task in &primed.backlog {
+                u.record_primed(task);
+            }
+            for task in &primed.counted {
+                u.record_completion(task);
+            }
+            publish_state(u, tracker);
+            u.poll_succeeded(PollList::Pending, at, t1 - t0);
+            u.poll_succeeded(PollList::Completed, at, t1.elapsed());
+        });
+        self.persist().await;
         self.ready.store(true, Ordering::Release);
         tracing::info!(
             tenant = self.metrics.tenant(),
@@ -203,9 +222,7 @@ impl<S: TaskSource> TenantPoller<S> {
             )
             .await?;
         let completed = self.tracker.apply_pending(read, started);
-        self.count(&completed);
-        self.metrics
-            .poll_succeeded(PollList::Pending, Utc::now(), t0.elapsed());
+        self.count(PollList::Pending, &completed, t0).await;
         Ok(completed.len())
     }
 
@@ -226,23 +243,30 @@ impl<S: TaskSource> TenantPoller<S> {
             )
             .await?;
         let completed = self.tracker.apply_completed(read, now);
-        self.count(&completed);
-        self.metrics
-            .poll_succeeded(PollList::Completed, Utc::now(), t0.elapsed());
+        self.count(PollList::Completed, &completed, t0).await;
         Ok(completed.len())
     }
 
-    fn count(&self, completed: &[crate::sailpoint::model::TaskStatus]) {
-        for task in completed {
-            self.metrics.record_completion(task);
-        }
-        self.publish_state();
+    /// Applies a successful poll's completions, pending snapshot and outcome to the
+    /// metrics in one step, then keeps the state (with `storage.path`).
+    async fn count(&self, list: PollList, completed: &[TaskStatus], t0: Instant) {
+        let tracker = &self.tracker;
+        self.metrics.apply(|u| {
+            for task in completed {
+                u.record_completion(task);
+            }
+            publish_state(u, tracker);
+            u.poll_succeeded(list, Utc::now(), t0.elapsed());
+        });
+        self.persist().await;
     }
 
-    fn publish_state(&self) {
-        self.metrics.set_pending(self.tracker.pending().tasks());
-        self.metrics
-            .set_tracked(self.tracker.pending().len(), self.tracker.recent().len());
+    /// Writes the tenant's state file (tracker and metric values, as of the poll just
+    /// applied) when `storage.path` is set; a failure is logged and counted, never fatal.
+    async fn persist(&self) {
+        if let Some(store) = &self.store {
+            store.save(&self.tracker, &self.metrics).await;
+        }
     }
 
     /// Awaits `read` under the poll deadline; on failure counts the error for `list`.
