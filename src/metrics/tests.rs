@@ -174,3 +174,153 @@ fn exposition_parser_reads_escaped_labels() {
     assert_eq!(s[0].labels.get("b").map(String::as_str), Some("\\"));
     assert_eq!(s[0].value, 2.5);
 }
+
+fn task(json: serde_json::Value) -> TaskStatus {
+    serde_json::from_value(json).unwrap()
+}
+
+/// Every series of the tenant whose name starts with `prefix`, as `name{labels}` lines.
+fn series(m: &Metrics, prefix: &str) -> Vec<String> {
+    let mut lines: Vec<String> = String::from_utf8(m.render())
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with(prefix))
+        .map(str::to_string)
+        .collect();
+    lines.sort();
+    lines
+}
+
+#[test]
+fn a_group_known_from_priming_has_every_series_at_zero() {
+    let settings = MetricsSettings {
+        duration_buckets: vec![60.0],
+        queue_wait_buckets: vec![1.0],
+        ..MetricsSettings::default()
+    };
+    let m = Metrics::new(&settings, "v", "r").unwrap();
+    let t = m.tenant("a");
+    t.apply(|u| {
+        u.record_primed(&task(serde_json::json!({
+            "id": "p", "uniqueName": "Agg", "created": "2024-01-01T00:00:00Z",
+            "completed": "2024-01-01T00:02:00Z", "completionStatus": "Success"
+        })));
+        u.set_pending(std::iter::empty());
+    });
+    let mut want = Vec::new();
+    for status in ["error", "success", "temperror", "terminated", "warning"] {
+        let l = format!("source=\"\",status=\"{status}\",task_name=\"Agg\",tenant=\"a\"");
+        want.push(format!("sailpoint_task_duration_seconds_bucket{{{l},le=\"60\"}} 0"));
+        want.push(format!("sailpoint_task_duration_seconds_bucket{{{l},le=\"+Inf\"}} 0"));
+        want.push(format!("sailpoint_task_duration_seconds_count{{{l}}} 0"));
+        want.push(format!("sailpoint_task_duration_seconds_sum{{{l}}} 0"));
+    }
+    for level in ["error", "warn"] {
+        want.push(format!(
+            "sailpoint_task_messages_total{{level=\"{level}\",source=\"\",task_name=\"Agg\",tenant=\"a\"}} 0"
+        ));
+    }
+    let g = "source=\"\",task_name=\"Agg\",tenant=\"a\"";
+    want.push(format!("sailpoint_task_queue_wait_seconds_bucket{{{g},le=\"1\"}} 0"));
+    want.push(format!("sailpoint_task_queue_wait_seconds_bucket{{{g},le=\"+Inf\"}} 0"));
+    want.push(format!("sailpoint_task_queue_wait_seconds_count{{{g}}} 0"));
+    want.push(format!("sailpoint_task_queue_wait_seconds_sum{{{g}}} 0"));
+    want.push(format!(
+        "sailpoint_task_last_completed_timestamp_seconds{{source=\"\",status=\"success\",task_name=\"Agg\",tenant=\"a\"}} 1704067320"
+    ));
+    want.push(format!(
+        "sailpoint_task_last_duration_seconds{{source=\"\",status=\"success\",task_name=\"Agg\",tenant=\"a\"}} 120"
+    ));
+    want.sort();
+    assert_eq!(series(&m, "sailpoint_task_"), want);
+    let mut counted: Vec<String> = ["error", "success", "temperror", "terminated", "warning"]
+        .iter()
+        .map(|s| {
+            format!(
+                "sailpoint_tasks_completed_total{{source=\"\",status=\"{s}\",task_name=\"Agg\",tenant=\"a\"}} 0"
+            )
+        })
+        .collect();
+    counted.push(format!("sailpoint_tasks_pending{{{g}}} 0"));
+    counted.sort();
+    assert_eq!(series(&m, "sailpoint_tasks_"), counted);
+}
+
+#[test]
+fn a_completion_moves_counter_histogram_and_messages_together() {
+    let m = Metrics::new(&MetricsSettings::default(), "v", "r").unwrap();
+    let t = m.tenant("a");
+    t.record_completion(&task(serde_json::json!({
+        "id": "c", "uniqueName": "Agg", "created": "2024-01-01T00:00:00Z",
+        "launched": "2024-01-01T00:00:10Z", "completed": "2024-01-01T00:01:10Z",
+        "completionStatus": "Error",
+        "messages": [{"type": "ERROR", "key": "k"}, {"type": "INFO", "key": "i"}]
+    })));
+    let s = exposition::parse(&String::from_utf8(m.render()).unwrap());
+    let err = [("task_name", "Agg"), ("status", "error")];
+    let value = |name: &str, labels: &[(&str, &str)]| exposition::value(&s, name, labels);
+    assert_eq!(value("sailpoint_tasks_completed_total", &err), Some(1.0));
+    assert_eq!(value("sailpoint_task_duration_seconds_count", &err), Some(1.0));
+    assert_eq!(value("sailpoint_task_duration_seconds_sum", &err), Some(60.0));
+    assert_eq!(
+        value("sailpoint_task_queue_wait_seconds_sum", &[("task_name", "Agg")]),
+        Some(10.0)
+    );
+    let level = |l: &str| value("sailpoint_task_messages_total", &[("level", l)]);
+    assert_eq!((level("error"), level("warn")), (Some(1.0), Some(0.0)));
+}
+
+#[test]
+fn the_prerendered_exposition_follows_every_applied_change() {
+    let m = Metrics::new(&MetricsSettings::default(), "v", "r").unwrap();
+    let t = m.tenant("a");
+    let first = m.exposition();
+    assert!(m.prerendered().is_some(), "kept after rendering");
+    t.poll_failed(PollList::Pending, Duration::from_millis(1));
+    assert!(m.prerendered().is_none(), "an applied change invalidates it");
+    let second = m.exposition();
+    assert_ne!(first.text, second.text);
+    let s = exposition::parse(std::str::from_utf8(&second.text).unwrap());
+    assert_eq!(
+        exposition::value(
+            &s,
+            "sailpoint_exporter_poll_errors_total",
+            &[("list", "pending")]
+        ),
+        Some(1.0)
+    );
+    let mut unzipped = String::new();
+    std::io::Read::read_to_string(
+        &mut flate2::read::GzDecoder::new(&second.gzip.unwrap()[..]),
+        &mut unzipped,
+    )
+    .unwrap();
+    assert_eq!(unzipped.as_bytes(), &second.text[..], "gzip of the same text");
+}
+
+#[test]
+fn a_restored_state_continues_its_counters_with_up_at_zero() {
+    let m = Metrics::new(&MetricsSettings::default(), "v", "r").unwrap();
+    let t = m.tenant("a");
+    t.record_completion(&task(serde_json::json!({
+        "id": "c", "uniqueName": "Agg", "created": "2024-01-01T00:00:00Z",
+        "completed": "2024-01-01T00:01:00Z", "completionStatus": "Success"
+    })));
+    t.poll_succeeded(PollList::Pending, chrono::Utc::now(), Duration::ZERO);
+    t.poll_succeeded(PollList::Completed, chrono::Utc::now(), Duration::ZERO);
+    let saved: TenantState =
+        serde_json::from_slice(&serde_json::to_vec(&t.snapshot()).unwrap()).unwrap();
+    let fresh = Metrics::new(&MetricsSettings::default(), "v", "r").unwrap();
+    fresh.restore("a", saved);
+    let s = exposition::parse(&String::from_utf8(fresh.render()).unwrap());
+    let ok = [("task_name", "Agg"), ("status", "success")];
+    assert_eq!(
+        exposition::value(&s, "sailpoint_tasks_completed_total", &ok),
+        Some(1.0)
+    );
+    assert_eq!(
+        exposition::value(&s, "sailpoint_task_duration_seconds_count", &ok),
+        Some(1.0)
+    );
+    assert_eq!(exposition::value(&s, "sailpoint_up", &[]), Some(0.0));
+}
