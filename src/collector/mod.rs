@@ -24,9 +24,9 @@ pub use source::TaskSource;
 pub use tracker::Tracker;
 
 use crate::config::{Settings, TenantSettings};
-use crate::storage::{Loaded, Store};
 use crate::metrics::Metrics;
 use crate::sailpoint::{ApiError, ApiObserver, Client};
+use crate::storage::{Loaded, Store};
 
 /// Why the collector could not start.
 #[derive(Debug, thiserror::Error)]

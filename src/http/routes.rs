@@ -13,11 +13,11 @@ use hyper::header::{
 };
 use hyper::{Method, Request, Response, StatusCode};
 
-use super::{MetricsSource, Prerendered};
 use super::access::AccessPolicy;
 use super::encoding;
 use super::landing;
 use super::settings::ServerConfig;
+use super::{MetricsSource, Prerendered};
 
 /// Prometheus text exposition format, version 0.0.4.
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";

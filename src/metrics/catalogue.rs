@@ -83,7 +83,12 @@ const TASK: &[&str] = &["tenant", "id", "task_name", "source"];
 const LIST: &[&str] = &["tenant", "list"];
 const TENANT: &[&str] = &["tenant"];
 
-const fn tenant(name: &'static str, kind: Kind, labels: &'static [&'static str], help: &'static str) -> Family {
+const fn tenant(
+    name: &'static str,
+    kind: Kind,
+    labels: &'static [&'static str],
+    help: &'static str,
+) -> Family {
     Family {
         name,
         kind,
@@ -110,7 +115,11 @@ const fn histogram(
     }
 }
 
-const fn process(name: &'static str, labels: &'static [&'static str], help: &'static str) -> Family {
+const fn process(
+    name: &'static str,
+    labels: &'static [&'static str],
+    help: &'static str,
+) -> Family {
     Family {
         name,
         kind: Kind::Gauge,
@@ -354,8 +363,18 @@ mod tests {
         assert_eq!(names.len(), CATALOGUE.len());
         for f in tenant_families() {
             assert_eq!(f.labels.first(), Some(&"tenant"), "{}", f.name);
-            assert_eq!(f.kind == Kind::Histogram, f.buckets != Buckets::None, "{}", f.name);
-            assert_eq!(f.kind == Kind::Counter, f.name.ends_with("_total"), "{}", f.name);
+            assert_eq!(
+                f.kind == Kind::Histogram,
+                f.buckets != Buckets::None,
+                "{}",
+                f.name
+            );
+            assert_eq!(
+                f.kind == Kind::Counter,
+                f.name.ends_with("_total"),
+                "{}",
+                f.name
+            );
         }
     }
 }

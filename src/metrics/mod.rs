@@ -205,7 +205,8 @@ impl Metrics {
     /// The pre-rendered exposition when it is current (nothing applied since, process
     /// metrics recent enough); cheap enough for an async worker: no rendering.
     pub fn prerendered(&self) -> Option<Exposition> {
-        self.cache.current(self.changes.applied.load(Ordering::Acquire))
+        self.cache
+            .current(self.changes.applied.load(Ordering::Acquire))
     }
 
     /// The pre-rendered exposition, rendered (and kept) first if it is not current.
@@ -232,7 +233,10 @@ impl Metrics {
                     _ = tokio::time::sleep(render::PROCESS_REFRESH) => {}
                 }
                 let m = Arc::clone(&metrics);
-                if tokio::task::spawn_blocking(move || m.exposition()).await.is_err() {
+                if tokio::task::spawn_blocking(move || m.exposition())
+                    .await
+                    .is_err()
+                {
                     tracing::error!("rendering metrics panicked");
                 }
             }

@@ -58,9 +58,10 @@ impl Cache {
     /// callers wait for one rendering instead of each rendering.
     pub(super) fn refresh(&self, applied: u64, build: impl FnOnce() -> Exposition) -> Exposition {
         let mut slot = self.slot.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(r) = slot.as_ref().filter(|r| {
-            r.applied == applied && r.at.elapsed() < PROCESS_REFRESH.min(MAX_AGE)
-        }) {
+        if let Some(r) = slot
+            .as_ref()
+            .filter(|r| r.applied == applied && r.at.elapsed() < PROCESS_REFRESH.min(MAX_AGE))
+        {
             return r.exposition.clone();
         }
         let exposition = build();
@@ -127,7 +128,10 @@ fn tenant_families(metrics: &Metrics) -> Vec<MetricFamily> {
         .map(|(family, mut metrics)| {
             metrics.sort_by(|a, b| {
                 let values = |m: &Metric| -> Vec<String> {
-                    m.get_label().iter().map(|l| l.value().to_string()).collect()
+                    m.get_label()
+                        .iter()
+                        .map(|l| l.value().to_string())
+                        .collect()
                 };
                 values(a).cmp(&values(b))
             });
@@ -145,7 +149,13 @@ fn tenant_families(metrics: &Metrics) -> Vec<MetricFamily> {
         .collect()
 }
 
-fn append(family: &Family, tenant: &str, state: &TenantState, rules: &Rules, out: &mut Vec<Metric>) {
+fn append(
+    family: &Family,
+    tenant: &str,
+    state: &TenantState,
+    rules: &Rules,
+    out: &mut Vec<Metric>,
+) {
     let Some(series) = state.values.series(family) else {
         return;
     };

@@ -452,11 +452,7 @@ impl<'a> Update<'a> {
             v.clear(family);
         }
         for group in &self.state.groups {
-            v.set(
-                &cat::TASKS_PENDING,
-                &[&group.task_name, &group.source],
-                0.0,
-            );
+            v.set(&cat::TASKS_PENDING, &[&group.task_name, &group.source], 0.0);
         }
         for (group, (count, oldest)) in &per_group {
             let labels = [group.task_name.as_str(), group.source.as_str()];

@@ -92,9 +92,7 @@ fn every_design_family_is_rendered_with_a_polling_help_text() {
             "{family}\n{text}"
         );
     }
-    assert!(
-        text.contains("sailpoint_exporter_build_info{revision=\"abc\",version=\"1.2.3\"} 1")
-    );
+    assert!(text.contains("sailpoint_exporter_build_info{revision=\"abc\",version=\"1.2.3\"} 1"));
     assert!(text.contains(
         "sailpoint_exporter_api_retries_total{reason=\"rate_limited\",tenant=\"acme\"} 1"
     ));
@@ -210,8 +208,12 @@ fn a_group_known_from_priming_has_every_series_at_zero() {
     let mut want = Vec::new();
     for status in ["error", "success", "temperror", "terminated", "warning"] {
         let l = format!("source=\"\",status=\"{status}\",task_name=\"Agg\",tenant=\"a\"");
-        want.push(format!("sailpoint_task_duration_seconds_bucket{{{l},le=\"60\"}} 0"));
-        want.push(format!("sailpoint_task_duration_seconds_bucket{{{l},le=\"+Inf\"}} 0"));
+        want.push(format!(
+            "sailpoint_task_duration_seconds_bucket{{{l},le=\"60\"}} 0"
+        ));
+        want.push(format!(
+            "sailpoint_task_duration_seconds_bucket{{{l},le=\"+Inf\"}} 0"
+        ));
         want.push(format!("sailpoint_task_duration_seconds_count{{{l}}} 0"));
         want.push(format!("sailpoint_task_duration_seconds_sum{{{l}}} 0"));
     }
@@ -221,8 +223,12 @@ fn a_group_known_from_priming_has_every_series_at_zero() {
         ));
     }
     let g = "source=\"\",task_name=\"Agg\",tenant=\"a\"";
-    want.push(format!("sailpoint_task_queue_wait_seconds_bucket{{{g},le=\"1\"}} 0"));
-    want.push(format!("sailpoint_task_queue_wait_seconds_bucket{{{g},le=\"+Inf\"}} 0"));
+    want.push(format!(
+        "sailpoint_task_queue_wait_seconds_bucket{{{g},le=\"1\"}} 0"
+    ));
+    want.push(format!(
+        "sailpoint_task_queue_wait_seconds_bucket{{{g},le=\"+Inf\"}} 0"
+    ));
     want.push(format!("sailpoint_task_queue_wait_seconds_count{{{g}}} 0"));
     want.push(format!("sailpoint_task_queue_wait_seconds_sum{{{g}}} 0"));
     want.push(format!(
@@ -260,10 +266,19 @@ fn a_completion_moves_counter_histogram_and_messages_together() {
     let err = [("task_name", "Agg"), ("status", "error")];
     let value = |name: &str, labels: &[(&str, &str)]| exposition::value(&s, name, labels);
     assert_eq!(value("sailpoint_tasks_completed_total", &err), Some(1.0));
-    assert_eq!(value("sailpoint_task_duration_seconds_count", &err), Some(1.0));
-    assert_eq!(value("sailpoint_task_duration_seconds_sum", &err), Some(60.0));
     assert_eq!(
-        value("sailpoint_task_queue_wait_seconds_sum", &[("task_name", "Agg")]),
+        value("sailpoint_task_duration_seconds_count", &err),
+        Some(1.0)
+    );
+    assert_eq!(
+        value("sailpoint_task_duration_seconds_sum", &err),
+        Some(60.0)
+    );
+    assert_eq!(
+        value(
+            "sailpoint_task_queue_wait_seconds_sum",
+            &[("task_name", "Agg")]
+        ),
         Some(10.0)
     );
     let level = |l: &str| value("sailpoint_task_messages_total", &[("level", l)]);
@@ -277,7 +292,10 @@ fn the_prerendered_exposition_follows_every_applied_change() {
     let first = m.exposition();
     assert!(m.prerendered().is_some(), "kept after rendering");
     t.poll_failed(PollList::Pending, Duration::from_millis(1));
-    assert!(m.prerendered().is_none(), "an applied change invalidates it");
+    assert!(
+        m.prerendered().is_none(),
+        "an applied change invalidates it"
+    );
     let second = m.exposition();
     assert_ne!(first.text, second.text);
     let s = exposition::parse(std::str::from_utf8(&second.text).unwrap());
@@ -295,7 +313,11 @@ fn the_prerendered_exposition_follows_every_applied_change() {
         &mut unzipped,
     )
     .unwrap();
-    assert_eq!(unzipped.as_bytes(), &second.text[..], "gzip of the same text");
+    assert_eq!(
+        unzipped.as_bytes(),
+        &second.text[..],
+        "gzip of the same text"
+    );
 }
 
 #[test]

@@ -5,10 +5,10 @@ use std::time::Duration;
 use chrono::Utc;
 
 use super::*;
-use crate::sailpoint::ApiObserver;
 use crate::collector::tracker::TrackerConfig;
 use crate::config::MetricsSettings;
 use crate::metrics::Metrics;
+use crate::sailpoint::ApiObserver;
 
 const DAY: Duration = Duration::from_secs(86_400);
 const URL: &str = "https://acme.api.identitynow.com/";
