@@ -18,7 +18,6 @@ use sailpoint_task_exporter::simulator::{
 };
 
 mod common;
-#[allow(dead_code)]
 mod exporter_common;
 use common::Daemon;
 use exporter_common::{TENANT, assert_samples_match_truth};
