@@ -359,8 +359,9 @@ async fn a_hammering_scraper_never_sees_half_a_poll() {
                 .map(|(k, v)| (k.as_str(), v.as_str()))
                 .collect();
             assert_eq!(
-                exposition::value(&s, "sailpoint_task_duration_seconds_count", &labels),
-                Some(counter.value),
+                exposition::value(&s, "sailpoint_task_duration_seconds_count", &labels)
+                    .unwrap_or(0.0),
+                counter.value,
                 "scrape {scrapes}: counter and histogram of {labels:?}"
             );
         }

@@ -225,6 +225,9 @@ const RETRY_REASONS: [RetryReason; 4] = [
     RetryReason::Connect,
 ];
 
+/// The status whose duration histogram exists at 0 for every known group.
+pub const ZERO_DURATION_STATUS: &str = "success";
+
 /// `reason` label values of `sailpoint_exporter_state_set_aside_total`.
 pub const SET_ASIDE_REASONS: [&str; 5] = ["corrupt", "foreign", "version", "too_old", "unreadable"];
 
@@ -319,9 +322,11 @@ impl<'a> Update<'a> {
     }
 
     /// Every series of a known group exists from the moment the group is seen, at 0:
-    /// the completed counters, duration histograms of the five known statuses, the
-    /// queue-wait histogram, both message levels, and the pending count. So `increase()`
-    /// sees the first completion, and a dashboard shows 0 rather than "No data".
+    /// the completed counters of the five known statuses, the duration histogram of
+    /// `success` (dashboards sum durations over statuses; one histogram at 0 is enough
+    /// for a 0, and five would multiply the exposition), the queue-wait histogram, both
+    /// message levels, and the pending count. So `increase()` sees the first completion,
+    /// and a dashboard shows 0 rather than "No data".
     fn init_group(&mut self, group: &Group) {
         let duration = self.rules.bounds(cat::DURATION.buckets).to_vec();
         let queue_wait = self.rules.bounds(cat::QUEUE_WAIT.buckets).to_vec();
@@ -329,8 +334,8 @@ impl<'a> Update<'a> {
         let v = &mut self.state.values;
         for status in CompletionStatus::KNOWN_LABELS {
             v.touch_counter(&cat::COMPLETED_TOTAL, &[t, s, status]);
-            v.touch_histogram(&cat::DURATION, &[t, s, status], &duration);
         }
+        v.touch_histogram(&cat::DURATION, &[t, s, ZERO_DURATION_STATUS], &duration);
         v.touch_histogram(&cat::QUEUE_WAIT, &[t, s], &queue_wait);
         for level in ["warn", "error"] {
             v.touch_counter(&cat::MESSAGES_TOTAL, &[t, s, level]);
