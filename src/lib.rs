@@ -2,7 +2,8 @@
 //! task status.
 //!
 //! Data flows one way: [`config`] → [`collector`] pollers (using the [`sailpoint`] client)
-//! → [`metrics`] state → [`http`] serving. [`simulator`] is a faithful fake tenant used by
+//! → [`metrics`] state → [`http`] serving; with `storage.path`, [`storage`] keeps each
+//! tenant's state across restarts. [`simulator`] is a faithful fake tenant used by
 //! `demo`, the tests and dashboard development; [`cli`] holds the command line.
 
 #![warn(missing_docs)]
