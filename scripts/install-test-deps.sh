@@ -4,6 +4,20 @@
 # The Debian package's maintainer scripts try to start a service; that is harmless here
 # (no init system runs in CI containers) and is prevented with a policy-rc.d.
 set -euo pipefail
+
+# Chromium (Debian's `chromium`), driven headless by the status-page test
+# (tests/status_page.rs). Self-contained: installed only when missing.
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "chromium missing and not root: install Debian's 'chromium' package" >&2
+    exit 1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
+    --no-install-recommends chromium fonts-dejavu-core >/dev/null
+  command -v chromium >/dev/null
+fi
+
 if command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1; then
   exit 0
 fi

@@ -76,6 +76,9 @@ pub struct Settings {
     /// Where each tenant's state is kept across restarts (off by default).
     #[serde(default)]
     pub storage: StorageSettings,
+    /// The on-call status page at `/` and `/api/v1/status`.
+    #[serde(default)]
+    pub status: StatusSettings,
 }
 
 /// State across restarts: with a `path`, each tenant's exactly-once tracker and metric
@@ -85,6 +88,60 @@ pub struct Settings {
 pub struct StorageSettings {
     /// Directory of the state files (one `<tenant>.json` each); None keeps nothing.
     pub path: Option<PathBuf>,
+}
+
+/// What the status page shows: its thresholds follow the shipped alert rules by default,
+/// so the page and the alerts agree on what "stuck" and "overdue" mean.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StatusSettings {
+    /// A pending task older than this is listed as stuck, with the command that clears
+    /// it. Default 3h, the threshold of `SailPointAggregationPendingTooLong`.
+    #[serde(with = "humantime_serde")]
+    pub stuck_after: Duration,
+    /// A source whose last successful aggregation is older than this is highlighted.
+    /// Default 26h, the threshold of `SailPointSourceNoSuccessfulAggregation`.
+    #[serde(with = "humantime_serde")]
+    pub no_success_after: Duration,
+    /// The newest failed or warning tasks kept per tenant, with their messages
+    /// (1..=1000; default 50).
+    pub failed_tasks: usize,
+}
+
+/// Most failed or warning tasks a tenant's status page may keep.
+pub const MAX_STATUS_FAILED_TASKS: usize = 1000;
+
+impl Default for StatusSettings {
+    fn default() -> Self {
+        StatusSettings {
+            stuck_after: Duration::from_secs(3 * 3600),
+            no_success_after: Duration::from_secs(26 * 3600),
+            failed_tasks: 50,
+        }
+    }
+}
+
+impl StatusSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (key, d) in [
+            ("status.stuck_after", self.stuck_after),
+            ("status.no_success_after", self.no_success_after),
+        ] {
+            if d.is_zero() || d > MAX_DURATION {
+                return Err(ConfigError::invalid(
+                    key,
+                    "must be positive and at most 366 days",
+                ));
+            }
+        }
+        if !(1..=MAX_STATUS_FAILED_TASKS).contains(&self.failed_tasks) {
+            return Err(ConfigError::invalid(
+                "status.failed_tasks",
+                format!("must be between 1 and {MAX_STATUS_FAILED_TASKS}"),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Where and how `/metrics` is served.
@@ -513,6 +570,19 @@ impl TenantSettings {
                 "must be at least two pending intervals, or completions can be missed",
             ));
         }
+        let steady_reach = self
+            .effective_overlap()
+            .saturating_add(self.pending_interval)
+            .saturating_add(self.completed_interval);
+        if self.lookback < steady_reach {
+            return Err(ConfigError::invalid(
+                k("lookback"),
+                format!(
+                    "must be at least overlap + pending_interval + completed_interval ({}): the completed poll reads that far back in steady state, and lookback caps how far back it may read",
+                    humantime::format_duration(steady_reach)
+                ),
+            ));
+        }
         if self.max_body_bytes < 1024 {
             return Err(ConfigError::invalid(
                 k("max_body_bytes"),
@@ -713,6 +783,7 @@ impl Settings {
             ));
         }
         self.metrics.validate()?;
+        self.status.validate()?;
         if self.tenants.is_empty() {
             return Err(ConfigError::invalid(
                 "tenants",
@@ -783,6 +854,26 @@ mod tests {
         assert_eq!(t.pending_interval, Duration::from_secs(30));
         assert_eq!(t.effective_overlap(), Duration::from_secs(120));
         assert_eq!(t.rate_limit.requests, 90);
+        assert_eq!(s.status, StatusSettings::default());
+        assert_eq!(s.status.stuck_after, Duration::from_secs(10800));
+    }
+
+    #[test]
+    fn status_settings_are_read_and_checked() {
+        let text = format!("{MINIMAL}status:\n  stuck_after: 90m\n  failed_tasks: 7\n");
+        let s = Settings::from_text(&text, Yaml, &Overrides::default()).unwrap();
+        assert_eq!(s.status.stuck_after, Duration::from_secs(5400));
+        assert_eq!(s.status.failed_tasks, 7);
+        assert_eq!(s.status.no_success_after, Duration::from_secs(26 * 3600));
+        for (bad, key) in [
+            ("failed_tasks: 0", "status.failed_tasks"),
+            ("failed_tasks: 1001", "status.failed_tasks"),
+            ("stuck_after: 0s", "status.stuck_after"),
+        ] {
+            let text = format!("{MINIMAL}status:\n  {bad}\n");
+            let err = Settings::from_text(&text, Yaml, &Overrides::default()).unwrap_err();
+            assert!(err.to_string().contains(key), "{bad}: {err}");
+        }
     }
 
     #[test]
@@ -812,6 +903,24 @@ mod tests {
         let bad = MINIMAL.replace("client_id: id", "clientid: id");
         let err = Settings::from_text(&bad, Yaml, &Overrides::default()).unwrap_err();
         assert!(err.to_string().contains("clientid"), "{err}");
+    }
+
+    #[test]
+    fn lookback_shorter_than_the_steady_read_is_refused_naming_the_keys() {
+        let text = MINIMAL.replace(
+            "client_secret: s3cret",
+            "client_secret: s3cret\n    lookback: 3m\n    overlap: 2m",
+        );
+        let err = Settings::from_text(&text, Yaml, &Overrides::default()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "configuration key `tenants[0].lookback`: must be at least overlap + pending_interval + completed_interval (3m 30s): the completed poll reads that far back in steady state, and lookback caps how far back it may read"
+        );
+        let ok = MINIMAL.replace(
+            "client_secret: s3cret",
+            "client_secret: s3cret\n    lookback: 210s\n    overlap: 2m",
+        );
+        assert!(Settings::from_text(&ok, Yaml, &Overrides::default()).is_ok());
     }
 
     #[test]

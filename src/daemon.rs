@@ -23,6 +23,7 @@ use crate::collector::{self, CollectorHandle, Readiness, Tracker};
 use crate::config::{Credentials, Overrides, Settings, TenantSettings};
 use crate::http::{self, MetricsSource, ServerConfig};
 use crate::metrics::Metrics;
+use crate::status::{CliTarget, PageInfo, StatusBoard};
 
 /// The crate version, for build info and the landing page.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -94,6 +95,7 @@ struct RunningTenant {
 /// The set of running tenants.
 struct Tenants {
     metrics: Arc<Metrics>,
+    board: Arc<StatusBoard>,
     state: Arc<ExporterState>,
     running: HashMap<String, RunningTenant>,
 }
@@ -112,13 +114,20 @@ impl Tenants {
             metrics: base.metrics.clone(),
             tenants: vec![tenant.clone()],
             storage: base.storage.clone(),
+            status: base.status.clone(),
         };
         let (stop, stopped) = watch::channel(false);
         let resume: HashMap<String, Tracker> = resume
             .map(|t| (tenant.name.clone(), t))
             .into_iter()
             .collect();
-        let handle = collector::spawn_resuming(&one, self.metrics.clone(), stopped, resume)?;
+        let handle = collector::spawn_reporting(
+            &one,
+            self.metrics.clone(),
+            Some(&self.board),
+            stopped,
+            resume,
+        )?;
         if let Ok(mut t) = self.state.tenants.lock() {
             t.insert(tenant.name.clone(), handle.readiness());
         }
@@ -160,8 +169,11 @@ impl Tenants {
     async fn apply(&mut self, new: &Settings, old: &Settings) -> anyhow::Result<()> {
         if format!("{:?}", new.web) != format!("{:?}", old.web)
             || format!("{:?}", new.metrics) != format!("{:?}", old.metrics)
+            || new.status != old.status
         {
-            tracing::warn!("web and metrics settings changed: they take effect after a restart");
+            tracing::warn!(
+                "web, metrics or status settings changed: they take effect after a restart"
+            );
         }
         let wanted: HashMap<&str, &TenantSettings> =
             new.tenants.iter().map(|t| (t.name.as_str(), t)).collect();
@@ -174,6 +186,7 @@ impl Tenants {
                 None => {
                     tracing::info!(tenant = %name, "tenant removed by reload: stopping it");
                     self.stop(&name).await;
+                    self.board.remove(&name);
                 }
                 Some(t)
                     if self.running.get(&name).map(|r| r.fingerprint) != Some(fingerprint(t)) =>
@@ -239,8 +252,26 @@ pub async fn run(
         tenants: Mutex::new(HashMap::new()),
         ever_ready: AtomicBool::new(false),
     });
+    // Without a configuration file (`demo`), the page's commands cannot say `--tenant`.
+    let cli = if reload.is_some() {
+        CliTarget::ByName
+    } else {
+        CliTarget::ByUrl
+    };
+    let board = Arc::new(
+        StatusBoard::new(
+            settings.status.clone(),
+            PageInfo {
+                telemetry_path: settings.web.telemetry_path.clone(),
+                version: VERSION.to_string(),
+                revision: REVISION.to_string(),
+            },
+        )
+        .with_cli_target(cli),
+    );
     let mut tenants = Tenants {
         metrics: metrics.clone(),
+        board: board.clone(),
         state: state.clone(),
         running: HashMap::new(),
     };
@@ -254,6 +285,7 @@ pub async fn run(
         REVISION,
         settings.tenants.iter().map(|t| t.name.clone()).collect(),
     );
+    server_config.status = Some(board);
     if let Some(web) = web {
         server_config.tls = web.tls;
         server_config.access = web.access;

@@ -2,8 +2,9 @@
 //! task status.
 //!
 //! Data flows one way: [`config`] → [`collector`] pollers (using the [`sailpoint`] client)
-//! → [`metrics`] state → [`http`] serving; with `storage.path`, [`storage`] keeps each
-//! tenant's state across restarts. [`simulator`] is a faithful fake tenant used by
+//! → [`metrics`] state → [`http`] serving; the pollers also feed the on-call [`status`]
+//! page, and with `storage.path`, [`storage`] keeps each tenant's state across restarts.
+//! [`simulator`] is a faithful fake tenant used by
 //! `demo`, the tests and dashboard development; [`cli`] holds the command line.
 
 #![warn(missing_docs)]
@@ -16,4 +17,5 @@ pub mod http;
 pub mod metrics;
 pub mod sailpoint;
 pub mod simulator;
+pub mod status;
 pub mod storage;

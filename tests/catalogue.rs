@@ -65,9 +65,23 @@ fn python_set(text: &str, name: &str) -> BTreeSet<String> {
         .collect()
 }
 
+/// Families the deploy kit's rules and dashboard already read but the exporter does not
+/// export yet (aggregation results, in progress on another branch). Listed here so the
+/// gap is explicit: the test fails when this list and the actual difference disagree,
+/// so adding the families to the catalogue means emptying this list.
+const ANNOUNCED_NOT_EXPORTED: &[&str] = &[
+    "sailpoint_task_return_value",
+    "sailpoint_task_returns_total",
+];
+
 #[test]
 fn the_deploy_checks_catalogue_lists_exactly_the_catalogue() {
     let text = read("tests/deploy/catalogue.py");
+    let announced: BTreeSet<String> = ANNOUNCED_NOT_EXPORTED
+        .iter()
+        .map(|s| (*s).to_string())
+        .collect();
+    let mut extra = BTreeSet::new();
     for (set, kind) in [
         ("GAUGES", Kind::Gauge),
         ("COUNTERS", Kind::Counter),
@@ -78,8 +92,18 @@ fn the_deploy_checks_catalogue_lists_exactly_the_catalogue() {
             .filter(|f| f.kind == kind)
             .map(|f| f.name.to_string())
             .collect();
-        assert_eq!(python_set(&text, set), want, "{set}");
+        let listed = python_set(&text, set);
+        assert!(
+            want.is_subset(&listed),
+            "{set}: missing from catalogue.py: {:?}",
+            want.difference(&listed).collect::<Vec<_>>()
+        );
+        extra.extend(listed.difference(&want).cloned());
     }
+    assert_eq!(
+        extra, announced,
+        "catalogue.py families the exporter does not export"
+    );
 }
 
 #[test]

@@ -37,6 +37,11 @@ fn real_tenant_example_is_valid_once_its_secret_file_exists() {
         "https://acme.api.identitynow.com/oauth/token"
     );
     assert_eq!(s.metrics.task_name_rewrites.len(), 1);
+    assert_eq!(
+        s.status,
+        sailpoint_task_exporter::config::StatusSettings::default(),
+        "the example shows the defaults"
+    );
     assert!(!format!("{s:?}").contains("not-a-real-secret"));
 }
 

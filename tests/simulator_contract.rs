@@ -860,7 +860,7 @@ async fn run_serves_until_shutdown() {
             .port();
         let args = SimulateArgs {
             listen: format!("127.0.0.1:{port}").parse().unwrap(),
-            scenario: Scenario::Empty,
+            scenario: Some(Scenario::Empty),
             client_id: CLIENT_ID.into(),
             client_secret: SECRET.to_string().into(),
             ..SimulateArgs::default()

@@ -52,8 +52,8 @@ use sailpoint_task_exporter::metrics::exposition::{self, Sample};
 use sailpoint_task_exporter::metrics::normalize;
 use sailpoint_task_exporter::sailpoint::model::{CompletionStatus, TaskStatus};
 use sailpoint_task_exporter::simulator::{
-    DEMO_CLIENT_SECRET, Faults, NewTask, RateLimit, RequestCounts, SimConfig, SimHandle, Simulator,
-    TaskKind,
+    DEMO_CLIENT_SECRET, Faults, Habits, NewTask, RateLimit, RequestCounts, SimConfig, SimHandle,
+    Simulator, TaskKind,
 };
 
 const TENANT: &str = "soak";
@@ -253,6 +253,16 @@ fn faults(phase: Phase) -> Faults {
         truncated_rate: 0.03,
         reset_rate: 0.03,
         rate_limit: Some(RateLimit::default()),
+        // Production's habits: off-spec fields, lagging views, a tenant clock behind ours.
+        habits: Habits {
+            off_spec_fields: true,
+            pending_view_lag: Duration::from_secs(20),
+            pending_view_shows_status: true,
+            completed_list_lag: Duration::from_secs(10),
+            reorder_ties: true,
+            clock_offset_secs: -90,
+            ..Habits::default()
+        },
     };
     match phase {
         Phase::Faulty => all,
@@ -640,7 +650,11 @@ async fn soak(run: Duration, assert_flat: bool) {
     let sim_advanced = sim.now() - sim_began;
     settle(&client, &daemon, since).await;
     let samples = metrics(&client, &daemon).await;
-    let want = expected(&sim.tasks(), &backlog, &settings.metrics.task_name_rewrites);
+    let want = expected(
+        &sim.tasks_as_served(),
+        &backlog,
+        &settings.metrics.task_name_rewrites,
+    );
     stop.store(true, Ordering::Release);
     let scrapes = scraper.await.unwrap();
     let resources = sampler.await.unwrap();

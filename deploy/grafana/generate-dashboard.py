@@ -267,6 +267,18 @@ def build():
                      [target(f"sum by (level) (increase(sailpoint_task_messages_total{{{T}}}[$__rate_interval]))", "{{level}}")],
                      bars=True, stack=True), 12, 8)
 
+    # ---------------------------------------------------------------- aggregation results
+    L.row("Aggregation results")
+    L.add(timeseries("Accounts per source", "total reported by the latest account aggregation of each source (sailpoint_task_return_value{attribute=\"total\"}); a drop to 0 fires SailPointAggregationEmpty.",
+                     [target(f'max by (tenant, source) (sailpoint_task_return_value{{{T},attribute="total",task_name=~".*Account Aggregation.*"}})', "{{tenant}} {{source}}")],
+                     unit="short"), 12, 8)
+    L.add(timeseries("Accounts created, updated, deleted", "Sum of the created, updated and deleted results of the account aggregations that completed in each interval (sailpoint_task_returns_total); a mass deletion fires SailPointAggregationMassDeletion.",
+                     [target(f'sum by (source, attribute) (increase(sailpoint_task_returns_total{{{T},attribute=~"created|updated|deleted",task_name=~".*Account Aggregation.*"}}[$__rate_interval]))', "{{source}} {{attribute}}")],
+                     bars=True), 12, 8)
+    L.add(table("Latest aggregation results per source", "What the latest account aggregation of each source reported (created, updated, deleted, total, …).",
+                [target(f'max by (tenant, source, attribute) (sailpoint_task_return_value{{{T},task_name=~".*Account Aggregation.*"}})', instant=True, fmt="table")],
+                unit="short", sort_by="Value"), 24, 8)
+
     # ---------------------------------------------------------------- API
     L.row("SailPoint API")
     L.add(timeseries("API requests by code", "Requests to SailPoint per HTTP status code (\"error\" = no response).",

@@ -193,8 +193,11 @@ const DEMO_CONFIG: &str = include_str!("../../config/simulator.yaml");
 
 /// `demo`: the simulated tenant and the daemon against it, in one process.
 async fn demo(mut args: crate::simulator::SimulateArgs, global: &GlobalOpts) -> ExitCode {
-    // A newcomer should see completions within seconds: an hour of tenant life per minute.
+    // A newcomer should see completions within seconds: an hour of tenant life per minute,
+    // and a status page with something to act on: a stuck aggregation, a failing source.
     args.speed.get_or_insert(60.0);
+    args.scenario
+        .get_or_insert(crate::simulator::Scenario::Incident);
     let sim = match crate::simulator::Simulator::start(args.config(), args.listen).await {
         Ok(sim) => sim,
         Err(e) => {
@@ -247,7 +250,7 @@ async fn demo(mut args: crate::simulator::SimulateArgs, global: &GlobalOpts) -> 
     };
     println!(
         "sailpoint-task-exporter demo ({} scenario, seed {}, speed {}x)",
-        args.scenario.name(),
+        args.scenario.unwrap_or_default().name(),
         args.seed,
         args.speed.unwrap_or(1.0)
     );
@@ -260,7 +263,7 @@ async fn demo(mut args: crate::simulator::SimulateArgs, global: &GlobalOpts) -> 
         "  metrics:           {scheme}://{shown}{}",
         web.telemetry_path
     );
-    println!("  landing page:      {scheme}://{shown}/");
+    println!("  status page:       {scheme}://{shown}/  (JSON: {scheme}://{shown}/api/v1/status)");
     println!(
         "  operator commands: sailpoint-task-exporter tasks pending --base-url {} --client-id {}",
         sim.base_url(),

@@ -26,6 +26,7 @@ pub use tracker::Tracker;
 use crate::config::{Settings, TenantSettings};
 use crate::metrics::Metrics;
 use crate::sailpoint::{ApiError, ApiObserver, Client};
+use crate::status::StatusBoard;
 use crate::storage::{Loaded, Store};
 
 /// Why the collector could not start.
@@ -108,6 +109,19 @@ pub fn spawn_resuming(
     settings: &Settings,
     metrics: Arc<Metrics>,
     shutdown: watch::Receiver<bool>,
+    resume: HashMap<String, Tracker>,
+) -> Result<CollectorHandle, CollectorError> {
+    spawn_reporting(settings, metrics, None, shutdown, resume)
+}
+
+/// [`spawn_resuming`], with each poller also reporting to the tenant's record on the
+/// status `board`. A tenant continuing from a tracker keeps its record; one starting
+/// from scratch gets a fresh record (its priming would otherwise list its history twice).
+pub fn spawn_reporting(
+    settings: &Settings,
+    metrics: Arc<Metrics>,
+    board: Option<&StatusBoard>,
+    shutdown: watch::Receiver<bool>,
     mut resume: HashMap<String, Tracker>,
 ) -> Result<CollectorHandle, CollectorError> {
     let mut pollers = Vec::with_capacity(settings.tenants.len());
@@ -129,6 +143,12 @@ pub fn spawn_resuming(
         if let Some(store) = &store {
             tenant_metrics.apply(|u| u.storage_enabled());
             poller = poller.with_store(store.tenant(&tenant.name, tenant.base_url.as_str()));
+        }
+        if let Some(board) = board {
+            poller = poller.with_status(match resumed {
+                Some(_) => board.tenant(tenant),
+                None => board.restart(tenant),
+            });
         }
         if let Some(tracker) = resumed {
             poller = poller.resuming(tracker);

@@ -18,10 +18,11 @@ use tokio::time::Instant;
 
 use super::read::{ReadError, read_completed, read_pending};
 use super::source::TaskSource;
-use super::tracker::{PendingRead, PrimeRead, Tracker, TrackerConfig};
+use super::tracker::{CompletedBound, PendingRead, PrimeRead, Tracker, TrackerConfig};
 use crate::config::{MAX_DURATION, TenantSettings};
 use crate::metrics::{PollList, TenantMetrics, Update};
 use crate::sailpoint::model::TaskStatus;
+use crate::status::TenantStatus;
 use crate::storage::TenantStore;
 
 /// Where "now" comes from; the real wall clock in production, a simulator's manual clock
@@ -94,7 +95,14 @@ pub struct TenantPoller<S> {
     metrics: TenantMetrics,
     settings: PollSettings,
     clock: Clock,
+    /// Tenant clock minus exporter clock, from the last pending answer's `Date` header;
+    /// the exactly-once bounds are kept in tenant time.
+    skew: chrono::Duration,
+    /// Whether the last completed read had to give up exactness (see
+    /// [`CompletedBound::degraded`]); logged on change.
+    degraded: bool,
     ready: Arc<AtomicBool>,
+    status: TenantStatus,
     store: Option<TenantStore>,
 }
 
@@ -107,9 +115,19 @@ impl<S: TaskSource> TenantPoller<S> {
             metrics,
             settings: PollSettings::from_tenant(tenant),
             clock: system_clock(),
+            skew: chrono::Duration::zero(),
+            degraded: false,
             ready: Arc::new(AtomicBool::new(false)),
+            status: TenantStatus::detached(&tenant.name, Default::default()),
             store: None,
         }
+    }
+
+    /// Reports what the polls see to the status page through `status` (by default to a
+    /// record nobody displays).
+    pub fn with_status(mut self, status: TenantStatus) -> TenantPoller<S> {
+        self.status = status;
+        self
     }
 
     /// Continues from the exactly-once state of a previous poller of the same tenant (a
@@ -155,16 +173,17 @@ impl<S: TaskSource> TenantPoller<S> {
         }
     }
 
-    /// Startup: pending baseline, then the completed history down to `now − lookback`;
-    /// fills gauges and the dedupe set without counting anything.
+    /// Startup: pending baseline, then the completed history down to `now − lookback`
+    /// (tenant time); fills gauges and the dedupe set without counting anything.
     pub async fn prime(&mut self) -> Result<PollOutcome, ReadError<S::Error>> {
-        let now = (self.clock)();
+        let local_start = (self.clock)();
         let t0 = Instant::now();
-        let listed = self
-            .deadline(PollList::Pending, t0, self.source.pending_tasks())
+        let (listed, date) = self
+            .deadline(PollList::Pending, t0, self.source.pending_tasks_dated())
             .await?;
+        let started = self.tenant_time(local_start, date);
         let t1 = Instant::now();
-        let bound = self.tracker.priming_lower_bound(now);
+        let bound = self.tracker.priming_lower_bound(started);
         let history = self
             .deadline(
                 PollList::Completed,
@@ -174,13 +193,13 @@ impl<S: TaskSource> TenantPoller<S> {
             .await?;
         let read = PrimeRead {
             pending: PendingRead {
-                started: now,
+                started,
                 listed,
                 lookups: Vec::new(),
             },
             history,
         };
-        let primed = self.tracker.apply_prime(read, now);
+        let primed = self.tracker.apply_prime(read, (self.clock)());
         let tracker = &self.tracker;
         let at = Utc::now();
         self.metrics.apply(|u| {
@@ -194,6 +213,13 @@ impl<S: TaskSource> TenantPoller<S> {
             u.poll_succeeded(PollList::Pending, at, t1 - t0);
             u.poll_succeeded(PollList::Completed, at, t1.elapsed());
         });
+        for task in primed.backlog.iter().chain(&primed.counted) {
+            self.status.record_completion(task);
+        }
+        self.status
+            .set_pending(self.tracker.pending().tasks(), Utc::now());
+        self.status.poll_succeeded(PollList::Pending.as_str(), at);
+        self.status.poll_succeeded(PollList::Completed.as_str(), at);
         self.persist().await;
         self.ready.store(true, Ordering::Release);
         tracing::info!(
@@ -212,52 +238,112 @@ impl<S: TaskSource> TenantPoller<S> {
     /// One pending poll (tracker must be primed); returns the number of completions
     /// counted.
     pub async fn poll_pending(&mut self) -> Result<usize, ReadError<S::Error>> {
-        let started = (self.clock)();
+        let local_start = (self.clock)();
         let t0 = Instant::now();
-        let read = self
+        let (mut read, date) = self
             .deadline(
                 PollList::Pending,
                 t0,
-                read_pending(&self.tracker, &self.source, started),
+                read_pending(&self.tracker, &self.source, local_start),
             )
             .await?;
-        let completed = self.tracker.apply_pending(read, started);
-        self.count(PollList::Pending, &completed, t0).await;
-        Ok(completed.len())
+        read.started = self.tenant_time(local_start, date);
+        let applied = self.tracker.apply_pending(read, (self.clock)());
+        for id in &applied.set_aside {
+            tracing::warn!(
+                tenant = self.metrics.tenant(),
+                task_id = %id,
+                "the lookup of a task that left the pending list failed {} polls in a row; it is set aside and its completion will not be counted",
+                super::tracker::MAX_LOOKUP_STRIKES
+            );
+        }
+        self.count(
+            PollList::Pending,
+            &applied.completed,
+            applied.set_aside.len(),
+            t0,
+        )
+        .await;
+        Ok(applied.completed.len())
     }
 
     /// One completed poll (tracker must be primed); returns the number of completions
     /// counted.
     pub async fn poll_completed(&mut self) -> Result<usize, ReadError<S::Error>> {
-        let now = (self.clock)();
-        let t0 = Instant::now();
+        let local_now = (self.clock)();
+        let tenant_now = local_now + self.skew;
         let bound = self
             .tracker
-            .completed_lower_bound()
-            .unwrap_or_else(|| self.tracker.priming_lower_bound(now));
+            .completed_lower_bound(tenant_now)
+            .unwrap_or(CompletedBound {
+                at: self.tracker.priming_lower_bound(tenant_now),
+                degraded: false,
+            });
+        let t0 = Instant::now();
         let read = self
             .deadline(
                 PollList::Completed,
                 t0,
-                read_completed(&self.source, bound, self.settings.page_size),
+                read_completed(&self.source, bound.at, self.settings.page_size),
             )
             .await?;
-        let completed = self.tracker.apply_completed(read, now);
-        self.count(PollList::Completed, &completed, t0).await;
+        let completed = self.tracker.apply_completed(read, (self.clock)());
+        self.set_degraded(bound.degraded);
+        self.count(PollList::Completed, &completed, 0, t0).await;
         Ok(completed.len())
     }
 
-    /// Applies a successful poll's completions, pending snapshot and outcome to the
-    /// metrics in one step, then keeps the state (with `storage.path`).
-    async fn count(&self, list: PollList, completed: &[TaskStatus], t0: Instant) {
+    /// The tenant's time at `local` (an instant of the exporter's clock taken before the
+    /// read): corrected by the skew the answer's `Date` showed. The skew is measured
+    /// against the clock *after* the read and `Date` has whole seconds, so the result
+    /// errs early — the safe side for a lower bound.
+    fn tenant_time(&mut self, local: DateTime<Utc>, date: Option<DateTime<Utc>>) -> DateTime<Utc> {
+        if let Some(date) = date {
+            self.skew = date - (self.clock)();
+            self.metrics
+                .set_clock_skew(self.skew.num_milliseconds() as f64 / 1000.0);
+        }
+        local.checked_add_signed(self.skew).unwrap_or(local)
+    }
+
+    fn set_degraded(&mut self, degraded: bool) {
+        if degraded != self.degraded {
+            if degraded {
+                tracing::warn!(
+                    tenant = self.metrics.tenant(),
+                    "a list has failed for longer than lookback: the completed read is capped at now - lookback, and a task created and finished during the failure may be missed"
+                );
+            } else {
+                tracing::info!(
+                    tenant = self.metrics.tenant(),
+                    "exactly-once counting restored"
+                );
+            }
+        }
+        self.degraded = degraded;
+        self.metrics.set_counting_degraded(degraded);
+    }
+
+    /// Applies a successful poll to the metrics in one step — its completions, the
+    /// lookups it set aside, the pending snapshot and its outcome — then reports it to the
+    /// status page and keeps the state (with `storage.path`).
+    async fn count(&self, list: PollList, completed: &[TaskStatus], set_aside: usize, t0: Instant) {
         let tracker = &self.tracker;
+        let at = Utc::now();
         self.metrics.apply(|u| {
+            u.lookups_set_aside(set_aside);
             for task in completed {
                 u.record_completion(task);
             }
             publish_state(u, tracker);
-            u.poll_succeeded(list, Utc::now(), t0.elapsed());
+            u.poll_succeeded(list, at, t0.elapsed());
         });
+        for task in completed {
+            self.status.record_completion(task);
+        }
+        self.status
+            .set_pending(self.tracker.pending().tasks(), Utc::now());
+        self.status.poll_succeeded(list.as_str(), at);
         self.persist().await;
     }
 
@@ -283,6 +369,7 @@ impl<S: TaskSource> TenantPoller<S> {
         };
         if let Err(error) = &result {
             self.metrics.poll_failed(list, started.elapsed());
+            self.status.poll_failed(list.as_str(), Utc::now(), error);
             tracing::warn!(tenant = self.metrics.tenant(), list = list.as_str(), %error, "poll failed; keeping the last good state");
         }
         result

@@ -37,44 +37,70 @@ pub enum ReadError<E: std::error::Error + 'static> {
 
 /// Reads the pending list and looks up every task that left it: first in batches via
 /// the list endpoint (one request per [`IDS_PER_REQUEST`] ids), then one by one for the
-/// ids the batches did not return (still pending, or gone).
+/// ids the batches did not return (still pending, or gone). A failure that concerns only
+/// the looked-up tasks (see [`TaskSource::concerns_only_the_task`]) becomes
+/// [`Lookup::Failed`] for them; any other failure fails the read.
+///
+/// Returns the read (with `started` left for the caller to set in tenant time) and the
+/// `Date` of the pending list's first page.
 pub async fn read_pending<S: TaskSource>(
     tracker: &Tracker,
     source: &S,
     started: DateTime<Utc>,
-) -> Result<PendingRead, ReadError<S::Error>> {
-    let listed = source.pending_tasks().await?;
+) -> Result<(PendingRead, Option<DateTime<Utc>>), ReadError<S::Error>> {
+    let (listed, date) = source.pending_tasks_dated().await?;
     let departed = tracker.departed(&listed);
     let mut found: HashMap<String, TaskStatus> = HashMap::new();
     for chunk in departed.chunks(IDS_PER_REQUEST) {
         let asked: HashSet<&String> = chunk.iter().collect();
-        for task in source.tasks_by_ids(chunk).await? {
-            if asked.contains(&task.id) {
-                found.insert(task.id.clone(), task);
+        match source.tasks_by_ids(chunk).await {
+            Ok(tasks) => {
+                for task in tasks {
+                    if asked.contains(&task.id) {
+                        found.insert(task.id.clone(), task);
+                    }
+                }
             }
+            // One bad id can spoil a batch: look the chunk up one by one instead.
+            Err(e) if S::concerns_only_the_task(&e) => {}
+            Err(e) => return Err(e.into()),
         }
     }
     let mut lookups = Vec::with_capacity(departed.len());
     for id in departed {
         let lookup = match found.remove(&id) {
             Some(task) => Lookup::Found(Box::new(task)),
-            None => match source.task_status(&id).await? {
-                Some(task) => Lookup::Found(Box::new(task)),
-                None => Lookup::Gone,
+            None => match source.task_status(&id).await {
+                Ok(Some(task)) => Lookup::Found(Box::new(task)),
+                Ok(None) => Lookup::Gone,
+                Err(e) if S::concerns_only_the_task(&e) => {
+                    tracing::warn!(task_id = %id, error = %e, "lookup of a task that left the pending list failed; it stays pending");
+                    Lookup::Failed
+                }
+                Err(e) => return Err(e.into()),
             },
         };
         lookups.push((id, lookup));
     }
-    Ok(PendingRead {
-        started,
-        listed,
-        lookups,
-    })
+    Ok((
+        PendingRead {
+            started,
+            listed,
+            lookups,
+        },
+        date,
+    ))
 }
 
 /// Pages the completed list newest first from offset 0 and stops after the first page
 /// that reaches below `lower_bound`, or at the end of the list. Keeps tasks created at or
 /// after the bound, each id once (pages shift while new tasks arrive).
+///
+/// Tasks with equal `created` may come in another order in the next request, so a tie
+/// group cut by a page boundary could lose a member. Each next page therefore starts at
+/// the first task of the page's trailing tie group (at least the page's last task),
+/// re-reading the boundary; a page that is one tie group from end to end, or that brought
+/// no new id, moves on by a whole page.
 pub async fn read_completed<S: TaskSource>(
     source: &S,
     lower_bound: DateTime<Utc>,
@@ -89,6 +115,7 @@ pub async fn read_completed<S: TaskSource>(
         let page = source.completed_page(offset, limit).await?;
         let full = page.len() >= limit as usize;
         let reached = page_reaches_bound(&page, lower_bound);
+        let step = boundary_step(&page, limit);
         let mut new_ids = 0usize;
         for task in page {
             if seen.insert(task.id.clone()) {
@@ -105,7 +132,26 @@ pub async fn read_completed<S: TaskSource>(
         if stale_pages >= MAX_STALE_PAGES {
             return Err(ReadError::RepeatingPages { offset });
         }
-        offset = offset.checked_add(limit).ok_or(ReadError::OffsetOverflow)?;
+        // A page without a new id (the list shifted by as much as the step) moves on by a
+        // whole page, so that re-reading a boundary can never stall the read.
+        let step = if new_ids == 0 { limit } else { step };
+        offset = offset.checked_add(step).ok_or(ReadError::OffsetOverflow)?;
     }
     Ok(CompletedRead { lower_bound, tasks })
+}
+
+/// How far the next page request moves: to the first task of the page's trailing group
+/// of equal `created` values, or a whole page when the page is one group (or has one task).
+fn boundary_step(page: &[TaskStatus], limit: u32) -> u32 {
+    let Some(last) = page.last() else {
+        return limit;
+    };
+    let start = page
+        .iter()
+        .position(|t| t.created == last.created)
+        .unwrap_or(0);
+    match u32::try_from(start) {
+        Ok(0) | Err(_) => limit,
+        Ok(start) => start,
+    }
 }

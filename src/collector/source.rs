@@ -6,6 +6,8 @@
 
 use std::future::Future;
 
+use chrono::{DateTime, Utc};
+
 use crate::sailpoint::filter::Filter;
 use crate::sailpoint::model::TaskStatus;
 use crate::sailpoint::{ApiError, Client, ListQuery};
@@ -14,6 +16,9 @@ use crate::sailpoint::{ApiError, Client, ListQuery};
 /// well under common 8 KiB limits (50 × ~40 encoded bytes).
 pub const IDS_PER_REQUEST: usize = 50;
 
+/// The pending set and the tenant's clock when it was read, if known.
+pub type DatedPending = (Vec<TaskStatus>, Option<DateTime<Utc>>);
+
 /// Read access to one tenant's task status.
 pub trait TaskSource: Send + Sync {
     /// Why a read failed; any error fails the whole poll.
@@ -21,6 +26,21 @@ pub trait TaskSource: Send + Sync {
 
     /// The whole pending set (every page).
     fn pending_tasks(&self) -> impl Future<Output = Result<Vec<TaskStatus>, Self::Error>> + Send;
+
+    /// The whole pending set and the tenant's clock when it was read (the `Date` of the
+    /// first page), when known. Sources without a clock keep the default (`None`).
+    fn pending_tasks_dated(
+        &self,
+    ) -> impl Future<Output = Result<DatedPending, Self::Error>> + Send {
+        async { self.pending_tasks().await.map(|tasks| (tasks, None)) }
+    }
+
+    /// Whether `error`, from a lookup of specific ids, concerns only those tasks (a 403 or
+    /// 500 for one id, an off-spec record) rather than the tenant (connection, timeout,
+    /// authentication): then the rest of the poll can apply.
+    fn concerns_only_the_task(_error: &Self::Error) -> bool {
+        false
+    }
 
     /// One page of `GET /task-status?sorters=-created`.
     fn completed_page(
@@ -49,6 +69,18 @@ impl TaskSource for Client {
 
     async fn pending_tasks(&self) -> Result<Vec<TaskStatus>, ApiError> {
         Client::pending_tasks(self).await
+    }
+
+    async fn pending_tasks_dated(&self) -> Result<DatedPending, ApiError> {
+        Client::pending_tasks_dated(self).await
+    }
+
+    fn concerns_only_the_task(error: &ApiError) -> bool {
+        match error {
+            ApiError::Status { status, .. } => !matches!(status, 401 | 429),
+            ApiError::InvalidRecord { .. } | ApiError::Decode { .. } => true,
+            _ => false,
+        }
     }
 
     async fn completed_page(&self, offset: u32, limit: u32) -> Result<Vec<TaskStatus>, ApiError> {

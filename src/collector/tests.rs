@@ -1074,10 +1074,11 @@ async fn a_task_pending_at_start_that_completes_while_priming_is_counted() {
         -300,
         "SUCCESS",
     ));
-    // Between the pending snapshot and the history read, "stuck" completes.
+    // Between the pending snapshot and the history read, "stuck" completes (at the
+    // snapshot's own second: the fake's clock does not move during the poll).
     let finished = done(
         task("stuck", "Agg", Some("AD"), -600, Some(-590)),
-        -10,
+        0,
         "ERROR",
     );
     h.fake
@@ -1105,7 +1106,7 @@ async fn a_task_pending_at_start_that_completes_while_priming_is_counted() {
     assert_eq!(v(&s, COMPLETED, &ok), Some(0.0), "backlog: not counted");
     assert_eq!(
         v(&s, "sailpoint_task_duration_seconds_sum", &err),
-        Some(580.0)
+        Some(590.0)
     );
     // And never again, by either path.
     h.set_now(60);

@@ -1,26 +1,32 @@
-//! Exactly-once bookkeeping (DESIGN §3), as pure synchronous state with no I/O.
+//! Exactly-once bookkeeping (see docs/decisions.md, "Exactly-once collection"), as pure
+//! synchronous state with no I/O.
 //!
 //! A poll first *reads* everything it needs from the API (see [`super::read`]) into a
 //! [`PendingRead`], [`CompletedRead`] or [`PrimeRead`]; only when the whole read
 //! succeeded is it *applied* here, in one infallible step that returns the tasks to count.
 //! A failed read is dropped, so a failed poll changes nothing.
 //!
+//! Every time here is **tenant time**: `created` comes from the tenant, and the start of a
+//! pending poll is taken from the tenant's clock (the poller corrects its own clock by the
+//! skew the `Date` header shows), so a skewed exporter clock cannot move the bounds.
+//!
 //! Why nothing is lost or counted twice:
 //! - a task that was in a pending snapshot is followed until it leaves it, then looked
-//!   up (completed → counted, still pending → kept, 404 → forgotten);
+//!   up (completed → counted, still pending → kept, 404 → forgotten; a lookup that keeps
+//!   failing is retried [`MAX_LOOKUP_STRIKES`] times, then set aside and counted as such);
 //! - a task that never appeared in a pending snapshot lived entirely between two
 //!   successful pending polls, so it was created after the earlier one; the completed
-//!   poll reads every completed task created at or after
-//!   `L = min(watermark, S*) − overlap`, where `S*` is the start of the last successful
-//!   pending poll *as of the previous successful completed poll*. That is a (safe)
-//!   refinement of "min(watermark, last pending start)": if pending polls fail for a
-//!   while, a task created during the failures is still at or above `L` when the first
-//!   completed poll after its completion runs;
-//! - [`RecentlyRecorded`] holds every id counted with `created ≥ L`, so the overlap,
-//!   page shifts and the two paths never count a task twice. `L` never decreases, so an
-//!   entry below it can never be read by the completed path again and is evicted (after
-//!   it is also older than one overlap by record time, a guard against a stale pending
-//!   list showing a finished task once more).
+//!   poll reads every completed task created at or after the *floor*
+//!   `L = max(L_prev, min(watermark, S*) − overlap)`, where `S*` is the start of the last
+//!   successful pending poll as of the previous successful completed poll. Priming sets
+//!   the first floor to `now − lookback`, the bound priming read down to;
+//! - the floor never decreases (not on reload, not when a clock steps), so whatever the
+//!   completed path can still read is at or above a bound the dedupe set
+//!   ([`RecentlyRecorded`]) covers: it holds every id counted or primed with
+//!   `created ≥ L`, plus every recorded id the pending view still lists;
+//! - bounded under long failures: the floor is never older than `now − lookback`. When
+//!   exactness would need an older one (a list failing for longer than `lookback`), the
+//!   tracker says so ([`CompletedBound::degraded`]) instead of reading without end.
 
 use std::collections::{HashMap, HashSet};
 
@@ -109,12 +115,23 @@ impl RecentlyRecorded {
     }
 
     /// Drops entries the completed path can no longer read (`created < bound`) that were
-    /// recorded before `recorded_before`.
-    fn evict(&mut self, bound: DateTime<Utc>, recorded_before: DateTime<Utc>) {
-        self.entries
-            .retain(|_, (created, recorded)| *created >= bound || *recorded >= recorded_before);
+    /// recorded before `recorded_before`, except ids the pending view still lists (a view
+    /// that lags, or shows finished tasks, must not make them count again).
+    fn evict(
+        &mut self,
+        bound: DateTime<Utc>,
+        recorded_before: DateTime<Utc>,
+        still_listed: &HashSet<String>,
+    ) {
+        self.entries.retain(|id, (created, recorded)| {
+            *created >= bound || *recorded >= recorded_before || still_listed.contains(id)
+        });
     }
 }
+
+/// Consecutive pending polls in which the lookup of one departed task may fail (403, 500,
+/// an off-spec record) before the task is set aside; the rest of each poll applies.
+pub const MAX_LOOKUP_STRIKES: u32 = 5;
 
 /// What the pending path learned about a task that left the pending list.
 #[derive(Debug, Clone)]
@@ -123,12 +140,15 @@ pub enum Lookup {
     Found(Box<TaskStatus>),
     /// `404`: the task is gone (deleted, or older than 90 days).
     Gone,
+    /// The lookup of this one task failed (403, 500 after retries, an off-spec record):
+    /// the task stays pending and is looked up again next poll.
+    Failed,
 }
 
 /// Everything one pending poll read from the API.
 #[derive(Debug, Clone)]
 pub struct PendingRead {
-    /// When the poll started (exporter clock); becomes `S` once applied.
+    /// When the poll started, in tenant time; becomes `S` once applied.
     pub started: DateTime<Utc>,
     /// The whole pending list, as returned (duplicates allowed).
     pub listed: Vec<TaskStatus>,
@@ -165,6 +185,27 @@ pub struct Primed {
     pub counted: Vec<TaskStatus>,
 }
 
+/// What one applied pending poll did.
+#[derive(Debug, Default)]
+pub struct PendingApplied {
+    /// Completions revealed by the poll, to count (each exactly once).
+    pub completed: Vec<TaskStatus>,
+    /// Tasks whose lookup failed [`MAX_LOOKUP_STRIKES`] polls in a row: no longer
+    /// followed; their completion, if any, cannot be counted.
+    pub set_aside: Vec<String>,
+}
+
+/// The lower bound of a completed read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompletedBound {
+    /// Read every task created at or after this (tenant time).
+    pub at: DateTime<Utc>,
+    /// True when exactness needed an older bound than `now − lookback`: a list has been
+    /// failing for longer than `lookback`, and a task created and finished during the
+    /// failure may be missed.
+    pub degraded: bool,
+}
+
 /// Tracker timings, from the tenant settings.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TrackerConfig {
@@ -187,11 +228,17 @@ pub struct Tracker {
     last_pending_start: Option<DateTime<Utc>>,
     /// `S*`: `S` as it was when the last successful completed poll ran.
     covered_pending_start: Option<DateTime<Utc>>,
+    /// The lower bound of the last applied completed read (or priming's); never decreases.
+    floor: Option<DateTime<Utc>>,
+    /// Ids of the last pending listing that are already recorded (finished tasks the view
+    /// still shows): kept in the dedupe set while they are listed.
+    listed_recorded: HashSet<String>,
+    /// Consecutive failed lookups per departed task.
+    strikes: HashMap<String, u32>,
     primed: bool,
 }
 
 impl Tracker {
-    /// An empty, unprimed tracker.
     /// Changes the timings of a running tracker (a reload changed `overlap` or
     /// `lookback`); its exactly-once state is kept.
     pub fn reconfigure(&mut self, config: TrackerConfig) {
@@ -212,6 +259,9 @@ impl Tracker {
             recent: RecentlyRecorded::default(),
             last_pending_start: None,
             covered_pending_start: None,
+            floor: None,
+            listed_recorded: HashSet::new(),
+            strikes: HashMap::new(),
             primed: false,
         }
     }
@@ -241,13 +291,36 @@ impl Tracker {
         before(now, self.config.lookback)
     }
 
-    /// `L = min(watermark, S*) − overlap`; None before priming.
-    pub fn completed_lower_bound(&self) -> Option<DateTime<Utc>> {
+    /// The floor: the lower bound of the last applied completed read; never decreases.
+    pub fn floor(&self) -> Option<DateTime<Utc>> {
+        self.floor
+    }
+
+    /// Where the next completed read stops, at tenant time `now`:
+    /// `max(floor, min(watermark, S*) − overlap)`, but never older than `now − lookback`
+    /// (then [`CompletedBound::degraded`] is set). None before priming.
+    pub fn completed_lower_bound(&self, now: DateTime<Utc>) -> Option<CompletedBound> {
         let reference = match (self.watermark.get(), self.covered_pending_start) {
             (Some(w), Some(s)) => Some(w.min(s)),
             (w, s) => w.or(s),
         };
-        reference.map(|r| before(r, self.config.overlap))
+        let exact = reference.map(|r| before(r, self.config.overlap));
+        let at = match (exact, self.floor) {
+            (Some(e), Some(f)) => e.max(f),
+            (e, f) => e.or(f)?,
+        };
+        let cap = self.priming_lower_bound(now);
+        Some(if at < cap {
+            CompletedBound {
+                at: cap,
+                degraded: true,
+            }
+        } else {
+            CompletedBound {
+                at,
+                degraded: false,
+            }
+        })
     }
 
     /// Ids pending last time and missing from this pending list: they must be looked up.
@@ -270,12 +343,16 @@ impl Tracker {
     pub fn apply_prime(&mut self, read: PrimeRead, now: DateTime<Utc>) -> Primed {
         let mut backlog = Vec::new();
         self.pending = PendingSet::default();
+        self.listed_recorded.clear();
         for task in read.pending.listed {
             if task.is_pending() {
                 self.pending.insert(task);
-            } else if !self.recent.contains(&task.id) {
-                self.recent.insert(&task, now);
-                backlog.push(task);
+            } else {
+                self.listed_recorded.insert(task.id.clone());
+                if !self.recent.contains(&task.id) {
+                    self.recent.insert(&task, now);
+                    backlog.push(task);
+                }
             }
         }
         self.last_pending_start = Some(read.pending.started);
@@ -283,11 +360,15 @@ impl Tracker {
         // The history is read after the pending snapshot: a task of that snapshot found
         // completed in the history completed after the exporter started, so it is counted
         // like any other completion, not taken as backlog.
+        // A pending view that lags can list a task that had already finished: its
+        // `completed` tells, since `started` is on the tenant's clock too.
+        let started = read.pending.started;
         let since_start: HashSet<String> = read
             .history
             .tasks
             .iter()
             .filter(|t| self.pending.contains(&t.id))
+            .filter(|t| t.completed.is_none_or(|c| c >= started))
             .map(|t| t.id.clone())
             .collect();
         self.record_completed(read.history.tasks, now, &mut history);
@@ -296,6 +377,7 @@ impl Tracker {
             .partition(|t| since_start.contains(&t.id));
         backlog.extend(old);
         self.covered_pending_start = self.last_pending_start;
+        self.raise_floor(read.history.lower_bound);
         self.primed = true;
         self.evict(now);
         Primed { backlog, counted }
@@ -303,45 +385,67 @@ impl Tracker {
 
     /// Applies a successful pending poll: the snapshot replaces the pending set, and the
     /// completions it revealed are returned to be counted (each exactly once).
-    pub fn apply_pending(&mut self, read: PendingRead, now: DateTime<Utc>) -> Vec<TaskStatus> {
+    pub fn apply_pending(&mut self, read: PendingRead, now: DateTime<Utc>) -> PendingApplied {
         let mut next = PendingSet::default();
-        let mut completed = Vec::new();
-        let found = read
-            .lookups
-            .into_iter()
-            .filter_map(|(id, lookup)| match lookup {
-                Lookup::Found(task) if task.id == id => Some(*task),
-                _ => None,
-            });
+        let mut applied = PendingApplied::default();
+        let mut found = Vec::new();
+        for (id, lookup) in read.lookups {
+            match lookup {
+                Lookup::Found(task) if task.id == id => {
+                    self.strikes.remove(&id);
+                    found.push(*task);
+                }
+                Lookup::Found(_) | Lookup::Gone => {
+                    self.strikes.remove(&id);
+                }
+                Lookup::Failed => self.strike(id, &mut next, &mut applied.set_aside),
+            }
+        }
+        self.listed_recorded.clear();
         for task in read.listed.into_iter().chain(found) {
             if self.recent.contains(&task.id) {
+                self.listed_recorded.insert(task.id.clone());
+                self.recent.insert(&task, now);
                 continue;
             }
             if task.is_pending() {
                 next.insert(task);
             } else {
                 self.recent.insert(&task, now);
-                completed.push(task);
+                self.listed_recorded.insert(task.id.clone());
+                applied.completed.push(task);
             }
         }
-        for task in &completed {
+        for task in &applied.completed {
             next.remove(&task.id);
         }
         self.pending = next;
         self.last_pending_start = Some(read.started);
-        completed
+        applied
+    }
+
+    /// One more failed lookup of a departed task: it stays pending (with what the last
+    /// listing said of it) until [`MAX_LOOKUP_STRIKES`], then it is set aside.
+    fn strike(&mut self, id: String, next: &mut PendingSet, set_aside: &mut Vec<String>) {
+        let strikes = self.strikes.entry(id.clone()).or_insert(0);
+        *strikes += 1;
+        if *strikes >= MAX_LOOKUP_STRIKES {
+            self.strikes.remove(&id);
+            set_aside.push(id);
+        } else if let Some(task) = self.pending.tasks.get(&id) {
+            next.insert(task.clone());
+        }
     }
 
     /// Applies a successful completed poll: returns the completions not recorded yet,
     /// advances the watermark and `S*`, and evicts what can no longer be read.
     pub fn apply_completed(&mut self, read: CompletedRead, now: DateTime<Utc>) -> Vec<TaskStatus> {
         let mut completed = Vec::new();
-        let readable = read
-            .tasks
-            .into_iter()
-            .filter(|t| t.created >= read.lower_bound);
+        let bound = read.lower_bound;
+        let readable = read.tasks.into_iter().filter(|t| t.created >= bound);
         self.record_completed(readable, now, &mut completed);
         self.covered_pending_start = self.last_pending_start;
+        self.raise_floor(bound);
         self.evict(now);
         completed
     }
@@ -366,10 +470,23 @@ impl Tracker {
         }
     }
 
-    fn evict(&mut self, now: DateTime<Utc>) {
-        if let Some(bound) = self.completed_lower_bound() {
-            self.recent.evict(bound, before(now, self.config.overlap));
+    fn raise_floor(&mut self, bound: DateTime<Utc>) {
+        if self.floor.is_none_or(|f| bound > f) {
+            self.floor = Some(bound);
         }
+    }
+
+    /// Drops dedupe entries below the floor: no completed read can reach them again.
+    /// `now` is the exporter's clock (entries also wait one overlap after being recorded).
+    fn evict(&mut self, now: DateTime<Utc>) {
+        if let Some(floor) = self.floor {
+            self.recent.evict(
+                floor,
+                before(now, self.config.overlap),
+                &self.listed_recorded,
+            );
+        }
+        self.strikes.retain(|id, _| self.pending.contains(id));
     }
 }
 

@@ -1,5 +1,6 @@
-//! The `/` page a person sees when they open the exporter in a browser: what it is, which
-//! build, where the metrics and health endpoints are, and which tenants it watches.
+//! The static `/` page of a server started without a status page ([`ServerConfig::status`]
+//! unset; the daemon always sets one): what it is, which build, where the metrics and
+//! health endpoints are, and which tenants it was started with.
 
 use super::settings::ServerConfig;
 

@@ -1,5 +1,5 @@
-//! The exporter's HTTP server: `/metrics` for Prometheus, a landing page, and liveness and
-//! readiness endpoints for orchestrators.
+//! The exporter's HTTP server: `/metrics` for Prometheus, the on-call status page (or a
+//! landing page), and liveness and readiness endpoints for orchestrators.
 //!
 //! It knows nothing about SailPoint or the metrics registry: it asks a [`MetricsSource`]
 //! for the rendered exposition text and for readiness, both answered from memory, so a
@@ -39,7 +39,7 @@ use tokio::net::TcpListener;
 pub use access::{AccessPolicy, Denied};
 pub use basic_auth::BasicAuthUsers;
 pub use connections::BUSY_RESPONSE;
-pub use routes::METRICS_CONTENT_TYPE;
+pub use routes::{CONTENT_SECURITY_POLICY_VALUE, METRICS_CONTENT_TYPE};
 pub use settings::{ReloadRequest, ServerConfig, ServerLimits};
 pub use tls::{ClientAuth, TlsFiles, TlsVersion};
 pub use web_config::{WebConfig, WebConfigError};
@@ -81,6 +81,19 @@ pub struct Prerendered {
     pub text: bytes::Bytes,
     /// The same text gzip-compressed; None to compress on demand.
     pub gzip: Option<bytes::Bytes>,
+}
+
+/// The on-call status page served at `/` (HTML) and `/api/v1/status` (JSON) when the
+/// server is given one ([`ServerConfig::status`]); without it `/` is the static landing
+/// page. Like [`MetricsSource`], answered from memory on a blocking thread.
+pub trait StatusSource: Send + Sync + 'static {
+    /// The page, a complete HTML document (every value already escaped).
+    fn page(&self) -> Vec<u8>;
+    /// The same data as JSON.
+    fn json(&self) -> Vec<u8>;
+    /// The page's stylesheet, served at `/status.css` (the Content-Security-Policy allows
+    /// same-origin styles only).
+    fn stylesheet(&self) -> &'static str;
 }
 
 /// Serves HTTP on `listener` until `shutdown` resolves, then stops accepting, lets

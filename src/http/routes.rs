@@ -1,5 +1,6 @@
-//! Maps one request to one response: the metrics path, the landing page and the two health
-//! endpoints, with access checks, method checks and the per-request deadline.
+//! Maps one request to one response: the metrics path, the status page (or the landing
+//! page), the status JSON and the two health endpoints, with access checks, method checks
+//! and the per-request deadline.
 //!
 //! Independent of the connection and IO type, so TLS changes nothing here.
 
@@ -9,7 +10,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{
-    ALLOW, CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, HeaderValue, VARY, WWW_AUTHENTICATE,
+    ALLOW, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_SECURITY_POLICY, CONTENT_TYPE, HeaderMap,
+    HeaderValue, REFERRER_POLICY, VARY, WWW_AUTHENTICATE, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
 };
 use hyper::{Method, Request, Response, StatusCode};
 
@@ -17,12 +19,21 @@ use super::access::AccessPolicy;
 use super::encoding;
 use super::landing;
 use super::settings::ServerConfig;
-use super::{MetricsSource, Prerendered};
+use super::{MetricsSource, Prerendered, StatusSource};
 
 /// Prometheus text exposition format, version 0.0.4.
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 const TEXT: &str = "text/plain; charset=utf-8";
 const HTML: &str = "text/html; charset=utf-8";
+const JSON: &str = "application/json";
+const CSS: &str = "text/css; charset=utf-8";
+const STATUS_JSON_PATH: &str = "/api/v1/status";
+const STYLESHEET_PATH: &str = "/status.css";
+/// Sent with the status page and its JSON and stylesheet: nothing but the same-origin
+/// stylesheet may load, no script runs, nothing can frame the page or post from it.
+pub const CONTENT_SECURITY_POLICY_VALUE: &str = "default-src 'none'; style-src 'self'; \
+     img-src 'none'; script-src 'none'; base-uri 'none'; form-action 'none'; \
+     frame-ancestors 'none'";
 const HEALTHY_PATH: &str = "/-/healthy";
 const READY_PATH: &str = "/-/ready";
 const RELOAD_PATH: &str = "/-/reload";
@@ -32,6 +43,9 @@ const RELOAD_PATH: &str = "/-/reload";
 enum Endpoint {
     Metrics,
     Landing,
+    StatusPage,
+    StatusJson,
+    Stylesheet,
     Healthy,
     Ready,
     Reload,
@@ -45,6 +59,7 @@ pub struct Routes {
     source: Arc<dyn MetricsSource>,
     access: Option<Arc<dyn AccessPolicy>>,
     reload: Option<tokio::sync::mpsc::Sender<super::ReloadRequest>>,
+    status: Option<Arc<dyn StatusSource>>,
 }
 
 impl Routes {
@@ -57,6 +72,7 @@ impl Routes {
             source,
             access: config.access.clone(),
             reload: config.reload.clone(),
+            status: config.status.clone(),
         }
     }
 
@@ -100,6 +116,12 @@ impl Routes {
         match endpoint {
             Endpoint::Metrics => self.metrics(headers).await,
             Endpoint::Landing => with_type(StatusCode::OK, HTML, self.landing_page.clone()),
+            Endpoint::StatusPage => self.status(HTML, |s| s.page()).await,
+            Endpoint::StatusJson => self.status(JSON, |s| s.json()).await,
+            Endpoint::Stylesheet => {
+                self.status(CSS, |s| s.stylesheet().as_bytes().to_vec())
+                    .await
+            }
             Endpoint::Healthy => text(StatusCode::OK, "OK"),
             Endpoint::Ready => self.readiness(),
             Endpoint::Reload => self.reload().await,
@@ -111,7 +133,10 @@ impl Routes {
             return Some(Endpoint::Metrics);
         }
         match path {
+            "/" if self.status.is_some() => Some(Endpoint::StatusPage),
             "/" => Some(Endpoint::Landing),
+            STATUS_JSON_PATH if self.status.is_some() => Some(Endpoint::StatusJson),
+            STYLESHEET_PATH if self.status.is_some() => Some(Endpoint::Stylesheet),
             HEALTHY_PATH => Some(Endpoint::Healthy),
             READY_PATH => Some(Endpoint::Ready),
             RELOAD_PATH => Some(Endpoint::Reload),
@@ -174,6 +199,37 @@ impl Routes {
             ),
             Err(_) => text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n"),
         }
+    }
+
+    /// Renders a status resource off the async workers (it takes the board's locks), with
+    /// the hardening headers: strict CSP, no sniffing, no framing, no caching, no referrer.
+    async fn status(
+        &self,
+        content_type: &'static str,
+        render: fn(&dyn StatusSource) -> Vec<u8>,
+    ) -> Response<Full<Bytes>> {
+        let Some(source) = self.status.clone() else {
+            return text(StatusCode::NOT_FOUND, "not found\n");
+        };
+        let Ok(body) = tokio::task::spawn_blocking(move || render(source.as_ref())).await else {
+            tracing::error!("rendering the status page panicked");
+            return text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "rendering the status failed\n",
+            );
+        };
+        let mut response = with_type(StatusCode::OK, content_type, Bytes::from(body));
+        let headers = response.headers_mut();
+        for (name, value) in [
+            (CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY_VALUE),
+            (X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (X_FRAME_OPTIONS, "DENY"),
+            (REFERRER_POLICY, "no-referrer"),
+            (CACHE_CONTROL, "no-store"),
+        ] {
+            headers.insert(name, HeaderValue::from_static(value));
+        }
+        response
     }
 
     /// Serves the pre-rendered exposition when the source has a current one (a copy of

@@ -38,6 +38,9 @@ pub struct ServerConfig {
     /// configuration through this channel and answers with the outcome. `None` answers
     /// `403` (as Prometheus does without `--web.enable-lifecycle`).
     pub reload: Option<tokio::sync::mpsc::Sender<ReloadRequest>>,
+    /// The status page: when set, `/` serves it and `/api/v1/status` its JSON, behind the
+    /// same access policy as the metrics. `None` keeps the static landing page.
+    pub status: Option<Arc<dyn super::StatusSource>>,
 }
 
 impl ServerConfig {
@@ -57,6 +60,7 @@ impl ServerConfig {
             access: None,
             tls: None,
             reload: None,
+            status: None,
         }
     }
 }
@@ -71,6 +75,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("limits", &self.limits)
             .field("access", &self.access.as_ref().map(|_| "custom"))
             .field("tls", &self.tls.is_some())
+            .field("status", &self.status.is_some())
             .finish()
     }
 }

@@ -270,6 +270,34 @@ pub const GROUPS_FOLDED: Family = tenant(
     TENANT,
     "Tasks (completions, and pending tasks when first seen) attributed to task_name=\"other\", source=\"other\" because the tenant reached max_groups.",
 );
+/// `sailpoint_exporter_invalid_records_total`.
+pub const INVALID_RECORDS: Family = tenant(
+    "sailpoint_exporter_invalid_records_total",
+    Kind::Counter,
+    &["tenant", "operation", "reason"],
+    "Off-spec task records read, by operation and what was done: defaulted (a non-essential field replaced by its default) or skipped (an essential field missing or invalid). Counted at every read.",
+);
+/// `sailpoint_exporter_clock_skew_seconds`.
+pub const CLOCK_SKEW: Family = tenant(
+    "sailpoint_exporter_clock_skew_seconds",
+    Kind::Gauge,
+    TENANT,
+    "Tenant clock minus exporter clock, from the Date header of the last pending answer (errs low by up to a second plus the read's duration).",
+);
+/// `sailpoint_exporter_lookups_set_aside_total`.
+pub const LOOKUPS_SET_ASIDE: Family = tenant(
+    "sailpoint_exporter_lookups_set_aside_total",
+    Kind::Counter,
+    TENANT,
+    "Tasks that left the pending list and whose lookup by id failed 5 polls in a row: no longer followed, their completion is not counted.",
+);
+/// `sailpoint_exporter_counting_degraded`.
+pub const COUNTING_DEGRADED: Family = tenant(
+    "sailpoint_exporter_counting_degraded",
+    Kind::Gauge,
+    TENANT,
+    "1 while a list has failed for longer than lookback and the completed read is capped at now - lookback: a task created and finished during the failure may be missed.",
+);
 /// `sailpoint_exporter_state_writes_failed_total`.
 pub const STATE_WRITES_FAILED: Family = tenant(
     "sailpoint_exporter_state_writes_failed_total",
@@ -333,6 +361,10 @@ pub const CATALOGUE: &[Family] = &[
     TOKEN_REFRESHES,
     TRACKED,
     GROUPS_FOLDED,
+    INVALID_RECORDS,
+    CLOCK_SKEW,
+    LOOKUPS_SET_ASIDE,
+    COUNTING_DEGRADED,
     STATE_WRITES_FAILED,
     STATE_LAST_WRITE,
     STATE_SET_ASIDE,

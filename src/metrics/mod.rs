@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{MetricsSettings, Rewrite};
 use crate::sailpoint::model::TaskStatus;
+use crate::sailpoint::tolerant::RecordFault;
 use crate::sailpoint::{ApiObserver, RetryReason};
 
 pub use catalogue::API_DURATION_BUCKETS;
@@ -304,13 +305,20 @@ impl std::fmt::Debug for TenantMetrics {
     }
 }
 
-/// Run time of a completed task: completed − launched, or − created when never launched.
-pub fn task_duration(task: &TaskStatus) -> Option<f64> {
-    let completed = task.completed.as_ref()?;
-    Some(state::span(
-        task.launched.as_ref().unwrap_or(&task.created),
-        completed,
-    ))
+/// When a finished task ended: `completed`, else `modified` (a task with a status but no
+/// `completed`), else None.
+pub fn task_end(task: &TaskStatus) -> Option<DateTime<Utc>> {
+    task.completed.or(task.modified)
+}
+
+/// Run time of a finished task: end − launched (− created when never launched), where the
+/// end is [`task_end`]; 0 when the task has no end time at all, so that every counted
+/// completion is also observed and the histogram's `_count` equals the counter.
+pub fn task_duration(task: &TaskStatus) -> f64 {
+    match task_end(task) {
+        Some(end) => state::span(task.launched.as_ref().unwrap_or(&task.created), &end),
+        None => 0.0,
+    }
 }
 
 impl TenantMetrics {
@@ -388,6 +396,21 @@ impl TenantMetrics {
     pub fn set_tracked(&self, pending: usize, recent: usize) {
         self.apply(|u| u.set_tracked(pending, recent));
     }
+
+    /// The tenant's clock minus the exporter's, in seconds.
+    pub fn set_clock_skew(&self, seconds: f64) {
+        self.apply(|u| u.set_clock_skew(seconds));
+    }
+
+    /// `n` departed tasks were set aside after repeated failed lookups.
+    pub fn lookups_set_aside(&self, n: usize) {
+        self.apply(|u| u.lookups_set_aside(n));
+    }
+
+    /// Whether exactly-once counting is currently given up (see the family's help).
+    pub fn set_counting_degraded(&self, degraded: bool) {
+        self.apply(|u| u.set_counting_degraded(degraded));
+    }
 }
 
 impl ApiObserver for TenantMetrics {
@@ -401,6 +424,10 @@ impl ApiObserver for TenantMetrics {
 
     fn token_refresh(&self) {
         self.observe(|u| u.token_refresh());
+    }
+
+    fn invalid_record(&self, operation: &str, fault: RecordFault) {
+        self.observe(|u| u.invalid_record(operation, fault));
     }
 }
 

@@ -14,9 +14,13 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::catalogue::{self as cat, Family, Kind};
-use super::{Group, MAX_UNKNOWN_STATUSES, OTHER, PollList, Rules, normalize, task_duration};
+use super::{
+    Group, MAX_UNKNOWN_STATUSES, OTHER, PollList, Rules, normalize, task_duration, task_end,
+};
 use crate::sailpoint::RetryReason;
+use crate::sailpoint::client::operation;
 use crate::sailpoint::model::{CompletionStatus, TaskStatus};
+use crate::sailpoint::tolerant::RecordFault;
 
 /// Buckets, sum and count of one histogram series. `counts` holds one non-cumulative
 /// count per upper bound, plus the `+Inf` overflow last.
@@ -248,6 +252,19 @@ impl<'a> Update<'a> {
             v.touch_counter(&cat::API_RETRIES, &[reason.as_str()]);
         }
         v.touch_counter(&cat::TOKEN_REFRESHES, &[]);
+        v.touch_counter(&cat::LOOKUPS_SET_ASIDE, &[]);
+        if v.get(&cat::COUNTING_DEGRADED, &[]).is_none() {
+            v.set(&cat::COUNTING_DEGRADED, &[], 0.0);
+        }
+        for op in [
+            operation::GET_PENDING_TASKS,
+            operation::GET_TASK_STATUS_LIST,
+            operation::GET_TASK_STATUS,
+        ] {
+            for fault in [RecordFault::Defaulted, RecordFault::Skipped] {
+                v.touch_counter(&cat::INVALID_RECORDS, &[op, fault.as_str()]);
+            }
+        }
     }
 
     /// Replaces the state with one resumed from a state file, keeping the zero series
@@ -358,9 +375,12 @@ impl<'a> Update<'a> {
         let queue_bounds = self.rules.bounds(cat::QUEUE_WAIT.buckets);
         let v = &mut self.state.values;
         v.add(&cat::COMPLETED_TOTAL, &[t, s, &status], 1);
-        if let Some(d) = task_duration(task) {
-            v.observe(&cat::DURATION, &[t, s, &status], duration_bounds, d);
-        }
+        v.observe(
+            &cat::DURATION,
+            &[t, s, &status],
+            duration_bounds,
+            task_duration(task),
+        );
         if let Some(launched) = &task.launched {
             v.observe(
                 &cat::QUEUE_WAIT,
@@ -406,9 +426,10 @@ impl<'a> Update<'a> {
     }
 
     fn update_latest(&mut self, group: &Group, status: &str, task: &TaskStatus) {
-        let (Some(completed), Some(duration)) = (task.completed, task_duration(task)) else {
+        let Some(completed) = task_end(task) else {
             return;
         };
+        let duration = task_duration(task);
         let key = (group.clone(), status.to_string());
         let rank = (completed, task.created, task.id.clone());
         if self
@@ -543,6 +564,30 @@ impl<'a> Update<'a> {
     /// One access token fetched.
     pub fn token_refresh(&mut self) {
         self.state.values.add(&cat::TOKEN_REFRESHES, &[], 1);
+    }
+
+    /// One off-spec record read by `operation`, and what was done with it.
+    pub fn invalid_record(&mut self, operation: &str, fault: RecordFault) {
+        self.state
+            .values
+            .add(&cat::INVALID_RECORDS, &[operation, fault.as_str()], 1);
+    }
+
+    /// The tenant's clock minus the exporter's, in seconds.
+    pub fn set_clock_skew(&mut self, seconds: f64) {
+        self.state.values.set(&cat::CLOCK_SKEW, &[], seconds);
+    }
+
+    /// `n` departed tasks were set aside after repeated failed lookups.
+    pub fn lookups_set_aside(&mut self, n: usize) {
+        let n = u64::try_from(n).unwrap_or(u64::MAX);
+        self.state.values.add(&cat::LOOKUPS_SET_ASIDE, &[], n);
+    }
+
+    /// Whether exactly-once counting is currently given up (see the family's help).
+    pub fn set_counting_degraded(&mut self, degraded: bool) {
+        let value = if degraded { 1.0 } else { 0.0 };
+        self.state.values.set(&cat::COUNTING_DEGRADED, &[], value);
     }
 }
 

@@ -21,7 +21,12 @@ use crate::sailpoint::error::ApiError;
 use crate::sailpoint::filter::{Filter, encode_query_value};
 use crate::sailpoint::model::{JsonPatchOperation, TaskStatus, TokenResponse};
 use crate::sailpoint::ratelimit::{RateLimiter, RetryPolicy};
+use crate::sailpoint::tolerant::{self, InvalidRecord, RecordFault};
 use crate::sailpoint::transport::{ApiObserver, RawResponse, Transport};
+
+/// How many distinct off-spec task ids a client remembers having logged; past it the
+/// memory starts over (a task may then be logged once more).
+const LOGGED_IDS_CAP: usize = 10_000;
 
 /// The API's largest page.
 pub const MAX_PAGE_SIZE: u32 = 250;
@@ -94,6 +99,9 @@ struct Inner {
     api_root: String,
     page_size: u32,
     pending_source: PendingSource,
+    tenant: String,
+    /// Ids of off-spec records already logged (each is logged once, not every poll).
+    logged: std::sync::Mutex<HashSet<String>>,
 }
 
 impl Client {
@@ -150,6 +158,8 @@ impl Client {
                 api_root: tenant.api_root(),
                 page_size: tenant.page_size.clamp(1, MAX_PAGE_SIZE),
                 pending_source: tenant.pending_source,
+                tenant: tenant.name.clone(),
+                logged: std::sync::Mutex::new(HashSet::new()),
             }),
         })
     }
@@ -171,21 +181,7 @@ impl Client {
         query: &ListQuery,
         limit: u32,
     ) -> Result<(Page, Option<DateTime<Utc>>), ApiError> {
-        let url = self.list_url(query, 0, limit);
-        self.send(
-            operation::GET_TASK_STATUS_LIST,
-            &move |http| http.get(&url),
-            |r| {
-                let date = r
-                    .headers
-                    .get(reqwest::header::DATE)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| DateTime::parse_from_rfc2822(v).ok())
-                    .map(|d| d.with_timezone(&Utc));
-                decode_page(r).map(|page| (page, date))
-            },
-        )
-        .await
+        self.list_page_at(query, 0, limit).await
     }
 
     /// How many tasks are pending: `HEAD /task-status/pending-tasks?count=true`, or a
@@ -226,35 +222,64 @@ impl Client {
         limit: u32,
         count: bool,
     ) -> Result<Page, ApiError> {
+        self.pending_page_dated(offset, limit, count)
+            .await
+            .map(|(page, _)| page)
+    }
+
+    async fn pending_page_dated(
+        &self,
+        offset: u32,
+        limit: u32,
+        count: bool,
+    ) -> Result<(Page, Option<DateTime<Utc>>), ApiError> {
         let url = format!(
             "{}/task-status/pending-tasks?offset={offset}&limit={}{}",
             self.inner.api_root,
             limit.clamp(1, MAX_PAGE_SIZE),
             if count { "&count=true" } else { "" }
         );
-        self.send(
-            operation::GET_PENDING_TASKS,
-            &move |http| http.get(&url),
-            decode_page,
-        )
-        .await
+        let decoded = self
+            .send(
+                operation::GET_PENDING_TASKS,
+                &move |http| http.get(&url),
+                decode_page,
+            )
+            .await?;
+        self.report_invalid(operation::GET_PENDING_TASKS, &decoded.invalid);
+        Ok((decoded.page, decoded.date))
     }
 
     /// The whole pending set, all pages, from the configured pending source. Tasks that
     /// appear twice (the list shifted while paging) are kept once.
     pub async fn pending_tasks(&self) -> Result<Vec<TaskStatus>, ApiError> {
+        self.pending_tasks_dated().await.map(|(tasks, _)| tasks)
+    }
+
+    /// [`Client::pending_tasks`] and the `Date` header of its first page: the tenant's
+    /// clock when the pending snapshot was taken (the exactly-once bookkeeping keeps
+    /// tenant time, see `collector::tracker`).
+    pub async fn pending_tasks_dated(
+        &self,
+    ) -> Result<(Vec<TaskStatus>, Option<DateTime<Utc>>), ApiError> {
         let size = self.inner.page_size;
         let mut pages = Pager::new(operation::GET_PENDING_TASKS);
         let mut tasks = Vec::new();
         let mut seen = HashSet::new();
+        let mut first_date = None;
         loop {
-            let page = match self.inner.pending_source {
-                PendingSource::PendingTasks => self.pending_page(pages.offset, size, false).await?,
+            let (page, date) = match self.inner.pending_source {
+                PendingSource::PendingTasks => {
+                    self.pending_page_dated(pages.offset, size, false).await?
+                }
                 PendingSource::CompletionStatusIsnull => {
                     let query = ListQuery::default().with_filter(&Filter::pending());
-                    self.list_page(&query, pages.offset, size).await?
+                    self.list_page_at(&query, pages.offset, size).await?
                 }
             };
+            if pages.offset == 0 {
+                first_date = date;
+            }
             let more = pages.advance(&page, size)?;
             for task in page.items {
                 if seen.insert(task.id.clone()) {
@@ -262,7 +287,7 @@ impl Client {
                 }
             }
             if !more {
-                return Ok(tasks);
+                return Ok((tasks, first_date));
             }
         }
     }
@@ -274,13 +299,28 @@ impl Client {
         offset: u32,
         limit: u32,
     ) -> Result<Page, ApiError> {
+        self.list_page_at(query, offset, limit)
+            .await
+            .map(|(page, _)| page)
+    }
+
+    /// [`Client::list_page`] and the answer's `Date` header.
+    async fn list_page_at(
+        &self,
+        query: &ListQuery,
+        offset: u32,
+        limit: u32,
+    ) -> Result<(Page, Option<DateTime<Utc>>), ApiError> {
         let url = self.list_url(query, offset, limit);
-        self.send(
-            operation::GET_TASK_STATUS_LIST,
-            &move |http| http.get(&url),
-            decode_page,
-        )
-        .await
+        let decoded = self
+            .send(
+                operation::GET_TASK_STATUS_LIST,
+                &move |http| http.get(&url),
+                decode_page,
+            )
+            .await?;
+        self.report_invalid(operation::GET_TASK_STATUS_LIST, &decoded.invalid);
+        Ok((decoded.page, decoded.date))
     }
 
     fn list_url(&self, query: &ListQuery, offset: u32, limit: u32) -> String {
@@ -326,15 +366,70 @@ impl Client {
         })
     }
 
-    /// `GET /task-status/{id}`; an unknown id is `ApiError::Status { status: 404, .. }`.
+    /// `GET /task-status/{id}`; an unknown id is `ApiError::Status { status: 404, .. }`,
+    /// a record whose essential fields do not fit is `ApiError::InvalidRecord`.
     pub async fn task_status(&self, id: &str) -> Result<TaskStatus, ApiError> {
         let url = self.task_url(id);
-        self.send(
-            operation::GET_TASK_STATUS,
-            &move |http| http.get(&url),
-            decode_task,
-        )
-        .await
+        let decoded = self
+            .send(
+                operation::GET_TASK_STATUS,
+                &move |http| http.get(&url),
+                |r| tolerant::decode_one(&r.body),
+            )
+            .await?;
+        self.decoded_task(operation::GET_TASK_STATUS, decoded)
+    }
+
+    fn decoded_task(
+        &self,
+        op: &'static str,
+        decoded: Result<(TaskStatus, Vec<InvalidRecord>), InvalidRecord>,
+    ) -> Result<TaskStatus, ApiError> {
+        match decoded {
+            Ok((task, defaulted)) => {
+                self.report_invalid(op, &defaulted);
+                Ok(task)
+            }
+            Err(skipped) => {
+                self.report_invalid(op, std::slice::from_ref(&skipped));
+                Err(ApiError::InvalidRecord {
+                    operation: op,
+                    field: skipped.field,
+                })
+            }
+        }
+    }
+
+    /// Counts off-spec records and logs each task id once (the field's name, never the
+    /// body: a record may carry anything).
+    fn report_invalid(&self, op: &'static str, invalid: &[InvalidRecord]) {
+        for record in invalid {
+            self.inner
+                .transport
+                .observer
+                .invalid_record(op, record.fault);
+            let key = format!("{}/{}", record.id.as_deref().unwrap_or(""), record.field);
+            let first = {
+                let mut logged = self.inner.logged.lock().unwrap_or_else(|p| p.into_inner());
+                if logged.len() >= LOGGED_IDS_CAP {
+                    logged.clear();
+                }
+                logged.insert(key)
+            };
+            if first {
+                let action = match record.fault {
+                    RecordFault::Defaulted => "the field was replaced by its default",
+                    RecordFault::Skipped => "the record was skipped",
+                };
+                tracing::warn!(
+                    tenant = %self.inner.tenant,
+                    operation = op,
+                    task_id = record.id.as_deref().unwrap_or("(none)"),
+                    field = %record.field,
+                    "off-spec task record: {action}"
+                );
+            }
+        }
     }
 
     /// `PATCH /task-status/{id}` with a JSON Patch; returns the updated task.
@@ -352,9 +447,10 @@ impl Client {
                     .header(CONTENT_TYPE, "application/json-patch+json")
                     .body(body.clone())
             },
-            decode_task,
+            |r| tolerant::decode_one(&r.body),
         )
         .await
+        .and_then(|decoded| self.decoded_task(operation::UPDATE_TASK_STATUS, decoded))
     }
 
     fn task_url(&self, id: &str) -> String {
@@ -424,20 +520,44 @@ impl Pager {
     }
 }
 
-fn decode_page(r: &RawResponse) -> Result<Page, String> {
-    let total = r.total_count();
-    if r.status == reqwest::StatusCode::NO_CONTENT || r.body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Page {
-            items: Vec::new(),
-            total,
-        });
-    }
-    let items = serde_json::from_slice(&r.body).map_err(|e| e.to_string())?;
-    Ok(Page { items, total })
+/// The `Date` header of an answer (RFC 2822 / IMF-fixdate), when present and valid.
+pub fn response_date(r: &RawResponse) -> Option<DateTime<Utc>> {
+    r.headers
+        .get(reqwest::header::DATE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| DateTime::parse_from_rfc2822(v).ok())
+        .map(|d| d.with_timezone(&Utc))
 }
 
-fn decode_task(r: &RawResponse) -> Result<TaskStatus, String> {
-    serde_json::from_slice(&r.body).map_err(|e| e.to_string())
+/// A page as decoded: the usable tasks, what was off-spec, and the answer's `Date`.
+struct DecodedPage {
+    page: Page,
+    invalid: Vec<InvalidRecord>,
+    date: Option<DateTime<Utc>>,
+}
+
+fn decode_page(r: &RawResponse) -> Result<DecodedPage, String> {
+    let total = r.total_count();
+    let date = response_date(r);
+    if r.status == reqwest::StatusCode::NO_CONTENT || r.body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(DecodedPage {
+            page: Page {
+                items: Vec::new(),
+                total,
+            },
+            invalid: Vec::new(),
+            date,
+        });
+    }
+    let list = tolerant::decode_list(&r.body)?;
+    Ok(DecodedPage {
+        page: Page {
+            items: list.tasks,
+            total,
+        },
+        invalid: list.invalid,
+        date,
+    })
 }
 
 fn decode_count(r: &RawResponse) -> Result<u64, String> {

@@ -44,6 +44,15 @@ pub enum ApiError {
         /// What the decoder reported.
         message: String,
     },
+    /// The answer was JSON, but the task record lacks an essential field or has one that
+    /// does not fit (see [`crate::sailpoint::tolerant`]).
+    #[error("{operation}: off-spec task record: field {field} is missing or invalid")]
+    InvalidRecord {
+        /// SailPoint's operationId.
+        operation: &'static str,
+        /// The offending field.
+        field: String,
+    },
     /// The response body exceeded the configured cap.
     #[error("{operation}: response body larger than {limit} bytes")]
     BodyTooLarge {

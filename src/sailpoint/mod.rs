@@ -7,6 +7,8 @@ pub mod error;
 pub mod filter;
 pub mod model;
 pub mod ratelimit;
+pub mod results;
+pub mod tolerant;
 pub mod transport;
 
 pub use client::{Client, ListQuery, Page};

@@ -258,12 +258,14 @@ pub struct LocalizedMessage {
     pub message: String,
 }
 
-/// The name of a result attribute of a task (not its value).
+/// The name of a result attribute of a task (not its value, which is in the task's
+/// `attributes` under `attribute_name`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct TaskReturnDetails {
-    /// Display name of the result.
-    #[serde(default, deserialize_with = "null_as_default")]
+    /// Display name of the result: `name` in the spec, `displayLabel` in the older shape a
+    /// real aggregation answers with (e.g. `TASK_OUT_ACCOUNT_AGGREGATION_TOTAL`).
+    #[serde(default, alias = "displayLabel", deserialize_with = "null_as_default")]
     pub name: String,
     /// Name of the attribute holding the result.
     #[serde(default, deserialize_with = "null_as_default")]

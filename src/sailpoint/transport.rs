@@ -51,6 +51,8 @@ pub trait ApiObserver: Send + Sync {
     fn retry(&self, reason: RetryReason);
     /// A new access token was fetched.
     fn token_refresh(&self);
+    /// An answer held an off-spec task record (see [`crate::sailpoint::tolerant`]).
+    fn invalid_record(&self, _operation: &str, _fault: crate::sailpoint::tolerant::RecordFault) {}
 }
 
 /// An observer that ignores everything (the CLI's).

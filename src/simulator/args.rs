@@ -10,8 +10,8 @@ use secrecy::SecretString;
 
 use super::Simulator;
 use super::config::{
-    ClockMode, DEFAULT_TOKEN_TTL, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Faults, RateLimit, Scenario,
-    SimConfig,
+    ClockMode, DEFAULT_TOKEN_TTL, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Faults, Habits, RateLimit,
+    Scenario, SimConfig,
 };
 
 /// Flags of `sailpoint-task-exporter simulate`.
@@ -41,9 +41,10 @@ pub struct SimulateArgs {
     /// (default 1 for `simulate`; `demo` defaults to 60, an hour per minute).
     #[arg(long)]
     pub speed: Option<f64>,
-    /// Tenant to simulate.
-    #[arg(long, value_enum, default_value_t = Scenario::Steady)]
-    pub scenario: Scenario,
+    /// Tenant to simulate (default: steady for `simulate`; incident for `demo`, so its
+    /// status page shows a stuck aggregation and a failing source at once).
+    #[arg(long, value_enum)]
+    pub scenario: Option<Scenario>,
     /// Completed tasks in the history at start (default: the scenario's).
     #[arg(long)]
     pub history: Option<usize>,
@@ -89,6 +90,24 @@ pub struct SimulateArgs {
     /// Enforce SailPoint's own limit of 100 requests per 10 s per client.
     #[arg(long)]
     pub rate_limit: bool,
+    /// Some records carry off-spec non-essential fields (e.g. percentComplete 12.5).
+    #[arg(long)]
+    pub habit_off_spec_fields: bool,
+    /// Finished tasks linger in pending-tasks this long (e.g. 40s).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
+    pub habit_pending_view_lag: Duration,
+    /// Lingering tasks are shown with their completion status set.
+    #[arg(long)]
+    pub habit_pending_view_shows_status: bool,
+    /// Finished tasks reach GET /task-status only this long after they end.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
+    pub habit_completed_list_lag: Duration,
+    /// Whole-second `created`, equal values reordered in every list request.
+    #[arg(long)]
+    pub habit_reorder_ties: bool,
+    /// Tenant clock offset in seconds (negative: behind).
+    #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
+    pub habit_clock_offset: i64,
 }
 
 fn secret(s: &str) -> Result<SecretString, std::convert::Infallible> {
@@ -96,11 +115,23 @@ fn secret(s: &str) -> Result<SecretString, std::convert::Infallible> {
 }
 
 impl SimulateArgs {
+    fn habits(&self) -> Habits {
+        Habits {
+            off_spec_fields: self.habit_off_spec_fields,
+            pending_view_lag: self.habit_pending_view_lag,
+            pending_view_shows_status: self.habit_pending_view_shows_status,
+            completed_list_lag: self.habit_completed_list_lag,
+            reorder_ties: self.habit_reorder_ties,
+            clock_offset_secs: self.habit_clock_offset,
+            ..Habits::default()
+        }
+    }
+
     /// The tenant these flags describe (real clock).
     pub fn config(&self) -> SimConfig {
         SimConfig {
             seed: self.seed,
-            scenario: self.scenario,
+            scenario: self.scenario.unwrap_or_default(),
             clock: ClockMode::Real,
             speed: self.speed.unwrap_or(1.0),
             client_id: self.client_id.clone(),
@@ -126,6 +157,7 @@ impl SimulateArgs {
             truncated_rate: self.fault_truncated_rate,
             reset_rate: self.fault_reset_rate,
             rate_limit: self.rate_limit.then(RateLimit::default),
+            habits: self.habits(),
         }
     }
 }
@@ -138,7 +170,7 @@ impl Default for SimulateArgs {
             client_secret: SecretString::from(DEMO_CLIENT_SECRET),
             seed: 1,
             speed: None,
-            scenario: Scenario::Steady,
+            scenario: None,
             history: None,
             pending: None,
             sources: None,
@@ -154,6 +186,12 @@ impl Default for SimulateArgs {
             fault_truncated_rate: 0.0,
             fault_reset_rate: 0.0,
             rate_limit: false,
+            habit_off_spec_fields: false,
+            habit_pending_view_lag: Duration::ZERO,
+            habit_pending_view_shows_status: false,
+            habit_completed_list_lag: Duration::ZERO,
+            habit_reorder_ties: false,
+            habit_clock_offset: 0,
         }
     }
 }
@@ -167,7 +205,7 @@ pub async fn run(args: SimulateArgs, shutdown: impl Future<Output = ()>) -> anyh
     tracing::info!(
         url = %sim.base_url(),
         client_id = %args.client_id,
-        scenario = args.scenario.name(),
+        scenario = args.scenario.unwrap_or_default().name(),
         seed = args.seed,
         speed = args.speed.unwrap_or(1.0),
         "simulated SailPoint tenant listening (token URL: {}/oauth/token, API: {}/v2024)",

@@ -29,11 +29,23 @@ pub enum Scenario {
     StuckAggregation,
     /// `steady`, but every aggregation of the source "Salesforce" ends in ERROR.
     FailingSource,
+    /// `steady`, but from the start on every account aggregation of "GitHub" finds no
+    /// account (`total` 0, SUCCESS) and every one of "Active Directory" deletes two
+    /// accounts in five: the silent failures that a status cannot show.
+    AggregationAnomalies,
+    /// `stuck-aggregation` and `failing-source` at once: what `demo` shows by default, so
+    /// its status page has a task to clear and a failure to read.
+    Incident,
     /// Twelve sources, 100 000 completed tasks over 60 days and 1 000 pending ones
     /// (override with `history`/`pending`): the benchmark tenant.
     LargeHistory,
     /// No sources, no tasks, no schedules: tests script everything themselves.
     Empty,
+    /// A quiet tenant (a production habit): one source, no schedules, and nothing in the
+    /// last 24 h but one aggregation created 23 h 59 min 30 s ago; another was created
+    /// 24 h 20 s ago. Both finished long before the start (real ages, whatever the speed):
+    /// an exporter with `lookback: 24h` must count neither.
+    Quiet,
 }
 
 impl Scenario {
@@ -43,8 +55,11 @@ impl Scenario {
             Scenario::Steady => "steady",
             Scenario::StuckAggregation => "stuck-aggregation",
             Scenario::FailingSource => "failing-source",
+            Scenario::AggregationAnomalies => "aggregation-anomalies",
+            Scenario::Incident => "incident",
             Scenario::LargeHistory => "large-history",
             Scenario::Empty => "empty",
+            Scenario::Quiet => "quiet",
         }
     }
 }
@@ -117,6 +132,38 @@ pub struct Faults {
     pub reset_rate: f64,
     /// The tenant's own per-client rate limit; `None` = unlimited.
     pub rate_limit: Option<RateLimit>,
+    /// Production habits: answers a real tenant gives that a tidy one would not.
+    pub habits: Habits,
+}
+
+/// Ways a production tenant is unkind without failing a request (all off by default).
+/// The ground truth is unchanged; [`crate::simulator::SimHandle::tasks_as_served`] gives
+/// it in the shape the API serves it (clock offset and second-precision applied).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Habits {
+    /// Some task records carry off-spec non-essential fields: a fractional
+    /// `percentComplete` (12.5), a numeric `launcher`, an `attributes` that is a list.
+    pub off_spec_fields: bool,
+    /// Finished tasks are still listed by pending-tasks for this long after they end.
+    pub pending_view_lag: Duration,
+    /// With `pending_view_lag`: the lingering tasks are shown with their completion status
+    /// already set (otherwise they are shown as still pending).
+    pub pending_view_shows_status: bool,
+    /// Finished tasks appear in `GET /task-status` only this long after they end (the
+    /// by-id lookup is current).
+    pub completed_list_lag: Duration,
+    /// `created` is served with whole seconds, and tasks with equal `created` come in a
+    /// different order in every list request.
+    pub reorder_ties: bool,
+    /// The tenant's clock runs ahead (positive) or behind (negative) the simulator's by
+    /// this many seconds: every timestamp served and the `Date` header are shifted.
+    pub clock_offset_secs: i64,
+    /// The pending list (pending-tasks, and the `completionStatus isnull` listing) answers
+    /// 500 while this is set.
+    pub pending_outage: bool,
+    /// This task id is hidden from every list and its `GET` answers this HTTP status,
+    /// forever (a task the tenant can no longer show).
+    pub broken_lookup: Option<(String, u16)>,
 }
 
 impl Default for Faults {
@@ -133,6 +180,7 @@ impl Default for Faults {
             truncated_rate: 0.0,
             reset_rate: 0.0,
             rate_limit: None,
+            habits: Habits::default(),
         }
     }
 }

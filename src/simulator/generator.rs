@@ -11,7 +11,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::config::{Scenario, SimConfig};
-use super::task::{Outcome, Plan, SimSource, SimTask, TaskKind};
+use super::task::{AggregationResults, Outcome, Plan, SimSource, SimTask, TaskKind};
 
 /// Independent random streams, one per purpose.
 pub(crate) mod stream {
@@ -57,6 +57,8 @@ pub(crate) enum Profile {
 pub(crate) struct SourceSpec {
     pub source: SimSource,
     pub profile: Profile,
+    /// What the source's live account aggregations report (`aggregation-anomalies`).
+    pub results: AggregationResults,
 }
 
 /// A recurring task: an aggregation of one source or the tenant's identity refresh.
@@ -96,6 +98,7 @@ struct Shape {
     failing: Option<usize>,
     stuck: bool,
     schedules: bool,
+    anomalies: bool,
 }
 
 fn shape(cfg: &SimConfig) -> Shape {
@@ -107,6 +110,7 @@ fn shape(cfg: &SimConfig) -> Shape {
         failing: None,
         stuck: false,
         schedules: true,
+        anomalies: false,
     };
     let base = match cfg.scenario {
         Scenario::Steady => steady,
@@ -116,6 +120,15 @@ fn shape(cfg: &SimConfig) -> Shape {
         },
         Scenario::FailingSource => Shape {
             failing: Some(FAILING_SOURCE),
+            ..steady
+        },
+        Scenario::AggregationAnomalies => Shape {
+            anomalies: true,
+            ..steady
+        },
+        Scenario::Incident => Shape {
+            failing: Some(FAILING_SOURCE),
+            stuck: true,
             ..steady
         },
         Scenario::LargeHistory => Shape {
@@ -132,6 +145,13 @@ fn shape(cfg: &SimConfig) -> Shape {
             schedules: false,
             ..steady
         },
+        Scenario::Quiet => Shape {
+            sources: 1,
+            history: 0,
+            pending: 0,
+            schedules: false,
+            ..steady
+        },
     };
     Shape {
         sources: cfg.sources.unwrap_or(base.sources),
@@ -143,6 +163,14 @@ fn shape(cfg: &SimConfig) -> Shape {
 
 /// Index of the source whose aggregations all fail in `failing-source` ("Salesforce").
 pub(crate) const FAILING_SOURCE: usize = 3;
+
+/// Index of the source whose live account aggregations find no account in
+/// `aggregation-anomalies` ("GitHub").
+pub(crate) const EMPTY_SOURCE: usize = 5;
+
+/// Index of the source whose live account aggregations delete two accounts in five in
+/// `aggregation-anomalies` ("Active Directory").
+pub(crate) const MASS_DELETION_SOURCE: usize = 0;
 
 const SOURCE_NAMES: [&str; 16] = [
     "Active Directory",
@@ -175,7 +203,17 @@ pub(crate) struct Blueprint {
 pub(crate) fn build(cfg: &SimConfig, start: DateTime<Utc>) -> Blueprint {
     let pace = Pace::new(cfg.effective_speed());
     let shape = shape(cfg);
-    let sources = sources(cfg.seed, shape.sources, shape.failing);
+    let mut sources = sources(cfg.seed, shape.sources, shape.failing);
+    if shape.anomalies {
+        for (index, results) in [
+            (EMPTY_SOURCE, AggregationResults::Empty),
+            (MASS_DELETION_SOURCE, AggregationResults::MassDeletion),
+        ] {
+            if let Some(s) = sources.get_mut(index) {
+                s.results = results;
+            }
+        }
+    }
     let schedules = if shape.schedules {
         schedules(cfg.seed, &sources, start, pace)
     } else {
@@ -185,6 +223,9 @@ pub(crate) fn build(cfg: &SimConfig, start: DateTime<Utc>) -> Blueprint {
     tasks.extend(pending(cfg.seed, &sources, shape.pending, start, pace));
     if shape.stuck && !sources.is_empty() {
         tasks.push(stuck_aggregation(cfg.seed, start, pace));
+    }
+    if cfg.scenario == Scenario::Quiet {
+        tasks.extend(quiet_edge(cfg.seed, start, pace));
     }
     Blueprint {
         sources,
@@ -212,6 +253,7 @@ fn sources(seed: u64, count: usize, failing: Option<usize>) -> Vec<SourceSpec> {
                     name,
                 },
                 profile,
+                results: AggregationResults::Normal,
             }
         })
         .collect()
@@ -326,6 +368,7 @@ fn fresh(
         plan: Plan::Never,
         done: None,
         modified: None,
+        results: AggregationResults::Normal,
     }
 }
 
@@ -418,6 +461,23 @@ fn stuck_aggregation(seed: u64, start: DateTime<Utc>, pace: Pace) -> SimTask {
     task
 }
 
+/// The only history of the `quiet` scenario: two aggregations at the 24 h lookback edge,
+/// one just inside (created 23 h 59 min 30 s ago), one just outside (24 h 20 s ago), each
+/// finished within a minute.
+fn quiet_edge(seed: u64, start: DateTime<Utc>, pace: Pace) -> Vec<SimTask> {
+    [(24 * 3600 - 30, 0u64), (24 * 3600 + 20, 1)]
+        .into_iter()
+        .map(|(age, n)| {
+            let mut r = rng(seed, stream::PENDING, 2, n);
+            let created = start - Duration::seconds(age);
+            let mut task = fresh(TaskKind::AccountAggregation, Some(0), created, pace, &mut r);
+            task.launch_at = Some(created + Duration::seconds(2));
+            task.plan = Plan::outcome(created + Duration::seconds(40), Outcome::Success);
+            task
+        })
+        .collect()
+}
+
 /// Run number `schedule.run` of `schedule`, created at `schedule.next`. `blocked` means
 /// an earlier run of the same aggregation is still running, so this one fails at once.
 pub(crate) fn scheduled_run(
@@ -437,6 +497,12 @@ pub(crate) fn scheduled_run(
         &mut r,
     );
     let profile = profile_of(sources, task.source);
+    if task.kind == TaskKind::AccountAggregation {
+        task.results = task
+            .source
+            .and_then(|i| sources.get(i as usize))
+            .map_or(AggregationResults::Normal, |s| s.results);
+    }
     let launched = task.launch_at.unwrap_or(created);
     task.plan = if blocked {
         Plan::outcome(launched + pace.secs(2.0), Outcome::Blocked)

@@ -32,6 +32,7 @@ mod config;
 mod faults;
 pub mod filter;
 mod generator;
+mod habits;
 mod server;
 mod task;
 mod tenant;
@@ -55,10 +56,10 @@ use crate::sailpoint::model::{CompletionStatus, TaskStatus, TaskStatusMessage};
 
 pub use args::{SimulateArgs, run};
 pub use config::{
-    ClockMode, DEFAULT_TOKEN_TTL, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Faults, RateLimit, Scenario,
-    SimConfig,
+    ClockMode, DEFAULT_TOKEN_TTL, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Faults, Habits, RateLimit,
+    Scenario, SimConfig,
 };
-pub use task::{SimSource, TaskKind};
+pub use task::{AggregationResults, SimSource, TaskKind};
 pub use tenant::NewTask;
 
 use auth::TokenBook;
@@ -214,6 +215,16 @@ impl SimHandle {
         let mut tenant = lock(&self.state.tenant);
         tenant.settle(now);
         tenant.all(now)
+    }
+
+    /// Ground truth in the shape the API serves it under the current habits (clock offset
+    /// and whole-second `created` applied): what an exporter must report.
+    pub fn tasks_as_served(&self) -> Vec<TaskStatus> {
+        let habits = lock(&self.state.faults).faults().habits.clone();
+        self.tasks()
+            .into_iter()
+            .map(|t| habits::served(t, &habits))
+            .collect()
     }
 
     /// Ground truth: the pending tasks, oldest first.

@@ -23,10 +23,12 @@ use crate::sailpoint::model::{ErrorMessageDto, ErrorResponseDto, JsonPatchOperat
 use super::RequestCounts;
 use super::auth::TokenBook;
 use super::clock::{SimClock, lock};
+use super::config::Habits;
 use super::faults::{BodyFault, FaultState, Verdict};
 use super::filter::Filter;
 use super::generator::{self, stream};
-use super::tenant::{PatchError, Tenant};
+use super::habits;
+use super::tenant::{Page, PatchError, Tenant};
 
 /// API versions the task-status paths exist under.
 const VERSIONS: [&str; 3] = ["v2024", "v2025", "beta"];
@@ -136,6 +138,16 @@ pub(crate) async fn serve(
     state: Arc<SimState>,
     req: Request<Incoming>,
 ) -> Result<Reply, ConnectionReset> {
+    let mut reply = answer(&state, req).await?;
+    let date = habits::date_header(state.clock.now(), &state.habits());
+    if let Ok(v) = HeaderValue::from_str(&date) {
+        reply.headers_mut().insert(hyper::header::DATE, v);
+    }
+    Ok(reply)
+}
+
+async fn answer(state: &Arc<SimState>, req: Request<Incoming>) -> Result<Reply, ConnectionReset> {
+    let state = Arc::clone(state);
     let target = route(req.uri().path());
     tracing::debug!(method = %req.method(), path = req.uri().path(), "simulator request");
     match target {
@@ -195,6 +207,10 @@ async fn api(
     };
     tokio::time::sleep(latency).await;
     let query = Query::parse(req.uri().query());
+    if let Some(refusal) = state.habit_refusal(op, &route, &query) {
+        lock(&state.counts).server_errors += u64::from(refusal.status.is_server_error());
+        return Ok(state.error(refusal.status, refusal.text.as_deref()));
+    }
     let reply = match (op, route) {
         (Operation::GetPendingTasks, _) => state.pending(&query, false),
         (Operation::GetPendingTaskHeaders, _) => state.pending(&query, true),
@@ -336,11 +352,25 @@ fn with_total(mut reply: Reply, total: Option<usize>) -> Reply {
 }
 
 /// A task as JSON, with `target: null` written out for tasks without a target (as
-/// the real service does; the shared model omits the key).
+/// the real service does; the shared model omits the key), and an account aggregation's
+/// `returns` in the older `{displayLabel, attributeName}` shape a real one answers with.
 fn task_json(task: &TaskStatus) -> Value {
     let mut value = serde_json::to_value(task).unwrap_or(Value::Null);
     if let Value::Object(map) = &mut value {
         map.entry("target").or_insert(Value::Null);
+        if let Some(Value::Array(returns)) = map.get_mut("returns") {
+            for entry in returns.iter_mut() {
+                if let Value::Object(entry) = entry
+                    && entry
+                        .get("name")
+                        .and_then(Value::as_str)
+                        .is_some_and(|n| n.starts_with("TASK_OUT_ACCOUNT_AGGREGATION_"))
+                    && let Some(label) = entry.remove("name")
+                {
+                    entry.insert("displayLabel".into(), label);
+                }
+            }
+        }
     }
     value
 }
@@ -463,11 +493,22 @@ impl SimState {
     fn pending(&self, query: &Query, head: bool) -> Result<Reply, Refusal> {
         let (offset, limit, count) = query.paging().map_err(|e| Refusal::bad_request(&e))?;
         let shift = self.page_shift(offset);
+        let habits = self.habits();
         let (mut tenant, now) = self.settled();
         if shift {
             tenant.shift_pages(now);
         }
-        let page = tenant.pending_page(offset, limit, now);
+        let page = if habits::reshapes_lists(&habits) {
+            let pending = tenant.pending_page(0, usize::MAX, now).items;
+            let finished = tenant.list(None, true, 0, usize::MAX, now).items;
+            let view = habits::pending_view(pending, finished, &habits, now);
+            Page {
+                total: view.len(),
+                items: view.into_iter().skip(offset).take(limit).collect(),
+            }
+        } else {
+            tenant.pending_page(offset, limit, now)
+        };
         drop(tenant);
         let total = count.then_some(page.total);
         let mut reply = if page.items.is_empty() {
@@ -475,7 +516,7 @@ impl SimState {
         } else if head {
             empty_reply(StatusCode::OK)
         } else {
-            json_reply(StatusCode::OK, &tasks_json(&page.items))
+            json_reply(StatusCode::OK, &self.served_json(page.items))
         };
         reply
             .headers_mut()
@@ -492,13 +533,33 @@ impl SimState {
             .transpose()
             .map_err(|e| Refusal::bad_request(&e.to_string()))?;
         let shift = self.page_shift(offset);
+        let habits = self.habits();
         let (mut tenant, now) = self.settled();
         if shift {
             tenant.shift_pages(now);
         }
-        let page = tenant.list(filter.as_ref(), descending, offset, limit, now);
+        let page = if habits::reshapes_lists(&habits) {
+            let mut all: Vec<TaskStatus> = tenant
+                .list(filter.as_ref(), descending, 0, usize::MAX, now)
+                .items
+                .into_iter()
+                .filter(|t| !habits::is_hidden(t, &habits))
+                .filter(|t| !habits::not_yet_listed(t, &habits, now))
+                .map(|t| habits::served(t, &habits))
+                .collect();
+            if habits.reorder_ties {
+                let request = lock(&self.counts).get_task_status_list;
+                habits::shuffle_ties(&mut all, self.seed, request);
+            }
+            Page {
+                total: all.len(),
+                items: all.into_iter().skip(offset).take(limit).collect(),
+            }
+        } else {
+            tenant.list(filter.as_ref(), descending, offset, limit, now)
+        };
         drop(tenant);
-        let reply = json_reply(StatusCode::OK, &tasks_json(&page.items));
+        let reply = json_reply(StatusCode::OK, &self.served_json(page.items));
         Ok(with_total(reply, count.then_some(page.total)))
     }
 
@@ -507,8 +568,67 @@ impl SimState {
         let task = tenant.get(id, now);
         drop(tenant);
         match task {
-            Some(task) => Ok(json_reply(StatusCode::OK, &task_json(&task))),
+            Some(task) => {
+                let habits = self.habits();
+                let mut value = task_json(&habits::served(task, &habits));
+                habits::spoil_fields(&mut value, &habits);
+                Ok(json_reply(StatusCode::OK, &value))
+            }
             None => Err(Refusal::not_found(id)),
+        }
+    }
+
+    /// The current habits.
+    pub(crate) fn habits(&self) -> Habits {
+        lock(&self.faults).faults().habits.clone()
+    }
+
+    /// Tasks as JSON in the served shape (clock offset, whole seconds, off-spec fields).
+    /// Lists reshaped by the habits are already in the served shape; `served` is
+    /// idempotent except for the clock offset, so it is applied only here otherwise.
+    fn served_json(&self, items: Vec<TaskStatus>) -> Value {
+        let habits = self.habits();
+        let items: Vec<TaskStatus> = if habits::reshapes_lists(&habits) {
+            items
+        } else {
+            items
+                .into_iter()
+                .map(|t| habits::served(t, &habits))
+                .collect()
+        };
+        let mut value = tasks_json(&items);
+        habits::spoil_fields(&mut value, &habits);
+        value
+    }
+
+    /// An answer the habits force: the pending list during an outage, the `GET` of the
+    /// task whose lookup is broken.
+    fn habit_refusal(&self, op: Operation, route: &Route, query: &Query) -> Option<Refusal> {
+        let habits = self.habits();
+        let pending_list = op == Operation::GetPendingTasks
+            || op == Operation::GetPendingTaskHeaders
+            || (op == Operation::GetTaskStatusList
+                && query
+                    .get("filters")
+                    .and_then(|f| Filter::parse(f).ok())
+                    .is_some_and(|f| f.wants_pending()));
+        if habits.pending_outage && pending_list {
+            return Some(Refusal {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                text: None,
+            });
+        }
+        match (route, &habits.broken_lookup) {
+            (Route::Task(id), Some((broken, status)))
+                if op == Operation::GetTaskStatus && id == broken =>
+            {
+                Some(Refusal {
+                    status: StatusCode::from_u16(*status)
+                        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                    text: None,
+                })
+            }
+            _ => None,
         }
     }
 

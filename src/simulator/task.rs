@@ -100,12 +100,23 @@ impl TaskKind {
     }
 
     fn returns(&self) -> Vec<TaskReturnDetails> {
+        if *self == TaskKind::AccountAggregation {
+            // The 28 results of a real Cloud Account Aggregation, in its order; served in
+            // the older `displayLabel` shape (see `server::task_json`).
+            return ACCOUNT_AGGREGATION_RETURNS
+                .iter()
+                .map(|(label, attribute)| TaskReturnDetails {
+                    name: format!("TASK_OUT_ACCOUNT_AGGREGATION_{label}"),
+                    attribute_name: (*attribute).to_string(),
+                })
+                .collect();
+        }
         let names: &[&str] = match self {
-            TaskKind::AccountAggregation | TaskKind::GroupAggregation => {
+            TaskKind::GroupAggregation => {
                 &["applications", "total", "created", "updated", "deleted"]
             }
             TaskKind::IdentityRefresh => &["identityCount"],
-            TaskKind::EntitlementReset | TaskKind::Named(_) => &[],
+            _ => &[],
         };
         names
             .iter()
@@ -124,6 +135,58 @@ impl TaskKind {
             _ => 180,
         }
     }
+}
+
+/// The results a real Cloud Account Aggregation names in `returns`: the suffix of its
+/// `displayLabel` (after `TASK_OUT_ACCOUNT_AGGREGATION_`) and the attribute holding the
+/// value, in the order a real tenant lists them.
+const ACCOUNT_AGGREGATION_RETURNS: [(&str, &str); 28] = [
+    ("APPLICATIONS", "applications"),
+    ("TOTAL", "total"),
+    ("OPTIMIZED", "optimizedAggregation"),
+    ("IGNORED", "ignored"),
+    ("UNCHANGED_ACCOUNTS", "optimized"),
+    ("CREATED", "created"),
+    ("UPDATED", "updated"),
+    ("DELETED", "deleted"),
+    ("MANAGER_CHANGES", "managerChanges"),
+    ("BUSINESS_ROLE_CHANGES", "detectedRoleChanges"),
+    ("EXCEPTION_CHANGES", "exceptionChanges"),
+    ("POLICIES", "policies"),
+    ("POLICY_VIOLATIONS", "policyViolations"),
+    ("POLICY_NOTIFICATIONS", "policyNotifications"),
+    ("SCORES_CHANGED", "scoresChanged"),
+    ("SNAPSHOTS_CREATED", "snapshotsCreated"),
+    ("SCOPES_CREATED", "scopesCreated"),
+    ("SCOPES_CORRELATED", "scopesCorrelated"),
+    ("SCOPES_SELECTED", "scopesSelected"),
+    ("SCOPES_DORMANT", "scopesDormant"),
+    ("UNSCOPED_IDENTITIES", "unscopedIdentities"),
+    ("CERTIFICATIONS_CREATED", "certificationsCreated"),
+    ("CERTIFICATIONS_DELETED", "certificationsDeleted"),
+    ("APPLICATIONS_GENERATED", "applicationsGenerated"),
+    ("MANAGED_ATTRIBUTES_PROMOTED", "managedAttributesCreated"),
+    (
+        "MANAGED_ATTRIBUTES_PROMOTED_BY_APP",
+        "managedAttributesCreatedByApplication",
+    ),
+    (
+        "IDENTITYENTITLEMENTS_CREATED",
+        "identityEntitlementsCreated",
+    ),
+    ("GROUPS_CREATED", "groupsCreated"),
+];
+
+/// What a simulated account aggregation reports in its results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AggregationResults {
+    /// Plausible numbers derived from the task's size.
+    #[default]
+    Normal,
+    /// The connector returned no accounts: `total` 0, nothing changed.
+    Empty,
+    /// Two accounts in five were deleted.
+    MassDeletion,
 }
 
 /// How a task ends; decides its completion status and messages.
@@ -210,6 +273,9 @@ pub(crate) struct SimTask {
     pub size: u32,
     /// Set by a PATCH.
     pub modified: Option<DateTime<Utc>>,
+    /// What an account aggregation reports (anomalies of the `aggregation-anomalies`
+    /// scenario).
+    pub results: AggregationResults,
 }
 
 impl SimTask {
@@ -311,6 +377,17 @@ impl SimTask {
             TaskKind::IdentityRefresh => {
                 a.insert("identityCount".into(), json!(self.size));
             }
+            TaskKind::AccountAggregation => {
+                if let Some(s) = source {
+                    a.insert("appId".into(), json!(s.id));
+                    a.insert("optimizedAggregation".into(), json!("enabled"));
+                }
+                if self.done.is_some() {
+                    for (attribute, value) in self.account_results() {
+                        a.insert(attribute.into(), json!(value));
+                    }
+                }
+            }
             _ => {
                 if let Some(s) = source {
                     a.insert("appId".into(), json!(s.id));
@@ -326,6 +403,31 @@ impl SimTask {
             }
         }
         a
+    }
+
+    /// The numeric results of a finished account aggregation (the ones a real tenant
+    /// fills; the rest of its 28 `returns` stay absent, as they do there).
+    fn account_results(&self) -> Vec<(&'static str, u32)> {
+        let size = self.size;
+        let (total, created, updated, deleted) = match self.results {
+            AggregationResults::Normal => (size, size / 100, size / 50, size / 400),
+            AggregationResults::Empty => (0, 0, 0, 0),
+            AggregationResults::MassDeletion => (size, 0, size / 50, size * 2 / 5),
+        };
+        vec![
+            ("applications", 1),
+            ("total", total),
+            ("ignored", total / 1000),
+            (
+                "optimized",
+                total.saturating_sub(created + updated + deleted),
+            ),
+            ("created", created),
+            ("updated", updated),
+            ("deleted", deleted),
+            ("managerChanges", total / 500),
+            ("policyViolations", 0),
+        ]
     }
 
     fn messages(&self, source: Option<&SimSource>) -> Vec<TaskStatusMessage> {

@@ -22,7 +22,8 @@ use super::config::SimConfig;
 use super::filter::Filter;
 use super::generator::{self, Pace, Profile, Schedule, SourceSpec, stream};
 use super::task::{
-    Done, FilterView, Messages, Outcome, Plan, SimSource, SimTask, TaskKind, hex32, parse_hex32,
+    AggregationResults, Done, FilterView, Messages, Outcome, Plan, SimSource, SimTask, TaskKind,
+    hex32, parse_hex32,
 };
 
 /// A task a test adds to the tenant (see [`super::SimHandle::add_task`]).
@@ -40,6 +41,8 @@ pub struct NewTask {
     pub completes: Option<(DateTime<Utc>, CompletionStatus)>,
     /// Messages the task carries once it has completed.
     pub messages: Vec<TaskStatusMessage>,
+    /// What an account aggregation reports in its results (normal by default).
+    pub results: AggregationResults,
     /// Accounts/identities processed (shown in attributes and progress).
     pub size: u32,
 }
@@ -55,7 +58,20 @@ impl NewTask {
             completes: None,
             messages: Vec::new(),
             size: 1000,
+            results: AggregationResults::Normal,
         }
+    }
+
+    /// Accounts (or groups, identities) the task processes.
+    pub fn size(mut self, size: u32) -> Self {
+        self.size = size;
+        self
+    }
+
+    /// What an account aggregation reports in its results.
+    pub fn results(mut self, results: AggregationResults) -> Self {
+        self.results = results;
+        self
     }
 
     /// "Cloud Account Aggregation" of the source named `source`.
@@ -463,6 +479,7 @@ impl Tenant {
             done: None,
             size: spec.size,
             modified: None,
+            results: spec.results,
         };
         let id = task.id;
         self.insert(task);
@@ -481,6 +498,7 @@ impl Tenant {
                 name: name.to_string(),
             },
             profile: Profile::Healthy,
+            results: AggregationResults::Normal,
         });
         (self.sources.len() - 1) as u32
     }
@@ -547,6 +565,7 @@ impl Tenant {
             }),
             size: r.gen_range(20..2000),
             modified: None,
+            results: AggregationResults::Normal,
         };
         self.insert(task);
     }

@@ -23,6 +23,9 @@ GAUGES = {
     "sailpoint_exporter_state_last_write_success_timestamp_seconds",
     "sailpoint_exporter_config_last_reload_successful",
     "sailpoint_exporter_config_last_reload_success_timestamp_seconds",
+    "sailpoint_exporter_clock_skew_seconds",
+    "sailpoint_exporter_counting_degraded",
+    "sailpoint_task_return_value",
 }
 COUNTERS = {
     "sailpoint_tasks_completed_total",
@@ -34,6 +37,9 @@ COUNTERS = {
     "sailpoint_exporter_groups_folded_total",
     "sailpoint_exporter_state_writes_failed_total",
     "sailpoint_exporter_state_set_aside_total",
+    "sailpoint_exporter_invalid_records_total",
+    "sailpoint_exporter_lookups_set_aside_total",
+    "sailpoint_task_returns_total",
 }
 HISTOGRAMS = {
     "sailpoint_task_duration_seconds",

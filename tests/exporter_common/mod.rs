@@ -235,7 +235,17 @@ pub fn assert_matches_truth<S: TaskSource>(
     sim: &SimHandle,
     primed_at: DateTime<Utc>,
 ) {
-    assert_samples_match_truth(&exp.samples(), sim, primed_at, exp.settings.lookback);
+    assert_matches_tasks(exp, &sim.tasks_as_served(), primed_at);
+}
+
+/// [`assert_matches_truth`] against a given set of tasks (the ground truth in the shape the
+/// tenant serves it, less what a test knows the exporter cannot see).
+pub fn assert_matches_tasks<S: TaskSource>(
+    exp: &Exporter<S>,
+    tasks: &[TaskStatus],
+    primed_at: DateTime<Utc>,
+) {
+    assert_samples_match_tasks(&exp.samples(), tasks, primed_at, exp.settings.lookback);
 }
 
 /// [`assert_matches_truth`] on scraped samples (of tenant [`TENANT`]). Series at 0 (every
@@ -247,8 +257,17 @@ pub fn assert_samples_match_truth(
     primed_at: DateTime<Utc>,
     lookback: Duration,
 ) {
-    let tasks = sim.tasks();
-    let truth = truth(&tasks, primed_at, lookback, 50);
+    assert_samples_match_tasks(s, &sim.tasks_as_served(), primed_at, lookback);
+}
+
+/// [`assert_samples_match_truth`] against a given set of tasks.
+pub fn assert_samples_match_tasks(
+    s: &[Sample],
+    tasks: &[TaskStatus],
+    primed_at: DateTime<Utc>,
+    lookback: Duration,
+) {
+    let truth = truth(tasks, primed_at, lookback, 50);
 
     let counted: BTreeMap<Key, u64> = series(s, "sailpoint_tasks_completed_total")
         .filter(|x| x.value > 0.0)
@@ -340,4 +359,11 @@ pub fn total<S: TaskSource>(exp: &Exporter<S>, name: &str, labels: &[(&str, &str
     let mut all = vec![("tenant", TENANT)];
     all.extend_from_slice(labels);
     exposition::sum(&exp.samples(), name, &all)
+}
+
+/// How many series of a tenant match.
+pub fn count<S: TaskSource>(exp: &Exporter<S>, name: &str, labels: &[(&str, &str)]) -> usize {
+    let mut all = vec![("tenant", TENANT)];
+    all.extend_from_slice(labels);
+    exposition::count(&exp.samples(), name, &all)
 }

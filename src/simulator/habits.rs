@@ -1,0 +1,183 @@
+//! Production habits of a tenant ([`Habits`]): how the answers of a real tenant differ
+//! from the ground truth without any request failing — timestamps on another clock and
+//! with whole seconds, equal `created` values in a different order per request, views that
+//! lag behind, off-spec fields, a task that can no longer be looked up.
+//!
+//! These functions shape what the server sends; the ground truth itself is never changed.
+
+use chrono::{DateTime, Duration, SubsecRound, Utc};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use serde_json::{Value, json};
+
+use super::config::Habits;
+use crate::sailpoint::model::TaskStatus;
+
+/// Whether any habit changes which tasks a list shows or in which order (the slow path
+/// that renders the whole list per request).
+pub(crate) fn reshapes_lists(h: &Habits) -> bool {
+    !h.pending_view_lag.is_zero()
+        || !h.completed_list_lag.is_zero()
+        || h.reorder_ties
+        || h.broken_lookup.is_some()
+}
+
+/// The tenant's clock offset.
+pub(crate) fn offset(h: &Habits) -> Duration {
+    Duration::seconds(h.clock_offset_secs)
+}
+
+/// A task as the tenant serves it: every timestamp on the tenant's clock, `created` with
+/// whole seconds when ties are reordered.
+pub(crate) fn served(mut task: TaskStatus, h: &Habits) -> TaskStatus {
+    let shift = offset(h);
+    let moved = move |t: DateTime<Utc>| t.checked_add_signed(shift).unwrap_or(t);
+    task.created = task
+        .created
+        .checked_add_signed(shift)
+        .unwrap_or(task.created);
+    if h.reorder_ties {
+        task.created = task.created.trunc_subsecs(0);
+    }
+    task.modified = task.modified.map(moved);
+    task.launched = task.launched.map(moved);
+    task.completed = task.completed.map(moved);
+    task
+}
+
+/// Whether the task is the one hidden by `broken_lookup`.
+pub(crate) fn is_hidden(task: &TaskStatus, h: &Habits) -> bool {
+    h.broken_lookup
+        .as_ref()
+        .is_some_and(|(id, _)| *id == task.id)
+}
+
+/// Whether a finished task is still missing from the completed list at `now` (simulator
+/// clock; `task` as in the ground truth).
+pub(crate) fn not_yet_listed(task: &TaskStatus, h: &Habits, now: DateTime<Utc>) -> bool {
+    let lag = Duration::from_std(h.completed_list_lag).unwrap_or(Duration::MAX);
+    task.completed.is_some_and(|c| c > now - lag) && !h.completed_list_lag.is_zero()
+}
+
+/// The pending view at `now`: the pending tasks plus the finished ones that still linger
+/// in it (`finished`, ground truth, newest first or in any order), oldest `created` first.
+pub(crate) fn pending_view(
+    mut pending: Vec<TaskStatus>,
+    finished: Vec<TaskStatus>,
+    h: &Habits,
+    now: DateTime<Utc>,
+) -> Vec<TaskStatus> {
+    let lag = Duration::from_std(h.pending_view_lag).unwrap_or(Duration::MAX);
+    if !h.pending_view_lag.is_zero() {
+        for mut task in finished {
+            if task.completed.is_some_and(|c| c > now - lag) {
+                if !h.pending_view_shows_status {
+                    task.completed = None;
+                    task.completion_status = None;
+                }
+                pending.push(task);
+            }
+        }
+    }
+    pending.retain(|t| !is_hidden(t, h));
+    pending.sort_by(|a, b| a.created.cmp(&b.created).then_with(|| a.id.cmp(&b.id)));
+    pending
+}
+
+/// Shuffles every run of equal `created` values (the list is sorted by `created`), with a
+/// different order for every `request`.
+pub(crate) fn shuffle_ties(tasks: &mut [TaskStatus], seed: u64, request: u64) {
+    let mut rng = StdRng::seed_from_u64(seed ^ request.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let mut start = 0;
+    while start < tasks.len() {
+        let created = tasks.get(start).map(|t| t.created);
+        let len = tasks
+            .get(start..)
+            .unwrap_or_default()
+            .iter()
+            .take_while(|t| Some(t.created) == created)
+            .count()
+            .max(1);
+        if let Some(run) = tasks.get_mut(start..start + len) {
+            run.shuffle(&mut rng);
+        }
+        start += len;
+    }
+}
+
+/// Spoils non-essential fields of every fourth record (by id) when `off_spec_fields` is
+/// on: what counting needs stays intact, everything else must fall back to defaults.
+pub(crate) fn spoil_fields(value: &mut Value, h: &Habits) {
+    if !h.off_spec_fields {
+        return;
+    }
+    let spoil = |task: &mut Value| {
+        let Value::Object(map) = task else { return };
+        let chosen = map
+            .get("id")
+            .and_then(Value::as_str)
+            .and_then(|id| id.chars().last())
+            .is_some_and(|c| matches!(c, '0'..='3'));
+        if chosen {
+            map.insert("percentComplete".into(), json!(12.5));
+            map.insert("launcher".into(), json!(7));
+            map.insert("attributes".into(), json!(["not", "an", "object"]));
+        }
+    };
+    match value {
+        Value::Array(items) => items.iter_mut().for_each(spoil),
+        single => spoil(single),
+    }
+}
+
+/// The `Date` header of an answer given at `now` (simulator clock): IMF-fixdate on the
+/// tenant's clock.
+pub(crate) fn date_header(now: DateTime<Utc>, h: &Habits) -> String {
+    let t = now.checked_add_signed(offset(h)).unwrap_or(now);
+    t.format("%a, %d %b %Y %H:%M:%S GMT").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(id: &str, created: &str) -> TaskStatus {
+        serde_json::from_value(json!({"id": id, "created": created})).unwrap()
+    }
+
+    #[test]
+    fn ties_are_shuffled_only_among_themselves() {
+        let mut tasks: Vec<TaskStatus> = (0..8)
+            .map(|i| task(&format!("t{i}"), "2026-01-01T00:00:05Z"))
+            .chain([task("z", "2026-01-01T00:00:04Z")])
+            .collect();
+        let mut orders = std::collections::HashSet::new();
+        for request in 0..5 {
+            let mut copy = tasks.clone();
+            shuffle_ties(&mut copy, 1, request);
+            assert_eq!(copy.last().unwrap().id, "z");
+            orders.insert(copy.iter().map(|t| t.id.clone()).collect::<Vec<_>>());
+        }
+        assert!(orders.len() > 1, "ties were never reordered");
+        shuffle_ties(&mut tasks, 1, 0);
+    }
+
+    #[test]
+    fn served_shifts_every_timestamp_and_cuts_subseconds() {
+        let h = Habits {
+            clock_offset_secs: -600,
+            reorder_ties: true,
+            ..Habits::default()
+        };
+        let t = served(task("a", "2026-01-01T00:10:05.750Z"), &h);
+        assert_eq!(
+            t.created,
+            DateTime::parse_from_rfc3339("2026-01-01T00:00:05Z").unwrap()
+        );
+        assert_eq!(
+            date_header(t.created, &Habits::default()),
+            "Thu, 01 Jan 2026 00:00:05 GMT"
+        );
+    }
+}
