@@ -136,6 +136,7 @@ fn the_exporter_renders_each_family_with_its_catalogue_type() {
         u.set_pending([&pending]);
         u.poll_succeeded(PollList::Pending, chrono::Utc::now(), Duration::ZERO);
         u.set_tracked(1, 1);
+        u.set_clock_skew(-1.5);
         u.state_set_aside("corrupt");
         u.state_write_failed();
         u.state_written(chrono::Utc::now());

@@ -270,15 +270,14 @@ impl<'a> Update<'a> {
     /// Replaces the state with one resumed from a state file, keeping the zero series
     /// of [`Update::start`] and of every known group; `up` is 0 until the next polls.
     pub(super) fn restore(&mut self, mut state: TenantState) {
-        state.values.sanitize(self.rules);
-        let set_aside = self.state.values.series(&cat::STATE_SET_ASIDE).cloned();
-        *self.state = state;
-        if let Some(series) = set_aside {
-            self.state
-                .values
-                .series_mut(&cat::STATE_SET_ASIDE)
-                .extend(series.0);
+        let dropped = state.values.sanitize(self.rules);
+        if dropped > 0 {
+            tracing::warn!(
+                series = dropped,
+                "state file series that do not fit the catalogue or the current buckets were dropped"
+            );
         }
+        *self.state = state;
         self.state.pending_ok = false;
         self.state.completed_ok = false;
         self.start();

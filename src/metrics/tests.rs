@@ -345,3 +345,35 @@ fn a_restored_state_continues_its_counters_with_up_at_zero() {
     );
     assert_eq!(exposition::value(&s, "sailpoint_up", &[]), Some(0.0));
 }
+
+#[test]
+fn a_restored_histogram_with_other_buckets_is_dropped_and_its_counter_kept() {
+    let m = Metrics::new(&MetricsSettings::default(), "v", "r").unwrap();
+    let t = m.tenant("a");
+    t.record_completion(&task(serde_json::json!({
+        "id": "c", "uniqueName": "Agg", "created": "2024-01-01T00:00:00Z",
+        "completed": "2024-01-01T00:01:00Z", "completionStatus": "Success"
+    })));
+    let saved = t.snapshot();
+    let other_buckets = MetricsSettings {
+        duration_buckets: vec![1.0, 2.0],
+        ..MetricsSettings::default()
+    };
+    let fresh = Metrics::new(&other_buckets, "v", "r").unwrap();
+    fresh.restore("a", saved);
+    let s = exposition::parse(&String::from_utf8(fresh.render()).unwrap());
+    let ok = [("task_name", "Agg"), ("status", "success")];
+    assert_eq!(
+        exposition::value(&s, "sailpoint_tasks_completed_total", &ok),
+        Some(1.0)
+    );
+    assert_eq!(
+        exposition::value(&s, "sailpoint_task_duration_seconds_count", &ok),
+        Some(0.0),
+        "the known group's histogram starts again at 0 with the new buckets"
+    );
+    assert_eq!(
+        exposition::count(&s, "sailpoint_task_duration_seconds_bucket", &ok),
+        3
+    );
+}
