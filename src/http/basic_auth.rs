@@ -16,9 +16,10 @@ use base64::engine::general_purpose::STANDARD;
 use hyper::HeaderMap;
 use hyper::header::AUTHORIZATION;
 use secrecy::{ExposeSecret, SecretString};
+use subtle::ConstantTimeEq;
 
 use super::access::{AccessPolicy, Denied};
-use super::web_config::WebConfigError;
+use super::web_config_error::WebConfigError;
 
 const CHALLENGE: &str = "Basic realm=\"sailpoint-task-exporter\"";
 
@@ -77,9 +78,12 @@ impl BasicAuthUsers {
     fn remembered(&self, user: &str, password: &SecretString) -> bool {
         let verified = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
         verified.get(user).is_some_and(|known| {
-            constant_time_eq(
-                known.expose_secret().as_bytes(),
-                password.expose_secret().as_bytes(),
+            // `subtle` compares without an early exit (lengths are not secret here).
+            bool::from(
+                known
+                    .expose_secret()
+                    .as_bytes()
+                    .ct_eq(password.expose_secret().as_bytes()),
             )
         })
     }
@@ -120,16 +124,6 @@ fn credentials(headers: &HeaderMap) -> Option<(String, SecretString)> {
     let decoded = String::from_utf8(STANDARD.decode(encoded.trim()).ok()?).ok()?;
     let (user, password) = decoded.split_once(':')?;
     Some((user.to_string(), SecretString::from(password.to_string())))
-}
-
-/// Compares without an early exit, so timing does not leak the matching prefix length.
-fn constant_time_eq(left: &[u8], right: &[u8]) -> bool {
-    left.len() == right.len()
-        && left
-            .iter()
-            .zip(right)
-            .fold(0u8, |diff, (a, b)| diff | (a ^ b))
-            == 0
 }
 
 #[cfg(test)]

@@ -28,6 +28,7 @@ mod settings;
 mod stall;
 mod tls;
 mod web_config;
+mod web_config_error;
 
 use std::future::Future;
 use std::io;

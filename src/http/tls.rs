@@ -12,7 +12,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 
-use super::web_config::WebConfigError;
+use super::web_config_error::WebConfigError;
 
 /// Whether and how clients must present certificates (exporter-toolkit names).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]

@@ -35,21 +35,7 @@ pub const MAX_PAGE_SIZE: u32 = 250;
 /// million tasks, far beyond 90 days of any tenant).
 const MAX_PAGES: u32 = 4000;
 
-/// SailPoint operationIds, used in errors and as the `operation` label.
-pub mod operation {
-    /// `GET /task-status/pending-tasks`.
-    pub const GET_PENDING_TASKS: &str = "getPendingTasks";
-    /// `HEAD /task-status/pending-tasks` (the count only).
-    pub const GET_PENDING_TASK_HEADERS: &str = "getPendingTaskHeaders";
-    /// `GET /task-status`.
-    pub const GET_TASK_STATUS_LIST: &str = "getTaskStatusList";
-    /// `GET /task-status/{id}`.
-    pub const GET_TASK_STATUS: &str = "getTaskStatus";
-    /// `PATCH /task-status/{id}`.
-    pub const UPDATE_TASK_STATUS: &str = "updateTaskStatus";
-    /// `POST /oauth/token` (not an API operation, but labelled alike).
-    pub const TOKEN: &str = "token";
-}
+pub use super::operation;
 
 /// One page of tasks and the total, when `count=true` was asked.
 #[derive(Debug, Clone, Default)]

@@ -304,7 +304,7 @@ fn classify<T>(
             },
         };
     }
-    let error = if operation == crate::sailpoint::client::operation::TOKEN {
+    let error = if operation == crate::sailpoint::operation::TOKEN {
         ApiError::from_token_response(status.as_u16(), &response.body)
     } else {
         ApiError::from_response(operation, status.as_u16(), &response.body)

@@ -1,5 +1,6 @@
-//! The ground truth of the simulated tenant: every task, its life cycle against the
-//! clock, and the queries the HTTP layer answers from it.
+//! The ground truth of the simulated tenant: every task and its life cycle against the
+//! clock. The queries the HTTP layer answers are in [`queries`], what tests script in
+//! [`script`], the JSON Patch of `PATCH /task-status/{id}` in [`patch`].
 //!
 //! Tasks live in an append-only slot vector (stable indexes), with an `order` index
 //! sorted by (`created`, creation sequence) and a `pending` index in the same order.
@@ -11,129 +12,20 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use rand::Rng;
-use thiserror::Error;
 
-use crate::sailpoint::model::{
-    CompletionStatus, JsonPatchOperation, TaskStatus, TaskStatusMessage, parse_timestamp,
-};
+use crate::sailpoint::model::TaskStatus;
 
 use super::config::SimConfig;
-use super::filter::Filter;
-use super::generator::{self, Pace, Profile, Schedule, SourceSpec, stream};
-use super::task::{
-    AggregationResults, Done, FilterView, Messages, Outcome, Plan, SimSource, SimTask, TaskKind,
-    hex32, parse_hex32,
-};
+use super::generator::{self, Pace, Schedule, SourceSpec};
+use super::task::{Done, Plan, SimSource, SimTask, parse_hex32};
 
-/// A task a test adds to the tenant (see [`super::SimHandle::add_task`]).
-#[derive(Debug, Clone, PartialEq)]
-pub struct NewTask {
-    /// What the task does.
-    pub kind: TaskKind,
-    /// Source display name; an unknown name creates a new source (no schedules).
-    pub source: Option<String>,
-    /// Defaults to the simulated now.
-    pub created: Option<DateTime<Utc>>,
-    /// `None` = queued, not launched yet.
-    pub launched: Option<DateTime<Utc>>,
-    /// Planned end; `None` = pending until `complete_task` or a PATCH.
-    pub completes: Option<(DateTime<Utc>, CompletionStatus)>,
-    /// Messages the task carries once it has completed.
-    pub messages: Vec<TaskStatusMessage>,
-    /// What an account aggregation reports in its results (normal by default).
-    pub results: AggregationResults,
-    /// Accounts/identities processed (shown in attributes and progress).
-    pub size: u32,
-}
+mod patch;
+mod queries;
+mod script;
 
-impl NewTask {
-    /// A pending task of `kind`, created now, not launched, never ending by itself.
-    pub fn new(kind: TaskKind) -> NewTask {
-        NewTask {
-            kind,
-            source: None,
-            created: None,
-            launched: None,
-            completes: None,
-            messages: Vec::new(),
-            size: 1000,
-            results: AggregationResults::Normal,
-        }
-    }
-
-    /// Accounts (or groups, identities) the task processes.
-    pub fn size(mut self, size: u32) -> Self {
-        self.size = size;
-        self
-    }
-
-    /// What an account aggregation reports in its results.
-    pub fn results(mut self, results: AggregationResults) -> Self {
-        self.results = results;
-        self
-    }
-
-    /// "Cloud Account Aggregation" of the source named `source`.
-    pub fn account_aggregation(source: &str) -> NewTask {
-        NewTask::new(TaskKind::AccountAggregation).on_source(source)
-    }
-
-    /// "Cloud Group Aggregation" of the source named `source`.
-    pub fn group_aggregation(source: &str) -> NewTask {
-        NewTask::new(TaskKind::GroupAggregation).on_source(source)
-    }
-
-    /// "Identity Refresh" (no source).
-    pub fn identity_refresh() -> NewTask {
-        NewTask::new(TaskKind::IdentityRefresh)
-    }
-
-    /// Attaches the task to the source named `source`.
-    pub fn on_source(mut self, source: &str) -> Self {
-        self.source = Some(source.to_string());
-        self
-    }
-
-    /// Sets the creation time.
-    pub fn created(mut self, t: DateTime<Utc>) -> Self {
-        self.created = Some(t);
-        self
-    }
-
-    /// Sets the launch time (rendered as null until the clock reaches it).
-    pub fn launched(mut self, t: DateTime<Utc>) -> Self {
-        self.launched = Some(t);
-        self
-    }
-
-    /// Makes the task finish by itself at `at` with `status`.
-    pub fn completes(mut self, at: DateTime<Utc>, status: CompletionStatus) -> Self {
-        self.completes = Some((at, status));
-        self
-    }
-
-    /// Sets the messages shown once the task has completed.
-    pub fn messages(mut self, messages: Vec<TaskStatusMessage>) -> Self {
-        self.messages = messages;
-        self
-    }
-}
-
-/// Why a PATCH was refused.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub(crate) enum PatchError {
-    #[error("task not found")]
-    NotFound,
-    #[error("{0}")]
-    Invalid(String),
-}
-
-/// One page of a listing plus the total the query matches.
-pub(crate) struct Page {
-    pub items: Vec<TaskStatus>,
-    pub total: usize,
-}
+pub(crate) use patch::PatchError;
+pub(crate) use queries::Page;
+pub use script::NewTask;
 
 /// How long completed tasks are served (SailPoint: "task data older than 90 days is not
 /// returned").
@@ -342,299 +234,14 @@ impl Tenant {
     fn slot_of(&self, id: &str) -> Option<u32> {
         parse_hex32(id).and_then(|id| self.by_id.get(&id).copied())
     }
-
-    /// The sources, in generation order.
-    pub(crate) fn sources(&self) -> Vec<SimSource> {
-        self.sources.iter().map(|s| s.source.clone()).collect()
-    }
-
-    /// Every task, oldest first.
-    pub(crate) fn all(&self, now: DateTime<Utc>) -> Vec<TaskStatus> {
-        self.order
-            .iter()
-            .filter_map(|&s| self.render(s, now))
-            .collect()
-    }
-
-    /// The pending tasks, oldest first.
-    pub(crate) fn pending_page(&self, offset: usize, limit: usize, now: DateTime<Utc>) -> Page {
-        Page {
-            items: self
-                .pending
-                .iter()
-                .skip(offset)
-                .take(limit)
-                .filter_map(|&s| self.render(s, now))
-                .collect(),
-            total: self.pending.len(),
-        }
-    }
-
-    /// `GET /task-status`: completed tasks (pending ones when the filter says
-    /// `completionStatus isnull`), by `created` in the asked direction.
-    pub(crate) fn list(
-        &self,
-        filter: Option<&Filter>,
-        descending: bool,
-        offset: usize,
-        limit: usize,
-        now: DateTime<Utc>,
-    ) -> Page {
-        let want_pending = filter.is_some_and(Filter::wants_pending);
-        let matches = |slot: &&u32| {
-            self.slots.get(**slot as usize).is_some_and(|task| {
-                task.done.is_none() == want_pending
-                    && Self::visible(task, now)
-                    && filter.is_none_or(|f| {
-                        f.matches(&FilterView {
-                            task,
-                            source: self.source(task),
-                        })
-                    })
-            })
-        };
-        let index = if want_pending {
-            &self.pending
-        } else {
-            &self.order
-        };
-        let mut chosen = Vec::new();
-        let mut total = 0usize;
-        let mut visit = |slot: &u32| {
-            if total >= offset && chosen.len() < limit {
-                chosen.push(*slot);
-            }
-            total += 1;
-        };
-        if descending {
-            index.iter().rev().filter(matches).for_each(&mut visit);
-        } else {
-            index.iter().filter(matches).for_each(&mut visit);
-        }
-        Page {
-            items: chosen
-                .into_iter()
-                .filter_map(|s| self.render(s, now))
-                .collect(),
-            total,
-        }
-    }
-
-    /// One task by id.
-    pub(crate) fn get(&self, id: &str, now: DateTime<Utc>) -> Option<TaskStatus> {
-        self.slot_of(id).and_then(|s| self.render(s, now))
-    }
-
-    /// Applies a JSON Patch (`replace`/`add` of `/completionStatus` and `/completed`).
-    pub(crate) fn patch(
-        &mut self,
-        id: &str,
-        ops: &[JsonPatchOperation],
-        now: DateTime<Utc>,
-    ) -> Result<TaskStatus, PatchError> {
-        let slot = self.slot_of(id).ok_or(PatchError::NotFound)?;
-        let task = self
-            .slots
-            .get_mut(slot as usize)
-            .ok_or(PatchError::NotFound)?;
-        let (status, completed) = patched_fields(task, ops)?;
-        let messages = match task.done.take() {
-            Some(done) => done.messages,
-            None => Messages::Explicit(Vec::new()),
-        };
-        task.done = Some(Done {
-            at: completed.unwrap_or(now),
-            status,
-            messages,
-        });
-        task.modified = Some(now);
-        self.pending.retain(|&s| s != slot);
-        self.render(slot, now).ok_or(PatchError::NotFound)
-    }
-
-    /// Adds a scripted task; returns its id.
-    pub(crate) fn add(&mut self, spec: NewTask, now: DateTime<Utc>) -> String {
-        let source = spec.source.as_deref().map(|name| self.source_named(name));
-        let mut r = generator::rng(self.seed, stream::SCRIPTED, self.scripted, 0);
-        self.scripted += 1;
-        let source = if spec.kind == TaskKind::IdentityRefresh {
-            None
-        } else {
-            source
-        };
-        let suffix = (spec.kind == TaskKind::EntitlementReset).then(|| r.r#gen::<u128>());
-        let plan = match spec.completes {
-            Some((at, status)) => Plan::At(at, status, Messages::Explicit(spec.messages)),
-            None => Plan::Never,
-        };
-        let task = SimTask {
-            id: r.r#gen(),
-            seq: 0,
-            kind: spec.kind,
-            suffix,
-            source,
-            created: spec.created.unwrap_or(now),
-            launch_at: spec.launched,
-            plan,
-            done: None,
-            size: spec.size,
-            modified: None,
-            results: spec.results,
-        };
-        let id = task.id;
-        self.insert(task);
-        self.settle(now);
-        hex32(id)
-    }
-
-    fn source_named(&mut self, name: &str) -> u32 {
-        if let Some(i) = self.sources.iter().position(|s| s.source.name == name) {
-            return i as u32;
-        }
-        let mut r = generator::rng(self.seed, stream::SOURCES, 1_000_000, self.scripted);
-        self.sources.push(SourceSpec {
-            source: SimSource {
-                id: hex32(r.r#gen()),
-                name: name.to_string(),
-            },
-            profile: Profile::Healthy,
-            results: AggregationResults::Normal,
-        });
-        (self.sources.len() - 1) as u32
-    }
-
-    /// Completes a pending task now; false when the id is unknown or not pending.
-    pub(crate) fn complete(
-        &mut self,
-        id: &str,
-        status: CompletionStatus,
-        messages: Vec<TaskStatusMessage>,
-        now: DateTime<Utc>,
-    ) -> bool {
-        let Some(slot) = self.slot_of(id) else {
-            return false;
-        };
-        let Some(task) = self.slots.get_mut(slot as usize) else {
-            return false;
-        };
-        if task.done.is_some() {
-            return false;
-        }
-        task.done = Some(Done {
-            at: now,
-            status,
-            messages: Messages::Explicit(messages),
-        });
-        self.pending.retain(|&s| s != slot);
-        true
-    }
-
-    /// The tenant moving under a pager's feet: the oldest pending task completes and a
-    /// new completed task appears at the head of `-created`.
-    pub(crate) fn shift_pages(&mut self, now: DateTime<Utc>) {
-        if let Some(&slot) = self.pending.first() {
-            if let Some(task) = self.slots.get_mut(slot as usize) {
-                task.done = Some(Done {
-                    at: now,
-                    status: CompletionStatus::Success,
-                    messages: Messages::Of(Outcome::Success),
-                });
-            }
-            self.pending.remove(0);
-        }
-        let mut r = generator::rng(self.seed, stream::SHIFT, self.scripted, 0);
-        self.scripted += 1;
-        let source = (!self.sources.is_empty()).then(|| r.gen_range(0..self.sources.len()) as u32);
-        let kind = match source {
-            Some(_) => TaskKind::GroupAggregation,
-            None => TaskKind::IdentityRefresh,
-        };
-        let task = SimTask {
-            id: r.r#gen(),
-            seq: 0,
-            kind,
-            suffix: None,
-            source,
-            created: now,
-            launch_at: Some(now),
-            plan: Plan::Never,
-            done: Some(Done {
-                at: now,
-                status: CompletionStatus::Success,
-                messages: Messages::Of(Outcome::Success),
-            }),
-            size: r.gen_range(20..2000),
-            modified: None,
-            results: AggregationResults::Normal,
-        };
-        self.insert(task);
-    }
-}
-
-/// Validates a patch against a task and returns the resulting status and completion time.
-fn patched_fields(
-    task: &SimTask,
-    ops: &[JsonPatchOperation],
-) -> Result<(CompletionStatus, Option<DateTime<Utc>>), PatchError> {
-    if ops.is_empty() {
-        return Err(PatchError::Invalid("the patch is empty".into()));
-    }
-    let mut status = task.done.as_ref().map(|d| d.status.clone());
-    let mut completed = task.done.as_ref().map(|d| d.at);
-    for op in ops {
-        if op.op != "replace" && op.op != "add" {
-            return Err(PatchError::Invalid(format!(
-                "operation '{}' is not supported; use replace or add",
-                op.op
-            )));
-        }
-        let text = op.value.as_ref().and_then(|v| v.as_str());
-        match op.path.as_str() {
-            "/completionStatus" => {
-                let parsed = text.map(CompletionStatus::from);
-                match parsed {
-                    Some(CompletionStatus::Other(v)) => {
-                        return Err(PatchError::Invalid(format!(
-                            "'{v}' is not a completion status (SUCCESS, WARNING, ERROR, TERMINATED, TEMPERROR)"
-                        )));
-                    }
-                    Some(s) => status = Some(s),
-                    None => {
-                        return Err(PatchError::Invalid(
-                            "/completionStatus needs a string value".into(),
-                        ));
-                    }
-                }
-            }
-            "/completed" => {
-                let t = text.and_then(parse_timestamp).ok_or_else(|| {
-                    PatchError::Invalid("/completed needs a date-time string value".into())
-                })?;
-                completed = Some(t);
-            }
-            other => {
-                return Err(PatchError::Invalid(format!(
-                    "path '{other}' cannot be patched; only /completionStatus and /completed can"
-                )));
-            }
-        }
-    }
-    let status = status
-        .ok_or_else(|| PatchError::Invalid("a completed task needs a /completionStatus".into()))?;
-    Ok((status, completed))
-}
-
-impl Profile {
-    #[cfg(test)]
-    fn is_failing(self) -> bool {
-        self == Profile::Failing
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sailpoint::model::CompletionStatus;
     use crate::simulator::config::Scenario;
+    use crate::simulator::generator::Profile;
     use chrono::Duration;
 
     fn start() -> DateTime<Utc> {
@@ -667,7 +274,7 @@ mod tests {
             .get(generator::FAILING_SOURCE)
             .unwrap()
             .clone();
-        assert!(failing.profile.is_failing());
+        assert_eq!(failing.profile, Profile::Failing);
         tenant.settle(start() + Duration::hours(12));
         let tasks = tenant.all(start() + Duration::hours(12));
         let of_source: Vec<_> = tasks
