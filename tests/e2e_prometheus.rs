@@ -11,17 +11,30 @@
 //! becomes `0s` and the recording group's `interval: 1m` becomes `1s`; every expression
 //! and threshold is the shipped one.
 //!
+//! Then the values: both simulators run on manual clocks that the test moves at wall-clock
+//! pace, frozen while the exporter primes (so the primed backlog is known exactly) and
+//! frozen again at the end. Once the exporter has polled the frozen tenants and
+//! Prometheus has scraped that, the dashboard's expressions for pending tasks (counts,
+//! oldest age, the per-task ages) and for completions per status over the run must equal
+//! the simulators' ground truth, evaluated at the last scrape's timestamp. The only
+//! inexactness allowed is the one `increase()` itself introduces: its extrapolation at the
+//! start of a series whose first scraped value was not 0, computed from the samples
+//! Prometheus actually holds.
+//!
 //! Needs `/usr/bin/prometheus` (Debian package `prometheus`, installed by
 //! `bash scripts/test.sh`) and `python3` (for `tests/deploy/promql_exprs.py`).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs::File;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use regex::Regex;
+use sailpoint_task_exporter::metrics::{exposition, normalize};
 use sailpoint_task_exporter::sailpoint::model::{CompletionStatus, TaskStatus};
 use sailpoint_task_exporter::simulator::{
     DEMO_CLIENT_SECRET, Faults, Scenario, SimConfig, SimHandle, Simulator,
@@ -135,17 +148,27 @@ fn prometheus_binary() -> PathBuf {
 
 /// The two simulated tenants and the ground truth the test checks against.
 struct Tenants {
-    stuck: SimHandle,
-    failing: SimHandle,
+    stuck: Arc<SimHandle>,
+    failing: Arc<SimHandle>,
+}
+
+impl Tenants {
+    fn both(&self) -> [(&'static str, &Arc<SimHandle>); 2] {
+        [(STUCK, &self.stuck), (FAILING, &self.failing)]
+    }
 }
 
 async fn start_tenants() -> Tenants {
     let listen: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    // Manual clocks at the current time: they stand still until `run_clocks` moves them.
+    let start = chrono::Utc::now();
     let stuck = SimConfig::new(51)
         .with_scenario(Scenario::StuckAggregation)
+        .with_manual_clock(start)
         .with_speed(1.0);
     let failing = SimConfig::new(52)
         .with_scenario(Scenario::FailingSource)
+        .with_manual_clock(start)
         .with_speed(300.0)
         .with_faults(Faults {
             rate_limit_every: Some(7),
@@ -154,10 +177,26 @@ async fn start_tenants() -> Tenants {
             ..Faults::none()
         });
     Tenants {
-        stuck: Simulator::start(stuck, listen).await.expect("start stuck"),
-        failing: Simulator::start(failing, listen)
-            .await
-            .expect("start failing"),
+        stuck: Arc::new(Simulator::start(stuck, listen).await.expect("start stuck")),
+        failing: Arc::new(
+            Simulator::start(failing, listen)
+                .await
+                .expect("start failing"),
+        ),
+    }
+}
+
+/// Moves both tenants' clocks along with the wall clock until `stop`; they stand still
+/// from then on.
+async fn run_clocks(tenants: [Arc<SimHandle>; 2], stop: Arc<AtomicBool>) {
+    let mut last = Instant::now();
+    while !stop.load(Ordering::Acquire) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let step = last.elapsed();
+        last += step;
+        for sim in &tenants {
+            sim.advance(step);
+        }
     }
 }
 
@@ -287,6 +326,14 @@ impl PromApi {
         } else {
             Err(format!("{}: {}", body["errorType"], body["error"]))
         }
+    }
+
+    /// Result rows of an instant query evaluated at `time` (Unix seconds, as Prometheus
+    /// printed it).
+    async fn instant_at(&self, expr: &str, time: &str) -> Result<Vec<Value>, String> {
+        let params = [("query", expr.to_string()), ("time", time.to_string())];
+        let data = self.get("/api/v1/query", &params).await?;
+        Ok(data["result"].as_array().cloned().unwrap_or_default())
     }
 
     /// Result rows of an instant query.
@@ -545,6 +592,390 @@ async fn provoke_poll_errors(api: &PromApi, sim: &SimHandle, started: Instant) {
     sim.set_faults(Faults::none());
 }
 
+// ------------------------------------------------------------------ values vs. truth
+
+/// Seconds since the epoch at millisecond precision, as the exporter exports timestamps.
+fn unix_secs(t: &chrono::DateTime<chrono::Utc>) -> f64 {
+    t.timestamp_millis() as f64 / 1000.0
+}
+
+/// The completed tasks of each tenant when it primed: never counted.
+fn backlogs(t: &Tenants) -> BTreeMap<&'static str, HashSet<String>> {
+    t.both()
+        .into_iter()
+        .map(|(name, sim)| {
+            let ids = sim
+                .tasks()
+                .into_iter()
+                .filter(|task| !task.is_pending())
+                .map(|task| task.id)
+                .collect();
+            (name, ids)
+        })
+        .collect()
+}
+
+/// (task_name, source) as the exporter labels a task.
+fn group_labels(t: &TaskStatus) -> (String, String) {
+    (
+        normalize::task_name(&t.unique_name, &[]),
+        normalize::source(t),
+    )
+}
+
+/// What the dashboard must show for the frozen tenants.
+#[derive(Debug, Default)]
+struct Truth {
+    /// Pending tasks per (task_name, source), over both tenants.
+    pending: BTreeMap<Vec<String>, f64>,
+    /// Oldest pending `created` per (task_name, source), over both tenants.
+    oldest_created: BTreeMap<Vec<String>, f64>,
+    /// `created` of the 50 oldest pending tasks of each tenant, per (tenant, id).
+    task_created: BTreeMap<Vec<String>, f64>,
+    /// Completions since priming per (tenant, task_name, source, status).
+    completed: BTreeMap<Vec<String>, f64>,
+}
+
+/// Per-task pending series the exporter keeps per tenant (`max_pending_task_series`).
+const PENDING_TASK_SERIES: usize = 50;
+
+fn truth(t: &Tenants, backlogs: &BTreeMap<&'static str, HashSet<String>>) -> Truth {
+    let mut truth = Truth::default();
+    for (tenant, sim) in t.both() {
+        let tasks = sim.tasks();
+        let mut pending: Vec<&TaskStatus> = tasks.iter().filter(|t| t.is_pending()).collect();
+        for task in &pending {
+            let (name, source) = group_labels(task);
+            let key = vec![name, source];
+            *truth.pending.entry(key.clone()).or_default() += 1.0;
+            let created = unix_secs(&task.created);
+            let oldest = truth.oldest_created.entry(key).or_insert(created);
+            *oldest = oldest.min(created);
+        }
+        pending.sort_by(|a, b| a.created.cmp(&b.created).then_with(|| a.id.cmp(&b.id)));
+        for task in pending.iter().take(PENDING_TASK_SERIES) {
+            let key = vec![tenant.to_string(), task.id.clone()];
+            truth.task_created.insert(key, unix_secs(&task.created));
+        }
+        let backlog = backlogs.get(tenant).cloned().unwrap_or_default();
+        for task in tasks.iter().filter(|t| !t.is_pending()) {
+            if backlog.contains(&task.id) {
+                continue;
+            }
+            let (name, source) = group_labels(task);
+            let key = vec![tenant.to_string(), name, source, normalize::status(task)];
+            *truth.completed.entry(key).or_default() += 1.0;
+        }
+    }
+    truth
+}
+
+/// Waits until the exporter has polled each list of each tenant successfully twice after
+/// `since` (Unix seconds): the second poll started after the first ended, so it read
+/// the tenants as they are now.
+async fn settle_exporter(http: &reqwest::Client, port: u16, since: f64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let mut first: BTreeMap<(&str, &str), f64> = BTreeMap::new();
+    let mut done: BTreeSet<(&str, &str)> = BTreeSet::new();
+    while done.len() < 4 {
+        assert!(
+            Instant::now() < deadline,
+            "the exporter did not poll the frozen tenants successfully: {done:?}"
+        );
+        let body = match http.get(&url).send().await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        let samples = exposition::parse(&body);
+        for tenant in [STUCK, FAILING] {
+            for list in ["pending", "completed"] {
+                let at = exposition::value(
+                    &samples,
+                    "sailpoint_exporter_last_poll_success_timestamp_seconds",
+                    &[("tenant", tenant), ("list", list)],
+                )
+                .unwrap_or(0.0);
+                match first.get(&(tenant, list)) {
+                    None if at > since => {
+                        first.insert((tenant, list), at);
+                    }
+                    Some(f) if at > *f => {
+                        done.insert((tenant, list));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The timestamp (as Prometheus prints it) of the first scrape of the exporter that
+/// started after `after` (Unix seconds).
+async fn scrape_after(api: &PromApi, after: f64) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let query = format!("timestamp(up{{job=\"{JOB}\"}})");
+    loop {
+        let rows = api.instant(&query).await.unwrap_or_default();
+        if let Some(ts) = rows.first().and_then(|r| r["value"][1].as_str())
+            && ts.parse::<f64>().is_ok_and(|t| t > after)
+        {
+            return ts.to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus did not scrape the exporter after {after}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Values per label set (the values of the labels a check compares by).
+type Series = BTreeMap<Vec<String>, f64>;
+
+/// An instant-query result as (values of `keys`) → value.
+fn by_labels(rows: &[Value], keys: &[&str]) -> BTreeMap<Vec<String>, f64> {
+    rows.iter()
+        .map(|r| {
+            let key = keys
+                .iter()
+                .map(|k| r["metric"][*k].as_str().unwrap_or_default().to_string())
+                .collect();
+            let v = r["value"][1].as_str().and_then(|v| v.parse().ok());
+            (key, v.unwrap_or(f64::NAN))
+        })
+        .collect()
+}
+
+/// Same keys, and values equal up to the rounding of one f64 subtraction (1e-6 s).
+fn same_values(got: &BTreeMap<Vec<String>, f64>, want: &BTreeMap<Vec<String>, f64>) -> bool {
+    got.len() == want.len()
+        && got
+            .iter()
+            .zip(want)
+            .all(|((gk, gv), (wk, wv))| gk == wk && (gv - wv).abs() <= 1e-6 * wv.abs().max(1.0))
+}
+
+fn panel_expr<'a>(exprs: &'a [PanelExpr], title: &str, ref_id: &str) -> &'a PanelExpr {
+    exprs
+        .iter()
+        .find(|e| e.panel == title && e.ref_id == ref_id)
+        .unwrap_or_else(|| panic!("the dashboard has no panel {title:?} [{ref_id}]"))
+}
+
+/// Pending counts, oldest age per group and the per-task ages, at `time`.
+async fn check_pending_panels(api: &PromApi, exprs: &[PanelExpr], time: &str, truth: &Truth) {
+    let t: f64 = time.parse().expect("scrape timestamp");
+    let checks: [(&str, &str, &[&str], Series); 3] = [
+        (
+            "Pending tasks by task and source",
+            "A",
+            &["task_name", "source"],
+            truth.pending.clone(),
+        ),
+        (
+            "Oldest pending task age",
+            "A",
+            &["task_name", "source"],
+            truth
+                .oldest_created
+                .iter()
+                .map(|(k, created)| (k.clone(), t - created))
+                .collect(),
+        ),
+        (
+            "Oldest pending tasks (ids for the CLI)",
+            "A",
+            &["tenant", "id"],
+            truth
+                .task_created
+                .iter()
+                .map(|(k, created)| (k.clone(), t - created))
+                .collect(),
+        ),
+    ];
+    for (title, ref_id, keys, want) in checks {
+        let e = panel_expr(exprs, title, ref_id);
+        let rows = api
+            .instant_at(&e.expr, time)
+            .await
+            .unwrap_or_else(|err| panic!("{}: {err}", e.key()));
+        let got = by_labels(&rows, keys);
+        assert!(
+            same_values(&got, &want),
+            "{} at {time} differs from the simulators' truth:\n  got  {got:?}\n  want {want:?}\n  {}",
+            e.key(),
+            e.expr
+        );
+        println!("  {}: {} series equal the truth", e.key(), got.len());
+    }
+}
+
+/// The two orders in which Prometheus versions cap the extrapolation of `increase()` at
+/// the start of a series: the counter's zero point before the "more than 1.1 sample
+/// intervals away" threshold (Debian 12's 2.42), or after it (later releases). They
+/// differ only when the zero point lies between 0.5 and 1.1 sample intervals back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Extrapolation {
+    ZeroPointFirst,
+    ThresholdFirst,
+}
+
+/// `increase()` of one counter series, as Prometheus computes it from its samples
+/// `(t, v)` in `(end - range, end]`: the rise from the first to the last sample
+/// (there are no resets: the exporter ran throughout), extrapolated towards the range's
+/// ends. `None` below two samples (Prometheus drops the series).
+fn prometheus_increase(
+    samples: &[(f64, f64)],
+    range_start: f64,
+    range_end: f64,
+    way: Extrapolation,
+) -> Option<f64> {
+    let (&(t0, v0), &(t1, v1)) = (samples.first()?, samples.last()?);
+    if samples.len() < 2 {
+        return None;
+    }
+    let rise = v1 - v0;
+    let sampled = t1 - t0;
+    let average = sampled / (samples.len() - 1) as f64;
+    let threshold = average * 1.1;
+    let zero = if rise > 0.0 && v0 >= 0.0 {
+        sampled * (v0 / rise)
+    } else {
+        f64::INFINITY
+    };
+    let mut to_start = t0 - range_start;
+    match way {
+        Extrapolation::ZeroPointFirst => {
+            to_start = to_start.min(zero);
+            if to_start >= threshold {
+                to_start = average / 2.0;
+            }
+        }
+        Extrapolation::ThresholdFirst => {
+            if to_start >= threshold {
+                to_start = average / 2.0;
+            }
+            to_start = to_start.min(zero);
+        }
+    }
+    let mut to_end = range_end - t1;
+    if to_end >= threshold {
+        to_end = average / 2.0;
+    }
+    Some(rise * (sampled + to_start + to_end) / sampled)
+}
+
+/// The `[range]` of the `increase(sailpoint_tasks_completed_total…[range])` in `expr`.
+fn completed_range(expr: &str) -> String {
+    let re = Regex::new(r"increase\(sailpoint_tasks_completed_total\{[^}]*\}\[(\w+)\]\)").unwrap();
+    re.captures(expr)
+        .and_then(|c| c.get(1))
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_else(|| panic!("no increase(sailpoint_tasks_completed_total[…]) in {expr}"))
+}
+
+/// The completion panels at `time`: every counter's last sample equals the truth, and the
+/// panel equals `increase()` of the truth, extrapolated as Prometheus does from the
+/// samples it holds (the only inexact part: a series first scraped above 0 is
+/// extrapolated back towards its zero point).
+async fn check_completion_panels(api: &PromApi, exprs: &[PanelExpr], time: &str, truth: &Truth) {
+    let t: f64 = time.parse().expect("scrape timestamp");
+    let panels: [(&str, &[&str]); 2] = [
+        ("Completions by status", &["status"]),
+        ("Completions in range", &["task_name", "source", "status"]),
+    ];
+    for (title, keys) in panels {
+        let e = panel_expr(exprs, title, "A");
+        let range = completed_range(&e.expr);
+        let range_secs = humantime::parse_duration(&range)
+            .expect("a PromQL range humantime reads")
+            .as_secs_f64();
+        let raw = api
+            .instant_at(&format!("sailpoint_tasks_completed_total[{range}]"), time)
+            .await
+            .unwrap_or_else(|err| panic!("raw samples: {err}"));
+        let mut finals: BTreeMap<Vec<String>, f64> = BTreeMap::new();
+        let mut extrapolated = 0;
+        let mut want: BTreeMap<Extrapolation, BTreeMap<Vec<String>, f64>> = BTreeMap::new();
+        for series in &raw {
+            let samples: Vec<(f64, f64)> = series["values"]
+                .as_array()
+                .map(|vs| {
+                    vs.iter()
+                        .filter_map(|v| Some((v[0].as_f64()?, v[1].as_str()?.parse().ok()?)))
+                        .collect()
+                })
+                .unwrap_or_default();
+            assert!(
+                samples.windows(2).all(|w| w[0].1 <= w[1].1),
+                "a completed counter went down: {series}"
+            );
+            let id: Vec<String> = ["tenant", "task_name", "source", "status"]
+                .iter()
+                .map(|k| {
+                    series["metric"][*k]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string()
+                })
+                .collect();
+            let last = samples.last().map_or(0.0, |s| s.1);
+            if samples.first().is_some_and(|s| s.1 > 0.0 && s.1 < last) {
+                extrapolated += 1;
+            }
+            let truth_final = truth.completed.get(&id).copied().unwrap_or(0.0);
+            if last != 0.0 || truth_final != 0.0 {
+                finals.insert(id.clone(), last);
+            }
+            // The truth's final value in place of the last sample: equal, checked below.
+            let mut with_truth = samples.clone();
+            if let Some(l) = with_truth.last_mut() {
+                l.1 = truth_final;
+            }
+            let key: Vec<String> = keys
+                .iter()
+                .map(|k| {
+                    series["metric"][*k]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string()
+                })
+                .collect();
+            for way in [Extrapolation::ZeroPointFirst, Extrapolation::ThresholdFirst] {
+                if let Some(inc) = prometheus_increase(&with_truth, t - range_secs, t, way) {
+                    *want.entry(way).or_default().entry(key.clone()).or_default() += inc;
+                }
+            }
+        }
+        assert_eq!(
+            finals, truth.completed,
+            "sailpoint_tasks_completed_total at {time} differs from the simulators' truth"
+        );
+        let rows = api
+            .instant_at(&e.expr, time)
+            .await
+            .unwrap_or_else(|err| panic!("{}: {err}", e.key()));
+        let got = by_labels(&rows, keys);
+        let matched = want.iter().find(|(_, w)| same_values(&got, w));
+        assert!(
+            matched.is_some(),
+            "{} at {time} is not the increase of the truth:\n  got  {got:?}\n  want {want:?}\n  {}",
+            e.key(),
+            e.expr
+        );
+        let total: f64 = truth.completed.values().sum();
+        println!(
+            "  {}: {} series equal the truth's increase ({total} completions since priming; \
+             {extrapolated} series first scraped above 0, extrapolated {:?})",
+            e.key(),
+            got.len(),
+            matched.map(|(way, _)| way)
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_and_alerts_work_against_a_real_prometheus() {
     let prometheus = prometheus_binary();
@@ -566,6 +997,25 @@ async fn dashboard_and_alerts_work_against_a_real_prometheus() {
         dir.path().join("exporter.log"),
     );
     let exporter_port = exporter.logged_listen_port().await;
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    // Every tenant primed against the frozen clocks: the backlog is known exactly; then
+    // the clocks move at wall-clock pace.
+    wait_ready(
+        &http,
+        &format!("http://127.0.0.1:{exporter_port}/-/ready"),
+        &mut exporter,
+    )
+    .await;
+    let backlogs = backlogs(&tenants);
+    let clocks_stop = Arc::new(AtomicBool::new(false));
+    let clocks = tokio::spawn(run_clocks(
+        [Arc::clone(&tenants.stuck), Arc::clone(&tenants.failing)],
+        Arc::clone(&clocks_stop),
+    ));
     let prom_port = free_port();
     let prom_config = write_prometheus_config(dir.path(), exporter_port);
     let mut prom = ProcessGuard::spawn(
@@ -582,17 +1032,6 @@ async fn dashboard_and_alerts_work_against_a_real_prometheus() {
         dir.path().join("prometheus.log"),
     );
 
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap();
-    wait_ready(
-        &http,
-        &format!("http://127.0.0.1:{exporter_port}/-/ready"),
-        &mut exporter,
-    )
-    .await;
     wait_ready(
         &http,
         &format!("http://127.0.0.1:{prom_port}/-/ready"),
@@ -601,7 +1040,7 @@ async fn dashboard_and_alerts_work_against_a_real_prometheus() {
     .await;
     let started = Instant::now();
     let api = PromApi {
-        http,
+        http: http.clone(),
         base: format!("http://127.0.0.1:{prom_port}"),
     };
     provoke_poll_errors(&api, &tenants.stuck, started).await;
@@ -650,6 +1089,21 @@ async fn dashboard_and_alerts_work_against_a_real_prometheus() {
         exprs.len()
     );
 
+    // The values: freeze both tenants, let the exporter poll them and Prometheus scrape
+    // that, then compare at that scrape's timestamp.
+    clocks_stop.store(true, Ordering::Release);
+    clocks.await.expect("clock task");
+    tenants.stuck.set_faults(Faults::none());
+    tenants.failing.set_faults(Faults::none());
+    let frozen_at = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
+    settle_exporter(&http, exporter_port, frozen_at).await;
+    let settled_at = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
+    let time = scrape_after(&api, settled_at).await;
+    let truth = truth(&tenants, &backlogs);
+    println!("values at the scrape of {time} (tenants frozen at {frozen_at}):");
+    check_pending_panels(&api, &exprs, &time, &truth).await;
+    check_completion_panels(&api, &exprs, &time, &truth).await;
+
     let complaints = prom.log_lines_with(&["level=warn", "level=error"]);
     assert!(
         complaints.is_empty(),
@@ -659,6 +1113,9 @@ async fn dashboard_and_alerts_work_against_a_real_prometheus() {
 
     drop(prom);
     drop(exporter);
-    tenants.stuck.shutdown().await;
-    tenants.failing.shutdown().await;
+    for sim in [tenants.stuck, tenants.failing] {
+        if let Ok(sim) = Arc::try_unwrap(sim) {
+            sim.shutdown().await;
+        }
+    }
 }

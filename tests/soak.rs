@@ -7,11 +7,14 @@
 //! throughout.
 //!
 //! Afterwards `sailpoint_tasks_completed_total` and `sailpoint_task_duration_seconds`
-//! (`_count` exactly, `_sum` to 1e-6 relative) must equal the simulator's ground truth
-//! per (task_name, source, status), the daemon's log must hold no panic, every scrape must
-//! have been answered 200 within [`SCRAPE_DEADLINE`], and SIGTERM must end the daemon
-//! with exit code 0. Resident memory and open descriptors are sampled every second and
-//! printed for the first and last minute; the long variant asserts they are flat.
+//! (`_count` and every `le` bucket exactly, `_sum` to 1e-6 relative) must equal the
+//! simulator's ground truth per (task_name, source, status), the daemon's log must hold no
+//! panic, every scrape must have been answered 200, scrapes must not wait for the API (the
+//! median scrape while every API answer is delayed stays under half the delay), and SIGTERM
+//! must end the daemon with exit code 0. Resident memory and open descriptors are sampled
+//! every second: the Theil–Sen slope over the second half of the run must show no
+//! upward trend; figures for the first and last minute are printed, and the long variant
+//! also asserts they are flat.
 //!
 //! Why the ground truth is exact: the simulator runs on a manual clock that stays frozen
 //! while the daemon primes. Once `/-/ready` answers 200, the ids of the tasks completed so
@@ -34,8 +37,8 @@
 //! of the daemon's, `L` would follow the daemon's clock instead and read further back:
 //! safe, but the read grows with the skew, so the test skews the other way.)
 //!
-//! `cargo test --test soak` runs the short variant (30 s of faults, part of the test
-//! suite); `scripts/soak.sh` runs the long one (`SOAK_SECONDS`, default 240).
+//! `cargo test --test soak` runs the short variant (two minutes of faults, part of the
+//! test suite); `scripts/soak.sh` runs the long one (`SOAK_SECONDS`, default 240).
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -63,8 +66,11 @@ const TICK: Duration = Duration::from_millis(250);
 const SIM_STEP: Duration = Duration::from_secs(1);
 /// The simulator clock starts this far from the wall clock (behind it).
 const SKEW: chrono::TimeDelta = chrono::TimeDelta::minutes(-60);
-/// Every scrape must be answered within this.
-const SCRAPE_DEADLINE: Duration = Duration::from_secs(2);
+/// A scrape not answered within this counts as failed (never answered). Whether scrapes
+/// wait for the tenant's API is judged from latencies per fault phase instead (see
+/// [`assert_scrapes_independent_of_api`]), not from a real-time limit a loaded machine
+/// can break.
+const SCRAPE_DEADLINE: Duration = Duration::from_secs(30);
 /// Pause between two scrapes.
 const SCRAPE_PAUSE: Duration = Duration::from_millis(100);
 /// The pending list is kept above one page (`page_size` 100) so page shifts hit it too.
@@ -127,6 +133,8 @@ struct ScrapeStats {
     answered: u64,
     failures: Vec<String>,
     max_latency: Duration,
+    /// (start, latency) of every answered scrape.
+    latencies: Vec<(Instant, Duration)>,
 }
 
 /// Scrapes `/metrics` until `stop`, each under [`SCRAPE_DEADLINE`].
@@ -139,7 +147,10 @@ async fn scrape_loop(url: String, stop: Arc<AtomicBool>) -> ScrapeStats {
         let latency = started.elapsed();
         stats.max_latency = stats.max_latency.max(latency);
         match outcome {
-            Ok(Ok((200, body))) if body.contains("sailpoint_up") => stats.answered += 1,
+            Ok(Ok((200, body))) if body.contains("sailpoint_up") => {
+                stats.answered += 1;
+                stats.latencies.push((started, latency));
+            }
             Ok(Ok((status, _))) => stats.failures.push(format!("status {status}")),
             Ok(Err(e)) => stats.failures.push(e),
             Err(_) => stats
@@ -400,11 +411,12 @@ fn phase_name(p: Phase) -> &'static str {
 /// (task_name, source, status)
 type Group = (String, String, String);
 
-/// Count and duration sum per group.
-#[derive(Debug, Default, Clone, Copy, PartialEq)]
+/// Count, duration sum and every duration per group.
+#[derive(Debug, Default, Clone, PartialEq)]
 struct Tally {
     count: u64,
     sum: f64,
+    durations: Vec<f64>,
 }
 
 /// The ground truth: every task completed now that was not part of the primed backlog,
@@ -444,7 +456,43 @@ fn expected(
         let tally = out.entry(group).or_default();
         tally.count += 1;
         tally.sum += seconds;
+        tally.durations.push(seconds);
     }
+    out
+}
+
+/// Cumulative `(le, count)` of `values` for `bounds` plus `+Inf` (values `<= le`).
+fn expected_buckets(values: &[f64], bounds: &[f64]) -> Vec<(f64, u64)> {
+    bounds
+        .iter()
+        .copied()
+        .chain([f64::INFINITY])
+        .map(|le| (le, values.iter().filter(|v| **v <= le).count() as u64))
+        .collect()
+}
+
+/// The exported `sailpoint_task_duration_seconds_bucket` series per group, sorted by
+/// `le`; groups that observed nothing are left out.
+fn exported_buckets(samples: &[Sample]) -> BTreeMap<Group, Vec<(f64, u64)>> {
+    let mut out: BTreeMap<Group, Vec<(f64, u64)>> = BTreeMap::new();
+    for s in samples.iter().filter(|s| {
+        s.name == "sailpoint_task_duration_seconds_bucket"
+            && s.labels.get("tenant").is_some_and(|t| t == TENANT)
+    }) {
+        let le = match s.labels.get("le").map(String::as_str) {
+            Some("+Inf") => f64::INFINITY,
+            other => other
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("bad le label: {other:?}")),
+        };
+        out.entry(group_of(s, "status"))
+            .or_default()
+            .push((le, s.value as u64));
+    }
+    for b in out.values_mut() {
+        b.sort_by(|x, y| x.0.total_cmp(&y.0));
+    }
+    out.retain(|_, b| b.last().is_some_and(|(_, n)| *n > 0));
     out
 }
 
@@ -733,11 +781,25 @@ async fn soak(run: Duration, assert_flat: bool) {
             tally.sum
         );
     }
+    let want_buckets: BTreeMap<Group, Vec<(f64, u64)>> = want
+        .iter()
+        .map(|(g, t)| {
+            let bounds = &settings.metrics.duration_buckets;
+            (g.clone(), expected_buckets(&t.durations, bounds))
+        })
+        .collect();
+    assert_eq!(
+        exported_buckets(&samples),
+        want_buckets,
+        "sailpoint_task_duration_seconds_bucket differs from the ground truth"
+    );
     assert!(
         scrapes.failures.is_empty() && scrapes.answered > 0,
         "scrapes failed: {:?}",
         scrapes.failures
     );
+    assert_scrapes_independent_of_api(&scrapes, began, &driver.outages);
+    assert_no_upward_trend(&resources);
     if assert_flat {
         assert_flat_resources(&first, &last);
     }
@@ -755,6 +817,121 @@ async fn soak(run: Duration, assert_flat: bool) {
     if let Ok(sim) = Arc::try_unwrap(sim) {
         sim.shutdown().await;
     }
+}
+
+/// Scrape latency by the fault phase in force when the scrape started.
+fn scrape_latencies(
+    scrapes: &ScrapeStats,
+    began: Instant,
+    outages: &[f64],
+) -> BTreeMap<&'static str, Vec<Duration>> {
+    let mut by_phase: BTreeMap<&'static str, Vec<Duration>> = BTreeMap::new();
+    for (start, latency) in &scrapes.latencies {
+        if let Some(t) = start.checked_duration_since(began) {
+            let phase = phase_name(phase_at(t.as_secs_f64(), outages));
+            by_phase.entry(phase).or_default().push(*latency);
+        }
+    }
+    for l in by_phase.values_mut() {
+        l.sort();
+    }
+    by_phase
+}
+
+/// Scrapes never wait for the tenant's API: while every API answer is delayed (600 ms,
+/// 2.5 s), the median scrape takes less than half that delay. A scrape that waited for a
+/// poll would take about the delay or longer (a poll is one request after another), so
+/// this is told from a loaded machine's occasional stall, which moves single scrapes, not
+/// the median.
+fn assert_scrapes_independent_of_api(scrapes: &ScrapeStats, began: Instant, outages: &[f64]) {
+    let by_phase = scrape_latencies(scrapes, began, outages);
+    for (phase, l) in &by_phase {
+        println!(
+            "  scrape latency while {phase}: {} scrapes, median {:?}, p90 {:?}, max {:?}",
+            l.len(),
+            l[l.len() / 2],
+            l[l.len() * 9 / 10],
+            l[l.len() - 1]
+        );
+    }
+    for phase in [Phase::Slow, Phase::Timeouts] {
+        let delay = faults(phase).latency;
+        let l = by_phase.get(phase_name(phase)).cloned().unwrap_or_default();
+        assert!(!l.is_empty(), "no scrape while {}", phase_name(phase));
+        let median = l[l.len() / 2];
+        assert!(
+            median < delay / 2,
+            "scrapes wait for the API: median {median:?} while every API answer took {delay:?}"
+        );
+    }
+}
+
+/// Theil–Sen slope of `(seconds, value)` points, per minute: the median of the slopes
+/// between every two points. Unlike a least-squares fit it is not moved by a single step
+/// (glibc growing a thread's arena by a few MiB at once, the connection pool replacing a
+/// few connections): a step moves fewer than half the pairwise slopes, a steady growth
+/// moves all of them.
+fn trend_per_minute(points: &[(f64, f64)]) -> f64 {
+    let mut slopes: Vec<f64> = Vec::new();
+    for (i, (x0, y0)) in points.iter().enumerate() {
+        for (x1, y1) in points.iter().skip(i + 1) {
+            if x1 > x0 {
+                slopes.push((y1 - y0) / (x1 - x0));
+            }
+        }
+    }
+    slopes.sort_by(f64::total_cmp);
+    slopes.get(slopes.len() / 2).map_or(0.0, |s| 60.0 * s)
+}
+
+/// Largest resident-memory trend over the second half of the run that is not a leak, KiB
+/// per minute. Leaking one poll's read (the pending list alone is ~100 KiB, read every
+/// second) grows by several MiB a minute; the debug build warming up over its first
+/// minutes measured about 0.5 MiB a minute here, and a long run (25 minutes, faults on)
+/// stayed within 27.2–27.6 MiB.
+const RSS_TREND_LIMIT_KIB: f64 = 2048.0;
+/// Largest open-descriptor trend over the second half, per minute: a descriptor leaked per
+/// reset or timed-out connection (dozens a minute under these faults) grows by tens a
+/// minute; the connection pool going up and down by a few makes no trend.
+const FD_TREND_LIMIT: f64 = 3.0;
+
+/// The daemon's resident memory and open descriptors show no clear upward trend: the
+/// Theil–Sen slope over the second half of the run (after start-up and the first
+/// outage) stays under [`RSS_TREND_LIMIT_KIB`] and [`FD_TREND_LIMIT`] per minute.
+fn assert_no_upward_trend(samples: &[Resources]) {
+    let span = samples.last().map(|r| r.at).unwrap_or_default();
+    let half: Vec<&Resources> = samples.iter().filter(|r| r.at >= span / 2).collect();
+    assert!(half.len() >= 20, "too few resource samples: {}", half.len());
+    let rss: Vec<(f64, f64)> = half
+        .iter()
+        .map(|r| (r.at.as_secs_f64(), r.rss_kib as f64))
+        .collect();
+    let fds: Vec<(f64, f64)> = half
+        .iter()
+        .map(|r| (r.at.as_secs_f64(), r.fds as f64))
+        .collect();
+    let (rss_slope, fd_slope) = (trend_per_minute(&rss), trend_per_minute(&fds));
+    let range = |v: &[(f64, f64)]| {
+        v.iter().fold((f64::MAX, f64::MIN), |(lo, hi), p| {
+            (lo.min(p.1), hi.max(p.1))
+        })
+    };
+    let ((rss_lo, rss_hi), (fd_lo, fd_hi)) = (range(&rss), range(&fds));
+    println!(
+        "  trend over the second half ({} samples from {:?}): VmRSS {rss_lo:.0}..{rss_hi:.0} KiB, \
+         {rss_slope:+.1} KiB/min (limit {RSS_TREND_LIMIT_KIB}); open fds {fd_lo}..{fd_hi}, \
+         {fd_slope:+.2}/min (limit {FD_TREND_LIMIT})",
+        half.len(),
+        span / 2
+    );
+    assert!(
+        rss_slope < RSS_TREND_LIMIT_KIB,
+        "resident memory trends upward: {rss_slope:+.1} KiB/min over the second half"
+    );
+    assert!(
+        fd_slope < FD_TREND_LIMIT,
+        "open descriptors trend upward: {fd_slope:+.2}/min over the second half"
+    );
 }
 
 /// Flat within a tolerance: the last minute's peak RSS may exceed the first minute's peak
@@ -784,10 +961,11 @@ fn assert_flat_resources(first: &Window, last: &Window) {
     );
 }
 
-/// The short soak: 30 s of every fault at once, one outage; part of the test suite.
+/// The short soak, part of the test suite: two minutes of every fault at once, two
+/// outages; counts and buckets exact, no upward trend of memory or descriptors.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn short_soak_counts_exactly_the_ground_truth_under_every_fault() {
-    soak(Duration::from_secs(30), false).await;
+async fn short_soak_counts_exactly_and_shows_no_resource_trend_under_every_fault() {
+    soak(Duration::from_secs(120), false).await;
 }
 
 /// The long soak (`SOAK_SECONDS`, default 240): an outage every minute, and memory and

@@ -1114,3 +1114,76 @@ async fn a_task_pending_at_start_that_completes_while_priming_is_counted() {
     assert_eq!(h.completed().await, 0);
     assert_eq!(v(&h.samples(), COMPLETED, &err), Some(1.0));
 }
+
+/// `(le, cumulative count)` of every bucket of `family` with `labels`, sorted by `le`.
+fn buckets(s: &[Sample], family: &str, labels: &[(&str, &str)]) -> Vec<(f64, f64)> {
+    let name = format!("{family}_bucket");
+    let mut out: Vec<(f64, f64)> = s
+        .iter()
+        .filter(|x| {
+            x.name == name
+                && labels
+                    .iter()
+                    .all(|(k, want)| x.labels.get(*k).is_some_and(|got| got == want))
+        })
+        .map(|x| {
+            let le = x.labels.get("le").map(String::as_str).unwrap_or_default();
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().unwrap()
+            };
+            (le, x.value)
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.total_cmp(&b.0));
+    out
+}
+
+#[tokio::test]
+async fn every_histogram_bucket_counts_the_observed_durations_and_waits() {
+    // Boundaries exactly on observed values: `le` is inclusive, the unit is seconds, and
+    // the configured buckets (not the defaults) are used.
+    let settings = MetricsSettings {
+        duration_buckets: vec![10.0, 60.0, 61.0, 3600.0],
+        queue_wait_buckets: vec![0.5, 5.0, 30.0],
+        ..MetricsSettings::default()
+    };
+    let mut h = harness_with(tenant_settings(), settings);
+    // (id, created, launched, completed): durations 10, 60, 61, 3600 (from `created`,
+    // never launched), 3601; queue waits 5, 0, 30, 5.
+    let runs = [
+        ("a", 1, Some(6), 16),
+        ("b", 2, Some(2), 62),
+        ("c", 3, Some(33), 94),
+        ("d", 4, None, 3604),
+        ("e", 5, Some(10), 3611),
+    ];
+    for (id, created, launched, _) in runs {
+        h.fake.put(task(id, "Agg", Some("AD"), created, launched));
+    }
+    h.set_now(40);
+    h.prime().await;
+    for (id, _, _, completed) in runs {
+        h.fake.complete(id, at(completed), "SUCCESS");
+    }
+    h.set_now(3700);
+    assert_eq!(h.pending().await, 5);
+    let s = h.samples();
+    let group = [("tenant", "acme"), ("task_name", "Agg"), ("source", "AD")];
+    let ok = [group[0], group[1], group[2], ("status", "success")];
+    assert_eq!(
+        buckets(&s, "sailpoint_task_duration_seconds", &ok),
+        vec![
+            (10.0, 1.0),
+            (60.0, 2.0),
+            (61.0, 3.0),
+            (3600.0, 4.0),
+            (f64::INFINITY, 5.0)
+        ]
+    );
+    assert_eq!(
+        buckets(&s, "sailpoint_task_queue_wait_seconds", &group),
+        vec![(0.5, 1.0), (5.0, 3.0), (30.0, 4.0), (f64::INFINITY, 4.0)]
+    );
+}

@@ -352,25 +352,11 @@ fn with_total(mut reply: Reply, total: Option<usize>) -> Reply {
 }
 
 /// A task as JSON, with `target: null` written out for tasks without a target (as
-/// the real service does; the shared model omits the key), and an account aggregation's
-/// `returns` in the older `{displayLabel, attributeName}` shape a real one answers with.
+/// the real service does; the shared model omits the key).
 fn task_json(task: &TaskStatus) -> Value {
     let mut value = serde_json::to_value(task).unwrap_or(Value::Null);
     if let Value::Object(map) = &mut value {
         map.entry("target").or_insert(Value::Null);
-        if let Some(Value::Array(returns)) = map.get_mut("returns") {
-            for entry in returns.iter_mut() {
-                if let Value::Object(entry) = entry
-                    && entry
-                        .get("name")
-                        .and_then(Value::as_str)
-                        .is_some_and(|n| n.starts_with("TASK_OUT_ACCOUNT_AGGREGATION_"))
-                    && let Some(label) = entry.remove("name")
-                {
-                    entry.insert("displayLabel".into(), label);
-                }
-            }
-        }
     }
     value
 }

@@ -101,8 +101,9 @@ impl TaskKind {
 
     fn returns(&self) -> Vec<TaskReturnDetails> {
         if *self == TaskKind::AccountAggregation {
-            // The 28 results of a real Cloud Account Aggregation, in its order; served in
-            // the older `displayLabel` shape (see `server::task_json`).
+            // The 28 results of a real Cloud Account Aggregation, in its order, with the
+            // labels a real one gives them (in the spec's `name` field: the official SDK
+            // requires it; the older `displayLabel` shape is covered by unit tests).
             return ACCOUNT_AGGREGATION_RETURNS
                 .iter()
                 .map(|(label, attribute)| TaskReturnDetails {

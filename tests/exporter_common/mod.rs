@@ -53,6 +53,25 @@ pub fn tenant_settings(sim: &SimHandle) -> TenantSettings {
     t
 }
 
+/// Histogram buckets with boundaries exactly at durations and queue waits the tests
+/// produce (16 s, 60 s and 94 s runs; 2 s, 3 s and 7 s waits), so the comparison with the
+/// ground truth checks that `le` is inclusive, that the unit is seconds and that the
+/// configured boundaries (not the defaults) are used.
+pub const DURATION_BUCKETS: [f64; 10] = [
+    10.0, 16.0, 30.0, 57.0, 60.0, 90.0, 94.0, 300.0, 3600.0, 21600.0,
+];
+/// See [`DURATION_BUCKETS`].
+pub const QUEUE_WAIT_BUCKETS: [f64; 6] = [1.0, 2.0, 3.0, 6.999, 7.0, 60.0];
+
+/// The metrics settings of every exporter in these tests.
+pub fn metrics_settings() -> MetricsSettings {
+    MetricsSettings {
+        duration_buckets: DURATION_BUCKETS.to_vec(),
+        queue_wait_buckets: QUEUE_WAIT_BUCKETS.to_vec(),
+        ..MetricsSettings::default()
+    }
+}
+
 /// One exporter instance (metrics + poller) against the simulator.
 pub struct Exporter<S: TaskSource = Client> {
     pub metrics: Arc<Metrics>,
@@ -72,7 +91,7 @@ pub fn exporter_with<S: TaskSource>(
 ) -> Exporter<S> {
     let mut settings = tenant_settings(sim);
     tweak(&mut settings);
-    let metrics = Arc::new(Metrics::new(&MetricsSettings::default(), "test", "abc").unwrap());
+    let metrics = Arc::new(Metrics::new(&metrics_settings(), "test", "abc").unwrap());
     let tenant = metrics.tenant(TENANT);
     let client = Client::new(&settings, Arc::new(tenant.clone())).unwrap();
     let clock_sim = Arc::clone(sim);
@@ -99,16 +118,21 @@ impl<S: TaskSource> Exporter<S> {
 }
 
 /// Polls in quiet conditions until both lists succeed twice in a row (the exporter has
-/// caught up with everything that happened).
-pub async fn settle<S: TaskSource>(sim: &SimHandle, exp: &mut Exporter<S>) {
+/// caught up with everything that happened). Returns how many of its polls failed (a
+/// request can still time out on a loaded machine), so a test that counts poll errors
+/// can add them to what it saw fail.
+pub async fn settle<S: TaskSource>(sim: &SimHandle, exp: &mut Exporter<S>) -> usize {
     sim.set_faults(Faults::none());
     let mut good = 0;
+    let mut failed = 0;
     for _ in 0..10 {
         sim.advance(Duration::from_secs(30));
-        if exp.cycle().await == (true, true) {
+        let (p, c) = exp.cycle().await;
+        failed += usize::from(!p) + usize::from(!c);
+        if p && c {
             good += 1;
             if good == 2 {
-                return;
+                return failed;
             }
         } else {
             good = 0;
@@ -146,7 +170,11 @@ fn duration(t: &TaskStatus) -> f64 {
 pub struct Truth {
     pub counted: BTreeMap<Key, u64>,
     pub duration_sum: BTreeMap<Key, f64>,
+    /// Every counted duration, for the histogram buckets.
+    pub durations: BTreeMap<Key, Vec<f64>>,
     pub queue_wait: BTreeMap<(String, String), (u64, f64)>,
+    /// Every counted queue wait, for the histogram buckets.
+    pub queue_waits: BTreeMap<(String, String), Vec<f64>>,
     pub last: BTreeMap<Key, (f64, f64)>,
     pub pending: BTreeMap<(String, String), (u64, f64)>,
     pub oldest_pending_ids: BTreeSet<String>,
@@ -177,10 +205,21 @@ pub fn truth(
         if counted {
             *t.counted.entry(key.clone()).or_default() += 1;
             *t.duration_sum.entry(key.clone()).or_default() += duration(task);
+            t.durations
+                .entry(key.clone())
+                .or_default()
+                .push(duration(task));
             if let Some(l) = task.launched {
-                let q = t.queue_wait.entry((name, source)).or_default();
+                let q = t
+                    .queue_wait
+                    .entry((name.clone(), source.clone()))
+                    .or_default();
                 q.0 += 1;
                 q.1 += secs(task.created, l);
+                t.queue_waits
+                    .entry((name, source))
+                    .or_default()
+                    .push(secs(task.created, l));
             }
         }
         if counted || task.created >= horizon {
@@ -316,6 +355,31 @@ pub fn assert_samples_match_tasks(
         );
     }
 
+    let want_durations: BTreeMap<Vec<String>, Vec<f64>> = truth
+        .durations
+        .iter()
+        .map(|((n, src, st), v)| (vec![n.clone(), src.clone(), st.clone()], v.clone()))
+        .collect();
+    assert_buckets(
+        s,
+        "sailpoint_task_duration_seconds",
+        &["task_name", "source", "status"],
+        &DURATION_BUCKETS,
+        &want_durations,
+    );
+    let want_waits: BTreeMap<Vec<String>, Vec<f64>> = truth
+        .queue_waits
+        .iter()
+        .map(|((n, src), v)| (vec![n.clone(), src.clone()], v.clone()))
+        .collect();
+    assert_buckets(
+        s,
+        "sailpoint_task_queue_wait_seconds",
+        &["task_name", "source"],
+        &QUEUE_WAIT_BUCKETS,
+        &want_waits,
+    );
+
     let last: BTreeMap<Key, f64> = series(s, "sailpoint_task_last_completed_timestamp_seconds")
         .map(|x| (key_of(x), x.value))
         .collect();
@@ -352,6 +416,64 @@ pub fn assert_samples_match_tasks(
         .map(|x| label(x, "id"))
         .collect();
     assert_eq!(ids, truth.oldest_pending_ids, "per-task pending series");
+}
+
+/// Cumulative bucket counts `(le, count)` of `values` for `bounds` plus `+Inf`: the
+/// number of values `<= le`, as Prometheus defines a bucket.
+pub fn expected_buckets(values: &[f64], bounds: &[f64]) -> Vec<(f64, u64)> {
+    bounds
+        .iter()
+        .copied()
+        .chain([f64::INFINITY])
+        .map(|le| (le, values.iter().filter(|v| **v <= le).count() as u64))
+        .collect()
+}
+
+/// The rendered `<family>_bucket` series of the tenant, per value of `keys`, as
+/// `(le, count)` sorted by `le`; series whose `+Inf` bucket is 0 are left out (a
+/// histogram that observed nothing says nothing about buckets).
+pub fn rendered_buckets(
+    samples: &[Sample],
+    family: &str,
+    keys: &[&str],
+) -> BTreeMap<Vec<String>, Vec<(f64, u64)>> {
+    let mut out: BTreeMap<Vec<String>, Vec<(f64, u64)>> = BTreeMap::new();
+    for x in series(samples, &format!("{family}_bucket")) {
+        let le = match label(x, "le").as_str() {
+            "+Inf" => f64::INFINITY,
+            other => other
+                .parse()
+                .unwrap_or_else(|_| panic!("{family}: bad le {other:?}")),
+        };
+        let key = keys.iter().map(|k| label(x, k)).collect();
+        out.entry(key).or_default().push((le, x.value as u64));
+    }
+    for buckets in out.values_mut() {
+        buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    }
+    out.retain(|_, b| b.last().is_some_and(|(_, n)| *n > 0));
+    out
+}
+
+/// Asserts that every `le` bucket of `family` equals the count of ground-truth values
+/// `<= le`, for every label set, with the configured `bounds`.
+pub fn assert_buckets(
+    samples: &[Sample],
+    family: &str,
+    keys: &[&str],
+    bounds: &[f64],
+    truth: &BTreeMap<Vec<String>, Vec<f64>>,
+) {
+    let want: BTreeMap<Vec<String>, Vec<(f64, u64)>> = truth
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| (k.clone(), expected_buckets(v, bounds)))
+        .collect();
+    assert_eq!(
+        rendered_buckets(samples, family, keys),
+        want,
+        "{family}_bucket differs from the ground truth"
+    );
 }
 
 /// The value of a tenant-level series (e.g. poll errors, retries), 0 when absent.

@@ -2,6 +2,7 @@
 # Runs the official-SDK conformance script against a running simulated tenant.
 #
 #   SAIL_CLIENT_SECRET=... tests/sdk/run.sh BASE_URL CLIENT_ID
+#   tests/sdk/run.sh --install     # only create the venv (scripts/install-test-deps.sh)
 #
 # The secret comes from the environment only (never the command line). Optional:
 # SIM_TRUTH=path/to/ground-truth.json for exact comparisons (see conformance.py).
@@ -9,7 +10,9 @@
 # Exit codes: 0 pass, 1 conformance failure, 2 usage, 3 the SDK could not be installed.
 set -euo pipefail
 
-if [[ $# -ne 2 || -z "${SAIL_CLIENT_SECRET:-}" ]]; then
+install_only=0
+[[ "${1:-}" == --install ]] && install_only=1
+if [[ $install_only -eq 0 && ( $# -ne 2 || -z "${SAIL_CLIENT_SECRET:-}" ) ]]; then
     echo "usage: SAIL_CLIENT_SECRET=... $0 BASE_URL CLIENT_ID" >&2
     exit 2
 fi
@@ -25,6 +28,7 @@ if ! "$venv/bin/python" -c 'import sailpoint, importlib.metadata as m; v = m.ver
         exit 3
     fi
 fi
+[[ $install_only -eq 1 ]] && exit 0
 
 export SAIL_BASE_URL="$1" SAIL_CLIENT_ID="$2"
 export NO_PROXY="127.0.0.1,localhost${NO_PROXY:+,$NO_PROXY}"
