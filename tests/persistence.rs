@@ -20,7 +20,7 @@ use sailpoint_task_exporter::simulator::{
 mod common;
 mod exporter_common;
 use common::Daemon;
-use exporter_common::{TENANT, assert_samples_match_truth};
+use exporter_common::{DURATION_BUCKETS, QUEUE_WAIT_BUCKETS, TENANT, assert_samples_match_truth};
 
 async fn get(daemon: &Daemon, path: &str) -> Result<(u16, String), String> {
     let client = reqwest::Client::builder()
@@ -82,9 +82,19 @@ async fn sim() -> SimHandle {
         .unwrap()
 }
 
+/// The daemon's configuration: the harness's buckets (so its exact bucket comparison
+/// applies), state in `storage`, 1 s intervals.
 fn config(sim: &SimHandle, storage: &Path) -> String {
+    let list = |b: &[f64]| {
+        b.iter()
+            .map(|x| format!("{x:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     format!(
-        "web:\n  listen_address: \"127.0.0.1:0\"\nstorage:\n  path: {}\ntenants:\n  - name: {TENANT}\n    base_url: {}\n    client_id: {}\n    client_secret: {DEMO_CLIENT_SECRET}\n    pending_interval: 1s\n    completed_interval: 1s\n    lookback: 1h\n",
+        "web:\n  listen_address: \"127.0.0.1:0\"\nmetrics:\n  duration_buckets: [{}]\n  queue_wait_buckets: [{}]\nstorage:\n  path: {}\ntenants:\n  - name: {TENANT}\n    base_url: {}\n    client_id: {}\n    client_secret: {DEMO_CLIENT_SECRET}\n    pending_interval: 1s\n    completed_interval: 1s\n    lookback: 1h\n",
+        list(&DURATION_BUCKETS),
+        list(&QUEUE_WAIT_BUCKETS),
         storage.display(),
         sim.base_url(),
         sim.client_id(),
