@@ -73,9 +73,21 @@ pub struct Settings {
     /// The tenants to poll (at least one).
     #[serde(default)]
     pub tenants: Vec<TenantSettings>,
+    /// Where each tenant's state is kept across restarts (off by default).
+    #[serde(default)]
+    pub storage: StorageSettings,
     /// The on-call status page at `/` and `/api/v1/status`.
     #[serde(default)]
     pub status: StatusSettings,
+}
+
+/// State across restarts: with a `path`, each tenant's exactly-once tracker and metric
+/// values are written there after every applied poll and resumed at start.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageSettings {
+    /// Directory of the state files (one `<tenant>.json` each); None keeps nothing.
+    pub path: Option<PathBuf>,
 }
 
 /// What the status page shows: its thresholds follow the shipped alert rules by default,
@@ -683,6 +695,8 @@ pub struct Overrides {
     pub telemetry_path: Option<String>,
     /// `--web.config.file`.
     pub web_config_file: Option<String>,
+    /// `--storage.path`.
+    pub storage_path: Option<PathBuf>,
 }
 
 impl Settings {
@@ -732,6 +746,17 @@ impl Settings {
         }
         if let Some(f) = &overrides.web_config_file {
             settings.web.config_file = f.clone();
+        }
+        if let Some(p) = &overrides.storage_path {
+            settings.storage.path = Some(p.clone());
+        }
+        if settings
+            .storage
+            .path
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty())
+        {
+            settings.storage.path = None;
         }
         settings.validate()?;
         Ok(settings)
@@ -993,9 +1018,16 @@ mod tests {
             listen_address: Some("127.0.0.1:1234".into()),
             telemetry_path: Some("/m".into()),
             web_config_file: None,
+            storage_path: Some("/var/lib/sailpoint-task-exporter".into()),
         };
         let s = Settings::from_text(MINIMAL, Yaml, &o).unwrap();
         assert_eq!(s.web.listen_address, "127.0.0.1:1234");
         assert_eq!(s.web.telemetry_path, "/m");
+        assert_eq!(
+            s.storage.path.as_deref(),
+            Some(std::path::Path::new("/var/lib/sailpoint-task-exporter"))
+        );
+        let without = Settings::from_text(MINIMAL, Yaml, &Overrides::default()).unwrap();
+        assert_eq!(without.storage.path, None, "off unless configured");
     }
 }

@@ -100,7 +100,7 @@ def check_prometheus_rule(c, pr):
                         f"{where}: {key} must map strings to strings")
 
 
-def check_deployment(c, d, service, configmap, secret, service_account):
+def check_deployment(c, d, service, configmap, secret, service_account, claim):
     spec = d["spec"]
     pod = spec["template"]["spec"]
     template_labels = spec["template"]["metadata"]["labels"]
@@ -148,6 +148,11 @@ def check_deployment(c, d, service, configmap, secret, service_account):
     secret_volume = next((v for v in volumes.values() if "secret" in v), None)
     c.check(cm_volume and cm_volume["configMap"]["name"] == configmap["metadata"]["name"], "config volume must use configmap.yaml")
     c.check(secret_volume and secret_volume["secret"]["secretName"] == secret["metadata"]["name"], "secret volume must use the Secret of secret.example.yaml")
+    storage_args = [a.split("=", 1)[1] for a in args if a.startswith("--storage.path=")]
+    state_volume = next((n for n, path in mounts.items() if storage_args and path == storage_args[0]), None)
+    claim_name = ((volumes.get(state_volume) or {}).get("persistentVolumeClaim") or {}).get("claimName")
+    c.check(claim_name == claim["metadata"]["name"],
+            "--storage.path must be the mount point of a volume of persistentvolumeclaim.yaml (state survives pod rescheduling)")
     if not (cm_volume and secret_volume and config_args):
         return
     items = {i["key"]: i["path"] for i in cm_volume["configMap"].get("items") or []}
@@ -183,7 +188,8 @@ def main(argv):
     check_service_monitor(c, load(directory, "servicemonitor.yaml"), service)
     check_prometheus_rule(c, load(directory, "prometheusrule.yaml"))
     check_deployment(c, load(directory, "deployment.yaml"), service, load(directory, "configmap.yaml"),
-                     load(directory, "secret.example.yaml"), load(directory, "serviceaccount.yaml"))
+                     load(directory, "secret.example.yaml"), load(directory, "serviceaccount.yaml"),
+                     load(directory, "persistentvolumeclaim.yaml"))
     for failure in c.failures:
         print(f"FAIL {failure}")
     print(f"kubernetes structure and cross-references: {c.passed} passed, {len(c.failures)} failed")
