@@ -14,7 +14,7 @@
 # A cycle is one completed interval (two pending polls and one completed poll per tenant).
 # Extra settings for every tenant (YAML flow-mapping entries) come from TENANT_EXTRA, and
 # a `metrics:` section from METRICS, e.g.
-#   METRICS='{ duration_by_status: true }' bash scripts/bench-tenants.sh
+#   METRICS='{ duration_buckets: [60, 300, 900, 3600, 21600, 86400] }' bash scripts/bench-tenants.sh
 # It prints figures; it asserts nothing about speed.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -4,8 +4,12 @@
 # resident memory and CPU time are measured, for a small and a large history, and
 # /metrics is loaded with wrk (Debian package `wrk`, installed when missing).
 #
-#   bash scripts/bench.sh            # 10 000 and 100 000 completed tasks, 1 000 pending
+#   bash scripts/bench.sh            # 10 000, 20 000 and 100 000 completed tasks, 1 000 pending
 #   CYCLES=10 bash scripts/bench.sh  # steady-state cycles to measure (default 6)
+#   CASES=20000 bash scripts/bench.sh  # only the scrape-ratio case
+#
+# The 20 000 case measures the pre-rendered scrape: /metrics requests/s as a ratio to
+# /-/healthy on the same server in the same run (wrk, 16 connections), and scrape p99.
 #
 # It prints figures; it asserts nothing about speed.
 set -euo pipefail
@@ -80,11 +84,35 @@ EOF
     wrk -t2 -c32 -d10s --latency -H 'Accept-Encoding: gzip' "http://127.0.0.1:$daemon_port/metrics" | sed -n '/Latency/p;/50%/p;/99%/p;/Requests\/sec/p' | sed 's/^/    /'
     echo "  daemon RSS after load: $(( $(rss_kib "$daemon") / 1024 )) MiB"
   fi
+  if [ "$history" = "$RATIO_CASE" ]; then
+    scrape_ratio "$daemon_port"
+  fi
   if grep -q panicked "$work/daemon-$history.log"; then echo "  PANIC in daemon log"; fi
   kill "$daemon"; wait "$daemon" 2>/dev/null || true
 }
 
+# /metrics against /-/healthy of the same server, one after the other in one run: the
+# ratio says how close a scrape is to the cheapest request the server answers.
+scrape_ratio() {
+  local port=$1 healthy plain gzip
+  healthy=$(wrk -t2 -c16 -d10s --latency "http://127.0.0.1:$port/-/healthy")
+  plain=$(wrk -t2 -c16 -d10s --latency "http://127.0.0.1:$port/metrics")
+  gzip=$(wrk -t2 -c16 -d10s --latency -H 'Accept-Encoding: gzip' "http://127.0.0.1:$port/metrics")
+  rps() { awk '/Requests\/sec/ {print $2}'; }
+  p99() { awk '$1 == "99%" {print $2}'; }
+  local h p g
+  h=$(rps <<<"$healthy"); p=$(rps <<<"$plain"); g=$(rps <<<"$gzip")
+  echo "  wrk -t2 -c16 -d10s each, same server, one run:"
+  echo "    /-/healthy:       $h req/s, p99 $(p99 <<<"$healthy")"
+  echo "    /metrics (plain): $p req/s, p99 $(p99 <<<"$plain")"
+  echo "    /metrics (gzip):  $g req/s, p99 $(p99 <<<"$gzip")"
+  awk -v h="$h" -v p="$p" -v g="$g" 'BEGIN {
+    printf "    scrape ratio /metrics : /-/healthy = %.2f plain, %.2f gzip (target >= 0.5)\n", p / h, g / h }'
+}
+
 LOAD_CASE=100000
+RATIO_CASE=20000
 echo "machine: $(nproc) cores; $(date -u +%Y-%m-%dT%H:%MZ)"
-run_case 10000
-run_case 100000
+for history in ${CASES:-10000 20000 100000}; do
+  run_case "$history"
+done

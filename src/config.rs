@@ -76,9 +76,21 @@ pub struct Settings {
     /// Which share of the tenants this replica polls (default: all of them).
     #[serde(default)]
     pub sharding: ShardingSettings,
+    /// Where each tenant's state is kept across restarts (off by default).
+    #[serde(default)]
+    pub storage: StorageSettings,
     /// The on-call status page at `/` and `/api/v1/status`.
     #[serde(default)]
     pub status: StatusSettings,
+}
+
+/// State across restarts: with a `path`, each tenant's exactly-once tracker and metric
+/// values are written there after every applied poll and resumed at start.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageSettings {
+    /// Directory of the state files (one `<tenant>.json` each); None keeps nothing.
+    pub path: Option<PathBuf>,
 }
 
 /// What the status page shows: its thresholds follow the shipped alert rules by default,
@@ -269,11 +281,6 @@ pub struct MetricsSettings {
     pub max_pending_task_series: usize,
     /// Buckets of `sailpoint_task_duration_seconds`.
     pub duration_buckets: Vec<f64>,
-    /// Whether `sailpoint_task_duration_seconds` has a `status` label. Without it a group
-    /// has one duration histogram instead of one per completion status seen (up to five
-    /// times fewer bucket series); the shipped rules and dashboard aggregate `status`
-    /// away and work either way.
-    pub duration_by_status: bool,
     /// Buckets of `sailpoint_task_queue_wait_seconds`.
     pub queue_wait_buckets: Vec<f64>,
     /// Regex rewrites applied to task names after the id/uuid suffix is stripped.
@@ -297,7 +304,6 @@ impl Default for MetricsSettings {
             max_groups: 500,
             max_pending_task_series: 50,
             duration_buckets: DEFAULT_DURATION_BUCKETS.to_vec(),
-            duration_by_status: true,
             queue_wait_buckets: DEFAULT_QUEUE_WAIT_BUCKETS.to_vec(),
             task_name_rewrites: Vec::new(),
         }
@@ -799,6 +805,8 @@ pub struct Overrides {
     pub shard_index: Option<u32>,
     /// `--shard.index-from-hostname`.
     pub shard_index_from_hostname: bool,
+    /// `--storage.path`.
+    pub storage_path: Option<PathBuf>,
 }
 
 impl Settings {
@@ -859,6 +867,17 @@ impl Settings {
         if overrides.shard_index_from_hostname {
             settings.sharding.index = None;
             settings.sharding.index_from_hostname = true;
+        }
+        if let Some(p) = &overrides.storage_path {
+            settings.storage.path = Some(p.clone());
+        }
+        if settings
+            .storage
+            .path
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty())
+        {
+            settings.storage.path = None;
         }
         settings.validate()?;
         Ok(settings)
@@ -1129,11 +1148,18 @@ mod tests {
         let o = Overrides {
             listen_address: Some("127.0.0.1:1234".into()),
             telemetry_path: Some("/m".into()),
+            storage_path: Some("/var/lib/sailpoint-task-exporter".into()),
             ..Overrides::default()
         };
         let s = Settings::from_text(MINIMAL, Yaml, &o).unwrap();
         assert_eq!(s.web.listen_address, "127.0.0.1:1234");
         assert_eq!(s.web.telemetry_path, "/m");
+        assert_eq!(
+            s.storage.path.as_deref(),
+            Some(std::path::Path::new("/var/lib/sailpoint-task-exporter"))
+        );
+        let without = Settings::from_text(MINIMAL, Yaml, &Overrides::default()).unwrap();
+        assert_eq!(without.storage.path, None, "off unless configured");
     }
 
     fn tenants(n: usize) -> String {

@@ -53,7 +53,15 @@ struct ExporterState {
 
 impl MetricsSource for ExporterState {
     fn render(&self) -> Vec<u8> {
-        self.metrics.render()
+        self.metrics.exposition().text.to_vec()
+    }
+
+    fn prerendered(&self) -> Option<http::Prerendered> {
+        self.metrics.prerendered().map(prerendered)
+    }
+
+    fn rerender(&self) -> http::Prerendered {
+        prerendered(self.metrics.exposition())
     }
 
     fn is_ready(&self) -> bool {
@@ -68,6 +76,13 @@ impl MetricsSource for ExporterState {
             self.ever_ready.store(true, Ordering::Release);
         }
         ready
+    }
+}
+
+fn prerendered(e: crate::metrics::Exposition) -> http::Prerendered {
+    http::Prerendered {
+        text: e.text,
+        gzip: e.gzip,
     }
 }
 
@@ -103,6 +118,7 @@ impl Tenants {
             metrics: base.metrics.clone(),
             tenants: vec![tenant.clone()],
             sharding: base.sharding.clone(),
+            storage: base.storage.clone(),
             status: base.status.clone(),
         };
         let (stop, stopped) = watch::channel(false);
@@ -234,6 +250,8 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let settings = own_shard(settings);
     let metrics = Arc::new(Metrics::new(&settings.metrics, VERSION, REVISION)?);
+    let (renderer_stop, renderer_stopped) = watch::channel(false);
+    let renderer = metrics.spawn_renderer(renderer_stopped);
     let listener = TcpListener::bind(&settings.web.listen_address)
         .await
         .with_context(|| format!("cannot listen on {}", settings.web.listen_address))?;
@@ -301,6 +319,8 @@ pub async fn run(
         Err(e) => tracing::error!(error = %e, "HTTP server task ended abnormally"),
     }
     tenants.stop_all().await;
+    let _ = renderer_stop.send(true);
+    let _ = renderer.await;
     tracing::info!("stopped");
     Ok(())
 }

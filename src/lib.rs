@@ -3,7 +3,8 @@
 //!
 //! Data flows one way: [`config`] → [`collector`] pollers (using the [`sailpoint`] client)
 //! → [`metrics`] state → [`http`] serving; the pollers also feed the on-call [`status`]
-//! page. [`simulator`] is a faithful fake tenant used by
+//! page, and with `storage.path`, [`storage`] keeps each tenant's state across restarts.
+//! [`simulator`] is a faithful fake tenant used by
 //! `demo`, the tests and dashboard development; [`cli`] holds the command line.
 
 #![warn(missing_docs)]
@@ -18,3 +19,4 @@ pub mod sailpoint;
 pub mod shard;
 pub mod simulator;
 pub mod status;
+pub mod storage;

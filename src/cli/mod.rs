@@ -48,6 +48,10 @@ pub struct GlobalOpts {
     /// exporter-toolkit style web configuration file (TLS, basic auth).
     #[arg(long = "web.config.file", global = true)]
     pub web_config_file: Option<String>,
+    /// Directory where each tenant's state (exactly-once tracker and metric values) is
+    /// kept across restarts (overrides storage.path).
+    #[arg(long = "storage.path", global = true)]
+    pub storage_path: Option<PathBuf>,
     /// Enable `POST /-/reload` (reloads the configuration file, like SIGHUP). Protected by
     /// the web config's basic auth when that is configured.
     #[arg(long = "web.enable-lifecycle", global = true)]
@@ -85,6 +89,7 @@ impl GlobalOpts {
             shard_count: self.shard_count,
             shard_index: self.shard_index,
             shard_index_from_hostname: self.shard_index_from_hostname,
+            storage_path: self.storage_path.clone(),
         }
     }
 

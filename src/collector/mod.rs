@@ -24,10 +24,11 @@ pub use poller::{Clock, PollOutcome, PollSettings, TenantPoller, system_clock};
 pub use source::TaskSource;
 pub use tracker::Tracker;
 
-use crate::config::Settings;
+use crate::config::{Settings, TenantSettings};
 use crate::metrics::Metrics;
 use crate::sailpoint::{ApiError, ApiObserver, Client, http_client};
 use crate::status::StatusBoard;
+use crate::storage::{Loaded, Store};
 
 /// Why the collector could not start.
 #[derive(Debug, thiserror::Error)]
@@ -155,7 +156,14 @@ pub fn spawn_shared(
     start_delay: Duration,
 ) -> Result<CollectorHandle, CollectorError> {
     let mut pollers = Vec::with_capacity(settings.tenants.len());
+    let store = settings.storage.path.as_deref().map(Store::open);
     for tenant in &settings.tenants {
+        let mut resumed = resume.remove(&tenant.name);
+        if resumed.is_none()
+            && let Some(store) = &store
+        {
+            resumed = load_state(store, tenant, &metrics);
+        }
         let tenant_metrics = metrics.tenant(&tenant.name);
         let observer: Arc<dyn ApiObserver> = Arc::new(tenant_metrics.clone());
         let client = Client::with_http(tenant, observer, http.clone()).map_err(|source| {
@@ -164,8 +172,11 @@ pub fn spawn_shared(
                 source,
             }
         })?;
-        let mut poller = TenantPoller::new(tenant, client, tenant_metrics);
-        let resumed = resume.remove(&tenant.name);
+        let mut poller = TenantPoller::new(tenant, client, tenant_metrics.clone());
+        if let Some(store) = &store {
+            tenant_metrics.apply(|u| u.storage_enabled());
+            poller = poller.with_store(store.tenant(&tenant.name, tenant.base_url.as_str()));
+        }
         if let Some(board) = board {
             poller = poller.with_status(match resumed {
                 Some(_) => board.tenant(tenant),
@@ -200,6 +211,35 @@ pub fn spawn_shared(
         },
         pollers,
     })
+}
+
+/// Resumes a tenant from its state file at start (or when a reload adds it): installs
+/// its metric values and returns its tracker; a file that cannot be resumed is set aside
+/// and counted, and the tenant starts fresh.
+fn load_state(store: &Store, tenant: &TenantSettings, metrics: &Metrics) -> Option<Tracker> {
+    match store.load(
+        &tenant.name,
+        tenant.base_url.as_str(),
+        tenant.lookback,
+        chrono::Utc::now(),
+    ) {
+        Loaded::Missing => None,
+        Loaded::Resumed {
+            tracker,
+            state,
+            saved_at,
+        } => {
+            tracing::info!(tenant = tenant.name, %saved_at, "resuming from the state file");
+            metrics.restore(&tenant.name, *state);
+            Some(*tracker)
+        }
+        Loaded::SetAside(reason) => {
+            metrics
+                .tenant(&tenant.name)
+                .apply(|u| u.state_set_aside(reason));
+            None
+        }
+    }
 }
 
 #[cfg(test)]

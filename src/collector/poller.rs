@@ -20,8 +20,10 @@ use super::read::{ReadError, read_completed, read_pending};
 use super::source::TaskSource;
 use super::tracker::{CompletedBound, PendingRead, PrimeRead, Tracker, TrackerConfig};
 use crate::config::{MAX_DURATION, TenantSettings};
-use crate::metrics::{PollList, TenantMetrics};
+use crate::metrics::{PollList, TenantMetrics, Update};
+use crate::sailpoint::model::TaskStatus;
 use crate::status::TenantStatus;
+use crate::storage::TenantStore;
 
 /// Where "now" comes from; the real wall clock in production, a simulator's manual clock
 /// in tests.
@@ -66,6 +68,12 @@ pub fn tracker_config(t: &TenantSettings) -> TrackerConfig {
     }
 }
 
+/// The tracker's pending set as gauges, and the tracker's sizes.
+fn publish_state(u: &mut Update<'_>, tracker: &Tracker) {
+    u.set_pending(tracker.pending().tasks());
+    u.set_tracked(tracker.pending().len(), tracker.recent().len());
+}
+
 /// What one successful poll did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PollOutcome {
@@ -95,6 +103,7 @@ pub struct TenantPoller<S> {
     degraded: bool,
     ready: Arc<AtomicBool>,
     status: TenantStatus,
+    store: Option<TenantStore>,
 }
 
 impl<S: TaskSource> TenantPoller<S> {
@@ -110,6 +119,7 @@ impl<S: TaskSource> TenantPoller<S> {
             degraded: false,
             ready: Arc::new(AtomicBool::new(false)),
             status: TenantStatus::detached(&tenant.name, Default::default()),
+            store: None,
         }
     }
 
@@ -127,6 +137,12 @@ impl<S: TaskSource> TenantPoller<S> {
         tracker.reconfigure(*self.tracker.config());
         self.ready.store(tracker.is_primed(), Ordering::Release);
         self.tracker = tracker;
+        self
+    }
+
+    /// Keeps the tenant's state in `store` after every applied poll.
+    pub fn with_store(mut self, store: TenantStore) -> TenantPoller<S> {
+        self.store = Some(store);
         self
     }
 
@@ -184,21 +200,27 @@ impl<S: TaskSource> TenantPoller<S> {
             history,
         };
         let primed = self.tracker.apply_prime(read, (self.clock)());
-        for task in &primed.backlog {
-            self.metrics.record_primed(task);
-            self.status.record_completion(task);
-        }
-        for task in &primed.counted {
-            self.metrics.record_completion(task);
-            self.status.record_completion(task);
-        }
-        self.publish_state();
+        let tracker = &self.tracker;
         let at = Utc::now();
-        self.metrics.poll_succeeded(PollList::Pending, at, t1 - t0);
-        self.metrics
-            .poll_succeeded(PollList::Completed, at, t1.elapsed());
+        self.metrics.apply(|u| {
+            for task in &primed.backlog {
+                u.record_primed(task);
+            }
+            for task in &primed.counted {
+                u.record_completion(task);
+            }
+            publish_state(u, tracker);
+            u.poll_succeeded(PollList::Pending, at, t1 - t0);
+            u.poll_succeeded(PollList::Completed, at, t1.elapsed());
+        });
+        for task in primed.backlog.iter().chain(&primed.counted) {
+            self.status.record_completion(task);
+        }
+        self.status
+            .set_pending(self.tracker.pending().tasks(), Utc::now());
         self.status.poll_succeeded(PollList::Pending.as_str(), at);
         self.status.poll_succeeded(PollList::Completed.as_str(), at);
+        self.persist().await;
         self.ready.store(true, Ordering::Release);
         tracing::info!(
             tenant = self.metrics.tenant(),
@@ -235,12 +257,13 @@ impl<S: TaskSource> TenantPoller<S> {
                 super::tracker::MAX_LOOKUP_STRIKES
             );
         }
-        self.metrics.lookups_set_aside(applied.set_aside.len());
-        self.count(&applied.completed);
-        let at = Utc::now();
-        self.metrics
-            .poll_succeeded(PollList::Pending, at, t0.elapsed());
-        self.status.poll_succeeded(PollList::Pending.as_str(), at);
+        self.count(
+            PollList::Pending,
+            &applied.completed,
+            applied.set_aside.len(),
+            t0,
+        )
+        .await;
         Ok(applied.completed.len())
     }
 
@@ -266,11 +289,7 @@ impl<S: TaskSource> TenantPoller<S> {
             .await?;
         let completed = self.tracker.apply_completed(read, (self.clock)());
         self.set_degraded(bound.degraded);
-        self.count(&completed);
-        let at = Utc::now();
-        self.metrics
-            .poll_succeeded(PollList::Completed, at, t0.elapsed());
-        self.status.poll_succeeded(PollList::Completed.as_str(), at);
+        self.count(PollList::Completed, &completed, 0, t0).await;
         Ok(completed.len())
     }
 
@@ -305,20 +324,35 @@ impl<S: TaskSource> TenantPoller<S> {
         self.metrics.set_counting_degraded(degraded);
     }
 
-    fn count(&self, completed: &[crate::sailpoint::model::TaskStatus]) {
+    /// Applies a successful poll to the metrics in one step — its completions, the
+    /// lookups it set aside, the pending snapshot and its outcome — then reports it to the
+    /// status page and keeps the state (with `storage.path`).
+    async fn count(&self, list: PollList, completed: &[TaskStatus], set_aside: usize, t0: Instant) {
+        let tracker = &self.tracker;
+        let at = Utc::now();
+        self.metrics.apply(|u| {
+            u.lookups_set_aside(set_aside);
+            for task in completed {
+                u.record_completion(task);
+            }
+            publish_state(u, tracker);
+            u.poll_succeeded(list, at, t0.elapsed());
+        });
         for task in completed {
-            self.metrics.record_completion(task);
             self.status.record_completion(task);
         }
-        self.publish_state();
-    }
-
-    fn publish_state(&self) {
-        self.metrics.set_pending(self.tracker.pending().tasks());
-        self.metrics
-            .set_tracked(self.tracker.pending().len(), self.tracker.recent().len());
         self.status
             .set_pending(self.tracker.pending().tasks(), Utc::now());
+        self.status.poll_succeeded(list.as_str(), at);
+        self.persist().await;
+    }
+
+    /// Writes the tenant's state file (tracker and metric values, as of the poll just
+    /// applied) when `storage.path` is set; a failure is logged and counted, never fatal.
+    async fn persist(&self) {
+        if let Some(store) = &self.store {
+            store.save(&self.tracker, &self.metrics).await;
+        }
     }
 
     /// Awaits `read` under the poll deadline; on failure counts the error for `list`.

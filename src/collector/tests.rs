@@ -315,8 +315,17 @@ async fn task_seen_pending_then_completed_is_counted_once_with_exact_values() {
     );
     assert_eq!(
         v(&s, "sailpoint_tasks_pending", &group),
+        Some(0.0),
+        "a known group with nothing pending shows 0"
+    );
+    assert_eq!(
+        v(
+            &s,
+            "sailpoint_tasks_pending_oldest_created_timestamp_seconds",
+            &group
+        ),
         None,
-        "a group with nothing pending loses its series"
+        "and has no oldest pending task"
     );
     assert_eq!(v(&s, "sailpoint_up", &[("tenant", "acme")]), Some(1.0));
 }
@@ -496,7 +505,8 @@ async fn a_failed_poll_applies_nothing_and_the_next_one_recovers() {
     assert_eq!(v(&s, COMPLETED, &[("status", "success")]), Some(1.0));
     assert_eq!(
         v(&s, "sailpoint_tasks_pending", &[("task_name", "Task")]),
-        None
+        Some(0.0),
+        "a known group with nothing pending shows 0"
     );
     assert_eq!(v(&s, "sailpoint_up", &[]), Some(1.0));
     assert_eq!(
@@ -580,7 +590,11 @@ async fn priming_sets_last_completed_without_counting_the_backlog() {
     let err = [("task_name", "Agg"), ("source", "AD"), ("status", "error")];
     assert_eq!(v(&s, COMPLETED, &ok), Some(0.0));
     assert_eq!(v(&s, COMPLETED, &err), Some(0.0));
-    assert_eq!(v(&s, "sailpoint_task_duration_seconds_count", &ok), None);
+    assert_eq!(
+        v(&s, "sailpoint_task_duration_seconds_count", &ok),
+        Some(0.0),
+        "a primed group's histogram exists at 0"
+    );
     assert_eq!(
         v(&s, "sailpoint_task_last_completed_timestamp_seconds", &ok),
         Some(at(-300).timestamp() as f64)

@@ -31,11 +31,12 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
 
 use crate::sailpoint::model::TaskStatus;
 
 /// The tasks pending at the last successful pending poll, by id.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct PendingSet {
     tasks: HashMap<String, TaskStatus>,
 }
@@ -71,7 +72,7 @@ impl PendingSet {
 }
 
 /// The newest `created` of any completed task read so far.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Watermark(Option<DateTime<Utc>>);
 
 impl Watermark {
@@ -88,7 +89,7 @@ impl Watermark {
 }
 
 /// Ids already counted (or primed), with their `created` and when they were recorded.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct RecentlyRecorded {
     entries: HashMap<String, (DateTime<Utc>, DateTime<Utc>)>,
 }
@@ -206,7 +207,7 @@ pub struct CompletedBound {
 }
 
 /// Tracker timings, from the tenant settings.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct TrackerConfig {
     /// How far below the lower bound's reference the completed poll reads again.
     pub overlap: Duration,
@@ -214,9 +215,11 @@ pub struct TrackerConfig {
     pub lookback: Duration,
 }
 
-/// The exactly-once state of one tenant.
-#[derive(Debug, Clone)]
+/// The exactly-once state of one tenant. Serialisable for `storage.path`; the timings
+/// are not kept (they come from the settings: see [`Tracker::reconfigure`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Tracker {
+    #[serde(skip)]
     config: TrackerConfig,
     pending: PendingSet,
     watermark: Watermark,

@@ -18,11 +18,11 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
+use tokio_io_timeout::TimeoutStream;
 use tokio_rustls::TlsAcceptor;
 
 use super::routes::Routes;
 use super::settings::ServerLimits;
-use super::stall::StallGuard;
 
 /// Sent to a connection over the cap, before closing it, so the client sees why.
 pub const BUSY_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
@@ -35,6 +35,9 @@ too many connections\n";
 /// Shortest and longest pause after an accept error such as `EMFILE`.
 const FIRST_ACCEPT_PAUSE: Duration = Duration::from_millis(5);
 const LAST_ACCEPT_PAUSE: Duration = Duration::from_secs(1);
+
+/// An accepted socket whose writes fail after `write_timeout` without progress.
+type GuardedStream = std::pin::Pin<Box<TimeoutStream<TcpStream>>>;
 
 /// What every connection task shares.
 struct ConnectionContext {
@@ -128,7 +131,11 @@ impl Acceptor {
             tracing::debug!(%peer, %error, "could not set TCP_NODELAY");
         }
         let context = Arc::clone(&self.context);
-        let io = StallGuard::new(stream, context.write_timeout);
+        // A client that stops reading must not hold its slot forever once the socket
+        // buffers fill: a write without progress for `write_timeout` fails.
+        let mut io = TimeoutStream::new(stream);
+        io.set_write_timeout(Some(context.write_timeout));
+        let io = Box::pin(io);
         match context.tls.clone() {
             Some(acceptor) => self
                 .connections
@@ -175,7 +182,7 @@ fn protocol(limits: &ServerLimits) -> http1::Builder {
 /// Completes the TLS handshake within the deadline (abandoned on drain), then serves.
 async fn serve_tls(
     acceptor: TlsAcceptor,
-    stream: StallGuard<TcpStream>,
+    stream: GuardedStream,
     context: Arc<ConnectionContext>,
     slot: OwnedSemaphorePermit,
 ) {

@@ -25,7 +25,6 @@ mod encoding;
 mod landing;
 mod routes;
 mod settings;
-mod stall;
 mod tls;
 mod web_config;
 mod web_config_error;
@@ -55,9 +54,33 @@ pub trait MetricsSource: Send + Sync + 'static {
     /// thread, so taking a lock is acceptable; taking seconds is not (the request
     /// deadline answers `503`).
     fn render(&self) -> Vec<u8>;
+    /// The exposition kept pre-rendered, when the source keeps one and it is current.
+    /// Called on the async worker, so it must only copy (no rendering, no waiting); the
+    /// default keeps nothing and every scrape goes to [`MetricsSource::rerender`].
+    fn prerendered(&self) -> Option<Prerendered> {
+        None
+    }
+    /// Renders (and may keep) the exposition; runs on a blocking thread like
+    /// [`MetricsSource::render`], which the default calls.
+    fn rerender(&self) -> Prerendered {
+        Prerendered {
+            text: self.render().into(),
+            gzip: None,
+        }
+    }
     /// Whether the exporter has data worth scraping (every tenant polled once);
     /// `/-/ready` answers `200` when true, `503` otherwise.
     fn is_ready(&self) -> bool;
+}
+
+/// One rendered exposition: the text and, when the source compressed it already, its
+/// gzip encoding. Cloning copies two reference-counted handles, not the bytes.
+#[derive(Debug, Clone)]
+pub struct Prerendered {
+    /// Text exposition format 0.0.4.
+    pub text: bytes::Bytes,
+    /// The same text gzip-compressed; None to compress on demand.
+    pub gzip: Option<bytes::Bytes>,
 }
 
 /// The on-call status page served at `/` (HTML) and `/api/v1/status` (JSON) when the

@@ -19,7 +19,7 @@ use super::access::AccessPolicy;
 use super::encoding;
 use super::landing;
 use super::settings::ServerConfig;
-use super::{MetricsSource, StatusSource};
+use super::{MetricsSource, Prerendered, StatusSource};
 
 /// Prometheus text exposition format, version 0.0.4.
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -232,20 +232,29 @@ impl Routes {
         response
     }
 
-    /// Renders (and maybe compresses) off the async workers, so a large exposition or a
-    /// source holding a lock cannot stall other connections, and the deadline still bites.
+    /// Serves the pre-rendered exposition when the source has a current one (a copy of
+    /// bytes on this worker); otherwise renders (and maybe compresses) off the async
+    /// workers, so a large exposition or a source holding a lock cannot stall other
+    /// connections, and the deadline still bites.
     async fn metrics(&self, headers: &HeaderMap) -> Response<Full<Bytes>> {
-        let source = Arc::clone(&self.source);
         let gzip = encoding::wants_gzip(headers);
-        let rendered = tokio::task::spawn_blocking(move || encode(source.render(), gzip)).await;
-        let Ok((body, gzipped)) = rendered else {
-            tracing::error!("rendering metrics panicked");
-            return text(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "rendering metrics failed\n",
-            );
+        let (body, gzipped) = match self.source.prerendered() {
+            Some(kept) if !gzip || kept.gzip.is_some() => choose(kept, gzip),
+            _ => {
+                let source = Arc::clone(&self.source);
+                let rendered =
+                    tokio::task::spawn_blocking(move || choose(source.rerender(), gzip)).await;
+                let Ok(rendered) = rendered else {
+                    tracing::error!("rendering metrics panicked");
+                    return text(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "rendering metrics failed\n",
+                    );
+                };
+                rendered
+            }
         };
-        let mut response = with_type(StatusCode::OK, METRICS_CONTENT_TYPE, Bytes::from(body));
+        let mut response = with_type(StatusCode::OK, METRICS_CONTENT_TYPE, body);
         let response_headers = response.headers_mut();
         response_headers.insert(VARY, HeaderValue::from_static("Accept-Encoding"));
         if gzipped {
@@ -255,16 +264,20 @@ impl Routes {
     }
 }
 
-/// Compresses when asked; falls back to the plain text if compression fails.
-fn encode(body: Vec<u8>, gzip: bool) -> (Vec<u8>, bool) {
+/// The body to send: the kept gzip when asked and present, else compressed now (plain
+/// text if compression fails), else the text.
+fn choose(rendered: Prerendered, gzip: bool) -> (Bytes, bool) {
     if !gzip {
-        return (body, false);
+        return (rendered.text, false);
     }
-    match encoding::gzip(&body) {
-        Ok(compressed) => (compressed, true),
+    if let Some(compressed) = rendered.gzip {
+        return (compressed, true);
+    }
+    match encoding::gzip(&rendered.text) {
+        Ok(compressed) => (Bytes::from(compressed), true),
         Err(error) => {
             tracing::warn!(%error, "gzip failed; sending uncompressed");
-            (body, false)
+            (rendered.text, false)
         }
     }
 }

@@ -1,4 +1,5 @@
-"""The metric catalogue of DESIGN.md section 4, shared by the deploy checks.
+"""The metric catalogue, shared by the deploy checks; `tests/catalogue.rs` checks it
+against the exporter's own catalogue (`src/metrics/catalogue.rs`).
 
 Rules and dashboard may only read these families (plus Prometheus's own `up` and the
 recording rules of the rules file), so a typo in a metric name fails the check instead of
@@ -19,6 +20,9 @@ GAUGES = {
     "sailpoint_exporter_last_poll_duration_seconds",
     "sailpoint_exporter_tracked_tasks",
     "sailpoint_exporter_build_info",
+    "sailpoint_exporter_state_last_write_success_timestamp_seconds",
+    "sailpoint_exporter_config_last_reload_successful",
+    "sailpoint_exporter_config_last_reload_success_timestamp_seconds",
     "sailpoint_exporter_clock_skew_seconds",
     "sailpoint_exporter_counting_degraded",
     "sailpoint_task_return_value",
@@ -30,6 +34,9 @@ COUNTERS = {
     "sailpoint_exporter_api_requests_total",
     "sailpoint_exporter_api_retries_total",
     "sailpoint_exporter_token_refreshes_total",
+    "sailpoint_exporter_groups_folded_total",
+    "sailpoint_exporter_state_writes_failed_total",
+    "sailpoint_exporter_state_set_aside_total",
     "sailpoint_exporter_invalid_records_total",
     "sailpoint_exporter_lookups_set_aside_total",
     "sailpoint_task_returns_total",

@@ -101,7 +101,7 @@ def check_prometheus_rule(c, pr):
                         f"{where}: {key} must map strings to strings")
 
 
-def check_deployment(c, d, service, configmap, secret, service_account, sharded=False):
+def check_deployment(c, d, service, configmap, secret, service_account, claim, sharded=False):
     spec = d["spec"]
     pod = spec["template"]["spec"]
     template_labels = spec["template"]["metadata"]["labels"]
@@ -157,6 +157,18 @@ def check_deployment(c, d, service, configmap, secret, service_account, sharded=
     secret_volume = next((v for v in volumes.values() if "secret" in v), None)
     c.check(cm_volume and cm_volume["configMap"]["name"] == configmap["metadata"]["name"], "config volume must use configmap.yaml")
     c.check(secret_volume and secret_volume["secret"]["secretName"] == secret["metadata"]["name"], "secret volume must use the Secret of secret.example.yaml")
+    storage_args = [a.split("=", 1)[1] for a in args if a.startswith("--storage.path=")]
+    state_volume = next((n for n, path in mounts.items() if storage_args and path == storage_args[0]), None)
+    if sharded:
+        templates = [t for t in spec.get("volumeClaimTemplates") or [] if t["metadata"]["name"] == state_volume]
+        c.check(state_volume and state_volume not in volumes and len(templates) == 1,
+                "StatefulSet --storage.path must be the mount point of a volumeClaimTemplates volume (one per shard)")
+        c.check(templates[:1] and templates[0]["spec"] == claim["spec"],
+                "the StatefulSet's state claim template must have the spec of persistentvolumeclaim.yaml")
+    else:
+        claim_name = ((volumes.get(state_volume) or {}).get("persistentVolumeClaim") or {}).get("claimName")
+        c.check(claim_name == claim["metadata"]["name"],
+                "--storage.path must be the mount point of a volume of persistentvolumeclaim.yaml (state survives pod rescheduling)")
     if not (cm_volume and secret_volume and config_args):
         return
     items = {i["key"]: i["path"] for i in cm_volume["configMap"].get("items") or []}
@@ -181,7 +193,7 @@ def check_deployment(c, d, service, configmap, secret, service_account, sharded=
     c.check(listen.endswith(":11011") and not listen.startswith("127."), f"web.listen_address {listen!r} must listen on 11011, not loopback only")
 
 
-def check_sharded(c, directory, service, service_monitor, configmap, secret, service_account):
+def check_sharded(c, directory, service, service_monitor, configmap, secret, service_account, claim):
     """The `sharded` Kustomize component: a StatefulSet of shards replacing the Deployment."""
     sharded = directory / "sharded"
     component = load(sharded, "kustomization.yaml")
@@ -190,7 +202,8 @@ def check_sharded(c, directory, service, service_monitor, configmap, secret, ser
     resources = component.get("resources") or []
     c.check(resources and all((sharded / r).exists() for r in resources), f"sharded/kustomization.yaml lists missing files: {resources}")
     patches = " ".join(p.get("patch", "") for p in component.get("patches") or [])
-    c.check("$patch: delete" in patches and "kind: Deployment" in patches, "the component must delete the Deployment")
+    c.check("$patch: delete" in patches and "kind: Deployment" in patches and "kind: PersistentVolumeClaim" in patches,
+            "the component must delete the Deployment and the shared state claim")
     statefulset = load(sharded, "statefulset.yaml")
     headless = load(sharded, "service-headless.yaml")
     c.check(statefulset.get("kind") == "StatefulSet", "sharded/statefulset.yaml must be a StatefulSet")
@@ -201,14 +214,18 @@ def check_sharded(c, directory, service, service_monitor, configmap, secret, ser
     c.check(not all(headless_labels.get(k) == v for k, v in selector.items()),
             "the ServiceMonitor must not select the headless Service (every pod would be scraped twice)")
     c.check(statefulset["spec"].get("podManagementPolicy") == "Parallel", "shards are independent: podManagementPolicy Parallel")
-    check_deployment(c, statefulset, service, configmap, secret, service_account, sharded=True)
+    check_deployment(c, statefulset, service, configmap, secret, service_account, claim, sharded=True)
     deployment = load(directory, "deployment.yaml")
     c.check(without_shard_flags(statefulset["spec"]["template"]) == deployment["spec"]["template"],
             "the StatefulSet's pod template must equal the Deployment's apart from the --shard flags")
 
 
 def without_shard_flags(template):
+    """The StatefulSet's pod template as the Deployment's would be: no --shard flags, and
+    the state volume (a claim template in the StatefulSet) back in the volumes."""
     template = copy.deepcopy(template)
+    template["spec"]["volumes"] = [{"name": "state", "persistentVolumeClaim": {"claimName": "sailpoint-task-exporter-state"}}] \
+        + template["spec"].get("volumes", [])
     for container in template["spec"]["containers"]:
         container["args"] = [a for a in container.get("args") or [] if not a.startswith("--shard.")]
     return template
@@ -225,9 +242,11 @@ def main(argv):
     check_service_monitor(c, load(directory, "servicemonitor.yaml"), service)
     check_prometheus_rule(c, load(directory, "prometheusrule.yaml"))
     check_deployment(c, load(directory, "deployment.yaml"), service, load(directory, "configmap.yaml"),
-                     load(directory, "secret.example.yaml"), load(directory, "serviceaccount.yaml"))
+                     load(directory, "secret.example.yaml"), load(directory, "serviceaccount.yaml"),
+                     load(directory, "persistentvolumeclaim.yaml"))
     check_sharded(c, directory, service, load(directory, "servicemonitor.yaml"), load(directory, "configmap.yaml"),
-                  load(directory, "secret.example.yaml"), load(directory, "serviceaccount.yaml"))
+                  load(directory, "secret.example.yaml"), load(directory, "serviceaccount.yaml"),
+                  load(directory, "persistentvolumeclaim.yaml"))
     for failure in c.failures:
         print(f"FAIL {failure}")
     print(f"kubernetes structure and cross-references: {c.passed} passed, {len(c.failures)} failed")

@@ -284,23 +284,45 @@ pub fn assert_matches_tasks<S: TaskSource>(
     tasks: &[TaskStatus],
     primed_at: DateTime<Utc>,
 ) {
-    let truth = truth(tasks, primed_at, exp.settings.lookback, 50);
-    let s = exp.samples();
+    assert_samples_match_tasks(&exp.samples(), tasks, primed_at, exp.settings.lookback);
+}
 
-    let counted: BTreeMap<Key, u64> = series(&s, "sailpoint_tasks_completed_total")
+/// [`assert_matches_truth`] on scraped samples (of tenant [`TENANT`]). Series at 0 (every
+/// series of a known group exists from the start) are not compared with the truth's
+/// absent keys: a 0 and an absent key say the same.
+pub fn assert_samples_match_truth(
+    s: &[Sample],
+    sim: &SimHandle,
+    primed_at: DateTime<Utc>,
+    lookback: Duration,
+) {
+    assert_samples_match_tasks(s, &sim.tasks_as_served(), primed_at, lookback);
+}
+
+/// [`assert_samples_match_truth`] against a given set of tasks.
+pub fn assert_samples_match_tasks(
+    s: &[Sample],
+    tasks: &[TaskStatus],
+    primed_at: DateTime<Utc>,
+    lookback: Duration,
+) {
+    let truth = truth(tasks, primed_at, lookback, 50);
+
+    let counted: BTreeMap<Key, u64> = series(s, "sailpoint_tasks_completed_total")
         .filter(|x| x.value > 0.0)
         .map(|x| (key_of(x), x.value as u64))
         .collect();
     assert_eq!(counted, truth.counted, "sailpoint_tasks_completed_total");
 
-    let counts: BTreeMap<Key, u64> = series(&s, "sailpoint_task_duration_seconds_count")
+    let counts: BTreeMap<Key, u64> = series(s, "sailpoint_task_duration_seconds_count")
+        .filter(|x| x.value > 0.0)
         .map(|x| (key_of(x), x.value as u64))
         .collect();
     assert_eq!(
         counts, truth.counted,
         "sailpoint_task_duration_seconds_count"
     );
-    for x in series(&s, "sailpoint_task_duration_seconds_sum") {
+    for x in series(s, "sailpoint_task_duration_seconds_sum") {
         let want = truth.duration_sum.get(&key_of(x)).copied().unwrap_or(0.0);
         assert!(
             close(x.value, want),
@@ -310,10 +332,11 @@ pub fn assert_matches_tasks<S: TaskSource>(
         );
     }
     let waits: BTreeMap<(String, String), (u64, f64)> =
-        series(&s, "sailpoint_task_queue_wait_seconds_count")
+        series(s, "sailpoint_task_queue_wait_seconds_count")
+            .filter(|x| x.value > 0.0)
             .map(|x| {
                 let g = (label(x, "task_name"), label(x, "source"));
-                let sum = series(&s, "sailpoint_task_queue_wait_seconds_sum")
+                let sum = series(s, "sailpoint_task_queue_wait_seconds_sum")
                     .find(|y| label(y, "task_name") == g.0 && label(y, "source") == g.1)
                     .map_or(f64::NAN, |y| y.value);
                 (g, (x.value as u64, sum))
@@ -338,7 +361,7 @@ pub fn assert_matches_tasks<S: TaskSource>(
         .map(|((n, src, st), v)| (vec![n.clone(), src.clone(), st.clone()], v.clone()))
         .collect();
     assert_buckets(
-        &s,
+        s,
         "sailpoint_task_duration_seconds",
         &["task_name", "source", "status"],
         &DURATION_BUCKETS,
@@ -350,14 +373,14 @@ pub fn assert_matches_tasks<S: TaskSource>(
         .map(|((n, src), v)| (vec![n.clone(), src.clone()], v.clone()))
         .collect();
     assert_buckets(
-        &s,
+        s,
         "sailpoint_task_queue_wait_seconds",
         &["task_name", "source"],
         &QUEUE_WAIT_BUCKETS,
         &want_waits,
     );
 
-    let last: BTreeMap<Key, f64> = series(&s, "sailpoint_task_last_completed_timestamp_seconds")
+    let last: BTreeMap<Key, f64> = series(s, "sailpoint_task_last_completed_timestamp_seconds")
         .map(|x| (key_of(x), x.value))
         .collect();
     let want_last: BTreeMap<Key, f64> = truth.last.iter().map(|(k, v)| (k.clone(), v.0)).collect();
@@ -365,7 +388,7 @@ pub fn assert_matches_tasks<S: TaskSource>(
         last, want_last,
         "sailpoint_task_last_completed_timestamp_seconds"
     );
-    for x in series(&s, "sailpoint_task_last_duration_seconds") {
+    for x in series(s, "sailpoint_task_last_duration_seconds") {
         let want = truth.last[&key_of(x)].1;
         assert!(
             close(x.value, want),
@@ -375,11 +398,12 @@ pub fn assert_matches_tasks<S: TaskSource>(
         );
     }
 
-    let pending: BTreeMap<(String, String), (u64, f64)> = series(&s, "sailpoint_tasks_pending")
+    let pending: BTreeMap<(String, String), (u64, f64)> = series(s, "sailpoint_tasks_pending")
+        .filter(|x| x.value > 0.0)
         .map(|x| {
             let g = (label(x, "task_name"), label(x, "source"));
             let oldest = series(
-                &s,
+                s,
                 "sailpoint_tasks_pending_oldest_created_timestamp_seconds",
             )
             .find(|y| label(y, "task_name") == g.0 && label(y, "source") == g.1)
@@ -388,7 +412,7 @@ pub fn assert_matches_tasks<S: TaskSource>(
         })
         .collect();
     assert_eq!(pending, truth.pending, "pending gauges");
-    let ids: BTreeSet<String> = series(&s, "sailpoint_pending_task_created_timestamp_seconds")
+    let ids: BTreeSet<String> = series(s, "sailpoint_pending_task_created_timestamp_seconds")
         .map(|x| label(x, "id"))
         .collect();
     assert_eq!(ids, truth.oldest_pending_ids, "per-task pending series");

@@ -1,0 +1,435 @@
+//! The exporter's metric state: one owned [`TenantState`] per tenant, changed in one
+//! [`TenantMetrics::apply`] step per poll under one lock, and an exposition rendered from
+//! consistent snapshots and kept pre-rendered between changes.
+//!
+//! - [`catalogue`]: the one list of families (names, types, labels, HELP);
+//! - [`normalize`]: the label rules every update path shares;
+//! - [`state`]: a tenant's values as plain data (serialisable, for `storage.path`);
+//! - [`render`]: snapshots → text (and gzip), encoded by the `prometheus` crate, which
+//!   also supplies the process metrics;
+//! - [`exposition`]: a reader of the text format for tests, benchmarks and `demo`.
+//!
+//! `/metrics` reads memory only and never calls SailPoint.
+
+pub mod catalogue;
+pub mod exposition;
+pub mod normalize;
+pub mod render;
+pub mod state;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use prometheus::Registry;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{MetricsSettings, Rewrite};
+use crate::sailpoint::model::TaskStatus;
+use crate::sailpoint::tolerant::RecordFault;
+use crate::sailpoint::{ApiObserver, RetryReason};
+
+pub use catalogue::API_DURATION_BUCKETS;
+pub use render::Exposition;
+pub use state::{TenantState, Update};
+
+/// Label value of the group that absorbs everything beyond `max_groups`.
+pub const OTHER: &str = "other";
+
+/// Distinct undocumented completion statuses a tenant may have as labels of their own.
+pub const MAX_UNKNOWN_STATUSES: usize = 10;
+
+/// Why the metric state could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    /// A process-wide family could not be created or registered.
+    #[error("cannot register metric families: {0}")]
+    Registry(#[from] prometheus::Error),
+}
+
+/// Which of the two task lists a poll read; the `list` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PollList {
+    /// `GET /task-status/pending-tasks` (or `completionStatus isnull`).
+    Pending,
+    /// `GET /task-status?sorters=-created`.
+    Completed,
+}
+
+impl PollList {
+    /// The `list` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PollList::Pending => "pending",
+            PollList::Completed => "completed",
+        }
+    }
+}
+
+/// The (task_name, source) pair that most families are broken down by.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Group {
+    /// Normalised `task_name` label.
+    pub task_name: String,
+    /// `source` label (empty for non-source tasks).
+    pub source: String,
+}
+
+impl Group {
+    fn other() -> Group {
+        Group {
+            task_name: OTHER.to_string(),
+            source: OTHER.to_string(),
+        }
+    }
+}
+
+/// Label rules and bucket layouts shared by all tenants.
+#[derive(Debug)]
+pub struct Rules {
+    max_groups: usize,
+    max_pending_task_series: usize,
+    rewrites: Vec<Rewrite>,
+    duration_buckets: Vec<f64>,
+    queue_wait_buckets: Vec<f64>,
+}
+
+impl Rules {
+    fn new(settings: &MetricsSettings) -> Rules {
+        Rules {
+            max_groups: settings.max_groups.max(1),
+            max_pending_task_series: settings.max_pending_task_series,
+            rewrites: settings.task_name_rewrites.clone(),
+            duration_buckets: settings.duration_buckets.clone(),
+            queue_wait_buckets: settings.queue_wait_buckets.clone(),
+        }
+    }
+
+    /// The upper bounds of a histogram family's buckets (empty for other families).
+    pub fn bounds(&self, buckets: catalogue::Buckets) -> &[f64] {
+        match buckets {
+            catalogue::Buckets::None => &[],
+            catalogue::Buckets::TaskDuration => &self.duration_buckets,
+            catalogue::Buckets::QueueWait => &self.queue_wait_buckets,
+            catalogue::Buckets::ApiDuration => &API_DURATION_BUCKETS,
+        }
+    }
+}
+
+/// What every tenant handle shares with [`Metrics`]: the change counter the pre-rendered
+/// exposition is keyed by, and the wake-up of the background renderer.
+#[derive(Debug, Default)]
+struct Changes {
+    applied: AtomicU64,
+    notify: tokio::sync::Notify,
+}
+
+impl Changes {
+    fn mark(&self) {
+        self.applied.fetch_add(1, Ordering::AcqRel);
+        self.notify.notify_one();
+    }
+}
+
+/// The exporter's metric state; shared (`Arc`) by the pollers and the HTTP server.
+pub struct Metrics {
+    registry: Registry,
+    rules: Arc<Rules>,
+    tenants: Mutex<BTreeMap<String, TenantMetrics>>,
+    changes: Arc<Changes>,
+    cache: render::Cache,
+    reload_successful: prometheus::IntGauge,
+    reload_success_time: prometheus::Gauge,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Metrics {
+    /// Sets up the process-wide families (build info, reload status, the process
+    /// collector) and the label rules and buckets of the tenant families.
+    pub fn new(
+        settings: &MetricsSettings,
+        version: &str,
+        revision: &str,
+    ) -> Result<Metrics, MetricsError> {
+        use catalogue::{BUILD_INFO, RELOAD_SUCCESS_TIME, RELOAD_SUCCESSFUL};
+        let registry = Registry::new();
+        let build_info = prometheus::IntGaugeVec::new(
+            prometheus::Opts::new(BUILD_INFO.name, BUILD_INFO.help),
+            BUILD_INFO.labels,
+        )?;
+        registry.register(Box::new(build_info.clone()))?;
+        build_info.with_label_values(&[version, revision]).set(1);
+        let reload_successful =
+            prometheus::IntGauge::new(RELOAD_SUCCESSFUL.name, RELOAD_SUCCESSFUL.help)?;
+        let reload_success_time =
+            prometheus::Gauge::new(RELOAD_SUCCESS_TIME.name, RELOAD_SUCCESS_TIME.help)?;
+        registry.register(Box::new(reload_successful.clone()))?;
+        registry.register(Box::new(reload_success_time.clone()))?;
+        #[cfg(target_os = "linux")]
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
+        Ok(Metrics {
+            registry,
+            rules: Arc::new(Rules::new(settings)),
+            tenants: Mutex::new(BTreeMap::new()),
+            changes: Arc::new(Changes::default()),
+            cache: render::Cache::default(),
+            reload_successful,
+            reload_success_time,
+        })
+    }
+
+    /// Records the outcome of a configuration load (at start or on reload).
+    pub fn config_reloaded(&self, ok: bool) {
+        self.reload_successful.set(i64::from(ok));
+        if ok {
+            self.reload_success_time
+                .set(Utc::now().timestamp_millis() as f64 / 1000.0);
+        }
+        self.changes.mark();
+    }
+
+    /// A fresh rendering of everything in the text exposition format 0.0.4 (never the
+    /// pre-rendered copy; for tests, `demo` and tools). Reads memory only.
+    pub fn render(&self) -> Vec<u8> {
+        render::build(self).text.to_vec()
+    }
+
+    /// The pre-rendered exposition when it is current (nothing applied since, process
+    /// metrics recent enough); cheap enough for an async worker: no rendering.
+    pub fn prerendered(&self) -> Option<Exposition> {
+        self.cache
+            .current(self.changes.applied.load(Ordering::Acquire))
+    }
+
+    /// The pre-rendered exposition, rendered (and kept) first if it is not current.
+    pub fn exposition(&self) -> Exposition {
+        self.cache
+            .refresh(self.changes.applied.load(Ordering::Acquire), || {
+                render::build(self)
+            })
+    }
+
+    /// Keeps the exposition pre-rendered: renders after every applied change and every
+    /// [`render::PROCESS_REFRESH`] for the process metrics, until `shutdown` resolves.
+    /// Must be called inside a tokio runtime.
+    pub fn spawn_renderer(
+        self: &Arc<Self>,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        let metrics = Arc::clone(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = shutdown.changed() => return,
+                    _ = metrics.changes.notify.notified() => {}
+                    _ = tokio::time::sleep(render::PROCESS_REFRESH) => {}
+                }
+                let m = Arc::clone(&metrics);
+                if tokio::task::spawn_blocking(move || m.exposition())
+                    .await
+                    .is_err()
+                {
+                    tracing::error!("rendering metrics panicked");
+                }
+            }
+        })
+    }
+
+    /// The `Content-Type` of [`Metrics::render`]'s output.
+    pub fn content_type(&self) -> &'static str {
+        prometheus::TEXT_FORMAT
+    }
+
+    fn tenants(&self) -> MutexGuard<'_, BTreeMap<String, TenantMetrics>> {
+        self.tenants.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The update handle of one tenant (the same state for every call with that name).
+    /// Creating it sets `sailpoint_up{tenant} 0` until the first successful polls, and
+    /// the error and retry counters an alert takes `increase()` of at 0.
+    pub fn tenant(&self, name: &str) -> TenantMetrics {
+        let mut tenants = self.tenants();
+        tenants
+            .entry(name.to_string())
+            .or_insert_with(|| {
+                let handle = TenantMetrics {
+                    tenant: name.to_string(),
+                    rules: Arc::clone(&self.rules),
+                    state: Arc::new(Mutex::new(TenantState::default())),
+                    changes: Arc::clone(&self.changes),
+                };
+                handle.apply(|u| u.start());
+                handle
+            })
+            .clone()
+    }
+
+    /// Installs a tenant's state resumed from its state file (before its poller starts):
+    /// counters continue from their saved values. `sailpoint_up` stays 0 until the next
+    /// successful polls.
+    pub fn restore(&self, name: &str, state: TenantState) -> TenantMetrics {
+        let handle = self.tenant(name);
+        handle.apply(|u| u.restore(state));
+        handle
+    }
+
+    /// Every tenant handle, by name (for rendering).
+    fn handles(&self) -> Vec<TenantMetrics> {
+        self.tenants().values().cloned().collect()
+    }
+}
+
+/// One tenant's update handle; cheap to clone. Also the client's [`ApiObserver`].
+#[derive(Clone)]
+pub struct TenantMetrics {
+    tenant: String,
+    rules: Arc<Rules>,
+    state: Arc<Mutex<TenantState>>,
+    changes: Arc<Changes>,
+}
+
+impl std::fmt::Debug for TenantMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TenantMetrics")
+            .field("tenant", &self.tenant)
+            .finish_non_exhaustive()
+    }
+}
+
+/// When a finished task ended: `completed`, else `modified` (a task with a status but no
+/// `completed`), else None.
+pub fn task_end(task: &TaskStatus) -> Option<DateTime<Utc>> {
+    task.completed.or(task.modified)
+}
+
+/// Run time of a finished task: end − launched (− created when never launched), where the
+/// end is [`task_end`]; 0 when the task has no end time at all, so that every counted
+/// completion is also observed and the histogram's `_count` equals the counter.
+pub fn task_duration(task: &TaskStatus) -> f64 {
+    match task_end(task) {
+        Some(end) => state::span(task.launched.as_ref().unwrap_or(&task.created), &end),
+        None => 0.0,
+    }
+}
+
+impl TenantMetrics {
+    /// The tenant label value.
+    pub fn tenant(&self) -> &str {
+        &self.tenant
+    }
+
+    fn lock(&self) -> MutexGuard<'_, TenantState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Applies `change` in one step under the tenant's lock: a scrape sees the state
+    /// before it or after it, never half of it. The pre-rendered exposition is renewed.
+    pub fn apply<R>(&self, change: impl FnOnce(&mut Update<'_>) -> R) -> R {
+        let result = {
+            let mut state = self.lock();
+            change(&mut Update::new(&mut state, &self.rules))
+        };
+        self.changes.mark();
+        result
+    }
+
+    /// Like [`TenantMetrics::apply`] for telemetry between polls (API requests, retries,
+    /// token refreshes): it shows at the next applied poll or process-metrics refresh.
+    fn observe(&self, change: impl FnOnce(&mut Update<'_>)) {
+        let mut state = self.lock();
+        change(&mut Update::new(&mut state, &self.rules));
+    }
+
+    /// A copy of the tenant's state, consistent as of the last applied step (for the
+    /// state file).
+    pub fn snapshot(&self) -> TenantState {
+        self.lock().clone()
+    }
+
+    /// Reads the state under the lock (rendering).
+    fn read<R>(&self, f: impl FnOnce(&TenantState, &Rules) -> R) -> R {
+        let state = self.lock();
+        f(&state, &self.rules)
+    }
+
+    /// The labels a task is reported under, after normalisation and the cardinality
+    /// guard; `true` when the task was folded into `other`.
+    pub fn group_of(&self, task: &TaskStatus) -> (Group, bool) {
+        self.apply(|u| u.group_of(task))
+    }
+
+    /// Counts one completed task (see [`Update::record_completion`]).
+    pub fn record_completion(&self, task: &TaskStatus) {
+        self.apply(|u| u.record_completion(task));
+    }
+
+    /// Startup backlog (see [`Update::record_primed`]).
+    pub fn record_primed(&self, task: &TaskStatus) {
+        self.apply(|u| u.record_primed(task));
+    }
+
+    /// Replaces the pending gauges with this snapshot (see [`Update::set_pending`]).
+    pub fn set_pending<'a>(&self, tasks: impl IntoIterator<Item = &'a TaskStatus>) {
+        self.apply(|u| u.set_pending(tasks));
+    }
+
+    /// A poll of `list` succeeded at `at` after `elapsed`.
+    pub fn poll_succeeded(&self, list: PollList, at: DateTime<Utc>, elapsed: Duration) {
+        self.apply(|u| u.poll_succeeded(list, at, elapsed));
+    }
+
+    /// A poll of `list` failed after `elapsed`; nothing of it was applied.
+    pub fn poll_failed(&self, list: PollList, elapsed: Duration) {
+        self.apply(|u| u.poll_failed(list, elapsed));
+    }
+
+    /// Sizes of the tracker's pending set and dedupe set.
+    pub fn set_tracked(&self, pending: usize, recent: usize) {
+        self.apply(|u| u.set_tracked(pending, recent));
+    }
+
+    /// The tenant's clock minus the exporter's, in seconds.
+    pub fn set_clock_skew(&self, seconds: f64) {
+        self.apply(|u| u.set_clock_skew(seconds));
+    }
+
+    /// `n` departed tasks were set aside after repeated failed lookups.
+    pub fn lookups_set_aside(&self, n: usize) {
+        self.apply(|u| u.lookups_set_aside(n));
+    }
+
+    /// Whether exactly-once counting is currently given up (see the family's help).
+    pub fn set_counting_degraded(&self, degraded: bool) {
+        self.apply(|u| u.set_counting_degraded(degraded));
+    }
+}
+
+impl ApiObserver for TenantMetrics {
+    fn request(&self, operation: &str, code: &str, elapsed: Duration) {
+        self.observe(|u| u.request(operation, code, elapsed));
+    }
+
+    fn retry(&self, reason: RetryReason) {
+        self.observe(|u| u.retry(reason));
+    }
+
+    fn token_refresh(&self) {
+        self.observe(|u| u.token_refresh());
+    }
+
+    fn invalid_record(&self, operation: &str, fault: RecordFault) {
+        self.observe(|u| u.invalid_record(operation, fault));
+    }
+}
+
+#[cfg(test)]
+mod tests;

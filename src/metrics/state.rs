@@ -1,0 +1,617 @@
+//! One tenant's metric values as plain data the project owns: counters, histogram
+//! buckets, sums and counts, gauges and per-task pending series, plus the bookkeeping
+//! the label rules need (admitted groups, latest task per group and status).
+//!
+//! Values are keyed by the [`catalogue`] family and the label values after `tenant`, so
+//! rendering and the state file need no per-family code, and a new family only needs
+//! its catalogue entry and the [`Update`] method that writes it. Everything here is
+//! (de)serialisable: it is what `storage.path` keeps across restarts.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::catalogue::{self as cat, Family, Kind};
+use super::{
+    Group, MAX_UNKNOWN_STATUSES, OTHER, PollList, Rules, normalize, task_duration, task_end,
+};
+use crate::sailpoint::RetryReason;
+use crate::sailpoint::client::operation;
+use crate::sailpoint::model::{CompletionStatus, TaskStatus};
+use crate::sailpoint::tolerant::RecordFault;
+
+/// Buckets, sum and count of one histogram series. `counts` holds one non-cumulative
+/// count per upper bound, plus the `+Inf` overflow last.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Histogram {
+    /// Observations per bucket (not cumulative); `bounds + 1` entries.
+    pub counts: Vec<u64>,
+    /// Sum of observations.
+    pub sum: f64,
+    /// Number of observations.
+    pub count: u64,
+}
+
+impl Histogram {
+    fn empty(bounds: &[f64]) -> Histogram {
+        Histogram {
+            counts: vec![0; bounds.len() + 1],
+            sum: 0.0,
+            count: 0,
+        }
+    }
+
+    fn observe(&mut self, bounds: &[f64], value: f64) {
+        let bucket = bounds
+            .iter()
+            .position(|b| value <= *b)
+            .unwrap_or(bounds.len());
+        if let Some(c) = self.counts.get_mut(bucket) {
+            *c += 1;
+        }
+        self.sum += value;
+        self.count += 1;
+    }
+}
+
+/// The value of one series.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Value {
+    /// A counter's count.
+    Counter(u64),
+    /// A gauge's value.
+    Gauge(f64),
+    /// A histogram's buckets.
+    Histogram(Histogram),
+}
+
+/// Label values of a series, in catalogue order, without the leading `tenant`.
+pub type Labels = Vec<String>;
+
+/// The series of one family.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Series(#[serde(with = "pairs")] pub BTreeMap<Labels, Value>);
+
+/// Every series of a tenant, by family name.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Values {
+    families: BTreeMap<String, Series>,
+}
+
+fn key(labels: &[&str]) -> Labels {
+    labels.iter().map(|s| (*s).to_string()).collect()
+}
+
+impl Values {
+    /// The series of `family` (None when it has none).
+    pub fn series(&self, family: &Family) -> Option<&Series> {
+        self.families.get(family.name)
+    }
+
+    /// The value of one series.
+    pub fn get(&self, family: &Family, labels: &[&str]) -> Option<&Value> {
+        self.series(family)?.0.get(&key(labels))
+    }
+
+    fn series_mut(&mut self, family: &Family) -> &mut BTreeMap<Labels, Value> {
+        &mut self.families.entry(family.name.to_string()).or_default().0
+    }
+
+    fn add(&mut self, family: &Family, labels: &[&str], n: u64) {
+        let slot = self
+            .series_mut(family)
+            .entry(key(labels))
+            .or_insert(Value::Counter(0));
+        match slot {
+            Value::Counter(c) => *c = c.saturating_add(n),
+            other => *other = Value::Counter(n),
+        }
+    }
+
+    fn touch_counter(&mut self, family: &Family, labels: &[&str]) {
+        self.add(family, labels, 0);
+    }
+
+    fn set(&mut self, family: &Family, labels: &[&str], value: f64) {
+        let value = if value.is_finite() { value } else { 0.0 };
+        self.series_mut(family)
+            .insert(key(labels), Value::Gauge(value));
+    }
+
+    fn observe(&mut self, family: &Family, labels: &[&str], bounds: &[f64], value: f64) {
+        let slot = self
+            .series_mut(family)
+            .entry(key(labels))
+            .or_insert_with(|| Value::Histogram(Histogram::empty(bounds)));
+        match slot {
+            Value::Histogram(h) => h.observe(bounds, value),
+            other => {
+                let mut h = Histogram::empty(bounds);
+                h.observe(bounds, value);
+                *other = Value::Histogram(h);
+            }
+        }
+    }
+
+    fn touch_histogram(&mut self, family: &Family, labels: &[&str], bounds: &[f64]) {
+        self.series_mut(family)
+            .entry(key(labels))
+            .or_insert_with(|| Value::Histogram(Histogram::empty(bounds)));
+    }
+
+    fn clear(&mut self, family: &Family) {
+        self.families.remove(family.name);
+    }
+
+    /// Drops whatever does not fit the catalogue and the current buckets (a state file
+    /// from another version or with other buckets, or tampered with): unknown families,
+    /// wrong label counts, wrong value kinds, histograms with another bucket count.
+    /// Returns the number of series dropped.
+    pub fn sanitize(&mut self, rules: &Rules) -> usize {
+        let mut dropped = 0;
+        self.families.retain(|name, series| {
+            let Some(family) = cat::find(name).filter(|f| f.scope == cat::Scope::Tenant) else {
+                dropped += series.0.len();
+                return false;
+            };
+            let bounds = rules.bounds(family.buckets);
+            let before = series.0.len();
+            series.0.retain(|labels, value| {
+                labels.len() + 1 == family.labels.len()
+                    && match (family.kind, value) {
+                        (Kind::Counter, Value::Counter(_)) => true,
+                        (Kind::Gauge, Value::Gauge(v)) => v.is_finite(),
+                        (Kind::Histogram, Value::Histogram(h)) => {
+                            h.counts.len() == bounds.len() + 1
+                                && h.sum.is_finite()
+                                && h.counts.iter().try_fold(0u64, |a, c| a.checked_add(*c))
+                                    == Some(h.count)
+                        }
+                        _ => false,
+                    }
+            });
+            dropped += before - series.0.len();
+            !series.0.is_empty()
+        });
+        dropped
+    }
+}
+
+/// (completed, created, id) of the latest task of a (group, status), so that ties
+/// resolve the same whatever the reading order.
+type LatestRank = (DateTime<Utc>, DateTime<Utc>, String);
+
+/// One tenant's owned metric state.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TenantState {
+    /// Every series.
+    pub values: Values,
+    /// Groups admitted under `max_groups` (never forgotten: their counters live on).
+    groups: BTreeSet<Group>,
+    /// The latest task per (group, status), for the "newer only" rule.
+    #[serde(with = "pairs")]
+    latest: BTreeMap<(Group, String), LatestRank>,
+    /// Pending task ids that were folded into `other` (counted once while pending).
+    folded_pending: BTreeSet<String>,
+    /// Completion statuses outside the documented five that got a label of their own.
+    unknown_statuses: BTreeSet<String>,
+    /// Outcome of the last pending poll (not persisted: a restart starts at `up 0`).
+    #[serde(skip)]
+    pending_ok: bool,
+    /// Outcome of the last completed poll (not persisted).
+    #[serde(skip)]
+    completed_ok: bool,
+}
+
+/// The typed changes of a tenant's state, applied inside [`super::TenantMetrics::apply`].
+pub struct Update<'a> {
+    state: &'a mut TenantState,
+    rules: &'a Rules,
+}
+
+/// Unix seconds with millisecond precision.
+pub(super) fn seconds(t: &DateTime<Utc>) -> f64 {
+    t.timestamp_millis() as f64 / 1000.0
+}
+
+/// `to - from` in seconds, negatives (clock skew, bad data) clamped to 0.
+pub(super) fn span(from: &DateTime<Utc>, to: &DateTime<Utc>) -> f64 {
+    ((*to - *from).num_milliseconds() as f64 / 1000.0).max(0.0)
+}
+
+const RETRY_REASONS: [RetryReason; 4] = [
+    RetryReason::RateLimited,
+    RetryReason::ServerError,
+    RetryReason::Timeout,
+    RetryReason::Connect,
+];
+
+/// The status whose duration histogram exists at 0 for every known group.
+pub const ZERO_DURATION_STATUS: &str = "success";
+
+/// `reason` label values of `sailpoint_exporter_state_set_aside_total`.
+pub const SET_ASIDE_REASONS: [&str; 5] = ["corrupt", "foreign", "version", "too_old", "unreadable"];
+
+impl<'a> Update<'a> {
+    pub(super) fn new(state: &'a mut TenantState, rules: &'a Rules) -> Update<'a> {
+        Update { state, rules }
+    }
+
+    /// A new tenant: `up 0`, and the counters alerts take `increase()` of at 0 so the
+    /// first poll error or 429 is a visible increase, not a new series at 1.
+    pub(super) fn start(&mut self) {
+        let v = &mut self.state.values;
+        v.set(&cat::UP, &[], 0.0);
+        for list in [PollList::Pending, PollList::Completed] {
+            v.touch_counter(&cat::POLL_ERRORS, &[list.as_str()]);
+        }
+        for reason in RETRY_REASONS {
+            v.touch_counter(&cat::API_RETRIES, &[reason.as_str()]);
+        }
+        v.touch_counter(&cat::TOKEN_REFRESHES, &[]);
+        v.touch_counter(&cat::LOOKUPS_SET_ASIDE, &[]);
+        if v.get(&cat::COUNTING_DEGRADED, &[]).is_none() {
+            v.set(&cat::COUNTING_DEGRADED, &[], 0.0);
+        }
+        for op in [
+            operation::GET_PENDING_TASKS,
+            operation::GET_TASK_STATUS_LIST,
+            operation::GET_TASK_STATUS,
+        ] {
+            for fault in [RecordFault::Defaulted, RecordFault::Skipped] {
+                v.touch_counter(&cat::INVALID_RECORDS, &[op, fault.as_str()]);
+            }
+        }
+    }
+
+    /// Replaces the state with one resumed from a state file, keeping the zero series
+    /// of [`Update::start`] and of every known group; `up` is 0 until the next polls.
+    pub(super) fn restore(&mut self, mut state: TenantState) {
+        let dropped = state.values.sanitize(self.rules);
+        if dropped > 0 {
+            tracing::warn!(
+                series = dropped,
+                "state file series that do not fit the catalogue or the current buckets were dropped"
+            );
+        }
+        *self.state = state;
+        self.state.pending_ok = false;
+        self.state.completed_ok = false;
+        self.start();
+        let groups: Vec<Group> = self.state.groups.iter().cloned().collect();
+        for group in &groups {
+            self.init_group(group);
+        }
+    }
+
+    /// `storage.path` is set: its counters exist at 0 from the start.
+    pub fn storage_enabled(&mut self) {
+        let v = &mut self.state.values;
+        v.touch_counter(&cat::STATE_WRITES_FAILED, &[]);
+        for reason in SET_ASIDE_REASONS {
+            v.touch_counter(&cat::STATE_SET_ASIDE, &[reason]);
+        }
+    }
+
+    /// The state file was written at `at`.
+    pub fn state_written(&mut self, at: DateTime<Utc>) {
+        self.state
+            .values
+            .set(&cat::STATE_LAST_WRITE, &[], seconds(&at));
+    }
+
+    /// Writing the state file failed.
+    pub fn state_write_failed(&mut self) {
+        self.state.values.add(&cat::STATE_WRITES_FAILED, &[], 1);
+    }
+
+    /// A state file was set aside at start for `reason` (one of [`SET_ASIDE_REASONS`]).
+    pub fn state_set_aside(&mut self, reason: &str) {
+        self.storage_enabled();
+        self.state.values.add(&cat::STATE_SET_ASIDE, &[reason], 1);
+    }
+
+    /// The labels a task is reported under, after normalisation and the cardinality
+    /// guard; `true` when the task was folded into `other`.
+    pub fn group_of(&mut self, task: &TaskStatus) -> (Group, bool) {
+        let group = Group {
+            task_name: normalize::task_name(&task.unique_name, &self.rules.rewrites),
+            source: normalize::source(task),
+        };
+        if self.state.groups.contains(&group) {
+            return (group, false);
+        }
+        if self.state.groups.len() >= self.rules.max_groups {
+            let other = Group::other();
+            if !self.state.groups.contains(&other) {
+                self.init_group(&other);
+                self.state.groups.insert(other.clone());
+            }
+            return (other, true);
+        }
+        self.init_group(&group);
+        self.state.groups.insert(group.clone());
+        (group, false)
+    }
+
+    /// Every series of a known group exists from the moment the group is seen, at 0:
+    /// the completed counters of the five known statuses, the duration histogram of
+    /// `success` (dashboards sum durations over statuses; one histogram at 0 is enough
+    /// for a 0, and five would multiply the exposition), the queue-wait histogram, both
+    /// message levels, and the pending count. So `increase()` sees the first completion,
+    /// and a dashboard shows 0 rather than "No data".
+    fn init_group(&mut self, group: &Group) {
+        let duration = self.rules.bounds(cat::DURATION.buckets).to_vec();
+        let queue_wait = self.rules.bounds(cat::QUEUE_WAIT.buckets).to_vec();
+        let (t, s) = (group.task_name.as_str(), group.source.as_str());
+        let v = &mut self.state.values;
+        for status in CompletionStatus::KNOWN_LABELS {
+            v.touch_counter(&cat::COMPLETED_TOTAL, &[t, s, status]);
+        }
+        v.touch_histogram(&cat::DURATION, &[t, s, ZERO_DURATION_STATUS], &duration);
+        v.touch_histogram(&cat::QUEUE_WAIT, &[t, s], &queue_wait);
+        for level in ["warn", "error"] {
+            v.touch_counter(&cat::MESSAGES_TOTAL, &[t, s, level]);
+        }
+        if v.get(&cat::TASKS_PENDING, &[t, s]).is_none() {
+            v.set(&cat::TASKS_PENDING, &[t, s], 0.0);
+        }
+    }
+
+    /// Counts one completed task: counter, histograms, messages, and the last-completed
+    /// gauges when it is the newest of its group and status. Call once per task.
+    pub fn record_completion(&mut self, task: &TaskStatus) {
+        let (group, folded) = self.group_of(task);
+        if folded {
+            self.state.values.add(&cat::GROUPS_FOLDED, &[], 1);
+        }
+        let status = self.status_label(task);
+        let (t, s) = (group.task_name.as_str(), group.source.as_str());
+        let duration_bounds = self.rules.bounds(cat::DURATION.buckets);
+        let queue_bounds = self.rules.bounds(cat::QUEUE_WAIT.buckets);
+        let v = &mut self.state.values;
+        v.add(&cat::COMPLETED_TOTAL, &[t, s, &status], 1);
+        v.observe(
+            &cat::DURATION,
+            &[t, s, &status],
+            duration_bounds,
+            task_duration(task),
+        );
+        if let Some(launched) = &task.launched {
+            v.observe(
+                &cat::QUEUE_WAIT,
+                &[t, s],
+                queue_bounds,
+                span(&task.created, launched),
+            );
+        }
+        for message in &task.messages {
+            if let Some(level) = normalize::message_level(&message.level) {
+                v.add(&cat::MESSAGES_TOTAL, &[t, s, level], 1);
+            }
+        }
+        self.update_latest(&group, &status, task);
+    }
+
+    /// Startup backlog: sets the last-completed gauges only, never counters or
+    /// histograms (the backlog happened before the exporter was watching).
+    pub fn record_primed(&mut self, task: &TaskStatus) {
+        let (group, _) = self.group_of(task);
+        let status = self.status_label(task);
+        self.update_latest(&group, &status, task);
+    }
+
+    /// The `status` label, with a cardinality guard: statuses outside the documented five
+    /// keep their own (lower-cased) label for the first [`MAX_UNKNOWN_STATUSES`] distinct
+    /// values of a tenant; later ones fold into `other`, so an API that sends a new value
+    /// on every task cannot grow the exposition without bound.
+    fn status_label(&mut self, task: &TaskStatus) -> String {
+        let status = normalize::status(task);
+        let unknown = &mut self.state.unknown_statuses;
+        if CompletionStatus::KNOWN_LABELS.contains(&status.as_str())
+            || status == normalize::UNKNOWN
+            || unknown.contains(&status)
+        {
+            return status;
+        }
+        if unknown.len() < MAX_UNKNOWN_STATUSES {
+            unknown.insert(status.clone());
+            return status;
+        }
+        OTHER.to_string()
+    }
+
+    fn update_latest(&mut self, group: &Group, status: &str, task: &TaskStatus) {
+        let Some(completed) = task_end(task) else {
+            return;
+        };
+        let duration = task_duration(task);
+        let key = (group.clone(), status.to_string());
+        let rank = (completed, task.created, task.id.clone());
+        if self
+            .state
+            .latest
+            .get(&key)
+            .is_some_and(|current| *current >= rank)
+        {
+            return;
+        }
+        self.state.latest.insert(key, rank);
+        let labels = [group.task_name.as_str(), group.source.as_str(), status];
+        let v = &mut self.state.values;
+        v.set(&cat::LAST_COMPLETED, &labels, seconds(&completed));
+        v.set(&cat::LAST_DURATION, &labels, duration);
+    }
+
+    /// Replaces every pending gauge of the tenant with this snapshot: tasks no longer
+    /// pending lose their series (no stale values), known groups with nothing pending
+    /// show 0 and lose their oldest-created gauge.
+    pub fn set_pending<'t>(&mut self, tasks: impl IntoIterator<Item = &'t TaskStatus>) {
+        let mut per_group: BTreeMap<Group, (u64, DateTime<Utc>)> = BTreeMap::new();
+        let mut with_group: Vec<(&TaskStatus, Group)> = Vec::new();
+        let mut folded_now = BTreeSet::new();
+        for task in tasks {
+            let (group, folded) = self.group_of(task);
+            if folded {
+                if !self.state.folded_pending.contains(&task.id) {
+                    self.state.values.add(&cat::GROUPS_FOLDED, &[], 1);
+                }
+                folded_now.insert(task.id.clone());
+            }
+            let entry = per_group.entry(group.clone()).or_insert((0, task.created));
+            entry.0 += 1;
+            entry.1 = entry.1.min(task.created);
+            with_group.push((task, group));
+        }
+        self.state.folded_pending = folded_now;
+        let v = &mut self.state.values;
+        for family in [
+            &cat::TASKS_PENDING,
+            &cat::PENDING_OLDEST,
+            &cat::PENDING_TASK_CREATED,
+            &cat::PENDING_TASK_PROGRESS,
+        ] {
+            v.clear(family);
+        }
+        for group in &self.state.groups {
+            v.set(&cat::TASKS_PENDING, &[&group.task_name, &group.source], 0.0);
+        }
+        for (group, (count, oldest)) in &per_group {
+            let labels = [group.task_name.as_str(), group.source.as_str()];
+            v.set(&cat::TASKS_PENDING, &labels, *count as f64);
+            v.set(&cat::PENDING_OLDEST, &labels, seconds(oldest));
+        }
+        with_group.sort_by(|a, b| {
+            a.0.created
+                .cmp(&b.0.created)
+                .then_with(|| a.0.id.cmp(&b.0.id))
+        });
+        with_group.truncate(self.rules.max_pending_task_series);
+        for (task, group) in &with_group {
+            let labels = [task.id.as_str(), &group.task_name, &group.source];
+            v.set(&cat::PENDING_TASK_CREATED, &labels, seconds(&task.created));
+            let ratio = (task.percent_complete.clamp(0, 100) as f64) / 100.0;
+            v.set(&cat::PENDING_TASK_PROGRESS, &labels, ratio);
+        }
+    }
+
+    /// A poll of `list` succeeded at `at` after `elapsed`.
+    pub fn poll_succeeded(&mut self, list: PollList, at: DateTime<Utc>, elapsed: Duration) {
+        let v = &mut self.state.values;
+        v.set(&cat::LAST_POLL_SUCCESS, &[list.as_str()], seconds(&at));
+        v.set(
+            &cat::LAST_POLL_DURATION,
+            &[list.as_str()],
+            elapsed.as_secs_f64(),
+        );
+        self.set_list_ok(list, true);
+    }
+
+    /// A poll of `list` failed after `elapsed`; nothing of it was applied.
+    pub fn poll_failed(&mut self, list: PollList, elapsed: Duration) {
+        let v = &mut self.state.values;
+        v.add(&cat::POLL_ERRORS, &[list.as_str()], 1);
+        v.set(
+            &cat::LAST_POLL_DURATION,
+            &[list.as_str()],
+            elapsed.as_secs_f64(),
+        );
+        self.set_list_ok(list, false);
+    }
+
+    fn set_list_ok(&mut self, list: PollList, ok: bool) {
+        match list {
+            PollList::Pending => self.state.pending_ok = ok,
+            PollList::Completed => self.state.completed_ok = ok,
+        }
+        let up = self.state.pending_ok && self.state.completed_ok;
+        self.state
+            .values
+            .set(&cat::UP, &[], if up { 1.0 } else { 0.0 });
+    }
+
+    /// Sizes of the tracker's pending set and dedupe set.
+    pub fn set_tracked(&mut self, pending: usize, recent: usize) {
+        let v = &mut self.state.values;
+        v.set(&cat::TRACKED, &["pending"], pending as f64);
+        v.set(&cat::TRACKED, &["recent"], recent as f64);
+    }
+
+    /// One HTTP request to the API.
+    pub fn request(&mut self, operation: &str, code: &str, elapsed: Duration) {
+        let bounds = self.rules.bounds(cat::API_DURATION.buckets);
+        let v = &mut self.state.values;
+        v.add(&cat::API_REQUESTS, &[operation, code], 1);
+        v.observe(
+            &cat::API_DURATION,
+            &[operation],
+            bounds,
+            elapsed.as_secs_f64(),
+        );
+    }
+
+    /// One retried request.
+    pub fn retry(&mut self, reason: RetryReason) {
+        self.state
+            .values
+            .add(&cat::API_RETRIES, &[reason.as_str()], 1);
+    }
+
+    /// One access token fetched.
+    pub fn token_refresh(&mut self) {
+        self.state.values.add(&cat::TOKEN_REFRESHES, &[], 1);
+    }
+
+    /// One off-spec record read by `operation`, and what was done with it.
+    pub fn invalid_record(&mut self, operation: &str, fault: RecordFault) {
+        self.state
+            .values
+            .add(&cat::INVALID_RECORDS, &[operation, fault.as_str()], 1);
+    }
+
+    /// The tenant's clock minus the exporter's, in seconds.
+    pub fn set_clock_skew(&mut self, seconds: f64) {
+        self.state.values.set(&cat::CLOCK_SKEW, &[], seconds);
+    }
+
+    /// `n` departed tasks were set aside after repeated failed lookups.
+    pub fn lookups_set_aside(&mut self, n: usize) {
+        let n = u64::try_from(n).unwrap_or(u64::MAX);
+        self.state.values.add(&cat::LOOKUPS_SET_ASIDE, &[], n);
+    }
+
+    /// Whether exactly-once counting is currently given up (see the family's help).
+    pub fn set_counting_degraded(&mut self, degraded: bool) {
+        let value = if degraded { 1.0 } else { 0.0 };
+        self.state.values.set(&cat::COUNTING_DEGRADED, &[], value);
+    }
+}
+
+/// (De)serialises a map with non-string keys as a list of `[key, value]` pairs (JSON
+/// object keys must be strings).
+mod pairs {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S, K, V>(map: &BTreeMap<K, V>, s: S) -> Result<S::Ok, S::Error>
+    where
+        S: Serializer,
+        K: Serialize,
+        V: Serialize,
+    {
+        s.collect_seq(map.iter())
+    }
+
+    pub fn deserialize<'de, D, K, V>(d: D) -> Result<BTreeMap<K, V>, D::Error>
+    where
+        D: Deserializer<'de>,
+        K: Deserialize<'de> + Ord,
+        V: Deserialize<'de>,
+    {
+        Ok(Vec::<(K, V)>::deserialize(d)?.into_iter().collect())
+    }
+}

@@ -1,0 +1,200 @@
+//! State files: round trip, and every file that must be set aside rather than resumed.
+
+use std::time::Duration;
+
+use chrono::Utc;
+
+use super::*;
+use crate::collector::tracker::TrackerConfig;
+use crate::config::MetricsSettings;
+use crate::metrics::Metrics;
+use crate::sailpoint::ApiObserver;
+
+const DAY: Duration = Duration::from_secs(86_400);
+const URL: &str = "https://acme.api.identitynow.com/";
+
+fn tracker() -> Tracker {
+    Tracker::new(TrackerConfig::default())
+}
+
+fn metrics() -> (Metrics, TenantMetrics) {
+    let m = Metrics::new(&MetricsSettings::default(), "v", "r").unwrap();
+    let t = m.tenant("acme");
+    (m, t)
+}
+
+fn saved(dir: &Path) -> Arc<Store> {
+    let store = Store::open(dir);
+    let (_, t) = metrics();
+    t.token_refresh();
+    store
+        .tenant("acme", URL)
+        .write(&tracker(), &t.snapshot())
+        .unwrap();
+    store
+}
+
+fn set_aside_files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("acme.json."))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_written_state_is_resumed_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = saved(dir.path());
+    match store.load("acme", URL, DAY, Utc::now()) {
+        Loaded::Resumed { state, tracker, .. } => {
+            assert!(!tracker.is_primed());
+            let token = state
+                .values
+                .get(&crate::metrics::catalogue::TOKEN_REFRESHES, &[]);
+            assert_eq!(token, Some(&crate::metrics::state::Value::Counter(1)));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(set_aside_files(dir.path()).is_empty());
+}
+
+#[test]
+fn no_file_starts_fresh() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path());
+    assert!(matches!(
+        store.load("acme", URL, DAY, Utc::now()),
+        Loaded::Missing
+    ));
+}
+
+fn assert_set_aside(dir: &Path, store: &Store, url: &str, now: DateTime<Utc>, reason: &str) {
+    match store.load("acme", url, DAY, now) {
+        Loaded::SetAside(r) => assert_eq!(r, reason),
+        other => panic!("{reason}: {other:?}"),
+    }
+    let aside = set_aside_files(dir);
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    assert!(
+        aside[0].starts_with(&format!("acme.json.{reason}-")),
+        "{aside:?}"
+    );
+    assert!(!store.path("acme").exists(), "renamed, not left in place");
+    assert!(
+        matches!(store.load("acme", url, DAY, now), Loaded::Missing),
+        "the next start finds nothing"
+    );
+}
+
+#[test]
+fn a_corrupt_file_is_set_aside() {
+    for bytes in [&b"{\"format\": 1, \"tenant\": \"acme\""[..], b"\0\0\0", b""] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path());
+        fs::write(store.path("acme"), bytes).unwrap();
+        assert_set_aside(dir.path(), &store, URL, Utc::now(), "corrupt");
+    }
+}
+
+#[test]
+fn a_valid_header_with_a_broken_body_is_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path());
+    let header = format!(
+        "{{\"format\":1,\"tenant\":\"acme\",\"base_url\":\"{URL}\",\"saved_at\":\"{}\",\"tracker\":7,\"metrics\":{{}}}}",
+        Utc::now().to_rfc3339()
+    );
+    fs::write(store.path("acme"), header).unwrap();
+    assert_set_aside(dir.path(), &store, URL, Utc::now(), "corrupt");
+}
+
+#[test]
+fn another_tenants_file_is_set_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = saved(dir.path());
+    assert_set_aside(
+        dir.path(),
+        &store,
+        "https://other.api.identitynow.com/",
+        Utc::now(),
+        "foreign",
+    );
+}
+
+#[test]
+fn an_unknown_format_version_is_set_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = saved(dir.path());
+    let text = fs::read_to_string(store.path("acme")).unwrap();
+    let text = text.replacen("\"format\":1", "\"format\":99", 1);
+    fs::write(store.path("acme"), text).unwrap();
+    assert_set_aside(dir.path(), &store, URL, Utc::now(), "version");
+}
+
+#[test]
+fn a_state_older_than_lookback_is_set_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = saved(dir.path());
+    let later = Utc::now() + chrono::Duration::hours(25);
+    assert_set_aside(dir.path(), &store, URL, later, "too_old");
+}
+
+#[test]
+fn a_failed_write_keeps_the_previous_file_and_leaves_no_temporary() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = saved(dir.path());
+    let before = fs::read(store.path("acme")).unwrap();
+    // A directory where the temporary file would go makes its creation fail.
+    fs::create_dir(dir.path().join(".acme.json.tmp")).unwrap();
+    let (_, t) = metrics();
+    assert!(
+        store
+            .tenant("acme", URL)
+            .write(&tracker(), &t.snapshot())
+            .is_err()
+    );
+    assert_eq!(fs::read(store.path("acme")).unwrap(), before);
+}
+
+#[tokio::test]
+async fn an_unwritable_directory_is_counted_and_serving_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    // A file where the directory should be: nothing can be created under it, even as root.
+    let blocked = dir.path().join("state");
+    fs::write(&blocked, b"not a directory").unwrap();
+    let store = Store::open(&blocked);
+    let (m, t) = metrics();
+    t.apply(|u| u.storage_enabled());
+    let writer = store.tenant("acme", URL);
+    writer.save(&tracker(), &t).await;
+    writer.save(&tracker(), &t).await;
+    let s = crate::metrics::exposition::parse(&String::from_utf8(m.render()).unwrap());
+    assert_eq!(
+        crate::metrics::exposition::value(
+            &s,
+            "sailpoint_exporter_state_writes_failed_total",
+            &[("tenant", "acme")]
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        crate::metrics::exposition::value(
+            &s,
+            "sailpoint_exporter_state_last_write_success_timestamp_seconds",
+            &[]
+        ),
+        None
+    );
+}
+
+#[test]
+fn open_removes_a_temporary_file_left_by_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join(".acme.json.tmp"), b"half").unwrap();
+    Store::open(dir.path());
+    assert!(!dir.path().join(".acme.json.tmp").exists());
+}

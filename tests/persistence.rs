@@ -1,0 +1,384 @@
+//! State across restarts (`--storage.path`) and consistent scrapes, with the real
+//! `sailpoint-task-exporter serve` binary against a simulated tenant in this process.
+//!
+//! The simulator's tasks are the ground truth: every task is added after the first
+//! start primed, so every completion must be counted exactly once across SIGKILLs at
+//! random moments and the downtimes between them — counters, histograms and
+//! last-completed gauges compared from 0.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use chrono::{SubsecRound, TimeDelta, Utc};
+use rand::{Rng, SeedableRng};
+use sailpoint_task_exporter::metrics::exposition::{self, Sample};
+use sailpoint_task_exporter::sailpoint::model::{CompletionStatus, TaskStatusMessage};
+use sailpoint_task_exporter::simulator::{
+    DEMO_CLIENT_SECRET, NewTask, Scenario, SimConfig, SimHandle, Simulator,
+};
+
+mod common;
+mod exporter_common;
+use common::Daemon;
+use exporter_common::{DURATION_BUCKETS, QUEUE_WAIT_BUCKETS, TENANT, assert_samples_match_truth};
+
+async fn get(daemon: &Daemon, path: &str) -> Result<(u16, String), String> {
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let response = client
+        .get(daemon.url(path))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = response.status().as_u16();
+    Ok((status, response.text().await.map_err(|e| e.to_string())?))
+}
+
+async fn scrape(daemon: &Daemon) -> Vec<Sample> {
+    match get(daemon, "/metrics").await {
+        Ok((200, body)) => exposition::parse(&body),
+        other => panic!("scrape failed: {other:?}\n{}", daemon.log_text()),
+    }
+}
+
+async fn wait_ready(daemon: &Daemon) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !matches!(get(daemon, "/-/ready").await, Ok((200, _))) {
+        assert!(
+            Instant::now() < deadline,
+            "not ready:\n{}",
+            daemon.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn wait_for(daemon: &Daemon, what: &str, check: impl Fn(&[Sample]) -> bool) -> Vec<Sample> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let samples = scrape(daemon).await;
+        if check(&samples) {
+            return samples;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; log:\n{}",
+            daemon.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// An empty simulated tenant on a manual clock.
+async fn sim() -> SimHandle {
+    let cfg = SimConfig::new(23)
+        .with_scenario(Scenario::Empty)
+        .with_manual_clock(Utc::now().trunc_subsecs(0));
+    Simulator::start(cfg, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap()
+}
+
+/// The daemon's configuration: the harness's buckets (so its exact bucket comparison
+/// applies), state in `storage`, 1 s intervals.
+fn config(sim: &SimHandle, storage: &Path) -> String {
+    let list = |b: &[f64]| {
+        b.iter()
+            .map(|x| format!("{x:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "web:\n  listen_address: \"127.0.0.1:0\"\nmetrics:\n  duration_buckets: [{}]\n  queue_wait_buckets: [{}]\nstorage:\n  path: {}\ntenants:\n  - name: {TENANT}\n    base_url: {}\n    client_id: {}\n    client_secret: {DEMO_CLIENT_SECRET}\n    pending_interval: 1s\n    completed_interval: 1s\n    lookback: 1h\n",
+        list(&DURATION_BUCKETS),
+        list(&QUEUE_WAIT_BUCKETS),
+        storage.display(),
+        sim.base_url(),
+        sim.client_id(),
+    )
+}
+
+const SOURCES: [&str; 3] = ["Active Directory", "Workday", "ServiceNow"];
+const STATUSES: [CompletionStatus; 4] = [
+    CompletionStatus::Success,
+    CompletionStatus::Error,
+    CompletionStatus::Warning,
+    CompletionStatus::Terminated,
+];
+
+/// Adds `n` tasks with random source, status, queue wait and run time (all whole
+/// seconds), and lets simulated time pass until they have all finished.
+fn complete_tasks(sim: &SimHandle, rng: &mut rand::rngs::StdRng, n: usize) {
+    let now = sim.now();
+    for _ in 0..n {
+        let wait = TimeDelta::seconds(rng.gen_range(0..5));
+        let run = TimeDelta::seconds(rng.gen_range(1..400));
+        let status = STATUSES[rng.gen_range(0..STATUSES.len())].clone();
+        let messages = if status == CompletionStatus::Success {
+            Vec::new()
+        } else {
+            vec![TaskStatusMessage {
+                level: "ERROR".into(),
+                key: "failed".into(),
+                ..TaskStatusMessage::default()
+            }]
+        };
+        sim.add_task(
+            NewTask::account_aggregation(SOURCES[rng.gen_range(0..SOURCES.len())])
+                .created(now)
+                .launched(now + wait)
+                .completes(now + wait + run, status)
+                .messages(messages),
+        );
+    }
+    sim.advance(Duration::from_secs(410));
+}
+
+fn completed_total(samples: &[Sample]) -> f64 {
+    exposition::sum(
+        samples,
+        "sailpoint_tasks_completed_total",
+        &[("tenant", TENANT)],
+    )
+}
+
+async fn start(config: &Path, log: &Path) -> Daemon {
+    let daemon = Daemon::start(config, log).await;
+    wait_ready(&daemon).await;
+    daemon
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_at_random_moments_neither_loses_nor_double_counts_a_completion() {
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().join("state");
+    let config_path = dir.path().join("exporter.yaml");
+    std::fs::write(&config_path, config(&sim, &storage)).unwrap();
+    let seed = rand::random::<u64>();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let log = |i: usize| dir.path().join(format!("daemon-{i}.log"));
+
+    let mut daemon = start(&config_path, &log(0)).await;
+    // Everything after this instant is counted: the tenant is primed, and no task exists.
+    let primed_at = sim.now();
+    for round in 1..=5 {
+        let n = rng.gen_range(1..8);
+        complete_tasks(&sim, &mut rng, n);
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(0..2500))).await;
+        daemon.signal("KILL");
+        assert!(
+            daemon.wait_exit(Duration::from_secs(10)).await.is_some(),
+            "seed {seed}: the daemon did not die"
+        );
+        // Completions while the exporter is down.
+        let n = rng.gen_range(0..8);
+        complete_tasks(&sim, &mut rng, n);
+        if round == 3 {
+            // What a kill in the middle of a write leaves behind: a torn temporary file.
+            std::fs::write(
+                storage.join(format!(".{TENANT}.json.tmp")),
+                b"{\"format\":1,",
+            )
+            .unwrap();
+        }
+        daemon = start(&config_path, &log(round)).await;
+        assert!(
+            daemon.log_text().contains("resuming from the state file"),
+            "seed {seed}: round {round} did not resume:\n{}",
+            daemon.log_text()
+        );
+    }
+    let want = sim.tasks().len() as f64;
+    let samples = wait_for(&daemon, "every completion counted", |s| {
+        completed_total(s) >= want
+    })
+    .await;
+    assert_eq!(completed_total(&samples), want, "seed {seed}");
+    // Two more rounds of polls, then the exact comparison: nothing counted twice late.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let samples = scrape(&daemon).await;
+    assert_samples_match_truth(&samples, &sim, primed_at, Duration::from_secs(3600));
+    let errors: f64 = exposition::sum(
+        &samples,
+        "sailpoint_task_messages_total",
+        &[("level", "error")],
+    );
+    let failed = sim
+        .tasks()
+        .iter()
+        .filter(|t| t.completion_status != Some(CompletionStatus::Success))
+        .count();
+    assert_eq!(errors, failed as f64, "seed {seed}: error messages");
+    assert_eq!(
+        exposition::value(
+            &samples,
+            "sailpoint_exporter_state_writes_failed_total",
+            &[("tenant", TENANT)]
+        ),
+        Some(0.0)
+    );
+    assert!(!storage.join(format!(".{TENANT}.json.tmp")).exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_state_file_is_set_aside_counted_and_the_tenant_starts_fresh() {
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().join("state");
+    std::fs::create_dir_all(&storage).unwrap();
+    let foreign = format!(
+        "{{\"format\":1,\"tenant\":\"{TENANT}\",\"base_url\":\"https://elsewhere.example/\",\"saved_at\":\"{}\"}}",
+        Utc::now().to_rfc3339()
+    );
+    std::fs::write(storage.join(format!("{TENANT}.json")), foreign).unwrap();
+    let config_path = dir.path().join("exporter.yaml");
+    std::fs::write(&config_path, config(&sim, &storage)).unwrap();
+    let daemon = start(&config_path, &dir.path().join("daemon.log")).await;
+    let samples = scrape(&daemon).await;
+    let set_aside = |reason: &str| {
+        exposition::value(
+            &samples,
+            "sailpoint_exporter_state_set_aside_total",
+            &[("tenant", TENANT), ("reason", reason)],
+        )
+    };
+    assert_eq!(set_aside("foreign"), Some(1.0));
+    assert_eq!(set_aside("corrupt"), Some(0.0));
+    let aside: Vec<String> = std::fs::read_dir(&storage)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(&format!("{TENANT}.json.foreign-")))
+        .collect();
+    assert_eq!(aside.len(), 1, "kept for inspection");
+    // The fresh tenant writes its own state.
+    wait_for(&daemon, "a state write", |s| {
+        exposition::value(
+            s,
+            "sailpoint_exporter_state_last_write_success_timestamp_seconds",
+            &[("tenant", TENANT)],
+        )
+        .is_some()
+    })
+    .await;
+    let text = std::fs::read_to_string(storage.join(format!("{TENANT}.json"))).unwrap();
+    assert!(text.contains(&sim.base_url()), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unwritable_storage_path_is_counted_while_serving_goes_on() {
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    // A file where the directory should be: unwritable even for root.
+    let storage = dir.path().join("state");
+    std::fs::write(&storage, b"").unwrap();
+    let config_path = dir.path().join("exporter.yaml");
+    std::fs::write(&config_path, config(&sim, &storage)).unwrap();
+    let daemon = start(&config_path, &dir.path().join("daemon.log")).await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    complete_tasks(&sim, &mut rng, 3);
+    let samples = wait_for(&daemon, "3 completions and failed writes", |s| {
+        completed_total(s) == 3.0
+            && exposition::value(
+                s,
+                "sailpoint_exporter_state_writes_failed_total",
+                &[("tenant", TENANT)],
+            )
+            .is_some_and(|n| n >= 2.0)
+    })
+    .await;
+    assert_eq!(
+        exposition::value(&samples, "sailpoint_up", &[("tenant", TENANT)]),
+        Some(1.0)
+    );
+    assert_eq!(
+        daemon
+            .log_text()
+            .matches("cannot write the state file")
+            .count(),
+        1,
+        "logged once, not at every poll"
+    );
+}
+
+/// A scraper hammering `/metrics` while polls apply: every scrape sees whole polls. A
+/// pending task's series never disappears while it is pending, and no group's counter is
+/// ever ahead of (or behind) its duration histogram's count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hammering_scraper_never_sees_half_a_poll() {
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("exporter.yaml");
+    let yaml = config(&sim, &dir.path().join("state"))
+        .replace("pending_interval: 1s", "pending_interval: 100ms")
+        .replace("completed_interval: 1s", "completed_interval: 100ms");
+    std::fs::write(&config_path, yaml).unwrap();
+    let daemon = start(&config_path, &dir.path().join("daemon.log")).await;
+    // A task pending for the whole test.
+    let stuck = sim.add_task(NewTask::account_aggregation("Stuck").launched(sim.now()));
+    wait_for(&daemon, "the stuck task's series", |s| {
+        exposition::value(
+            s,
+            "sailpoint_pending_task_created_timestamp_seconds",
+            &[("id", &stuck)],
+        )
+        .is_some()
+    })
+    .await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let url = daemon.url("/metrics");
+    let deadline = Instant::now() + Duration::from_secs(8);
+    let (mut scrapes, mut last_total) = (0, 0.0);
+    while Instant::now() < deadline {
+        if scrapes % 20 == 0 {
+            complete_tasks(&sim, &mut rng, 2);
+        }
+        let body = client.get(&url).send().await.unwrap().text().await.unwrap();
+        let s = exposition::parse(&body);
+        scrapes += 1;
+        assert!(
+            exposition::value(
+                &s,
+                "sailpoint_pending_task_created_timestamp_seconds",
+                &[("id", &stuck)]
+            )
+            .is_some(),
+            "scrape {scrapes}: the pending task's series is missing"
+        );
+        assert_eq!(
+            exposition::value(
+                &s,
+                "sailpoint_tasks_pending",
+                &[("source", "Stuck [source]")]
+            ),
+            Some(1.0),
+            "scrape {scrapes}"
+        );
+        for counter in s
+            .iter()
+            .filter(|x| x.name == "sailpoint_tasks_completed_total")
+        {
+            let labels: Vec<(&str, &str)> = counter
+                .labels
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            assert_eq!(
+                exposition::value(&s, "sailpoint_task_duration_seconds_count", &labels)
+                    .unwrap_or(0.0),
+                counter.value,
+                "scrape {scrapes}: counter and histogram of {labels:?}"
+            );
+        }
+        let total = completed_total(&s);
+        assert!(total >= last_total, "scrape {scrapes}: a counter went down");
+        last_total = total;
+    }
+    assert!(scrapes > 50, "only {scrapes} scrapes");
+    assert!(last_total > 0.0, "polls applied while scraping");
+}
