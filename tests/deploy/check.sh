@@ -154,8 +154,8 @@ kustomize_builds() {
     cp -r deploy/kubernetes "$WORK/kubernetes" || return 1
     printf 'components:\n  - sharded\n' >>"$WORK/kubernetes/kustomization.yaml"
     kubectl kustomize "$WORK/kubernetes" >"$WORK/sharded.yaml" || return 1
-    grep -q '^kind: StatefulSet$' "$WORK/sharded.yaml" && ! grep -q '^kind: Deployment$' "$WORK/sharded.yaml" \
-        || { echo "the sharded build must have a StatefulSet and no Deployment"; return 1; }
+    grep -q '^kind: StatefulSet$' "$WORK/sharded.yaml" && ! grep -q -e '^kind: Deployment$' -e '^kind: PersistentVolumeClaim$' "$WORK/sharded.yaml" \
+        || { echo "the sharded build must have a StatefulSet and no Deployment or shared claim"; return 1; }
     # The built-in kinds of the build validate (the CRDs only warn: no schema ships).
     "$VENV/bin/kubernetes-validate" --strict --quiet -k "${K8S_VERSIONS[-1]}" "$WORK/sharded.yaml" || return 1
     echo "kubectl kustomize: base and sharded build"
