@@ -133,6 +133,11 @@ impl Changes {
     }
 }
 
+/// After a background render, the renderer pauses this many times the render's duration
+/// before the next, so rendering takes at most 1 / (1 + factor) of one core however many
+/// tenants apply changes.
+pub const RENDER_PAUSE_FACTOR: u32 = 3;
+
 /// The exporter's metric state; shared (`Arc`) by the pollers and the HTTP server.
 pub struct Metrics {
     registry: Registry,
@@ -218,7 +223,8 @@ impl Metrics {
             })
     }
 
-    /// Keeps the exposition pre-rendered: renders after every applied change and every
+    /// Keeps the exposition pre-rendered: renders after applied changes (at most a quarter
+    /// of the time, see [`RENDER_PAUSE_FACTOR`]) and every
     /// [`render::PROCESS_REFRESH`] for the process metrics, until `shutdown` resolves.
     /// Must be called inside a tokio runtime.
     pub fn spawn_renderer(
@@ -234,11 +240,22 @@ impl Metrics {
                     _ = tokio::time::sleep(render::PROCESS_REFRESH) => {}
                 }
                 let m = Arc::clone(&metrics);
+                let started = std::time::Instant::now();
                 if tokio::task::spawn_blocking(move || m.exposition())
                     .await
                     .is_err()
                 {
                     tracing::error!("rendering metrics panicked");
+                }
+                // Every tenant's poll is a change: with hundreds of tenants, rendering
+                // everything after each one would cost O(tenants²) per cycle. Pausing
+                // RENDER_PAUSE_FACTOR times the render time keeps rendering under a
+                // quarter of a core; changes meanwhile are coalesced into the next render
+                // (a scrape in between renders for itself).
+                let pause = started.elapsed().saturating_mul(RENDER_PAUSE_FACTOR);
+                tokio::select! {
+                    _ = shutdown.changed() => return,
+                    _ = tokio::time::sleep(pause) => {}
                 }
             }
         })
