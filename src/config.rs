@@ -285,6 +285,10 @@ pub struct MetricsSettings {
     pub queue_wait_buckets: Vec<f64>,
     /// Regex rewrites applied to task names after the id/uuid suffix is stripped.
     pub task_name_rewrites: Vec<Rewrite>,
+    /// At most this many distinct result attributes per (task_name, source) group in
+    /// `sailpoint_task_returns_total` / `sailpoint_task_return_value`; the rest fold into
+    /// `attribute="other"` (0 folds them all).
+    pub max_return_attributes: usize,
 }
 
 /// Default duration buckets: one second to one day.
@@ -306,6 +310,7 @@ impl Default for MetricsSettings {
             duration_buckets: DEFAULT_DURATION_BUCKETS.to_vec(),
             queue_wait_buckets: DEFAULT_QUEUE_WAIT_BUCKETS.to_vec(),
             task_name_rewrites: Vec::new(),
+            max_return_attributes: 32,
         }
     }
 }

@@ -1,5 +1,5 @@
 //! The real rendered `/metrics` output of an exporter that polled a realistic simulated
-//! tenant must pass `promtool check metrics` with no finding at all (DESIGN §4).
+//! tenant must pass `promtool check metrics` with no finding at all (docs/metrics.md).
 
 mod exporter_common;
 

@@ -1,6 +1,6 @@
 //! The typed models against every example payload in `tests/fixtures` (copied from the
 //! official spec, the Postman collection and real-tenant captures; see
-//! `../shared/sailpoint/examples/README.md` for their provenance).
+//! docs/sailpoint-api.md, "Where the test fixtures come from", for their provenance).
 
 use std::path::Path;
 

@@ -23,9 +23,10 @@
 //! exactly once. At the end the faults are switched off and the clock stops; when each
 //! list has had a successful poll that started after that, nothing can change any more.
 //!
-//! Why the exactly-once argument holds with these settings (DESIGN §3): the completed poll
-//! reads down to `L = min(watermark, S*) − overlap`. The simulator clock is behind the
-//! daemon's clock, so `L = watermark − overlap` in simulated time. A task the pending
+//! Why the exactly-once argument holds with these settings (docs/design.md, "The completed
+//! path and the floor L"): the completed poll reads down to the floor
+//! `L = max(L_prev, min(watermark, S*) − overlap)`, all in the tenant's (simulated) time:
+//! the daemon corrects its clock by the skew of the `Date` header. A task the pending
 //! path never saw was created after the last successful pending poll before its
 //! completion, so it is found if `overlap` exceeds the simulated time between two
 //! successful pending polls. That gap is normally at most an outage (6 s) plus a poll
@@ -33,9 +34,8 @@
 //! clock [`SIM_STEP`] per [`TICK`] = 4× real time: about 60 simulated seconds. The
 //! overlap is therefore 4 minutes, four times that, which leaves room for an unlucky
 //! streak of random faults after an outage; it also keeps the completed reads a few pages
-//! long, so page shifts happen on every completed poll. (With the simulator clock ahead
-//! of the daemon's, `L` would follow the daemon's clock instead and read further back:
-//! safe, but the read grows with the skew, so the test skews the other way.)
+//! long, so page shifts happen on every completed poll. (The simulated clock runs ahead of the
+//! daemon's by design; the `Date` header carries it, so the bounds follow it.)
 //!
 //! `cargo test --test soak` runs the short variant (two minutes of faults, part of the
 //! test suite); `scripts/soak.sh` runs the long one (`SOAK_SECONDS`, default 240).

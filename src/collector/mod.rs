@@ -1,5 +1,5 @@
 //! The collector: one independent poller per tenant that keeps the metric state current
-//! with exactly-once accounting of completed tasks (DESIGN §3).
+//! with exactly-once accounting of completed tasks (docs/design.md, "Counting exactly once").
 //!
 //! - [`tracker`]: the pure exactly-once state (pending set, watermark, dedupe set);
 //! - [`read`]: a poll's reads from the API, kept apart so a poll applies whole or not at all;

@@ -5,7 +5,7 @@
 //! Each poll reads under a deadline (`poll_timeout`), then applies the whole read to the
 //! [`Tracker`] and the metrics, or — on any error or timeout — applies nothing, counts
 //! `poll_errors_total{list}` and drops `sailpoint_up` to 0. The first poll of either list
-//! primes instead (DESIGN §3 "Startup"); until priming succeeds nothing is counted.
+//! primes instead (docs/design.md, "Priming at start"); until priming succeeds nothing is counted.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

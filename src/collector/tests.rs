@@ -1,4 +1,4 @@
-//! Exactly-once rules of DESIGN §3, checked against an in-memory [`TaskSource`] with
+//! Exactly-once rules (docs/design.md, "Counting exactly once"), checked against an in-memory [`TaskSource`] with
 //! exact expectations on the rendered metrics.
 
 use std::collections::{BTreeMap, HashSet};

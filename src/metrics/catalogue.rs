@@ -263,6 +263,27 @@ pub const TRACKED: Family = tenant(
     &["tenant", "state"],
     "Tasks held in memory for exactly-once tracking: pending set and recently recorded (dedupe) set.",
 );
+/// `sailpoint_task_returns_total`.
+pub const RETURNS_TOTAL: Family = tenant(
+    "sailpoint_task_returns_total",
+    Kind::Counter,
+    &["tenant", "task_name", "source", "attribute"],
+    "Sum of a numeric task result (a returns entry whose attributes value is a number, e.g. total, created, updated, deleted of an account aggregation) over completed tasks, each counted once; negative values are not added.",
+);
+/// `sailpoint_task_return_value`.
+pub const RETURN_VALUE: Family = tenant(
+    "sailpoint_task_return_value",
+    Kind::Gauge,
+    &["tenant", "task_name", "source", "attribute"],
+    "The numeric task result of the latest completed task of the group that reported results (primed from lookback at start).",
+);
+/// `sailpoint_exporter_return_attributes_folded_total`.
+pub const RETURN_ATTRIBUTES_FOLDED: Family = tenant(
+    "sailpoint_exporter_return_attributes_folded_total",
+    Kind::Counter,
+    TENANT,
+    "Task results attributed to attribute=\"other\" because their group reached metrics.max_return_attributes distinct attributes.",
+);
 /// `sailpoint_exporter_groups_folded_total`.
 pub const GROUPS_FOLDED: Family = tenant(
     "sailpoint_exporter_groups_folded_total",
@@ -352,6 +373,8 @@ pub const CATALOGUE: &[Family] = &[
     LAST_COMPLETED,
     LAST_DURATION,
     MESSAGES_TOTAL,
+    RETURNS_TOTAL,
+    RETURN_VALUE,
     LAST_POLL_SUCCESS,
     LAST_POLL_DURATION,
     POLL_ERRORS,
@@ -361,6 +384,7 @@ pub const CATALOGUE: &[Family] = &[
     TOKEN_REFRESHES,
     TRACKED,
     GROUPS_FOLDED,
+    RETURN_ATTRIBUTES_FOLDED,
     INVALID_RECORDS,
     CLOCK_SKEW,
     LOOKUPS_SET_ASIDE,

@@ -94,6 +94,7 @@ pub struct Rules {
     rewrites: Vec<Rewrite>,
     duration_buckets: Vec<f64>,
     queue_wait_buckets: Vec<f64>,
+    max_return_attributes: usize,
 }
 
 impl Rules {
@@ -104,7 +105,13 @@ impl Rules {
             rewrites: settings.task_name_rewrites.clone(),
             duration_buckets: settings.duration_buckets.clone(),
             queue_wait_buckets: settings.queue_wait_buckets.clone(),
+            max_return_attributes: settings.max_return_attributes,
         }
+    }
+
+    /// Distinct result attributes a group may have as labels of their own.
+    pub fn max_return_attributes(&self) -> usize {
+        self.max_return_attributes
     }
 
     /// The upper bounds of a histogram family's buckets (empty for other families).

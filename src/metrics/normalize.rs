@@ -95,6 +95,27 @@ pub fn message_level(level: &str) -> Option<&'static str> {
     }
 }
 
+/// Longest `attribute` label value.
+pub const MAX_ATTRIBUTE_CHARS: usize = 64;
+
+/// The `attribute` label of a task result: ASCII letters, digits and `_` kept, anything
+/// else replaced by `_`, cut at [`MAX_ATTRIBUTE_CHARS`]; None when nothing is left.
+pub fn attribute(name: &str) -> Option<String> {
+    let label: String = name
+        .trim()
+        .chars()
+        .take(MAX_ATTRIBUTE_CHARS)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    (!label.is_empty() && label.chars().any(|c| c != '_')).then_some(label)
+}
+
 fn truncate(s: &str) -> String {
     s.chars().take(MAX_LABEL_CHARS).collect()
 }

@@ -183,6 +183,11 @@ fn append(
                 counter.set_value(*c as f64);
                 metric.set_counter(counter);
             }
+            Value::Sum(v) => {
+                let mut counter = Counter::default();
+                counter.set_value(*v);
+                metric.set_counter(counter);
+            }
             Value::Gauge(g) => {
                 let mut gauge = Gauge::default();
                 gauge.set_value(*g);

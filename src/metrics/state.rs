@@ -20,6 +20,7 @@ use super::{
 use crate::sailpoint::RetryReason;
 use crate::sailpoint::client::operation;
 use crate::sailpoint::model::{CompletionStatus, TaskStatus};
+use crate::sailpoint::results::task_results;
 use crate::sailpoint::tolerant::RecordFault;
 
 /// Buckets, sum and count of one histogram series. `counts` holds one non-cumulative
@@ -62,6 +63,8 @@ impl Histogram {
 pub enum Value {
     /// A counter's count.
     Counter(u64),
+    /// A counter that sums fractional amounts (task results); never negative.
+    Sum(f64),
     /// A gauge's value.
     Gauge(f64),
     /// A histogram's buckets.
@@ -108,6 +111,21 @@ impl Values {
         match slot {
             Value::Counter(c) => *c = c.saturating_add(n),
             other => *other = Value::Counter(n),
+        }
+    }
+
+    fn add_amount(&mut self, family: &Family, labels: &[&str], amount: f64) {
+        if !(amount.is_finite() && amount >= 0.0) {
+            return;
+        }
+        let slot = self
+            .series_mut(family)
+            .entry(key(labels))
+            .or_insert(Value::Sum(0.0));
+        match slot {
+            Value::Sum(s) if (*s + amount).is_finite() => *s += amount,
+            Value::Sum(_) => {}
+            other => *other = Value::Sum(amount),
         }
     }
 
@@ -163,6 +181,7 @@ impl Values {
                 labels.len() + 1 == family.labels.len()
                     && match (family.kind, value) {
                         (Kind::Counter, Value::Counter(_)) => true,
+                        (Kind::Counter, Value::Sum(s)) => s.is_finite() && *s >= 0.0,
                         (Kind::Gauge, Value::Gauge(v)) => v.is_finite(),
                         (Kind::Histogram, Value::Histogram(h)) => {
                             h.counts.len() == bounds.len() + 1
@@ -198,6 +217,12 @@ pub struct TenantState {
     folded_pending: BTreeSet<String>,
     /// Completion statuses outside the documented five that got a label of their own.
     unknown_statuses: BTreeSet<String>,
+    /// Result attributes admitted per group under `max_return_attributes`.
+    #[serde(default, with = "pairs")]
+    return_attributes: BTreeMap<Group, BTreeSet<String>>,
+    /// The latest task per group that reported results, for `sailpoint_task_return_value`.
+    #[serde(default, with = "pairs")]
+    latest_results: BTreeMap<Group, LatestRank>,
     /// Outcome of the last pending poll (not persisted: a restart starts at `up 0`).
     #[serde(skip)]
     pending_ok: bool,
@@ -394,14 +419,80 @@ impl<'a> Update<'a> {
             }
         }
         self.update_latest(&group, &status, task);
+        self.record_results(&group, task, true);
     }
 
     /// Startup backlog: sets the last-completed gauges only, never counters or
-    /// histograms (the backlog happened before the exporter was watching).
+    /// histograms (the backlog happened before the exporter was watching). Its result
+    /// attributes get their `sailpoint_task_returns_total` series at 0.
     pub fn record_primed(&mut self, task: &TaskStatus) {
         let (group, _) = self.group_of(task);
         let status = self.status_label(task);
         self.update_latest(&group, &status, task);
+        self.record_results(&group, task, false);
+    }
+
+    /// The numeric results of a finished task: added to `sailpoint_task_returns_total`
+    /// when `counted` (at 0 otherwise), and `sailpoint_task_return_value` when the task is
+    /// the newest of its group with results. Attribute labels are sanitised; past
+    /// `max_return_attributes` per group they fold into `other`.
+    fn record_results(&mut self, group: &Group, task: &TaskStatus, counted: bool) {
+        let results = task_results(task);
+        if results.is_empty() {
+            return;
+        }
+        let mut labelled: Vec<(String, f64)> = Vec::new();
+        for result in results {
+            let Some(attribute) = normalize::attribute(&result.attribute) else {
+                continue;
+            };
+            let admitted = self
+                .state
+                .return_attributes
+                .entry(group.clone())
+                .or_default();
+            let label = if admitted.contains(&attribute)
+                || admitted.len() < self.rules.max_return_attributes()
+            {
+                admitted.insert(attribute.clone());
+                attribute
+            } else {
+                self.state
+                    .values
+                    .add(&cat::RETURN_ATTRIBUTES_FOLDED, &[], 1);
+                OTHER.to_string()
+            };
+            match labelled.iter_mut().find(|(l, _)| *l == label) {
+                Some((_, v)) => *v += result.value,
+                None => labelled.push((label, result.value)),
+            }
+        }
+        let (t, s) = (group.task_name.as_str(), group.source.as_str());
+        for (attribute, value) in &labelled {
+            let amount = if counted { *value } else { 0.0 };
+            self.state
+                .values
+                .add_amount(&cat::RETURNS_TOTAL, &[t, s, attribute], amount);
+        }
+        let rank = (
+            task_end(task).unwrap_or(task.created),
+            task.created,
+            task.id.clone(),
+        );
+        if self
+            .state
+            .latest_results
+            .get(group)
+            .is_some_and(|current| *current >= rank)
+        {
+            return;
+        }
+        self.state.latest_results.insert(group.clone(), rank);
+        for (attribute, value) in &labelled {
+            self.state
+                .values
+                .set(&cat::RETURN_VALUE, &[t, s, attribute], *value);
+        }
     }
 
     /// The `status` label, with a cardinality guard: statuses outside the documented five

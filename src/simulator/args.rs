@@ -146,6 +146,7 @@ impl SimulateArgs {
             history: self.history,
             pending: self.pending,
             sources: self.sources,
+            anomalies: false,
         }
     }
 

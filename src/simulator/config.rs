@@ -218,6 +218,10 @@ pub struct SimConfig {
     pub pending: Option<usize>,
     /// Number of sources; `None` = the scenario's default.
     pub sources: Option<usize>,
+    /// The anomalies of `aggregation-anomalies` on top of any scenario (GitHub's account
+    /// aggregations find no account, Active Directory's delete two accounts in five, both
+    /// from two nominal hours after the start).
+    pub anomalies: bool,
 }
 
 impl Default for SimConfig {
@@ -234,6 +238,7 @@ impl Default for SimConfig {
             history: None,
             pending: None,
             sources: None,
+            anomalies: false,
         }
     }
 }
@@ -293,6 +298,12 @@ impl SimConfig {
     /// Sets the number of pending tasks at start.
     pub fn with_pending(mut self, pending: usize) -> Self {
         self.pending = Some(pending);
+        self
+    }
+
+    /// Adds the aggregation anomalies (see [`SimConfig::anomalies`]).
+    pub fn with_anomalies(mut self) -> Self {
+        self.anomalies = true;
         self
     }
 

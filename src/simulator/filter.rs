@@ -87,7 +87,7 @@ impl Field {
 }
 
 /// The task kinds the `type` filter accepts (SailPoint rejects the scheduler kinds
-/// `QUARTZ`/`QPOC`/`QUEUED_TASK` there; see API-NOTES section 6).
+/// `QUARTZ`/`QPOC`/`QUEUED_TASK` there; see docs/sailpoint-api.md, "Paging, filters and sorters").
 pub const TASK_KINDS: [&str; 15] = [
     "CLOUD_ACCOUNT_AGGREGATION",
     "CLOUD_GROUP_AGGREGATION",

@@ -59,6 +59,8 @@ pub(crate) struct SourceSpec {
     pub profile: Profile,
     /// What the source's live account aggregations report (`aggregation-anomalies`).
     pub results: AggregationResults,
+    /// From when on (`created`) `results` applies; earlier runs report normally.
+    pub results_from: Option<DateTime<Utc>>,
 }
 
 /// A recurring task: an aggregation of one source or the tenant's identity refresh.
@@ -164,6 +166,10 @@ fn shape(cfg: &SimConfig) -> Shape {
 /// Index of the source whose aggregations all fail in `failing-source` ("Salesforce").
 pub(crate) const FAILING_SOURCE: usize = 3;
 
+/// Nominal seconds after the start from which the anomalies of `aggregation-anomalies`
+/// (or `SimConfig::anomalies`) begin.
+pub(crate) const ANOMALY_ONSET_SECS: f64 = 7200.0;
+
 /// Index of the source whose live account aggregations find no account in
 /// `aggregation-anomalies` ("GitHub").
 pub(crate) const EMPTY_SOURCE: usize = 5;
@@ -204,13 +210,17 @@ pub(crate) fn build(cfg: &SimConfig, start: DateTime<Utc>) -> Blueprint {
     let pace = Pace::new(cfg.effective_speed());
     let shape = shape(cfg);
     let mut sources = sources(cfg.seed, shape.sources, shape.failing);
-    if shape.anomalies {
+    if shape.anomalies || cfg.anomalies {
+        // "Suddenly": two (nominal) hours after the start, so live aggregations with
+        // normal results come first.
+        let onset = start + pace.secs(ANOMALY_ONSET_SECS);
         for (index, results) in [
             (EMPTY_SOURCE, AggregationResults::Empty),
             (MASS_DELETION_SOURCE, AggregationResults::MassDeletion),
         ] {
             if let Some(s) = sources.get_mut(index) {
                 s.results = results;
+                s.results_from = Some(onset);
             }
         }
     }
@@ -254,6 +264,7 @@ fn sources(seed: u64, count: usize, failing: Option<usize>) -> Vec<SourceSpec> {
                 },
                 profile,
                 results: AggregationResults::Normal,
+                results_from: None,
             }
         })
         .collect()
@@ -501,6 +512,7 @@ pub(crate) fn scheduled_run(
         task.results = task
             .source
             .and_then(|i| sources.get(i as usize))
+            .filter(|s| s.results_from.is_some_and(|from| created >= from))
             .map_or(AggregationResults::Normal, |s| s.results);
     }
     let launched = task.launch_at.unwrap_or(created);

@@ -2,7 +2,7 @@
 //! rendering into the API's [`TaskStatus`] at a given instant.
 //!
 //! The vocabulary (names, descriptions, task definitions, messages) follows the
-//! official spec's examples and the real samples quoted in API-NOTES section 7.
+//! official spec's examples and the real samples described in docs/sailpoint-api.md ("The TaskStatus object").
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};

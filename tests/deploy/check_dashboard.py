@@ -6,7 +6,7 @@
     each with a refId (unique in the panel) and a non-empty expr;
   * panel ids unique, grid positions inside 24 columns and not overlapping;
   * every sailpoint_* selector filters on tenant=~"$tenant" (build_info has no tenant);
-  * every metric read is in the DESIGN catalogue or is a recording rule of the rules file;
+  * every metric read is in the metric catalogue or is a recording rule of the rules file;
   * the panels the deployment brief asks for are present.
 PromQL syntax is checked by check.sh with promtool on the output of promql_exprs.py.
 
@@ -107,7 +107,7 @@ def main(argv):
                 failures.append(f"{title} {t.get('refId')}: target datasource must be {DS}")
             for metric in metric_names(expr):
                 if metric not in SERIES and metric not in records:
-                    failures.append(f"{title}: {metric} is neither in the DESIGN catalogue nor a recording rule")
+                    failures.append(f"{title}: {metric} is neither in the metric catalogue nor a recording rule")
                 if metric in NO_TENANT_LABEL:
                     continue
                 for m in re.finditer(re.escape(metric) + r"(\{[^}]*\})?", expr):

@@ -6,7 +6,7 @@
   * every alert is unit-tested both firing (non-empty exp_alerts) and not firing
     (exp_alerts: []) in deploy/prometheus/tests/*.yml, and every recording rule is
     evaluated by a promql_expr_test;
-  * every metric the rules read is in the catalogue of DESIGN.md section 4.
+  * every metric the rules read is in the metric catalogue (docs/metrics.md, src/metrics/catalogue.rs).
 
 Usage: python3 tests/deploy/check_rules.py   (needs PyYAML). Exit 1 on failure.
 """
@@ -87,7 +87,7 @@ def main():
     for group in rules["groups"]:
         for rule in group["rules"]:
             for metric in metric_names(rule["expr"]) - SERIES - records:
-                failures.append(f"{rule.get('alert') or rule.get('record')}: {metric} is not in the DESIGN catalogue")
+                failures.append(f"{rule.get('alert') or rule.get('record')}: {metric} is not in the metric catalogue")
 
     for f in failures:
         print(f"FAIL {f}")

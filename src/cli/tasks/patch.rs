@@ -1,7 +1,7 @@
 //! The JSON Patch that marks a stuck task as finished.
 //!
 //! SailPoint's intended way to clear a pending task is to replace `/completionStatus` and
-//! `/completed` (API notes §8). The status goes in its upper-case wire form, the time as
+//! `/completed` (docs/sailpoint-api.md, "Marking a task finished"). The status goes in its upper-case wire form, the time as
 //! RFC 3339 UTC with milliseconds and `Z` — the form the API itself returns — rather than
 //! the space-separated form of the v2024 spec example.
 

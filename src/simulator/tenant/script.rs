@@ -153,6 +153,7 @@ impl Tenant {
             },
             profile: Profile::Healthy,
             results: AggregationResults::Normal,
+            results_from: None,
         });
         (self.sources.len() - 1) as u32
     }
