@@ -1,18 +1,17 @@
 //! Exposition: the tenants' owned states, each read as one consistent snapshot under its
-//! lock, plus the process-wide registry, encoded by the `prometheus` crate's text
-//! encoder — and kept pre-rendered (text and gzip) until something changes, so a scrape
+//! lock and written as text directly, plus the process-wide registry, encoded by the
+//! `prometheus` crate's text encoder — and kept pre-rendered (text and gzip) until something changes, so a scrape
 //! copies bytes.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use std::fmt::Write as _;
+
 use bytes::Bytes;
-use prometheus::proto::{
-    Bucket, Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType,
-};
 use prometheus::{Encoder, TextEncoder};
 
-use super::catalogue::{self as cat, Family, Kind, POLLED};
+use super::catalogue::{self as cat, Family, POLLED};
 use super::state::{TenantState, Value};
 use super::{Metrics, Rules};
 
@@ -76,10 +75,9 @@ impl Cache {
 
 /// Renders everything now: text, then gzip.
 pub(super) fn build(metrics: &Metrics) -> Exposition {
-    let mut families = tenant_families(metrics);
-    families.extend(metrics.registry.gather());
+    let mut text = tenant_text(metrics);
+    let mut families = metrics.registry.gather();
     families.sort_by(|a, b| a.name().cmp(b.name()));
-    let mut text = Vec::with_capacity(64 * 1024);
     // Encoding into a Vec cannot fail on I/O; a family the encoder rejects would be a
     // programming error, and the partial output is still better than none.
     if let Err(e) = TextEncoder::new().encode(&families, &mut text) {
@@ -109,53 +107,41 @@ fn gzip(text: &[u8]) -> std::io::Result<Vec<u8>> {
     encoder.finish()
 }
 
-/// One `MetricFamily` per tenant family that has series, each tenant's series taken
-/// from one snapshot under its lock.
-fn tenant_families(metrics: &Metrics) -> Vec<MetricFamily> {
+/// The tenant families as text: each tenant's series are written into one fragment per
+/// family from one snapshot under its lock, then every family is written once — its HELP
+/// and TYPE, then the fragments of every tenant (in tenant-name order). Written directly
+/// rather than through the `prometheus` crate's protobuf structures, which cost an
+/// allocation per label at every render (hundreds of MiB with hundreds of tenants).
+fn tenant_text(metrics: &Metrics) -> Vec<u8> {
     let families: Vec<&Family> = cat::tenant_families().collect();
-    let mut collected: Vec<Vec<Metric>> = families.iter().map(|_| Vec::new()).collect();
+    let mut fragments: Vec<String> = families.iter().map(|_| String::new()).collect();
     for handle in metrics.handles() {
         handle.read(|state, rules| {
-            for (family, out) in families.iter().zip(collected.iter_mut()) {
+            for (family, out) in families.iter().zip(fragments.iter_mut()) {
                 append(family, handle.tenant(), state, rules, out);
             }
         });
     }
-    families
-        .into_iter()
-        .zip(collected)
-        .filter(|(_, m)| !m.is_empty())
-        .map(|(family, mut metrics)| {
-            metrics.sort_by(|a, b| {
-                let values = |m: &Metric| -> Vec<String> {
-                    m.get_label()
-                        .iter()
-                        .map(|l| l.value().to_string())
-                        .collect()
-                };
-                values(a).cmp(&values(b))
-            });
-            let mut mf = MetricFamily::default();
-            mf.set_name(family.name.to_string());
-            mf.set_help(format!("{} {POLLED}", family.help));
-            mf.set_field_type(match family.kind {
-                Kind::Counter => MetricType::COUNTER,
-                Kind::Gauge => MetricType::GAUGE,
-                Kind::Histogram => MetricType::HISTOGRAM,
-            });
-            mf.set_metric(metrics);
-            mf
-        })
-        .collect()
+    let size = fragments.iter().map(String::len).sum::<usize>() + 64 * 1024;
+    let mut text = String::with_capacity(size);
+    for (family, body) in families.iter().zip(&fragments) {
+        if body.is_empty() {
+            continue;
+        }
+        let _ = writeln!(
+            text,
+            "# HELP {} {}",
+            family.name,
+            escape(&format!("{} {POLLED}", family.help), false)
+        );
+        let _ = writeln!(text, "# TYPE {} {}", family.name, family.kind.as_str());
+        text.push_str(body);
+    }
+    text.into_bytes()
 }
 
-fn append(
-    family: &Family,
-    tenant: &str,
-    state: &TenantState,
-    rules: &Rules,
-    out: &mut Vec<Metric>,
-) {
+/// Writes one tenant's series of `family` in the text format.
+fn append(family: &Family, tenant: &str, state: &TenantState, rules: &Rules, out: &mut String) {
     let Some(series) = state.values.series(family) else {
         return;
     };
@@ -164,55 +150,89 @@ fn append(
         if labels.len() + 1 != family.labels.len() {
             continue;
         }
-        let mut pairs: Vec<LabelPair> = std::iter::once(tenant)
-            .chain(labels.iter().map(String::as_str))
-            .zip(family.labels)
-            .map(|(value, name)| {
-                let mut pair = LabelPair::default();
-                pair.set_name((*name).to_string());
-                pair.set_value(value.to_string());
-                pair
-            })
+        // Labels in name order, like the `prometheus` crate writes them.
+        let mut named: Vec<(&str, &str)> = family
+            .labels
+            .iter()
+            .copied()
+            .zip(std::iter::once(tenant).chain(labels.iter().map(String::as_str)))
             .collect();
-        pairs.sort_by(|a, b| a.name().cmp(b.name()));
-        let mut metric = Metric::default();
-        metric.set_label(pairs);
+        named.sort_unstable_by_key(|(name, _)| *name);
+        let mut pairs = String::new();
+        for (name, value) in named {
+            if !pairs.is_empty() {
+                pairs.push(',');
+            }
+            let _ = write!(pairs, "{name}=\"{}\"", escape(value, true));
+        }
+        let name = family.name;
         match value {
             Value::Counter(c) => {
-                let mut counter = Counter::default();
-                counter.set_value(*c as f64);
-                metric.set_counter(counter);
+                let _ = writeln!(out, "{name}{{{pairs}}} {c}");
             }
-            Value::Sum(v) => {
-                let mut counter = Counter::default();
-                counter.set_value(*v);
-                metric.set_counter(counter);
-            }
-            Value::Gauge(g) => {
-                let mut gauge = Gauge::default();
-                gauge.set_value(*g);
-                metric.set_gauge(gauge);
+            Value::Sum(v) | Value::Gauge(v) => {
+                let _ = writeln!(out, "{name}{{{pairs}}} {}", number(*v));
             }
             Value::Histogram(h) => {
+                let sep = if pairs.is_empty() { "" } else { "," };
                 let mut cumulative = 0u64;
-                let buckets = bounds
-                    .iter()
-                    .zip(&h.counts)
-                    .map(|(bound, count)| {
-                        cumulative = cumulative.saturating_add(*count);
-                        let mut bucket = Bucket::default();
-                        bucket.set_upper_bound(*bound);
-                        bucket.set_cumulative_count(cumulative);
-                        bucket
-                    })
-                    .collect();
-                let mut histogram = Histogram::default();
-                histogram.set_bucket(buckets);
-                histogram.set_sample_count(h.count);
-                histogram.set_sample_sum(h.sum);
-                metric.set_histogram(histogram);
+                for (bound, count) in bounds.iter().zip(&h.counts) {
+                    cumulative = cumulative.saturating_add(*count);
+                    let _ = writeln!(
+                        out,
+                        "{name}_bucket{{{pairs}{sep}le=\"{}\"}} {cumulative}",
+                        number(*bound)
+                    );
+                }
+                let _ = writeln!(out, "{name}_bucket{{{pairs}{sep}le=\"+Inf\"}} {}", h.count);
+                let _ = writeln!(out, "{name}_sum{{{pairs}}} {}", number(h.sum));
+                let _ = writeln!(out, "{name}_count{{{pairs}}} {}", h.count);
             }
         }
-        out.push(metric);
+    }
+}
+
+/// A sample value or bucket bound as the text format writes it.
+fn number(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".to_string()
+    } else if v.is_infinite() {
+        if v > 0.0 { "+Inf" } else { "-Inf" }.to_string()
+    } else {
+        v.to_string()
+    }
+}
+
+/// Escapes a label value (backslash, double quote, newline) or a HELP text (backslash,
+/// newline).
+fn escape(s: &str, quote: bool) -> std::borrow::Cow<'_, str> {
+    if !(s.contains(['\\', '\n']) || quote && s.contains('"')) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '"' if quote => out.push_str("\\\""),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_and_help_are_escaped_as_the_text_format_requires() {
+        assert_eq!(escape("plain", true), "plain");
+        assert_eq!(escape("a\"b\\c\nd", true), "a\\\"b\\\\c\\nd");
+        assert_eq!(escape("say \"hi\"\n", false), "say \"hi\"\\n");
+        assert_eq!(number(f64::INFINITY), "+Inf");
+        assert_eq!(number(f64::NEG_INFINITY), "-Inf");
+        assert_eq!(number(0.1), "0.1");
+        assert_eq!(number(86400.0), "86400");
     }
 }
