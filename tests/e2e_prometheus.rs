@@ -24,6 +24,9 @@
 //! Needs `/usr/bin/prometheus` (Debian package `prometheus`, installed by
 //! `bash scripts/test.sh`) and `python3` (for `tests/deploy/promql_exprs.py`).
 
+#[path = "support/exposition.rs"]
+mod exposition;
+
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs::File;
 use std::net::{SocketAddr, TcpListener};
@@ -34,7 +37,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use regex::Regex;
-use sailpoint_task_exporter::metrics::{exposition, normalize};
+use sailpoint_task_exporter::metrics::normalize;
 use sailpoint_task_exporter::sailpoint::model::{CompletionStatus, TaskStatus};
 use sailpoint_task_exporter::simulator::{
     DEMO_CLIENT_SECRET, Faults, Scenario, SimConfig, SimHandle, Simulator,

@@ -176,7 +176,7 @@ async fn a_task_that_starts_and_finishes_between_two_pending_polls_is_counted_on
         ("source", "Workday [source]"),
         ("status", "error"),
     ];
-    use sailpoint_task_exporter::metrics::exposition::value;
+    use exporter_common::exposition::value;
     assert_eq!(
         value(&s, "sailpoint_tasks_completed_total", &labels),
         Some(1.0)
@@ -356,7 +356,7 @@ async fn a_restarted_exporter_primes_without_counting_the_backlog() {
     }
     let (mut second, second_primed) = primed(&sim).await;
     assert_matches_truth(&second, &sim, second_primed);
-    use sailpoint_task_exporter::metrics::exposition::sum;
+    use exporter_common::exposition::sum;
     assert_eq!(
         sum(&second.samples(), "sailpoint_tasks_completed_total", &[]),
         0.0,

@@ -10,8 +10,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use chrono::{SubsecRound, TimeDelta, Utc};
+use exporter_common::exposition::{self, Sample};
 use rand::{Rng, SeedableRng};
-use sailpoint_task_exporter::metrics::exposition::{self, Sample};
 use sailpoint_task_exporter::sailpoint::model::{CompletionStatus, TaskStatusMessage};
 use sailpoint_task_exporter::simulator::{
     DEMO_CLIENT_SECRET, NewTask, Scenario, SimConfig, SimHandle, Simulator,

@@ -4,11 +4,14 @@
 //! Each tenant has its own simulator on a manual clock with scripted tasks, so the number
 //! of completions each tenant must have counted is known exactly at every step.
 
+#[path = "support/exposition.rs"]
+mod exposition;
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use chrono::{SubsecRound, TimeDelta, Utc};
-use sailpoint_task_exporter::metrics::exposition::{self, Sample};
+use exposition::Sample;
 use sailpoint_task_exporter::sailpoint::model::CompletionStatus;
 mod common;
 use common::Daemon;

@@ -40,6 +40,9 @@
 //! `cargo test --test soak` runs the short variant (two minutes of faults, part of the
 //! test suite); `scripts/soak.sh` runs the long one (`SOAK_SECONDS`, default 240).
 
+#[path = "support/exposition.rs"]
+mod exposition;
+
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -50,8 +53,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 mod common;
 use common::Daemon;
+use exposition::Sample;
 use sailpoint_task_exporter::config::{Overrides, Rewrite, Settings};
-use sailpoint_task_exporter::metrics::exposition::{self, Sample};
 use sailpoint_task_exporter::metrics::normalize;
 use sailpoint_task_exporter::sailpoint::model::{CompletionStatus, TaskStatus};
 use sailpoint_task_exporter::simulator::{

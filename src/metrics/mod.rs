@@ -7,12 +7,14 @@
 //! - [`state`]: a tenant's values as plain data (serialisable, for `storage.path`);
 //! - [`render`]: snapshots → text (and gzip), encoded by the `prometheus` crate, which
 //!   also supplies the process metrics;
-//! - [`exposition`]: a reader of the text format for tests, benchmarks and `demo`.
+//! - `exposition` (tests only, in `tests/support`): a reader of the text format.
 //!
 //! `/metrics` reads memory only and never calls SailPoint.
 
 pub mod catalogue;
-pub mod exposition;
+#[cfg(test)]
+#[path = "../../tests/support/exposition.rs"]
+pub(crate) mod exposition;
 pub mod normalize;
 pub mod render;
 pub mod state;

@@ -11,7 +11,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sailpoint_task_exporter::collector::{TaskSource, TenantPoller};
 use sailpoint_task_exporter::config::{Credentials, MetricsSettings, TenantSettings};
-use sailpoint_task_exporter::metrics::exposition::{self, Sample};
+#[path = "../support/exposition.rs"]
+pub mod exposition;
+
+use self::exposition::Sample;
 use sailpoint_task_exporter::metrics::{Metrics, PollList, normalize};
 use sailpoint_task_exporter::sailpoint::Client;
 use sailpoint_task_exporter::sailpoint::model::TaskStatus;

@@ -1,5 +1,7 @@
-//! A reader of the text exposition format, so tests, benchmarks and the `demo` command
-//! can check rendered values exactly rather than by substring.
+//! A reader of the text exposition format, so tests can check rendered values exactly
+//! rather than by substring. Test support only: the library's unit tests include it with
+//! `#[path]`, the integration tests as a module of their own.
+#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 
