@@ -87,7 +87,7 @@ impl RawResponse {
 }
 
 /// What one attempt came to.
-pub enum Outcome<T> {
+pub enum Attempt<T> {
     /// The decoded value.
     Done(T),
     /// A transient failure: try again after `after` (or the backoff).
@@ -120,23 +120,23 @@ pub async fn retrying<T, F, Fut>(
 ) -> Result<T, ApiError>
 where
     F: FnMut() -> Fut,
-    Fut: Future<Output = Outcome<T>>,
+    Fut: Future<Output = Attempt<T>>,
 {
     let mut retries = 0;
     let mut reauthenticated = false;
     loop {
         limiter.acquire().await;
         match attempt().await {
-            Outcome::Done(v) => return Ok(v),
-            Outcome::Fail(e) => return Err(e),
-            Outcome::Reauthenticate { generation, error } => match tokens {
+            Attempt::Done(v) => return Ok(v),
+            Attempt::Fail(e) => return Err(e),
+            Attempt::Reauthenticate { generation, error } => match tokens {
                 Some(t) if !reauthenticated && t.can_refresh() => {
                     t.invalidate(generation).await;
                     reauthenticated = true;
                 }
                 _ => return Err(error),
             },
-            Outcome::Retry {
+            Attempt::Retry {
                 reason,
                 after,
                 error,
@@ -196,7 +196,7 @@ impl Transport {
         tokens: Option<&TokenSource>,
         build: &(dyn Fn(&reqwest::Client) -> RequestBuilder + Send + Sync),
         decode: Decode<T>,
-    ) -> Outcome<T> {
+    ) -> Attempt<T> {
         let mut request = build(&self.http)
             .timeout(self.timeout)
             .header("X-SailPoint-Experimental", "true");
@@ -207,7 +207,7 @@ impl Transport {
                     generation = token.generation();
                     request = request.bearer_auth(token.expose());
                 }
-                Err(e) => return Outcome::Fail(e),
+                Err(e) => return Attempt::Fail(e),
             }
         }
         let started = Instant::now();
@@ -220,21 +220,21 @@ impl Transport {
         let response = match result {
             Ok(r) => r,
             Err(Failure::Timeout) => {
-                return Outcome::Retry {
+                return Attempt::Retry {
                     reason: RetryReason::Timeout,
                     after: None,
                     error: ApiError::Timeout { operation },
                 };
             }
             Err(Failure::Connect(message)) => {
-                return Outcome::Retry {
+                return Attempt::Retry {
                     reason: RetryReason::Connect,
                     after: None,
                     error: ApiError::Transport { operation, message },
                 };
             }
             Err(Failure::TooLarge) => {
-                return Outcome::Fail(ApiError::BodyTooLarge {
+                return Attempt::Fail(ApiError::BodyTooLarge {
                     operation,
                     limit: self.max_body,
                 });
@@ -297,12 +297,12 @@ fn classify<T>(
     generation: u64,
     authenticated: bool,
     decode: Decode<T>,
-) -> Outcome<T> {
+) -> Attempt<T> {
     let status = response.status;
     if status.is_success() {
         return match decode(&response) {
-            Ok(v) => Outcome::Done(v),
-            Err(message) => Outcome::Retry {
+            Ok(v) => Attempt::Done(v),
+            Err(message) => Attempt::Retry {
                 reason: RetryReason::ServerError,
                 after: None,
                 error: ApiError::Decode { operation, message },
@@ -315,7 +315,7 @@ fn classify<T>(
         ApiError::from_response(operation, status.as_u16(), &response.body)
     };
     if status == StatusCode::UNAUTHORIZED && authenticated {
-        return Outcome::Reauthenticate { generation, error };
+        return Attempt::Reauthenticate { generation, error };
     }
     if status == StatusCode::TOO_MANY_REQUESTS {
         let after = response
@@ -323,20 +323,20 @@ fn classify<T>(
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
-        return Outcome::Retry {
+        return Attempt::Retry {
             reason: RetryReason::RateLimited,
             after: Some(after.unwrap_or(Duration::from_secs(10))),
             error,
         };
     }
     if status.is_server_error() {
-        return Outcome::Retry {
+        return Attempt::Retry {
             reason: RetryReason::ServerError,
             after: None,
             error,
         };
     }
-    Outcome::Fail(error)
+    Attempt::Fail(error)
 }
 
 #[cfg(test)]
@@ -359,8 +359,8 @@ mod tests {
         fn token_refresh(&self) {}
     }
 
-    fn retry(reason: RetryReason, after: Option<Duration>) -> Outcome<u32> {
-        Outcome::Retry {
+    fn retry(reason: RetryReason, after: Option<Duration>) -> Attempt<u32> {
+        Attempt::Retry {
             reason,
             after,
             error: ApiError::Timeout { operation: "test" },
@@ -378,7 +378,7 @@ mod tests {
             let out = if n == 1 {
                 retry(RetryReason::RateLimited, Some(Duration::from_secs(7)))
             } else {
-                Outcome::Done(n)
+                Attempt::Done(n)
             };
             async move { out }
         })
@@ -427,7 +427,7 @@ mod tests {
             None,
             || {
                 attempts += 1;
-                async { Outcome::<u32>::Fail(ApiError::from_response("getTaskStatus", 400, b"{}")) }
+                async { Attempt::<u32>::Fail(ApiError::from_response("getTaskStatus", 400, b"{}")) }
             },
         )
         .await
@@ -453,11 +453,11 @@ mod tests {
         let decode_bad: Decode<u8> = |_| Err("eof".into());
         assert!(matches!(
             classify("op", resp(200, &[]), 0, true, decode_ok),
-            Outcome::Done(1)
+            Attempt::Done(1)
         ));
         assert!(matches!(
             classify("op", resp(200, &[]), 0, true, decode_bad),
-            Outcome::Retry {
+            Attempt::Retry {
                 reason: RetryReason::ServerError,
                 error: ApiError::Decode { .. },
                 ..
@@ -465,11 +465,11 @@ mod tests {
         ));
         assert!(matches!(
             classify("op", resp(429, &[("retry-after", "3")]), 0, true, decode_ok),
-            Outcome::Retry { reason: RetryReason::RateLimited, after: Some(d), .. } if d == Duration::from_secs(3)
+            Attempt::Retry { reason: RetryReason::RateLimited, after: Some(d), .. } if d == Duration::from_secs(3)
         ));
         assert!(matches!(
             classify("op", resp(503, &[]), 0, true, decode_ok),
-            Outcome::Retry {
+            Attempt::Retry {
                 reason: RetryReason::ServerError,
                 after: None,
                 ..
@@ -477,15 +477,15 @@ mod tests {
         ));
         assert!(matches!(
             classify("op", resp(401, &[]), 4, true, decode_ok),
-            Outcome::Reauthenticate { generation: 4, .. }
+            Attempt::Reauthenticate { generation: 4, .. }
         ));
         assert!(matches!(
             classify("op", resp(401, &[]), 0, false, decode_ok),
-            Outcome::Fail(_)
+            Attempt::Fail(_)
         ));
         assert!(matches!(
             classify("op", resp(404, &[]), 0, true, decode_ok),
-            Outcome::Fail(_)
+            Attempt::Fail(_)
         ));
     }
 }

@@ -108,7 +108,7 @@ pub const TASK_KINDS: [&str; 15] = [
 
 /// A parsed filter: a conjunction of comparisons.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Filter {
+pub struct FilterExpr {
     terms: Vec<Comparison>,
 }
 
@@ -131,9 +131,9 @@ pub trait Filterable {
     fn kind(&self) -> Option<&'static str>;
 }
 
-impl Filter {
+impl FilterExpr {
     /// Parses a `filters` value.
-    pub fn parse(text: &str) -> Result<Filter, FilterError> {
+    pub fn parse(text: &str) -> Result<FilterExpr, FilterError> {
         let tokens = tokenize(text)?;
         let mut parser = Parser {
             tokens: &tokens,
@@ -145,7 +145,7 @@ impl Filter {
         if let Some(tok) = parser.peek() {
             return Err(syntax(tok.position, "unexpected trailing input"));
         }
-        Ok(Filter { terms })
+        Ok(FilterExpr { terms })
     }
 
     /// True when the filter asks for pending tasks (`completionStatus isnull`), which
@@ -438,7 +438,7 @@ mod tests {
 
     #[test]
     fn eq_on_completion_status_ignores_case() {
-        let f = Filter::parse(r#"completionStatus eq "Success""#).unwrap();
+        let f = FilterExpr::parse(r#"completionStatus eq "Success""#).unwrap();
         assert!(f.matches(&task("a", Some(CompletionStatus::Success))));
         assert!(!f.matches(&task("a", Some(CompletionStatus::Error))));
         assert!(!f.matches(&task("a", None)));
@@ -447,7 +447,7 @@ mod tests {
 
     #[test]
     fn in_list_and_composite_with_parentheses() {
-        let f = Filter::parse(r#"(id in ("a", "B")) and (sourceId eq "SRC1")"#).unwrap();
+        let f = FilterExpr::parse(r#"(id in ("a", "B")) and (sourceId eq "SRC1")"#).unwrap();
         assert!(f.matches(&task("a", None)));
         assert!(f.matches(&task("b", None)));
         assert!(!f.matches(&task("c", None)));
@@ -458,7 +458,7 @@ mod tests {
 
     #[test]
     fn isnull_selects_pending_and_is_flagged() {
-        let f = Filter::parse("completionStatus isnull and sourceId eq \"src1\"").unwrap();
+        let f = FilterExpr::parse("completionStatus isnull and sourceId eq \"src1\"").unwrap();
         assert!(f.wants_pending());
         assert!(f.matches(&task("a", None)));
         assert!(!f.matches(&task("a", Some(CompletionStatus::Warning))));
@@ -466,24 +466,24 @@ mod tests {
 
     #[test]
     fn escapes_in_quoted_strings() {
-        let f = Filter::parse(r#"id eq "a\"b\\c""#).unwrap();
+        let f = FilterExpr::parse(r#"id eq "a\"b\\c""#).unwrap();
         assert_eq!(
             f.terms,
             vec![Comparison::Eq(Field::Id, r#"a"b\c"#.to_string())]
         );
         assert!(matches!(
-            Filter::parse(r#"id eq "a\nb""#),
+            FilterExpr::parse(r#"id eq "a\nb""#),
             Err(FilterError::Syntax { .. })
         ));
     }
 
     #[test]
     fn type_accepts_task_kinds_only() {
-        let f =
-            Filter::parse(r#"type in ("cloud_account_aggregation", "IDENTITY_REFRESH")"#).unwrap();
+        let f = FilterExpr::parse(r#"type in ("cloud_account_aggregation", "IDENTITY_REFRESH")"#)
+            .unwrap();
         assert!(f.matches(&task("a", None)));
         assert_eq!(
-            Filter::parse(r#"type eq "QUARTZ""#),
+            FilterExpr::parse(r#"type eq "QUARTZ""#),
             Err(FilterError::UnknownTaskType("QUARTZ".into()))
         );
     }
@@ -491,25 +491,25 @@ mod tests {
     #[test]
     fn refusals_name_the_problem() {
         assert_eq!(
-            Filter::parse(r#"name eq "x""#),
+            FilterExpr::parse(r#"name eq "x""#),
             Err(FilterError::UnknownField("name".into()))
         );
         assert_eq!(
-            Filter::parse(r#"id sw "x""#),
+            FilterExpr::parse(r#"id sw "x""#),
             Err(FilterError::UnsupportedOperator {
                 field: "id".into(),
                 operator: "sw".into()
             })
         );
         assert_eq!(
-            Filter::parse("id isnull"),
+            FilterExpr::parse("id isnull"),
             Err(FilterError::UnsupportedOperator {
                 field: "id".into(),
                 operator: "isnull".into()
             })
         );
         assert_eq!(
-            Filter::parse(r#"id eq "a" or id eq "b""#),
+            FilterExpr::parse(r#"id eq "a" or id eq "b""#),
             Err(FilterError::UnsupportedComposite("or".into()))
         );
         for bad in [
@@ -527,9 +527,9 @@ mod tests {
             "id eq 'a'",
         ] {
             assert!(
-                matches!(Filter::parse(bad), Err(FilterError::Syntax { .. })),
+                matches!(FilterExpr::parse(bad), Err(FilterError::Syntax { .. })),
                 "{bad:?} gave {:?}",
-                Filter::parse(bad)
+                FilterExpr::parse(bad)
             );
         }
     }
@@ -538,7 +538,7 @@ mod tests {
     fn deep_nesting_is_refused_not_a_stack_overflow() {
         let text = format!("{}id eq \"a\"{}", "(".repeat(10_000), ")".repeat(10_000));
         assert!(matches!(
-            Filter::parse(&text),
+            FilterExpr::parse(&text),
             Err(FilterError::Syntax { .. })
         ));
     }

@@ -25,10 +25,10 @@ use super::auth::TokenBook;
 use super::clock::{SimClock, lock};
 use super::config::Habits;
 use super::faults::{BodyFault, FaultState, Verdict};
-use super::filter::Filter;
+use super::filter::FilterExpr;
 use super::generator::{self, stream};
 use super::habits;
-use super::tenant::{Page, PatchError, Tenant};
+use super::tenant::{Listing, PatchError, Tenant};
 
 /// API versions the task-status paths exist under.
 const VERSIONS: [&str; 3] = ["v2024", "v2025", "beta"];
@@ -502,7 +502,7 @@ impl SimState {
             let pending = tenant.pending_page(0, usize::MAX, now).items;
             let finished = tenant.list(None, true, 0, usize::MAX, now).items;
             let view = habits::pending_view(pending, finished, &habits, now);
-            Page {
+            Listing {
                 total: view.len(),
                 items: view.into_iter().skip(offset).take(limit).collect(),
             }
@@ -529,7 +529,7 @@ impl SimState {
         let descending = query.descending().map_err(|e| Refusal::bad_request(&e))?;
         let filter = query
             .get("filters")
-            .map(Filter::parse)
+            .map(FilterExpr::parse)
             .transpose()
             .map_err(|e| Refusal::bad_request(&e.to_string()))?;
         let shift = self.page_shift(offset);
@@ -551,7 +551,7 @@ impl SimState {
                 let request = lock(&self.counts).get_task_status_list;
                 habits::shuffle_ties(&mut all, self.seed, request);
             }
-            Page {
+            Listing {
                 total: all.len(),
                 items: all.into_iter().skip(offset).take(limit).collect(),
             }
@@ -610,7 +610,7 @@ impl SimState {
             || (op == Operation::GetTaskStatusList
                 && query
                     .get("filters")
-                    .and_then(|f| Filter::parse(f).ok())
+                    .and_then(|f| FilterExpr::parse(f).ok())
                     .is_some_and(|f| f.wants_pending()));
         if habits.pending_outage && pending_list {
             return Some(Refusal {

@@ -24,7 +24,7 @@ mod queries;
 mod script;
 
 pub(crate) use patch::PatchError;
-pub(crate) use queries::Page;
+pub(crate) use queries::Listing;
 pub use script::NewTask;
 
 /// How long completed tasks are served (SailPoint: "task data older than 90 days is not

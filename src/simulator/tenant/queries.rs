@@ -5,11 +5,11 @@ use chrono::{DateTime, Utc};
 
 use super::Tenant;
 use crate::sailpoint::model::TaskStatus;
-use crate::simulator::filter::Filter;
+use crate::simulator::filter::FilterExpr;
 use crate::simulator::task::{FilterView, SimSource};
 
 /// One page of a listing plus the total the query matches.
-pub(crate) struct Page {
+pub(crate) struct Listing {
     pub items: Vec<TaskStatus>,
     pub total: usize,
 }
@@ -29,8 +29,8 @@ impl Tenant {
     }
 
     /// The pending tasks, oldest first.
-    pub(crate) fn pending_page(&self, offset: usize, limit: usize, now: DateTime<Utc>) -> Page {
-        Page {
+    pub(crate) fn pending_page(&self, offset: usize, limit: usize, now: DateTime<Utc>) -> Listing {
+        Listing {
             items: self
                 .pending
                 .iter()
@@ -46,13 +46,13 @@ impl Tenant {
     /// `completionStatus isnull`), by `created` in the asked direction.
     pub(crate) fn list(
         &self,
-        filter: Option<&Filter>,
+        filter: Option<&FilterExpr>,
         descending: bool,
         offset: usize,
         limit: usize,
         now: DateTime<Utc>,
-    ) -> Page {
-        let want_pending = filter.is_some_and(Filter::wants_pending);
+    ) -> Listing {
+        let want_pending = filter.is_some_and(FilterExpr::wants_pending);
         let matches = |slot: &&u32| {
             self.slots.get(**slot as usize).is_some_and(|task| {
                 task.done.is_none() == want_pending
@@ -83,7 +83,7 @@ impl Tenant {
         } else {
             index.iter().filter(matches).for_each(&mut visit);
         }
-        Page {
+        Listing {
             items: chosen
                 .into_iter()
                 .filter_map(|s| self.render(s, now))
