@@ -32,8 +32,6 @@ use super::tenant::{Listing, PatchError, Tenant};
 
 /// API versions the task-status paths exist under.
 const VERSIONS: [&str; 3] = ["v2024", "v2025", "beta"];
-/// Largest page SailPoint serves.
-const MAX_LIMIT: i64 = 250;
 /// Largest request body the tenant reads (token form or JSON Patch).
 const MAX_BODY: usize = 64 * 1024;
 
@@ -64,7 +62,14 @@ impl std::fmt::Display for ConnectionReset {
 
 impl std::error::Error for ConnectionReset {}
 
-type Reply = Response<Full<Bytes>>;
+mod query;
+mod reply;
+
+use query::Query;
+use reply::{
+    Reply, bytes_reply, empty_reply, json_reply, oauth_error, rate_limited, task_json, tasks_json,
+    with_total,
+};
 
 /// A refusal to answer an API request, sent as an ErrorResponseDto.
 struct Refusal {
@@ -313,138 +318,12 @@ async fn token(state: &SimState, req: Request<Incoming>) -> Reply {
     )
 }
 
-fn oauth_error(status: StatusCode, error: &str, description: &str) -> Reply {
-    json_reply(
-        status,
-        &json!({ "error": error, "error_description": description }),
-    )
-}
-
 async fn read_body(req: Request<Incoming>) -> Result<Bytes, String> {
     Limited::new(req.into_body(), MAX_BODY)
         .collect()
         .await
         .map(|c| c.to_bytes())
         .map_err(|e| format!("cannot read the request body: {e}"))
-}
-
-fn rate_limited(retry_after: u64) -> Reply {
-    let mut reply = json_reply(
-        StatusCode::TOO_MANY_REQUESTS,
-        &json!({ "message": " Rate Limit Exceeded " }),
-    );
-    if let Ok(v) = HeaderValue::from_str(&retry_after.to_string()) {
-        reply.headers_mut().insert("Retry-After", v);
-    }
-    reply
-}
-
-fn json_reply(status: StatusCode, value: &Value) -> Reply {
-    bytes_reply(status, serde_json::to_vec(value).unwrap_or_default())
-}
-
-fn bytes_reply(status: StatusCode, body: Vec<u8>) -> Reply {
-    let mut reply = Response::new(Full::new(Bytes::from(body)));
-    *reply.status_mut() = status;
-    reply
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    reply
-}
-
-fn empty_reply(status: StatusCode) -> Reply {
-    let mut reply = Response::new(Full::new(Bytes::new()));
-    *reply.status_mut() = status;
-    reply
-}
-
-fn with_total(mut reply: Reply, total: Option<usize>) -> Reply {
-    if let Some(v) = total.and_then(|t| HeaderValue::from_str(&t.to_string()).ok()) {
-        reply.headers_mut().insert("X-Total-Count", v);
-    }
-    reply
-}
-
-/// A task as JSON, with `target: null` written out for tasks without a target (as
-/// the real service does; the shared model omits the key).
-fn task_json(task: &TaskStatus) -> Value {
-    let mut value = serde_json::to_value(task).unwrap_or(Value::Null);
-    if let Value::Object(map) = &mut value {
-        map.entry("target").or_insert(Value::Null);
-    }
-    value
-}
-
-fn tasks_json(tasks: &[TaskStatus]) -> Value {
-    Value::Array(tasks.iter().map(task_json).collect())
-}
-
-/// Query parameters (last value wins).
-struct Query(HashMap<String, String>);
-
-impl Query {
-    fn parse(query: Option<&str>) -> Query {
-        Query(
-            url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
-                .into_owned()
-                .collect(),
-        )
-    }
-
-    fn get(&self, name: &str) -> Option<&str> {
-        self.0.get(name).map(String::as_str)
-    }
-
-    /// offset, limit, count as SailPoint's standard collection parameters define them.
-    fn paging(&self) -> Result<(usize, usize, bool), String> {
-        let offset = match self.get("offset") {
-            None => 0,
-            Some(v) => v
-                .trim()
-                .parse::<i64>()
-                .ok()
-                .and_then(|n| usize::try_from(n).ok())
-                .ok_or_else(|| format!("offset must be a non-negative integer, got '{v}'"))?,
-        };
-        let limit = match self.get("limit") {
-            None => MAX_LIMIT,
-            Some(v) => v
-                .trim()
-                .parse::<i64>()
-                .ok()
-                .filter(|n| (0..=MAX_LIMIT).contains(n))
-                .ok_or_else(|| {
-                    format!("limit must be an integer between 0 and {MAX_LIMIT}, got '{v}'")
-                })?,
-        };
-        let count = match self.get("count").map(str::to_ascii_lowercase).as_deref() {
-            None | Some("false") => false,
-            Some("true") => true,
-            Some(_) => return Err("count must be true or false".to_string()),
-        };
-        Ok((offset, usize::try_from(limit).unwrap_or(0), count))
-    }
-
-    /// `sorters`: `created` (default) or `-created`; true = descending.
-    fn descending(&self) -> Result<bool, String> {
-        let Some(sorters) = self.get("sorters") else {
-            return Ok(false);
-        };
-        let mut descending = None;
-        for part in sorters.split(',').map(str::trim) {
-            descending = Some(match part {
-                "created" => false,
-                "-created" => true,
-                other => {
-                    let field = other.trim_start_matches('-');
-                    return Err(format!(
-                        "Sorting is not supported for field '{field}'; supported: created"
-                    ));
-                }
-            });
-        }
-        descending.ok_or_else(|| "sorters is empty".to_string())
-    }
 }
 
 impl SimState {
