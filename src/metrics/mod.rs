@@ -4,9 +4,10 @@
 //!
 //! - [`catalogue`]: the one list of families (names, types, labels, HELP);
 //! - [`normalize`]: the label rules every update path shares;
-//! - [`state`]: a tenant's values as plain data (serialisable, for `storage.path`);
-//! - [`render`]: snapshots → text (and gzip), encoded by the `prometheus` crate, which
-//!   also supplies the process metrics;
+//! - [`values`]: a tenant's series as plain data (serialisable, for `storage.path`);
+//! - [`state`]: a tenant's state and the typed [`Update`]s a poll applies to it;
+//! - [`render`]: snapshots → text (and gzip), written directly; the `prometheus` crate
+//!   supplies and encodes the process metrics;
 //! - `exposition` (tests only, in `tests/support`): a reader of the text format.
 //!
 //! `/metrics` reads memory only and never calls SailPoint.
@@ -18,6 +19,7 @@ pub(crate) mod exposition;
 pub mod normalize;
 pub mod render;
 pub mod state;
+pub mod values;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
