@@ -247,10 +247,10 @@ async fn demo(mut args: crate::simulator::SimulateArgs, global: &GlobalOpts) -> 
         }
     };
     for tenant in &mut settings.tenants {
-        tenant.credentials = Some(crate::config::Credentials::ClientCredentials {
+        tenant.credentials = crate::config::Credentials::ClientCredentials {
             client_id: args.client_id.clone(),
             client_secret: args.client_secret.clone(),
-        });
+        };
     }
     let web_config = match crate::daemon::load_web_config(&settings) {
         Ok(web) => web,
