@@ -173,10 +173,7 @@ impl Tenants {
     /// tenant that still reads the same tenant (same `base_url`) continues from its
     /// exactly-once state, so nothing that completes while it restarts is lost.
     async fn apply(&mut self, new: &Settings, old: &Settings) -> anyhow::Result<()> {
-        if format!("{:?}", new.web) != format!("{:?}", old.web)
-            || format!("{:?}", new.metrics) != format!("{:?}", old.metrics)
-            || new.status != old.status
-        {
+        if new.web != old.web || new.metrics != old.metrics || new.status != old.status {
             tracing::warn!(
                 "web, metrics or status settings changed: they take effect after a restart"
             );

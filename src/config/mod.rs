@@ -175,13 +175,13 @@ impl Settings {
             web,
             metrics,
             tenants: raw_tenants,
-            mut sharding,
+            sharding,
             storage,
             status,
         } = raw;
         web.validate()?;
         metrics.validate()?;
-        sharding.validate()?;
+        let sharding = ShardingSettings::parse(&sharding)?;
         status.validate()?;
         if raw_tenants.is_empty() {
             return Err(ConfigError::invalid(

@@ -10,8 +10,7 @@ use serde::Deserialize;
 use url::Url;
 
 use super::{
-    MetricsSettings, PendingSource, RateLimit, ShardingSettings, StatusSettings, StorageSettings,
-    WebSettings,
+    MetricsSettings, PendingSource, RateLimit, StatusSettings, StorageSettings, WebSettings,
 };
 
 /// The whole file, as read.
@@ -29,13 +28,37 @@ pub(crate) struct RawSettings {
     pub tenants: Vec<RawTenant>,
     /// Which share of the tenants this replica polls (default: all of them).
     #[serde(default)]
-    pub sharding: ShardingSettings,
+    pub sharding: RawSharding,
     /// Where each tenant's state is kept across restarts (off by default).
     #[serde(default)]
     pub storage: StorageSettings,
     /// The on-call status page at `/` and `/api/v1/status`.
     #[serde(default)]
     pub status: StatusSettings,
+}
+
+/// The `sharding` keys, as read; [`super::ShardingSettings::parse`] resolves the index.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RawSharding {
+    /// Number of replicas the tenants are spread over; 1 = no sharding.
+    pub count: u32,
+    /// This replica's shard, `0..count`; required when `count > 1` unless
+    /// `index_from_hostname` is set.
+    pub index: Option<u32>,
+    /// Take the index from the host name's ordinal suffix (`HOSTNAME`, e.g. a StatefulSet
+    /// pod `sailpoint-task-exporter-3` is shard 3).
+    pub index_from_hostname: bool,
+}
+
+impl Default for RawSharding {
+    fn default() -> Self {
+        RawSharding {
+            count: 1,
+            index: None,
+            index_from_hostname: false,
+        }
+    }
 }
 
 /// One tenant, as read: the secret may come from any of several keys, resolved (and

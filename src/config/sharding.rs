@@ -1,60 +1,48 @@
 //! Sharding: which share of the tenants this replica polls.
 
-use serde::Deserialize;
-
 use super::ConfigError;
+use super::raw::RawSharding;
 
 /// Largest shard count: far beyond any sensible number of replicas.
 pub const MAX_SHARDS: u32 = 1024;
 
 /// Sharding: `count` replicas read the same configuration and each polls only the
 /// tenants whose shard (see [`crate::shard`]) is its `index`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShardingSettings {
     /// Number of replicas the tenants are spread over; 1 = no sharding.
     pub count: u32,
-    /// This replica's shard, `0..count`; required when `count > 1` unless
-    /// `index_from_hostname` is set.
-    pub index: Option<u32>,
-    /// Take the index from the host name's ordinal suffix (`HOSTNAME`, e.g. a StatefulSet
-    /// pod `sailpoint-task-exporter-3` is shard 3).
-    pub index_from_hostname: bool,
-    /// The index in force, resolved by validation.
-    #[serde(skip)]
-    resolved: u32,
+    /// This replica's shard, `0..count`, resolved from `index` or the host name.
+    index: u32,
 }
 
+/// No sharding: one replica polls every tenant.
 impl Default for ShardingSettings {
     fn default() -> Self {
-        ShardingSettings {
-            count: 1,
-            index: None,
-            index_from_hostname: false,
-            resolved: 0,
-        }
+        ShardingSettings { count: 1, index: 0 }
     }
 }
 
 impl ShardingSettings {
-    /// This replica's shard (valid after validation).
+    /// This replica's shard.
     pub fn index(&self) -> u32 {
-        self.resolved
+        self.index
     }
 
     /// Whether this replica polls the tenant called `name`.
     pub fn owns(&self, name: &str) -> bool {
-        crate::shard::shard_of(name, self.count) == self.resolved
+        crate::shard::shard_of(name, self.count) == self.index
     }
 
-    pub(crate) fn validate(&mut self) -> Result<(), ConfigError> {
-        if !(1..=MAX_SHARDS).contains(&self.count) {
+    /// Checks the count and resolves the index (from the host name when asked).
+    pub(crate) fn parse(raw: &RawSharding) -> Result<ShardingSettings, ConfigError> {
+        if !(1..=MAX_SHARDS).contains(&raw.count) {
             return Err(ConfigError::invalid(
                 "sharding.count",
                 format!("must be between 1 and {MAX_SHARDS}"),
             ));
         }
-        let index = match (self.index, self.index_from_hostname) {
+        let index = match (raw.index, raw.index_from_hostname) {
             (Some(_), true) => {
                 return Err(ConfigError::invalid(
                     "sharding.index",
@@ -63,7 +51,7 @@ impl ShardingSettings {
             }
             (Some(i), false) => i,
             (None, true) => hostname_ordinal()?,
-            (None, false) if self.count == 1 => 0,
+            (None, false) if raw.count == 1 => 0,
             (None, false) => {
                 return Err(ConfigError::invalid(
                     "sharding.index",
@@ -71,18 +59,20 @@ impl ShardingSettings {
                 ));
             }
         };
-        if index >= self.count {
+        if index >= raw.count {
             return Err(ConfigError::invalid(
                 "sharding.index",
                 format!(
                     "{index} is not a shard of {} (0 to {})",
-                    self.count,
-                    self.count - 1
+                    raw.count,
+                    raw.count - 1
                 ),
             ));
         }
-        self.resolved = index;
-        Ok(())
+        Ok(ShardingSettings {
+            count: raw.count,
+            index,
+        })
     }
 }
 
