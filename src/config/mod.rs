@@ -4,7 +4,7 @@
 //! Everything that can be wrong with a configuration is found here, before any task is
 //! started, and reported as one [`ConfigError`] that names the key and the problem (the
 //! binary exits with code 2). Secrets are resolved here too — from the file, a
-//! `client_secret_file` or an environment variable — and held as [`SecretString`], whose
+//! `client_secret_file` or an environment variable — and held as [`secrecy::SecretString`], whose
 //! `Debug` output is redacted, so a logged `Settings` never shows one.
 //!
 //! The file is read into the serde structs of `raw`, then built into the checked types
