@@ -7,21 +7,18 @@
 //! pollers, return.
 
 use std::collections::HashMap;
-use std::collections::hash_map::DefaultHasher;
 use std::future::Future;
-use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
 use crate::collector::{self, CollectorHandle, Readiness, Tracker};
-use crate::config::{Credentials, Overrides, Settings, TenantSettings};
+use crate::config::{Overrides, Settings, TenantSettings};
 use crate::http::{self, MetricsSource, ServerConfig};
 use crate::metrics::Metrics;
 use crate::status::{CliTarget, PageInfo, StatusBoard};
@@ -86,9 +83,11 @@ fn prerendered(e: crate::metrics::Exposition) -> http::Prerendered {
     }
 }
 
-/// One tenant's running collector and the fingerprint of the settings it runs with.
+/// One tenant's running collector and the settings it runs with: a reload restarts it
+/// when its new settings differ (`!=`, secrets compared in constant time, so a rotated
+/// secret restarts it too).
 struct RunningTenant {
-    fingerprint: u64,
+    settings: TenantSettings,
     stop: watch::Sender<bool>,
     handle: CollectorHandle,
 }
@@ -141,7 +140,7 @@ impl Tenants {
         self.running.insert(
             tenant.name.clone(),
             RunningTenant {
-                fingerprint: fingerprint(tenant),
+                settings: tenant.clone(),
                 stop,
                 handle,
             },
@@ -174,10 +173,7 @@ impl Tenants {
     /// tenant that still reads the same tenant (same `base_url`) continues from its
     /// exactly-once state, so nothing that completes while it restarts is lost.
     async fn apply(&mut self, new: &Settings, old: &Settings) -> anyhow::Result<()> {
-        if format!("{:?}", new.web) != format!("{:?}", old.web)
-            || format!("{:?}", new.metrics) != format!("{:?}", old.metrics)
-            || new.status != old.status
-        {
+        if new.web != old.web || new.metrics != old.metrics || new.status != old.status {
             tracing::warn!(
                 "web, metrics or status settings changed: they take effect after a restart"
             );
@@ -195,9 +191,7 @@ impl Tenants {
                     self.stop(&name).await;
                     self.board.remove(&name);
                 }
-                Some(t)
-                    if self.running.get(&name).map(|r| r.fingerprint) != Some(fingerprint(t)) =>
-                {
+                Some(t) if !self.running.get(&name).is_some_and(|r| r.settings == **t) => {
                     tracing::info!(tenant = %name, "tenant settings changed: restarting it");
                     let tracker = self.stop(&name).await;
                     let same_tenant = previous
@@ -217,26 +211,6 @@ impl Tenants {
         }
         Ok(())
     }
-}
-
-/// A hash of everything that affects a tenant's polling, secrets included (so a rotated
-/// secret restarts the tenant). Only ever compared, never shown. Relies on the `Debug`
-/// of [`TenantSettings`] listing every field.
-fn fingerprint(t: &TenantSettings) -> u64 {
-    let mut h = DefaultHasher::new();
-    format!("{t:?}").hash(&mut h);
-    match t.credentials() {
-        Some(Credentials::ClientCredentials {
-            client_id,
-            client_secret,
-        }) => {
-            client_id.hash(&mut h);
-            client_secret.expose_secret().hash(&mut h);
-        }
-        Some(Credentials::StaticToken(token)) => token.expose_secret().hash(&mut h),
-        None => {}
-    }
-    h.finish()
 }
 
 /// Runs the daemon with `settings` (and the TLS / basic-auth `web` configuration, loaded
@@ -528,6 +502,7 @@ pub async fn termination_signal() {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Credentials;
 
     #[test]
     fn startup_is_spread_over_at_most_a_pending_interval() {
@@ -559,9 +534,9 @@ mod tests {
     type Change = fn(&mut TenantSettings);
 
     #[test]
-    fn every_polling_setting_changes_the_fingerprint() {
-        let base = fingerprint(&tenant());
-        assert_eq!(fingerprint(&tenant()), base, "stable for equal settings");
+    fn every_polling_setting_restarts_the_tenant() {
+        let base = tenant();
+        assert_eq!(tenant(), base, "equal settings keep the tenant running");
         let changes: [(&str, Change); 6] = [
             ("poll_timeout", |t| t.poll_timeout = Duration::from_secs(7)),
             ("max_retries", |t| t.max_retries = 0),
@@ -569,17 +544,20 @@ mod tests {
             ("pending_interval", |t| {
                 t.pending_interval = Duration::from_secs(7)
             }),
-            ("access_token_file", |t| {
-                t.access_token_file = Some("/run/token".into())
+            ("client_credentials", |t| {
+                t.credentials = Credentials::ClientCredentials {
+                    client_id: "t".into(),
+                    client_secret: "t".to_string().into(),
+                }
             }),
             ("token", |t| {
-                t.credentials = Some(Credentials::StaticToken("u".to_string().into()))
+                t.credentials = Credentials::StaticToken("u".to_string().into())
             }),
         ];
         for (name, change) in changes {
             let mut t = tenant();
             change(&mut t);
-            assert_ne!(fingerprint(&t), base, "{name} must restart the tenant");
+            assert_ne!(t, base, "{name} must restart the tenant");
         }
     }
 }

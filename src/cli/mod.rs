@@ -205,8 +205,8 @@ async fn serve(global: &GlobalOpts) -> ExitCode {
     )
 }
 
-/// The configuration `demo` runs the daemon with (its base URL is replaced by the
-/// simulated tenant's address).
+/// The configuration `demo` runs the daemon with (its tenant's base URL and credentials
+/// are replaced by the simulated tenant's).
 const DEMO_CONFIG: &str = include_str!("../../config/simulator.yaml");
 
 /// `demo`: the simulated tenant and the daemon against it, in one process.
@@ -226,12 +226,13 @@ async fn demo(mut args: crate::simulator::SimulateArgs, global: &GlobalOpts) -> 
             return ExitCode::from(EXIT_FAILURE);
         }
     };
-    let text = DEMO_CONFIG
-        .replace("http://127.0.0.1:11012", &sim.base_url())
-        .replace(
-            "client_id: sim-client",
-            &format!("client_id: {}", args.client_id),
-        );
+    let base_url = match url::Url::parse(&sim.base_url()) {
+        Ok(u) => u,
+        Err(e) => {
+            eprintln!("demo: the simulated tenant's address is not a URL: {e}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
     let mut overrides = global.overrides();
     overrides.listen_address = Some(
         global
@@ -239,7 +240,8 @@ async fn demo(mut args: crate::simulator::SimulateArgs, global: &GlobalOpts) -> 
             .clone()
             .unwrap_or_else(|| "127.0.0.1:11011".to_string()),
     );
-    let mut settings = match Settings::from_text(&text, config::FileFormat::Yaml, &overrides) {
+    let mut settings = match Settings::from_text(DEMO_CONFIG, config::FileFormat::Yaml, &overrides)
+    {
         Ok(s) => s,
         Err(e) => {
             eprintln!("demo: {e}");
@@ -247,10 +249,11 @@ async fn demo(mut args: crate::simulator::SimulateArgs, global: &GlobalOpts) -> 
         }
     };
     for tenant in &mut settings.tenants {
-        tenant.credentials = Some(crate::config::Credentials::ClientCredentials {
+        tenant.base_url = base_url.clone();
+        tenant.credentials = crate::config::Credentials::ClientCredentials {
             client_id: args.client_id.clone(),
             client_secret: args.client_secret.clone(),
-        });
+        };
     }
     let web_config = match crate::daemon::load_web_config(&settings) {
         Ok(web) => web,

@@ -133,8 +133,8 @@ impl StatusBoard {
         let mut status = TenantStatus::detached(&tenant.name, self.settings.clone());
         if self.cli == CliTarget::ByUrl {
             let client_id = match tenant.credentials() {
-                Some(Credentials::ClientCredentials { client_id, .. }) => client_id,
-                _ => &tenant.client_id,
+                Credentials::ClientCredentials { client_id, .. } => client_id.as_str(),
+                Credentials::StaticToken(_) => "",
             };
             status.cli_target = format!(
                 "--base-url {} --client-id {}",

@@ -63,10 +63,10 @@ fn assert_shipped_defaults(settings: &Settings) {
     assert_eq!(tenant.rate_limit.requests, 90);
     assert_eq!(tenant.rate_limit.per, Duration::from_secs(10));
     match tenant.credentials() {
-        Some(Credentials::ClientCredentials {
+        Credentials::ClientCredentials {
             client_id,
             client_secret,
-        }) => {
+        } => {
             assert_eq!(client_id, "0123456789abcdef0123456789abcdef");
             assert_eq!(client_secret.expose_secret(), "deploy-test-secret");
         }

@@ -67,11 +67,10 @@ pub fn from_flags(
         }
     };
     let credentials = Credentials::ClientCredentials {
-        client_id: client_id.clone(),
+        client_id,
         client_secret: secret,
     };
     let mut tenant = TenantSettings::with_defaults(FLAG_TENANT_NAME, base_url.clone(), credentials);
-    tenant.client_id = client_id;
     tenant.token_url = args.token_url.clone();
     Ok(tenant)
 }
@@ -176,10 +175,10 @@ mod tests {
         assert_eq!(t.api_root(), "http://127.0.0.1:8080/v2024");
         assert_eq!(t.token_endpoint(), "http://127.0.0.1:8080/oauth/token");
         match t.credentials() {
-            Some(Credentials::ClientCredentials {
+            Credentials::ClientCredentials {
                 client_id,
                 client_secret,
-            }) => {
+            } => {
                 assert_eq!(client_id, "cid");
                 assert_eq!(client_secret.expose_secret(), "s3cret");
             }
