@@ -28,8 +28,9 @@ pub struct ServerConfig {
     pub tenants: Vec<String>,
     /// Robustness limits; [`ServerLimits::default`] suits a Prometheus target.
     pub limits: ServerLimits,
-    /// Who may see what. `None` serves everyone; the web-config (basic auth) issue plugs a
-    /// policy in here without touching the routing. `/-/healthy` is never gated.
+    /// Who may see what. `None` serves everyone; a web config with `basic_auth_users`
+    /// sets [`BasicAuthUsers`](super::BasicAuthUsers) here, without touching the routing.
+    /// `/-/healthy` is never gated.
     pub access: Option<Arc<dyn AccessPolicy>>,
     /// TLS for every connection (see [`TlsFiles`](super::TlsFiles) and
     /// [`WebConfig`](super::WebConfig)); `None` serves plain HTTP.

@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::collector::Tracker;
+use crate::collector::tracker::Tracker;
 use crate::metrics::{TenantMetrics, TenantState};
 
 /// Version of the state file format; a file with another version is set aside.
