@@ -3,6 +3,7 @@
 //! health endpoints are, and which tenants it was started with.
 
 use super::settings::ServerConfig;
+use crate::status::text::escape;
 
 /// Renders the landing page once; it only depends on the config, which never changes
 /// while the server runs.
@@ -42,21 +43,6 @@ fn tenant_list(tenants: &[String]) -> String {
     format!("<ul>\n{items}</ul>\n")
 }
 
-/// Escapes text for HTML element content and double-quoted attributes.
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
-        }
-    }
-    out
-}
 
 #[cfg(test)]
 mod tests {
