@@ -43,7 +43,6 @@ fn tenant_list(tenants: &[String]) -> String {
     format!("<ul>\n{items}</ul>\n")
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
