@@ -25,6 +25,10 @@ use crate::sailpoint::model::TaskStatus;
 use crate::status::TenantStatus;
 use crate::storage::TenantStore;
 
+/// The largest tenant clock skew believed from a `Date` header (a day): real tenants run
+/// on synchronised clocks, and a larger value would move the counting bounds by days.
+pub const MAX_PLAUSIBLE_SKEW: chrono::Duration = chrono::Duration::days(1);
+
 /// Where "now" comes from; the real wall clock in production, a simulator's manual clock
 /// in tests.
 pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
@@ -297,11 +301,24 @@ impl<S: TaskSource> TenantPoller<S> {
     /// read): corrected by the skew the answer's `Date` showed. The skew is measured
     /// against the clock *after* the read and `Date` has whole seconds, so the result
     /// errs early — the safe side for a lower bound.
+    ///
+    /// A `Date` more than [`MAX_PLAUSIBLE_SKEW`] away from the exporter's clock (a broken
+    /// proxy, a hostile answer) is not believed: it would move the bounds by days. The last
+    /// plausible skew is kept and a warning logged.
     fn tenant_time(&mut self, local: DateTime<Utc>, date: Option<DateTime<Utc>>) -> DateTime<Utc> {
         if let Some(date) = date {
-            self.skew = date - (self.clock)();
-            self.metrics
-                .set_clock_skew(self.skew.num_milliseconds() as f64 / 1000.0);
+            let skew = date - (self.clock)();
+            if skew.abs() <= MAX_PLAUSIBLE_SKEW {
+                self.skew = skew;
+                self.metrics
+                    .set_clock_skew(self.skew.num_milliseconds() as f64 / 1000.0);
+            } else {
+                tracing::warn!(
+                    tenant = self.metrics.tenant(),
+                    skew_seconds = skew.num_seconds(),
+                    "the tenant's Date header is implausibly far from the exporter's clock; ignored"
+                );
+            }
         }
         local.checked_add_signed(self.skew).unwrap_or(local)
     }

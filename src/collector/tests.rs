@@ -33,6 +33,8 @@ struct FakeState {
     insert_before_offset: Option<(u32, Vec<TaskStatus>)>,
     /// Calls never answer (for deadline tests).
     hang: bool,
+    /// The `Date` the pending list answers with.
+    date: Option<DateTime<Utc>>,
 }
 
 /// A tenant in memory; the clone handed to the poller shares the state.
@@ -97,6 +99,13 @@ impl TaskSource for Fake {
                 .cloned()
                 .collect()
         }))
+    }
+
+    async fn pending_tasks_dated(
+        &self,
+    ) -> Result<(Vec<TaskStatus>, Option<DateTime<Utc>>), FakeError> {
+        let tasks = self.pending_tasks().await?;
+        Ok((tasks, self.with(|s| s.date)))
     }
 
     async fn completed_page(&self, offset: u32, limit: u32) -> Result<Vec<TaskStatus>, FakeError> {
@@ -1185,5 +1194,30 @@ async fn every_histogram_bucket_counts_the_observed_durations_and_waits() {
     assert_eq!(
         buckets(&s, "sailpoint_task_queue_wait_seconds", &group),
         vec![(0.5, 1.0), (5.0, 3.0), (30.0, 4.0), (f64::INFINITY, 4.0)]
+    );
+}
+
+#[tokio::test]
+async fn a_plausible_date_header_sets_the_skew_and_an_absurd_one_is_ignored() {
+    let mut h = harness();
+    // The tenant's clock ten minutes behind ours.
+    h.fake.with(|s| s.date = Some(at(-600)));
+    h.prime().await;
+    let skew = [("tenant", "acme")];
+    assert_eq!(
+        v(&h.samples(), "sailpoint_exporter_clock_skew_seconds", &skew),
+        Some(-600.0)
+    );
+    // A month ahead: not believed, so the bounds stay where they were and a task
+    // created after the start is still counted.
+    h.fake.with(|s| s.date = Some(at(30 * 24 * 3600)));
+    h.fake
+        .put(done(task("b", "Task", None, 5, None), 8, "SUCCESS"));
+    h.set_now(60);
+    assert_eq!(h.pending().await, 0);
+    assert_eq!(h.completed().await, 1);
+    assert_eq!(
+        v(&h.samples(), "sailpoint_exporter_clock_skew_seconds", &skew),
+        Some(-600.0)
     );
 }
