@@ -1,7 +1,7 @@
 //! Exactly-once bookkeeping (see docs/decisions.md, "Exactly-once collection"), as pure
 //! synchronous state with no I/O.
 //!
-//! A poll first *reads* everything it needs from the API (see [`super::read`]) into a
+//! A poll first *reads* everything it needs from the API (see the `read` module) into a
 //! [`PendingRead`], [`CompletedRead`] or [`PrimeRead`]; only when the whole read
 //! succeeded is it *applied* here, in one infallible step that returns the tasks to count.
 //! A failed read is dropped, so a failed poll changes nothing.
