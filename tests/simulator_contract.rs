@@ -1020,3 +1020,50 @@ async fn speed_divides_schedules() {
     slow.shutdown().await;
     fast.shutdown().await;
 }
+
+#[tokio::test]
+async fn every_view_serves_the_tenant_clock_when_views_lag() {
+    use sailpoint_task_exporter::simulator::Habits;
+    let sim = sim(manual(31, Scenario::Empty)).await;
+    let now = sim.now();
+    let running = sim.add_task(NewTask::account_aggregation("AD").created(now));
+    let done = sim.add_task(NewTask::account_aggregation("AD").created(now).completes(
+        now + chrono::Duration::seconds(5),
+        CompletionStatus::Success,
+    ));
+    sim.advance(Duration::from_secs(10));
+    // The tenant's clock an hour ahead, and a pending view that still lists the finished
+    // task: both the pending view and the lists serve timestamps on the tenant's clock.
+    sim.set_faults(Faults {
+        habits: Habits {
+            clock_offset_secs: 3600,
+            pending_view_lag: Duration::from_secs(60),
+            ..Habits::default()
+        },
+        ..Faults::none()
+    });
+    let served: Vec<TaskStatus> = sim.tasks_as_served();
+    let want = |id: &str| served.iter().find(|t| t.id == id).unwrap().created;
+    let api = Api::new(&sim).await;
+    let pending: Vec<TaskStatus> = api
+        .get("/v2024/task-status/pending-tasks")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(pending.len(), 2, "the finished task still lingers");
+    for task in &pending {
+        assert_eq!(
+            task.created,
+            want(&task.id),
+            "pending view, task {}",
+            task.id
+        );
+    }
+    let (_, _, listed) = api.list(&[]).await;
+    let listed: Vec<TaskStatus> = serde_json::from_value(listed).unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].id, done);
+    assert_eq!(listed[0].created, want(&done));
+    assert_eq!(want(&running), now + chrono::Duration::hours(1));
+}

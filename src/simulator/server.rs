@@ -383,7 +383,12 @@ impl SimState {
             let view = habits::pending_view(pending, finished, &habits, now);
             Listing {
                 total: view.len(),
-                items: view.into_iter().skip(offset).take(limit).collect(),
+                items: view
+                    .into_iter()
+                    .skip(offset)
+                    .take(limit)
+                    .map(|t| habits::served(t, &habits))
+                    .collect(),
             }
         } else {
             tenant.pending_page(offset, limit, now)
