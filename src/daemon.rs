@@ -50,15 +50,19 @@ struct ExporterState {
 
 impl MetricsSource for ExporterState {
     fn render(&self) -> Vec<u8> {
-        self.metrics.exposition().text.to_vec()
+        self.metrics.render()
     }
 
     fn prerendered(&self) -> Option<http::Prerendered> {
         self.metrics.prerendered().map(prerendered)
     }
 
-    fn rerender(&self) -> http::Prerendered {
-        prerendered(self.metrics.exposition())
+    fn rerender(&self, text: bool) -> http::Prerendered {
+        prerendered(if text {
+            self.metrics.exposition_with_text()
+        } else {
+            self.metrics.exposition()
+        })
     }
 
     fn is_ready(&self) -> bool {
@@ -79,7 +83,7 @@ impl MetricsSource for ExporterState {
 fn prerendered(e: crate::metrics::Exposition) -> http::Prerendered {
     http::Prerendered {
         text: e.text,
-        gzip: e.gzip,
+        gzip: Some(e.gzip),
     }
 }
 

@@ -76,6 +76,14 @@ pub fn gzip(body: &[u8]) -> std::io::Result<Vec<u8>> {
     encoder.finish()
 }
 
+/// Decodes a gzip-compressed exposition (for a client that does not accept gzip).
+pub fn gunzip(body: &[u8]) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut text = Vec::with_capacity(body.len().saturating_mul(8));
+    flate2::read::GzDecoder::new(body).read_to_end(&mut text)?;
+    Ok(text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,5 +150,6 @@ mod tests {
             .read_to_string(&mut text)
             .unwrap();
         assert_eq!(text, "up 1\n");
+        assert_eq!(gunzip(&compressed).unwrap(), b"up 1\n");
     }
 }

@@ -60,11 +60,13 @@ pub trait MetricsSource: Send + Sync + 'static {
     fn prerendered(&self) -> Option<Prerendered> {
         None
     }
-    /// Renders (and may keep) the exposition; runs on a blocking thread like
-    /// [`MetricsSource::render`], which the default calls.
-    fn rerender(&self) -> Prerendered {
+    /// Renders (and may keep) the exposition, with its text when `text` (the client does
+    /// not accept gzip); runs on a blocking thread like [`MetricsSource::render`], which
+    /// the default calls.
+    fn rerender(&self, text: bool) -> Prerendered {
+        let _ = text;
         Prerendered {
-            text: self.render().into(),
+            text: Some(self.render().into()),
             gzip: None,
         }
     }
@@ -73,13 +75,14 @@ pub trait MetricsSource: Send + Sync + 'static {
     fn is_ready(&self) -> bool;
 }
 
-/// One rendered exposition: the text and, when the source compressed it already, its
-/// gzip encoding. Cloning copies two reference-counted handles, not the bytes.
+/// One rendered exposition: its text, its gzip encoding, or both (a source keeps what is
+/// cheap for it; the server makes the other on demand). Cloning copies reference-counted
+/// handles, not the bytes.
 #[derive(Debug, Clone)]
 pub struct Prerendered {
-    /// Text exposition format 0.0.4.
-    pub text: bytes::Bytes,
-    /// The same text gzip-compressed; None to compress on demand.
+    /// Text exposition format 0.0.4; None to decode it from `gzip` on demand.
+    pub text: Option<bytes::Bytes>,
+    /// The same text gzip-compressed; None to compress it on demand.
     pub gzip: Option<bytes::Bytes>,
 }
 

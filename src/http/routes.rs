@@ -232,26 +232,39 @@ impl Routes {
         response
     }
 
-    /// Serves the pre-rendered exposition when the source has a current one (a copy of
-    /// bytes on this worker); otherwise renders (and maybe compresses) off the async
-    /// workers, so a large exposition or a source holding a lock cannot stall other
-    /// connections, and the deadline still bites.
+    /// Serves the pre-rendered exposition when the source has a current one in the
+    /// encoding asked for (a copy of bytes on this worker); otherwise renders, compresses
+    /// or decodes off the async workers, so a large exposition or a source holding a
+    /// lock cannot stall other connections, and the deadline still bites.
     async fn metrics(&self, headers: &HeaderMap) -> Response<Full<Bytes>> {
         let gzip = encoding::wants_gzip(headers);
-        let (body, gzipped) = match self.source.prerendered() {
-            Some(kept) if !gzip || kept.gzip.is_some() => choose(kept, gzip),
-            _ => {
+        let kept = self
+            .source
+            .prerendered()
+            .and_then(|kept| if gzip { kept.gzip } else { kept.text });
+        let (body, gzipped) = match kept {
+            Some(body) => (body, gzip),
+            None => {
                 let source = Arc::clone(&self.source);
                 let rendered =
-                    tokio::task::spawn_blocking(move || choose(source.rerender(), gzip)).await;
-                let Ok(rendered) = rendered else {
-                    tracing::error!("rendering metrics panicked");
-                    return text(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "rendering metrics failed\n",
-                    );
-                };
-                rendered
+                    tokio::task::spawn_blocking(move || choose(source.rerender(!gzip), gzip))
+                        .await;
+                match rendered {
+                    Ok(Some(rendered)) => rendered,
+                    Ok(None) => {
+                        return text(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "rendering metrics failed\n",
+                        );
+                    }
+                    Err(_) => {
+                        tracing::error!("rendering metrics panicked");
+                        return text(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "rendering metrics failed\n",
+                        );
+                    }
+                }
             }
         };
         let mut response = with_type(StatusCode::OK, METRICS_CONTENT_TYPE, body);
@@ -264,21 +277,28 @@ impl Routes {
     }
 }
 
-/// The body to send: the kept gzip when asked and present, else compressed now (plain
-/// text if compression fails), else the text.
-fn choose(rendered: Prerendered, gzip: bool) -> (Bytes, bool) {
-    if !gzip {
-        return (rendered.text, false);
-    }
-    if let Some(compressed) = rendered.gzip {
-        return (compressed, true);
-    }
-    match encoding::gzip(&rendered.text) {
-        Ok(compressed) => (Bytes::from(compressed), true),
-        Err(error) => {
-            tracing::warn!(%error, "gzip failed; sending uncompressed");
-            (rendered.text, false)
-        }
+/// The body to send and whether it is gzip: for a gzip client the kept gzip, else the
+/// text compressed now (the text itself if compression fails); for any other client the
+/// kept text, else the gzip decoded now. None when there is nothing to send.
+fn choose(rendered: Prerendered, gzip: bool) -> Option<(Bytes, bool)> {
+    match (gzip, rendered.gzip, rendered.text) {
+        (true, Some(compressed), _) => Some((compressed, true)),
+        (true, None, Some(text)) => Some(match encoding::gzip(&text) {
+            Ok(compressed) => (Bytes::from(compressed), true),
+            Err(error) => {
+                tracing::warn!(%error, "gzip failed; sending uncompressed");
+                (text, false)
+            }
+        }),
+        (false, _, Some(text)) => Some((text, false)),
+        (false, Some(compressed), None) => match encoding::gunzip(&compressed) {
+            Ok(text) => Some((Bytes::from(text), false)),
+            Err(error) => {
+                tracing::error!(%error, "cannot decode the kept exposition");
+                None
+            }
+        },
+        (_, None, None) => None,
     }
 }
 

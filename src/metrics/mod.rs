@@ -6,13 +6,15 @@
 //! - [`normalize`]: the label rules every update path shares;
 //! - [`values`]: a tenant's series as plain data (serialisable, for `storage.path`);
 //! - [`state`]: a tenant's state and the typed [`Update`]s a poll applies to it;
-//! - [`render`]: snapshots → text (and gzip), written directly; the `prometheus` crate
-//!   supplies and encodes the process metrics;
+//! - [`render`]: snapshots → text, written directly for the families that changed and
+//!   kept compressed; the `prometheus` crate supplies and encodes the process metrics;
+//! - [`deflate`]: separately compressed pieces joined into one gzip stream;
 //! - `exposition` (tests only, in `tests/support`): a reader of the text format.
 //!
 //! `/metrics` reads memory only and never calls SailPoint.
 
 pub mod catalogue;
+pub mod deflate;
 #[cfg(test)]
 #[path = "../../tests/support/exposition.rs"]
 pub(crate) mod exposition;
@@ -216,7 +218,13 @@ impl Metrics {
     /// A fresh rendering of everything in the text exposition format 0.0.4 (never the
     /// pre-rendered copy; for tests, `demo` and tools). Reads memory only.
     pub fn render(&self) -> Vec<u8> {
-        render::build(self).text.to_vec()
+        match render::build(self).decoded() {
+            Ok(text) => text.to_vec(),
+            Err(error) => {
+                tracing::error!(%error, "cannot decode the exposition");
+                Vec::new()
+            }
+        }
     }
 
     /// The pre-rendered exposition when it is current (nothing applied since, process
@@ -229,7 +237,16 @@ impl Metrics {
     /// The pre-rendered exposition, rendered (and kept) first if it is not current.
     pub fn exposition(&self) -> Exposition {
         self.cache
-            .refresh(self.changes.applied.load(Ordering::Acquire), || {
+            .refresh(self.changes.applied.load(Ordering::Acquire), false, || {
+                render::build(self)
+            })
+    }
+
+    /// Like [`Metrics::exposition`], with the text decoded too (kept until the next
+    /// rendering), for a client that does not accept gzip.
+    pub fn exposition_with_text(&self) -> Exposition {
+        self.cache
+            .refresh(self.changes.applied.load(Ordering::Acquire), true, || {
                 render::build(self)
             })
     }
@@ -294,6 +311,7 @@ impl Metrics {
                     rules: Arc::clone(&self.rules),
                     state: Arc::new(Mutex::new(TenantState::default())),
                     changes: Arc::clone(&self.changes),
+                    text: Arc::default(),
                 };
                 handle.apply(|u| u.start());
                 handle
@@ -323,6 +341,8 @@ pub struct TenantMetrics {
     rules: Arc<Rules>,
     state: Arc<Mutex<TenantState>>,
     changes: Arc<Changes>,
+    /// The tenant's series as last rendered, a compressed piece per family.
+    text: Arc<Mutex<render::TenantText>>,
 }
 
 impl std::fmt::Debug for TenantMetrics {
@@ -383,10 +403,11 @@ impl TenantMetrics {
         self.lock().clone()
     }
 
-    /// Reads the state under the lock (rendering).
-    fn read<R>(&self, f: impl FnOnce(&TenantState, &Rules) -> R) -> R {
-        let state = self.lock();
-        f(&state, &self.rules)
+    /// Reads the state under the lock (rendering, which also takes the record of which
+    /// families changed).
+    fn with_state<R>(&self, f: impl FnOnce(&mut TenantState, &Rules) -> R) -> R {
+        let mut state = self.lock();
+        f(&mut state, &self.rules)
     }
 
     /// The labels a task is reported under, after normalisation and the cardinality

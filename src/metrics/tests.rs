@@ -296,8 +296,10 @@ fn the_prerendered_exposition_follows_every_applied_change() {
         "an applied change invalidates it"
     );
     let second = m.exposition();
-    assert_ne!(first.text, second.text);
-    let s = exposition::parse(std::str::from_utf8(&second.text).unwrap());
+    assert_ne!(first.gzip, second.gzip);
+    assert!(second.text.is_none(), "text is decoded only when asked for");
+    let text = second.decoded().unwrap();
+    let s = exposition::parse(std::str::from_utf8(&text).unwrap());
     assert_eq!(
         exposition::value(
             &s,
@@ -306,17 +308,71 @@ fn the_prerendered_exposition_follows_every_applied_change() {
         ),
         Some(1.0)
     );
-    let mut unzipped = String::new();
-    std::io::Read::read_to_string(
-        &mut flate2::read::GzDecoder::new(&second.gzip.unwrap()[..]),
-        &mut unzipped,
-    )
-    .unwrap();
+    let with_text = m.exposition_with_text();
+    assert_eq!(with_text.gzip, second.gzip, "the same rendering");
+    assert_eq!(with_text.text.as_deref(), Some(&text[..]));
     assert_eq!(
-        unzipped.as_bytes(),
-        &second.text[..],
-        "gzip of the same text"
+        m.prerendered().and_then(|e| e.text).as_deref(),
+        Some(&text[..]),
+        "the decoded text is kept with the rendering"
     );
+}
+
+/// The tenant families of an exposition (process metrics vary between renderings).
+fn tenant_lines(text: &[u8]) -> Vec<String> {
+    String::from_utf8(text.to_vec())
+        .unwrap()
+        .lines()
+        .filter(|l| !l.contains("process_"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Renders every family of every tenant again, as if nothing had been rendered before.
+fn full_rendering(m: &Metrics) -> Vec<String> {
+    for handle in m.handles() {
+        *handle.text.lock().unwrap() = render::TenantText::default();
+    }
+    tenant_lines(&render::build(m).decoded().unwrap())
+}
+
+#[test]
+fn rendering_only_changed_families_equals_rendering_everything() {
+    let m = Metrics::new(&MetricsSettings::default(), "v", "r").unwrap();
+    let (a, b) = (m.tenant("a"), m.tenant("b"));
+    let finished = |id: usize, name: &str, status: &str| {
+        task(serde_json::json!({
+            "id": format!("t{id}"), "uniqueName": name, "created": "2024-01-01T00:00:00Z",
+            "launched": "2024-01-01T00:00:05Z", "completed": format!("2024-01-01T00:{:02}:00Z", id % 60),
+            "completionStatus": status, "type": "QUARTZ",
+            "returns": [{"name": "TOTAL", "attributeName": "total"}],
+            "attributes": {"total": id},
+            "messages": [{"type": "ERROR", "key": "k", "localizedText": {"locale": "en", "message": "m"}}]
+        }))
+    };
+    let pending = |id: usize, name: &str| {
+        task(serde_json::json!({
+            "id": format!("p{id}"), "uniqueName": name, "created": "2024-01-01T00:00:00Z"
+        }))
+    };
+    let mut checked = 0;
+    for step in 0..40usize {
+        let handle = if step % 3 == 0 { &b } else { &a };
+        match step % 5 {
+            0 => handle.record_completion(&finished(step, "Agg", "Success")),
+            1 => handle.record_completion(&finished(step, &format!("Job {}", step % 4), "Error")),
+            2 => handle.set_pending([pending(step, "Agg"), pending(step + 1, "Other")].iter()),
+            3 => handle.poll_failed(PollList::Completed, Duration::from_millis(step as u64)),
+            _ => handle.set_pending(std::iter::empty()),
+        }
+        if step % 4 == 0 {
+            continue; // several changes between renderings
+        }
+        let incremental = tenant_lines(&m.exposition().decoded().unwrap());
+        assert_eq!(incremental, full_rendering(&m), "after step {step}");
+        checked += 1;
+    }
+    assert_eq!(checked, 30);
 }
 
 #[test]

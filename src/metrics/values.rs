@@ -1,7 +1,7 @@
 //! The values of one tenant's series, keyed by catalogue family and label values:
 //! counters, fractional sums, gauges and histograms, as plain (de)serialisable data.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -67,6 +67,40 @@ pub struct Series(#[serde(with = "pairs")] pub BTreeMap<Labels, Value>);
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Values {
     families: BTreeMap<String, Series>,
+    /// Families changed since the exposition last read them (not persisted).
+    #[serde(skip)]
+    changed: Changed,
+}
+
+/// Which families changed since [`Values::take_changed`]: the exposition re-renders a
+/// tenant's text only for those. Starts as "all" (new or resumed values). Not part of
+/// the values: equal values compare equal whatever was read of them.
+#[derive(Debug, Clone)]
+pub struct Changed {
+    all: bool,
+    families: BTreeSet<&'static str>,
+}
+
+impl Default for Changed {
+    fn default() -> Self {
+        Changed {
+            all: true,
+            families: BTreeSet::new(),
+        }
+    }
+}
+
+impl PartialEq for Changed {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Changed {
+    /// Whether `family` changed.
+    pub fn contains(&self, family: &Family) -> bool {
+        self.all || self.families.contains(family.name)
+    }
 }
 
 fn key(labels: &[&str]) -> Labels {
@@ -85,7 +119,19 @@ impl Values {
     }
 
     fn series_mut(&mut self, family: &Family) -> &mut BTreeMap<Labels, Value> {
+        self.changed.families.insert(family.name);
         &mut self.families.entry(family.name.to_string()).or_default().0
+    }
+
+    /// The families changed since the last call (all of them the first time).
+    pub fn take_changed(&mut self) -> Changed {
+        std::mem::replace(
+            &mut self.changed,
+            Changed {
+                all: false,
+                families: BTreeSet::new(),
+            },
+        )
     }
 
     pub(super) fn add(&mut self, family: &Family, labels: &[&str], n: u64) {
@@ -146,6 +192,7 @@ impl Values {
     }
 
     pub(super) fn clear(&mut self, family: &Family) {
+        self.changed.families.insert(family.name);
         self.families.remove(family.name);
     }
 
@@ -154,6 +201,7 @@ impl Values {
     /// wrong label counts, wrong value kinds, histograms with another bucket count.
     /// Returns the number of series dropped.
     pub fn sanitize(&mut self, rules: &Rules) -> usize {
+        self.changed.all = true;
         let mut dropped = 0;
         self.families.retain(|name, series| {
             let Some(family) = cat::find(name).filter(|f| f.scope == cat::Scope::Tenant) else {
