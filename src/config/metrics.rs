@@ -24,6 +24,10 @@ pub struct MetricsSettings {
     /// `sailpoint_task_returns_total` / `sailpoint_task_return_value`; the rest fold into
     /// `attribute="other"` (0 folds them all).
     pub max_return_attributes: usize,
+    /// Whether `sailpoint_task_duration_seconds` is broken down by `status` (the
+    /// default) or has one histogram per (task_name, source) group: fewer series for
+    /// exporters that watch many tenants.
+    pub duration_by_status: bool,
 }
 
 /// Default duration buckets: one second to one day.
@@ -46,6 +50,7 @@ impl Default for MetricsSettings {
             queue_wait_buckets: DEFAULT_QUEUE_WAIT_BUCKETS.to_vec(),
             task_name_rewrites: Vec::new(),
             max_return_attributes: 32,
+            duration_by_status: true,
         }
     }
 }

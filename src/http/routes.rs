@@ -247,8 +247,7 @@ impl Routes {
             None => {
                 let source = Arc::clone(&self.source);
                 let rendered =
-                    tokio::task::spawn_blocking(move || choose(source.rerender(!gzip), gzip))
-                        .await;
+                    tokio::task::spawn_blocking(move || choose(source.rerender(!gzip), gzip)).await;
                 match rendered {
                     Ok(Some(rendered)) => rendered,
                     Ok(None) => {

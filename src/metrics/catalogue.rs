@@ -179,6 +179,15 @@ pub const DURATION: Family = histogram(
     "Task run time: completed - launched (completed - created when never launched).",
     Buckets::TaskDuration,
 );
+/// `sailpoint_task_duration_seconds` without `status`, served instead of [`DURATION`]
+/// when `metrics.duration_by_status` is false (not listed in [`CATALOGUE`]: one name,
+/// one family, whichever the configuration chose).
+pub const DURATION_BY_GROUP: Family = histogram(
+    "sailpoint_task_duration_seconds",
+    GROUP,
+    "Task run time: completed - launched (completed - created when never launched).",
+    Buckets::TaskDuration,
+);
 /// `sailpoint_task_queue_wait_seconds`.
 pub const QUEUE_WAIT: Family = histogram(
     "sailpoint_task_queue_wait_seconds",

@@ -54,14 +54,14 @@ impl Piece {
             out.extend_from_slice(&(!len).to_le_bytes());
             out.extend_from_slice(block);
         }
-        Piece::with_crc(out, text)
+        Piece::with_crc(&out, text)
     }
 
-    fn with_crc(deflate: Vec<u8>, text: &[u8]) -> Piece {
+    fn with_crc(deflate: &[u8], text: &[u8]) -> Piece {
         let mut crc = crc32fast::Hasher::new();
         crc.update(text);
         Piece {
-            deflate: Bytes::from(deflate),
+            deflate: Bytes::copy_from_slice(deflate),
             crc,
             len: text.len() as u64,
         }
@@ -69,15 +69,17 @@ impl Piece {
 }
 
 /// A raw-DEFLATE compressor at the fastest level, reset before every piece (its tables
-/// are reused rather than allocated per piece).
+/// and output buffer are reused rather than allocated per piece).
 pub struct Compressor {
     inner: Compress,
+    out: Vec<u8>,
 }
 
 impl Default for Compressor {
     fn default() -> Self {
         Compressor {
             inner: Compress::new(Compression::fast(), false),
+            out: Vec::new(),
         }
     }
 }
@@ -86,7 +88,9 @@ impl Compressor {
     /// `text` compressed on its own (see the module documentation).
     pub fn piece(&mut self, text: &[u8]) -> Piece {
         self.inner.reset();
-        let mut out = Vec::with_capacity(text.len() / 8 + 64);
+        let out = &mut self.out;
+        out.clear();
+        out.reserve(text.len() / 8 + 64);
         loop {
             let consumed = usize::try_from(self.inner.total_in()).unwrap_or(usize::MAX);
             let Some(rest) = text.get(consumed..) else {
@@ -96,7 +100,7 @@ impl Compressor {
                 out.reserve(out.capacity().max(4096));
             }
             let written = out.len();
-            if let Err(error) = self.inner.compress_vec(rest, &mut out, FlushCompress::Sync) {
+            if let Err(error) = self.inner.compress_vec(rest, out, FlushCompress::Sync) {
                 tracing::error!(%error, "compression failed; keeping the text stored");
                 return Piece::stored(text);
             }
@@ -111,7 +115,8 @@ impl Compressor {
                 return Piece::stored(text);
             }
         }
-        Piece::with_crc(out, text)
+        // A copy of exactly the compressed size: the piece is kept, the buffer reused.
+        Piece::with_crc(out.as_slice(), text)
     }
 }
 
@@ -156,7 +161,12 @@ mod tests {
 
     fn sample(lines: usize, seed: usize) -> Vec<u8> {
         (0..lines)
-            .map(|i| format!("metric_bucket{{tenant=\"t{seed}\",le=\"{i}\"}} {}\n", i * seed))
+            .map(|i| {
+                format!(
+                    "metric_bucket{{tenant=\"t{seed}\",le=\"{i}\"}} {}\n",
+                    i * seed
+                )
+            })
             .collect::<String>()
             .into_bytes()
     }

@@ -101,6 +101,8 @@ pub struct Rules {
     duration_buckets: Vec<f64>,
     queue_wait_buckets: Vec<f64>,
     max_return_attributes: usize,
+    /// [`catalogue::DURATION`], or [`catalogue::DURATION_BY_GROUP`] without `status`.
+    duration: &'static catalogue::Family,
 }
 
 impl Rules {
@@ -112,7 +114,37 @@ impl Rules {
             duration_buckets: settings.duration_buckets.clone(),
             queue_wait_buckets: settings.queue_wait_buckets.clone(),
             max_return_attributes: settings.max_return_attributes,
+            duration: if settings.duration_by_status {
+                &catalogue::DURATION
+            } else {
+                &catalogue::DURATION_BY_GROUP
+            },
         }
+    }
+
+    /// The family served under `family`'s name: the configured duration histogram for
+    /// [`catalogue::DURATION`], `family` itself otherwise.
+    pub fn family(&self, family: &'static catalogue::Family) -> &'static catalogue::Family {
+        if family.name == catalogue::DURATION.name {
+            self.duration
+        } else {
+            family
+        }
+    }
+
+    /// The tenant families as served, in catalogue order (see [`Rules::family`]).
+    pub fn tenant_families(&self) -> impl Iterator<Item = &'static catalogue::Family> + '_ {
+        catalogue::tenant_families().map(|f| self.family(f))
+    }
+
+    /// The duration histogram's label values after `tenant` for a task of `group`
+    /// that ended with `status`.
+    fn duration_labels<'l>(&self, group: &'l Group, status: &'l str) -> Vec<&'l str> {
+        let mut labels = vec![group.task_name.as_str(), group.source.as_str()];
+        if self.duration.labels.contains(&"status") {
+            labels.push(status);
+        }
+        labels
     }
 
     /// Distinct result attributes a group may have as labels of their own.
@@ -151,9 +183,16 @@ impl Changes {
 /// tenants apply changes.
 pub const RENDER_PAUSE_FACTOR: u32 = 3;
 
+/// The shortest pause between two background renders: with hundreds of tenants a change
+/// is applied every few milliseconds, and joining the exposition after each would cost
+/// more than all the polling. A scrape in between renders for itself (only what changed).
+pub const RENDER_MIN_PAUSE: Duration = Duration::from_millis(1000);
+
 /// The exporter's metric state; shared (`Arc`) by the pollers and the HTTP server.
 pub struct Metrics {
     registry: Registry,
+    /// HELP and TYPE of every tenant family, compressed once (see [`render`]).
+    headers: Vec<deflate::Piece>,
     rules: Arc<Rules>,
     tenants: Mutex<BTreeMap<String, TenantMetrics>>,
     changes: Arc<Changes>,
@@ -178,6 +217,7 @@ impl Metrics {
     ) -> Result<Metrics, MetricsError> {
         use catalogue::{BUILD_INFO, RELOAD_SUCCESS_TIME, RELOAD_SUCCESSFUL};
         let registry = Registry::new();
+        let rules = Rules::new(settings);
         let build_info = prometheus::IntGaugeVec::new(
             prometheus::Opts::new(BUILD_INFO.name, BUILD_INFO.help),
             BUILD_INFO.labels,
@@ -196,7 +236,8 @@ impl Metrics {
         ))?;
         Ok(Metrics {
             registry,
-            rules: Arc::new(Rules::new(settings)),
+            headers: render::headers(&rules),
+            rules: Arc::new(rules),
             tenants: Mutex::new(BTreeMap::new()),
             changes: Arc::new(Changes::default()),
             cache: render::Cache::default(),
@@ -275,12 +316,15 @@ impl Metrics {
                 {
                     tracing::error!("rendering metrics panicked");
                 }
-                // Every tenant's poll is a change: with hundreds of tenants, rendering
-                // everything after each one would cost O(tenants²) per cycle. Pausing
-                // RENDER_PAUSE_FACTOR times the render time keeps rendering under a
-                // quarter of a core; changes meanwhile are coalesced into the next render
-                // (a scrape in between renders for itself).
-                let pause = started.elapsed().saturating_mul(RENDER_PAUSE_FACTOR);
+                // Every tenant's poll is a change: with hundreds of tenants, joining the
+                // exposition after each one would cost O(tenants²) per cycle. Pausing
+                // RENDER_PAUSE_FACTOR times the render time, and at least
+                // RENDER_MIN_PAUSE, bounds it; changes meanwhile are coalesced into the
+                // next render (a scrape in between renders for itself).
+                let pause = started
+                    .elapsed()
+                    .saturating_mul(RENDER_PAUSE_FACTOR)
+                    .max(RENDER_MIN_PAUSE);
                 tokio::select! {
                     _ = shutdown.changed() => return,
                     _ = tokio::time::sleep(pause) => {}

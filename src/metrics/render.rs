@@ -16,7 +16,7 @@ use std::fmt::Write as _;
 use bytes::Bytes;
 use prometheus::{Encoder, TextEncoder};
 
-use super::catalogue::{self as cat, Family, POLLED};
+use super::catalogue::{Family, POLLED};
 use super::deflate::{self, Compressor, Piece};
 use super::state::{TenantState, Value};
 use super::{Metrics, Rules, TenantMetrics};
@@ -81,9 +81,10 @@ impl Cache {
         build: impl FnOnce() -> Exposition,
     ) -> Exposition {
         let mut slot = self.slot.lock().unwrap_or_else(|p| p.into_inner());
-        let rendered = match slot.take().filter(|r| {
-            r.applied == applied && r.at.elapsed() < PROCESS_REFRESH.min(MAX_AGE)
-        }) {
+        let rendered = match slot
+            .take()
+            .filter(|r| r.applied == applied && r.at.elapsed() < PROCESS_REFRESH.min(MAX_AGE))
+        {
             Some(current) => current,
             None => Rendered {
                 applied,
@@ -111,7 +112,7 @@ pub(super) struct TenantText {
 
 /// Renders now: the changed families of every tenant, then the gzip stream.
 pub(super) fn build(metrics: &Metrics) -> Exposition {
-    let families: Vec<&Family> = cat::tenant_families().collect();
+    let families: Vec<&Family> = metrics.rules.tenant_families().collect();
     let mut compressor = Compressor::default();
     let tenants: Vec<Vec<Option<Piece>>> = metrics
         .handles()
@@ -119,7 +120,7 @@ pub(super) fn build(metrics: &Metrics) -> Exposition {
         .map(|handle| refresh(handle, &families, &mut compressor))
         .collect();
     let mut pieces: Vec<Piece> = Vec::new();
-    for (index, family) in families.iter().enumerate() {
+    for index in 0..families.len() {
         let mut body = tenants
             .iter()
             .filter_map(|t| t.get(index).cloned().flatten())
@@ -127,7 +128,7 @@ pub(super) fn build(metrics: &Metrics) -> Exposition {
         if body.peek().is_none() {
             continue;
         }
-        pieces.push(compressor.piece(header(family).as_bytes()));
+        pieces.extend(metrics.headers.get(index).cloned());
         pieces.extend(body);
     }
     pieces.push(compressor.piece(&process_text(metrics)));
@@ -168,6 +169,15 @@ fn refresh(
         }
     }
     kept.pieces.clone()
+}
+
+/// The HELP and TYPE lines of every tenant family, compressed, in catalogue order.
+pub(super) fn headers(rules: &Rules) -> Vec<Piece> {
+    let mut compressor = Compressor::default();
+    rules
+        .tenant_families()
+        .map(|family| compressor.piece(header(family).as_bytes()))
+        .collect()
 }
 
 /// A tenant family's HELP and TYPE lines.

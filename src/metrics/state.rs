@@ -197,12 +197,13 @@ impl<'a> Update<'a> {
     fn init_group(&mut self, group: &Group) {
         let duration = self.rules.bounds(cat::DURATION.buckets).to_vec();
         let queue_wait = self.rules.bounds(cat::QUEUE_WAIT.buckets).to_vec();
+        let duration_labels = self.rules.duration_labels(group, ZERO_DURATION_STATUS);
         let (t, s) = (group.task_name.as_str(), group.source.as_str());
         let v = &mut self.state.values;
         for status in CompletionStatus::KNOWN_LABELS {
             v.touch_counter(&cat::COMPLETED_TOTAL, &[t, s, status]);
         }
-        v.touch_histogram(&cat::DURATION, &[t, s, ZERO_DURATION_STATUS], &duration);
+        v.touch_histogram(self.rules.duration, &duration_labels, &duration);
         v.touch_histogram(&cat::QUEUE_WAIT, &[t, s], &queue_wait);
         for level in ["warn", "error"] {
             v.touch_counter(&cat::MESSAGES_TOTAL, &[t, s, level]);
@@ -223,11 +224,12 @@ impl<'a> Update<'a> {
         let (t, s) = (group.task_name.as_str(), group.source.as_str());
         let duration_bounds = self.rules.bounds(cat::DURATION.buckets);
         let queue_bounds = self.rules.bounds(cat::QUEUE_WAIT.buckets);
+        let duration_labels = self.rules.duration_labels(&group, &status);
         let v = &mut self.state.values;
         v.add(&cat::COMPLETED_TOTAL, &[t, s, &status], 1);
         v.observe(
-            &cat::DURATION,
-            &[t, s, &status],
+            self.rules.duration,
+            &duration_labels,
             duration_bounds,
             task_duration(task),
         );

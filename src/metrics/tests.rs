@@ -433,3 +433,96 @@ fn a_restored_histogram_with_other_buckets_is_dropped_and_its_counter_kept() {
         3
     );
 }
+
+#[test]
+fn without_status_the_duration_histogram_is_one_per_group_and_counts_every_completion() {
+    let settings = MetricsSettings {
+        duration_buckets: vec![60.0],
+        duration_by_status: false,
+        ..MetricsSettings::default()
+    };
+    let m = Metrics::new(&settings, "v", "r").unwrap();
+    let t = m.tenant("a");
+    let finished = |id: &str, status: &str, seconds: u32| {
+        task(serde_json::json!({
+            "id": id, "uniqueName": "Agg", "created": "2024-01-01T00:00:00Z",
+            "launched": "2024-01-01T00:00:00Z",
+            "completed": format!("2024-01-01T00:{:02}:{:02}Z", seconds / 60, seconds % 60),
+            "completionStatus": status
+        }))
+    };
+    t.record_primed(&finished("p", "Success", 10));
+    let at_zero = series(&m, "sailpoint_task_duration_seconds");
+    assert_eq!(
+        at_zero,
+        [
+            "sailpoint_task_duration_seconds_bucket{source=\"\",task_name=\"Agg\",tenant=\"a\",le=\"+Inf\"} 0",
+            "sailpoint_task_duration_seconds_bucket{source=\"\",task_name=\"Agg\",tenant=\"a\",le=\"60\"} 0",
+            "sailpoint_task_duration_seconds_count{source=\"\",task_name=\"Agg\",tenant=\"a\"} 0",
+            "sailpoint_task_duration_seconds_sum{source=\"\",task_name=\"Agg\",tenant=\"a\"} 0",
+        ]
+    );
+    t.record_completion(&finished("1", "Success", 30));
+    t.record_completion(&finished("2", "Error", 90));
+    t.record_completion(&finished("3", "Warning", 45));
+    assert_eq!(
+        series(&m, "sailpoint_task_duration_seconds"),
+        [
+            "sailpoint_task_duration_seconds_bucket{source=\"\",task_name=\"Agg\",tenant=\"a\",le=\"+Inf\"} 3",
+            "sailpoint_task_duration_seconds_bucket{source=\"\",task_name=\"Agg\",tenant=\"a\",le=\"60\"} 2",
+            "sailpoint_task_duration_seconds_count{source=\"\",task_name=\"Agg\",tenant=\"a\"} 3",
+            "sailpoint_task_duration_seconds_sum{source=\"\",task_name=\"Agg\",tenant=\"a\"} 165",
+        ]
+    );
+    let text = String::from_utf8(m.render()).unwrap();
+    assert_eq!(
+        text.matches("# TYPE sailpoint_task_duration_seconds histogram")
+            .count(),
+        1
+    );
+    // The counters keep their status.
+    let s = exposition::parse(&text);
+    let count = |status: &str| {
+        exposition::value(&s, "sailpoint_tasks_completed_total", &[("status", status)])
+    };
+    assert_eq!(
+        (count("success"), count("error"), count("warning")),
+        (Some(1.0), Some(1.0), Some(1.0))
+    );
+}
+
+#[test]
+fn a_restored_duration_histogram_with_the_other_label_choice_is_dropped() {
+    let m = Metrics::new(&MetricsSettings::default(), "v", "r").unwrap();
+    let t = m.tenant("a");
+    t.record_completion(&task(serde_json::json!({
+        "id": "1", "uniqueName": "Agg", "created": "2024-01-01T00:00:00Z",
+        "completed": "2024-01-01T00:01:00Z", "completionStatus": "Success"
+    })));
+    let saved = t.snapshot();
+    let settings = MetricsSettings {
+        duration_by_status: false,
+        ..MetricsSettings::default()
+    };
+    let fresh = Metrics::new(&settings, "v", "r").unwrap();
+    fresh.restore("a", saved);
+    let s = exposition::parse(&String::from_utf8(fresh.render()).unwrap());
+    let duration_count = |labels: &[(&str, &str)]| {
+        exposition::value(&s, "sailpoint_task_duration_seconds_count", labels)
+    };
+    assert_eq!(duration_count(&[("status", "success")]), None);
+    assert_eq!(
+        duration_count(&[("task_name", "Agg")]),
+        Some(0.0),
+        "the group's histogram starts again at 0, without status"
+    );
+    assert_eq!(
+        exposition::value(
+            &s,
+            "sailpoint_tasks_completed_total",
+            &[("status", "success")]
+        ),
+        Some(1.0),
+        "the counter continues"
+    );
+}

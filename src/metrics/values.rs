@@ -204,7 +204,10 @@ impl Values {
         self.changed.all = true;
         let mut dropped = 0;
         self.families.retain(|name, series| {
-            let Some(family) = cat::find(name).filter(|f| f.scope == cat::Scope::Tenant) else {
+            let Some(family) = cat::find(name)
+                .filter(|f| f.scope == cat::Scope::Tenant)
+                .map(|f| rules.family(f))
+            else {
                 dropped += series.0.len();
                 return false;
             };
