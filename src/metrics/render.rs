@@ -44,7 +44,16 @@ impl Exposition {
         if let Some(text) = &self.text {
             return Ok(text.clone());
         }
-        let mut text = Vec::with_capacity(self.gzip.len() * 8);
+        // The trailer's ISIZE is the text's length (mod 2^32; ours are far smaller):
+        // allocating it at once avoids growing a large buffer by copies.
+        let size = self
+            .gzip
+            .len()
+            .checked_sub(4)
+            .and_then(|at| self.gzip.get(at..))
+            .and_then(|isize| <[u8; 4]>::try_from(isize).ok())
+            .map_or(0, |isize| u32::from_le_bytes(isize) as usize);
+        let mut text = Vec::with_capacity(size);
         flate2::read::GzDecoder::new(&self.gzip[..]).read_to_end(&mut text)?;
         Ok(Bytes::from(text))
     }

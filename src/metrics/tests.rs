@@ -402,21 +402,26 @@ fn a_restored_state_continues_its_counters_with_up_at_zero() {
     assert_eq!(exposition::value(&s, "sailpoint_up", &[]), Some(0.0));
 }
 
-#[test]
-fn a_restored_histogram_with_other_buckets_is_dropped_and_its_counter_kept() {
+/// The state of a tenant that counted one successful "Agg" with the default settings,
+/// resumed by an exporter with `settings`.
+fn resumed_with(settings: MetricsSettings) -> Metrics {
     let m = Metrics::new(&MetricsSettings::default(), "v", "r").unwrap();
     let t = m.tenant("a");
     t.record_completion(&task(serde_json::json!({
         "id": "c", "uniqueName": "Agg", "created": "2024-01-01T00:00:00Z",
         "completed": "2024-01-01T00:01:00Z", "completionStatus": "Success"
     })));
-    let saved = t.snapshot();
-    let other_buckets = MetricsSettings {
+    let fresh = Metrics::new(&settings, "v", "r").unwrap();
+    fresh.restore("a", t.snapshot());
+    fresh
+}
+
+#[test]
+fn a_restored_histogram_with_other_buckets_is_dropped_and_its_counter_kept() {
+    let fresh = resumed_with(MetricsSettings {
         duration_buckets: vec![1.0, 2.0],
         ..MetricsSettings::default()
-    };
-    let fresh = Metrics::new(&other_buckets, "v", "r").unwrap();
-    fresh.restore("a", saved);
+    });
     let s = exposition::parse(&String::from_utf8(fresh.render()).unwrap());
     let ok = [("task_name", "Agg"), ("status", "success")];
     assert_eq!(
@@ -493,19 +498,10 @@ fn without_status_the_duration_histogram_is_one_per_group_and_counts_every_compl
 
 #[test]
 fn a_restored_duration_histogram_with_the_other_label_choice_is_dropped() {
-    let m = Metrics::new(&MetricsSettings::default(), "v", "r").unwrap();
-    let t = m.tenant("a");
-    t.record_completion(&task(serde_json::json!({
-        "id": "1", "uniqueName": "Agg", "created": "2024-01-01T00:00:00Z",
-        "completed": "2024-01-01T00:01:00Z", "completionStatus": "Success"
-    })));
-    let saved = t.snapshot();
-    let settings = MetricsSettings {
+    let fresh = resumed_with(MetricsSettings {
         duration_by_status: false,
         ..MetricsSettings::default()
-    };
-    let fresh = Metrics::new(&settings, "v", "r").unwrap();
-    fresh.restore("a", saved);
+    });
     let s = exposition::parse(&String::from_utf8(fresh.render()).unwrap());
     let duration_count = |labels: &[(&str, &str)]| {
         exposition::value(&s, "sailpoint_task_duration_seconds_count", labels)
