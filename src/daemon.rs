@@ -57,12 +57,8 @@ impl MetricsSource for ExporterState {
         self.metrics.prerendered().map(prerendered)
     }
 
-    fn rerender(&self, text: bool) -> http::Prerendered {
-        prerendered(if text {
-            self.metrics.exposition_with_text()
-        } else {
-            self.metrics.exposition()
-        })
+    fn rerender(&self) -> http::Prerendered {
+        prerendered(self.metrics.exposition())
     }
 
     fn is_ready(&self) -> bool {

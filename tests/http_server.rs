@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use sailpoint_task_exporter::http::{
-    AccessPolicy, BUSY_RESPONSE, Denied, METRICS_CONTENT_TYPE, MetricsSource, ServerConfig, serve,
+    AccessPolicy, BUSY_RESPONSE, Denied, METRICS_CONTENT_TYPE, MetricsSource, Prerendered,
+    ServerConfig, serve,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -192,6 +193,57 @@ async fn metrics_are_gzipped_when_the_client_accepts_gzip() {
         .read_to_string(&mut text)
         .unwrap();
     assert_eq!(text, EXPOSITION);
+    server.shutdown().await;
+}
+
+/// A source that keeps its exposition only gzip-compressed (as the exporter does for a
+/// large one).
+struct GzipOnlySource(bytes::Bytes);
+
+impl MetricsSource for GzipOnlySource {
+    fn render(&self) -> Vec<u8> {
+        panic!("a kept gzip is served without rendering");
+    }
+
+    fn prerendered(&self) -> Option<Prerendered> {
+        Some(Prerendered {
+            text: None,
+            gzip: Some(self.0.clone()),
+        })
+    }
+
+    fn is_ready(&self) -> bool {
+        true
+    }
+}
+
+#[tokio::test]
+async fn a_kept_gzip_is_decoded_while_sent_to_a_plain_client_and_copied_to_a_gzip_one() {
+    // Several frames of decoded text.
+    let text: String = (0..20_000)
+        .map(|i| format!("sailpoint_up{{tenant=\"t{i}\"}} 1\n"))
+        .collect();
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut encoder, text.as_bytes()).unwrap();
+    let compressed = bytes::Bytes::from(encoder.finish().unwrap());
+    let server = start(config(), Arc::new(GzipOnlySource(compressed.clone()))).await;
+
+    let plain = client().get(server.url("/metrics")).send().await.unwrap();
+    assert_eq!(plain.status(), 200);
+    assert_eq!(header(&plain, "content-encoding"), None);
+    assert_eq!(header(&plain, "content-type"), Some(METRICS_CONTENT_TYPE));
+    assert_eq!(header(&plain, "vary"), Some("Accept-Encoding"));
+    assert_eq!(header(&plain, "transfer-encoding"), Some("chunked"));
+    assert_eq!(plain.text().await.unwrap(), text);
+
+    let gzipped = client()
+        .get(server.url("/metrics"))
+        .header("Accept-Encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(header(&gzipped, "content-encoding"), Some("gzip"));
+    assert_eq!(gzipped.bytes().await.unwrap(), compressed, "the kept bytes");
     server.shutdown().await;
 }
 

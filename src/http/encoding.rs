@@ -1,11 +1,17 @@
 //! Content-coding negotiation for `/metrics`: gzip when the client's `Accept-Encoding`
-//! allows it (RFC 9110 §12.5.3, including `q=0` refusals), identity otherwise.
+//! allows it (RFC 9110 §12.5.3, including `q=0` refusals), identity otherwise; and the
+//! two conversions: compressing a text, and a body decoding a kept gzip while it is sent.
 
-use std::io::Write;
+use std::io::{Read, Write};
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
+use bytes::{Buf, Bytes};
 use flate2::Compression;
+use flate2::bufread::GzDecoder;
 use flate2::write::GzEncoder;
 use hyper::HeaderMap;
+use hyper::body::{Body, Frame};
 use hyper::header::ACCEPT_ENCODING;
 
 /// How the client accepts a coding, from the most specific `Accept-Encoding` entry.
@@ -76,12 +82,61 @@ pub fn gzip(body: &[u8]) -> std::io::Result<Vec<u8>> {
     encoder.finish()
 }
 
-/// Decodes a gzip-compressed exposition (for a client that does not accept gzip).
-pub fn gunzip(body: &[u8]) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
-    let mut text = Vec::with_capacity(body.len().saturating_mul(8));
-    flate2::read::GzDecoder::new(body).read_to_end(&mut text)?;
-    Ok(text)
+/// How much decoded text one frame of a [`Gunzip`] body carries.
+const GUNZIP_FRAME: usize = 64 * 1024;
+
+/// A response body that decodes a gzip-compressed exposition while it is sent, a frame
+/// at a time, for a client that does not accept gzip: a large exposition is never held
+/// decoded in memory. A decoding error ends the response with an error (the client sees
+/// a cut-off body, not a wrong one).
+pub struct Gunzip {
+    decoder: Option<GzDecoder<bytes::buf::Reader<Bytes>>>,
+}
+
+impl Gunzip {
+    /// A body of the text `gzip` encodes.
+    pub fn new(gzip: Bytes) -> Gunzip {
+        Gunzip {
+            decoder: Some(GzDecoder::new(gzip.reader())),
+        }
+    }
+}
+
+impl Body for Gunzip {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        let Some(decoder) = self.decoder.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let mut frame = vec![0; GUNZIP_FRAME];
+        let mut filled = 0;
+        while filled < frame.len() {
+            match decoder.read(frame.get_mut(filled..).unwrap_or_default()) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.decoder = None;
+                    return Poll::Ready(Some(Err(e)));
+                }
+            }
+        }
+        if filled == 0 {
+            self.decoder = None;
+            return Poll::Ready(None);
+        }
+        frame.truncate(filled);
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from(frame)))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.decoder.is_none()
+    }
 }
 
 #[cfg(test)]
@@ -150,6 +205,40 @@ mod tests {
             .read_to_string(&mut text)
             .unwrap();
         assert_eq!(text, "up 1\n");
-        assert_eq!(gunzip(&compressed).unwrap(), b"up 1\n");
+    }
+
+    #[tokio::test]
+    async fn a_gunzip_body_decodes_in_frames_of_bounded_size() {
+        use http_body_util::BodyExt;
+        let text: Vec<u8> = (0..40_000)
+            .flat_map(|i| format!("m{{i=\"{i}\"}} {i}\n").into_bytes())
+            .collect();
+        assert!(text.len() > 3 * GUNZIP_FRAME);
+        let mut body = Gunzip::new(Bytes::from(gzip(&text).unwrap()));
+        let mut decoded = Vec::new();
+        let mut frames = 0;
+        while let Some(frame) = body.frame().await {
+            let data = frame.unwrap().into_data().unwrap();
+            assert!(data.len() <= GUNZIP_FRAME);
+            decoded.extend_from_slice(&data);
+            frames += 1;
+        }
+        assert_eq!(decoded, text);
+        assert_eq!(frames, text.len().div_ceil(GUNZIP_FRAME));
+        assert!(body.is_end_stream());
+    }
+
+    #[tokio::test]
+    async fn a_gunzip_body_of_a_corrupt_stream_ends_with_an_error() {
+        use http_body_util::BodyExt;
+        let mut compressed = gzip(b"up 1\n").unwrap();
+        let last = compressed.len() - 1;
+        compressed[last] ^= 0xff; // the length in the trailer
+        let mut body = Gunzip::new(Bytes::from(compressed));
+        let mut failed = false;
+        while let Some(frame) = body.frame().await {
+            failed |= frame.is_err();
+        }
+        assert!(failed);
     }
 }

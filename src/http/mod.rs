@@ -60,11 +60,9 @@ pub trait MetricsSource: Send + Sync + 'static {
     fn prerendered(&self) -> Option<Prerendered> {
         None
     }
-    /// Renders (and may keep) the exposition, with its text when `text` (the client does
-    /// not accept gzip); runs on a blocking thread like [`MetricsSource::render`], which
-    /// the default calls.
-    fn rerender(&self, text: bool) -> Prerendered {
-        let _ = text;
+    /// Renders (and may keep) the exposition; runs on a blocking thread like
+    /// [`MetricsSource::render`], which the default calls.
+    fn rerender(&self) -> Prerendered {
         Prerendered {
             text: Some(self.render().into()),
             gzip: None,
@@ -76,11 +74,11 @@ pub trait MetricsSource: Send + Sync + 'static {
 }
 
 /// One rendered exposition: its text, its gzip encoding, or both (a source keeps what is
-/// cheap for it; the server makes the other on demand). Cloning copies reference-counted
-/// handles, not the bytes.
+/// cheap for it; the server compresses the text, or decodes the gzip while sending it, on
+/// demand). Cloning copies reference-counted handles, not the bytes.
 #[derive(Debug, Clone)]
 pub struct Prerendered {
-    /// Text exposition format 0.0.4; None to decode it from `gzip` on demand.
+    /// Text exposition format 0.0.4; None to decode `gzip` while sending it.
     pub text: Option<bytes::Bytes>,
     /// The same text gzip-compressed; None to compress it on demand.
     pub gzip: Option<bytes::Bytes>,

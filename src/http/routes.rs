@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{Either, Full};
 use hyper::header::{
     ALLOW, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_SECURITY_POLICY, CONTENT_TYPE, HeaderMap,
     HeaderValue, REFERRER_POLICY, VARY, WWW_AUTHENTICATE, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
@@ -20,6 +20,9 @@ use super::encoding;
 use super::landing;
 use super::settings::ServerConfig;
 use super::{MetricsSource, Prerendered, StatusSource};
+
+/// A response body: bytes at hand, or a kept gzip exposition decoded while it is sent.
+pub type Body = Either<Full<Bytes>, encoding::Gunzip>;
 
 /// Prometheus text exposition format, version 0.0.4.
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -78,7 +81,7 @@ impl Routes {
 
     /// Answers a request within the request timeout (`503` past it). Never fails and
     /// never panics: every outcome is an HTTP response.
-    pub async fn respond<B>(&self, request: Request<B>) -> Response<Full<Bytes>> {
+    pub async fn respond<B>(&self, request: Request<B>) -> Response<Body> {
         let answer = self.route(request.method(), request.uri().path(), request.headers());
         match tokio::time::timeout(self.request_timeout, answer).await {
             Ok(response) => response,
@@ -89,12 +92,7 @@ impl Routes {
         }
     }
 
-    async fn route(
-        &self,
-        method: &Method,
-        path: &str,
-        headers: &HeaderMap,
-    ) -> Response<Full<Bytes>> {
+    async fn route(&self, method: &Method, path: &str, headers: &HeaderMap) -> Response<Body> {
         let endpoint = self.endpoint(path);
         if endpoint != Some(Endpoint::Healthy)
             && let Some(refusal) = self.refusal(path, headers).await
@@ -145,7 +143,7 @@ impl Routes {
     }
 
     /// Asks the access policy (on a blocking thread: bcrypt is slow); `None` = go ahead.
-    async fn refusal(&self, path: &str, headers: &HeaderMap) -> Option<Response<Full<Bytes>>> {
+    async fn refusal(&self, path: &str, headers: &HeaderMap) -> Option<Response<Body>> {
         let policy = Arc::clone(self.access.as_ref()?);
         let (path, headers) = (path.to_string(), headers.clone());
         let verdict = tokio::task::spawn_blocking(move || policy.check(&path, &headers)).await;
@@ -167,7 +165,7 @@ impl Routes {
         Some(response)
     }
 
-    fn readiness(&self) -> Response<Full<Bytes>> {
+    fn readiness(&self) -> Response<Body> {
         if self.source.is_ready() {
             text(StatusCode::OK, "OK")
         } else {
@@ -179,7 +177,7 @@ impl Routes {
     }
 
     /// Asks the daemon to reload its configuration and reports the outcome.
-    async fn reload(&self) -> Response<Full<Bytes>> {
+    async fn reload(&self) -> Response<Body> {
         let Some(requests) = &self.reload else {
             return text(
                 StatusCode::FORBIDDEN,
@@ -207,7 +205,7 @@ impl Routes {
         &self,
         content_type: &'static str,
         render: fn(&dyn StatusSource) -> Vec<u8>,
-    ) -> Response<Full<Bytes>> {
+    ) -> Response<Body> {
         let Some(source) = self.status.clone() else {
             return text(StatusCode::NOT_FOUND, "not found\n");
         };
@@ -232,42 +230,39 @@ impl Routes {
         response
     }
 
-    /// Serves the pre-rendered exposition when the source has a current one in the
-    /// encoding asked for (a copy of bytes on this worker); otherwise renders, compresses
-    /// or decodes off the async workers, so a large exposition or a source holding a
-    /// lock cannot stall other connections, and the deadline still bites.
-    async fn metrics(&self, headers: &HeaderMap) -> Response<Full<Bytes>> {
+    /// Serves the pre-rendered exposition when the source has a current one that fits
+    /// the client (its gzip for a gzip client; its text, or its gzip decoded while sent,
+    /// for any other); otherwise renders or compresses off the async workers, so a large
+    /// exposition or a source holding a lock cannot stall other connections, and the
+    /// deadline still bites.
+    async fn metrics(&self, headers: &HeaderMap) -> Response<Body> {
         let gzip = encoding::wants_gzip(headers);
         let kept = self
             .source
             .prerendered()
-            .and_then(|kept| if gzip { kept.gzip } else { kept.text });
-        let (body, gzipped) = match kept {
-            Some(body) => (body, gzip),
+            .filter(|kept| kept.gzip.is_some() || !gzip && kept.text.is_some());
+        let chosen = match kept {
+            Some(kept) => choose(kept, gzip),
             None => {
                 let source = Arc::clone(&self.source);
-                let rendered =
-                    tokio::task::spawn_blocking(move || choose(source.rerender(!gzip), gzip)).await;
-                match rendered {
-                    Ok(Some(rendered)) => rendered,
-                    Ok(None) => {
-                        return text(
-                            StatusCode::INTERNAL_SERVER_ERROR,
-                            "rendering metrics failed\n",
-                        );
-                    }
+                match tokio::task::spawn_blocking(move || choose(source.rerender(), gzip)).await {
+                    Ok(chosen) => chosen,
                     Err(_) => {
                         tracing::error!("rendering metrics panicked");
-                        return text(
-                            StatusCode::INTERNAL_SERVER_ERROR,
-                            "rendering metrics failed\n",
-                        );
+                        None
                     }
                 }
             }
         };
-        let mut response = with_type(StatusCode::OK, METRICS_CONTENT_TYPE, body);
+        let Some((body, gzipped)) = chosen else {
+            return text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "rendering metrics failed\n",
+            );
+        };
+        let mut response = Response::new(body);
         let response_headers = response.headers_mut();
+        response_headers.insert(CONTENT_TYPE, HeaderValue::from_static(METRICS_CONTENT_TYPE));
         response_headers.insert(VARY, HeaderValue::from_static("Accept-Encoding"));
         if gzipped {
             response_headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
@@ -278,30 +273,27 @@ impl Routes {
 
 /// The body to send and whether it is gzip: for a gzip client the kept gzip, else the
 /// text compressed now (the text itself if compression fails); for any other client the
-/// kept text, else the gzip decoded now. None when there is nothing to send.
-fn choose(rendered: Prerendered, gzip: bool) -> Option<(Bytes, bool)> {
+/// kept text, else the kept gzip decoded while it is sent. None when there is nothing.
+fn choose(rendered: Prerendered, gzip: bool) -> Option<(Body, bool)> {
+    let full = |bytes| Either::Left(Full::new(bytes));
     match (gzip, rendered.gzip, rendered.text) {
-        (true, Some(compressed), _) => Some((compressed, true)),
+        (true, Some(compressed), _) => Some((full(compressed), true)),
         (true, None, Some(text)) => Some(match encoding::gzip(&text) {
-            Ok(compressed) => (Bytes::from(compressed), true),
+            Ok(compressed) => (full(Bytes::from(compressed)), true),
             Err(error) => {
                 tracing::warn!(%error, "gzip failed; sending uncompressed");
-                (text, false)
+                (full(text), false)
             }
         }),
-        (false, _, Some(text)) => Some((text, false)),
-        (false, Some(compressed), None) => match encoding::gunzip(&compressed) {
-            Ok(text) => Some((Bytes::from(text), false)),
-            Err(error) => {
-                tracing::error!(%error, "cannot decode the kept exposition");
-                None
-            }
-        },
+        (false, _, Some(text)) => Some((full(text), false)),
+        (false, Some(compressed), None) => {
+            Some((Either::Right(encoding::Gunzip::new(compressed)), false))
+        }
         (_, None, None) => None,
     }
 }
 
-fn method_not_allowed(allow: &'static str) -> Response<Full<Bytes>> {
+fn method_not_allowed(allow: &'static str) -> Response<Body> {
     let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
     response
         .headers_mut()
@@ -309,12 +301,12 @@ fn method_not_allowed(allow: &'static str) -> Response<Full<Bytes>> {
     response
 }
 
-fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+fn text(status: StatusCode, body: &'static str) -> Response<Body> {
     with_type(status, TEXT, Bytes::from_static(body.as_bytes()))
 }
 
-fn with_type(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(body));
+fn with_type(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Body> {
+    let mut response = Response::new(Either::Left(Full::new(body)));
     *response.status_mut() = status;
     response
         .headers_mut()

@@ -278,16 +278,7 @@ impl Metrics {
     /// The pre-rendered exposition, rendered (and kept) first if it is not current.
     pub fn exposition(&self) -> Exposition {
         self.cache
-            .refresh(self.changes.applied.load(Ordering::Acquire), false, || {
-                render::build(self)
-            })
-    }
-
-    /// Like [`Metrics::exposition`], with the text decoded too (kept until the next
-    /// rendering), for a client that does not accept gzip.
-    pub fn exposition_with_text(&self) -> Exposition {
-        self.cache
-            .refresh(self.changes.applied.load(Ordering::Acquire), true, || {
+            .refresh(self.changes.applied.load(Ordering::Acquire), || {
                 render::build(self)
             })
     }

@@ -4,8 +4,8 @@
 //! scrape). Each family's text is kept compressed as a [`Piece`]; an exposition is the
 //! pieces of every family in catalogue order (HELP and TYPE once, then every tenant's
 //! series, tenants in name order), plus the process-wide registry encoded by the
-//! `prometheus` crate, joined into one gzip stream. A scrape copies that stream; the
-//! plain text is decoded from it only when a client asks for it.
+//! `prometheus` crate, joined into one gzip stream. A scrape copies that stream; a small
+//! exposition's text is kept decoded too, a large one is decoded while it is sent.
 
 use std::io::Read as _;
 use std::sync::Mutex;
@@ -29,12 +29,16 @@ pub const PROCESS_REFRESH: Duration = Duration::from_secs(5);
 /// renderer that is a little late does not push the rendering onto a scrape).
 const MAX_AGE: Duration = Duration::from_secs(10);
 
+/// Up to this size the text is also kept decoded (so small expositions are served
+/// plain without decoding); a larger one is decoded while it is sent, never held whole.
+pub const KEEP_TEXT_UP_TO: u64 = 1024 * 1024;
+
 /// One rendering of the whole exposition, cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Exposition {
     /// The text exposition format 0.0.4, gzip-compressed.
     pub gzip: Bytes,
-    /// The same text uncompressed, when somebody asked for it since the rendering.
+    /// The same text uncompressed, when it is at most [`KEEP_TEXT_UP_TO`] bytes.
     pub text: Option<Bytes>,
 }
 
@@ -44,19 +48,15 @@ impl Exposition {
         if let Some(text) = &self.text {
             return Ok(text.clone());
         }
-        // The trailer's ISIZE is the text's length (mod 2^32; ours are far smaller):
-        // allocating it at once avoids growing a large buffer by copies.
-        let size = self
-            .gzip
-            .len()
-            .checked_sub(4)
-            .and_then(|at| self.gzip.get(at..))
-            .and_then(|isize| <[u8; 4]>::try_from(isize).ok())
-            .map_or(0, |isize| u32::from_le_bytes(isize) as usize);
-        let mut text = Vec::with_capacity(size);
-        flate2::read::GzDecoder::new(&self.gzip[..]).read_to_end(&mut text)?;
-        Ok(Bytes::from(text))
+        decode(&self.gzip, 0)
     }
+}
+
+/// The text `gzip` encodes; `size` (its length, when known) sizes the buffer at once.
+fn decode(gzip: &[u8], size: usize) -> std::io::Result<Bytes> {
+    let mut text = Vec::with_capacity(size);
+    flate2::read::GzDecoder::new(gzip).read_to_end(&mut text)?;
+    Ok(Bytes::from(text))
 }
 
 struct Rendered {
@@ -80,35 +80,23 @@ impl Cache {
             .map(|r| r.exposition.clone())
     }
 
-    /// The kept rendering, rendered with `build` first unless it is current, and with
-    /// its text decoded (and kept until the next rendering) when `with_text`.
-    /// Concurrent callers wait for one rendering instead of each rendering.
-    pub(super) fn refresh(
-        &self,
-        applied: u64,
-        with_text: bool,
-        build: impl FnOnce() -> Exposition,
-    ) -> Exposition {
+    /// The kept rendering, rendered with `build` first unless it is current. Concurrent
+    /// callers wait for one rendering instead of each rendering.
+    pub(super) fn refresh(&self, applied: u64, build: impl FnOnce() -> Exposition) -> Exposition {
         let mut slot = self.slot.lock().unwrap_or_else(|p| p.into_inner());
-        let rendered = match slot
-            .take()
+        if let Some(r) = slot
+            .as_ref()
             .filter(|r| r.applied == applied && r.at.elapsed() < PROCESS_REFRESH.min(MAX_AGE))
         {
-            Some(current) => current,
-            None => Rendered {
-                applied,
-                at: Instant::now(),
-                exposition: build(),
-            },
-        };
-        let rendered = slot.insert(rendered);
-        if with_text && rendered.exposition.text.is_none() {
-            match rendered.exposition.decoded() {
-                Ok(text) => rendered.exposition.text = Some(text),
-                Err(error) => tracing::error!(%error, "cannot decode the kept exposition"),
-            }
+            return r.exposition.clone();
         }
-        rendered.exposition.clone()
+        let exposition = build();
+        *slot = Some(Rendered {
+            applied,
+            at: Instant::now(),
+            exposition: exposition.clone(),
+        });
+        exposition
     }
 }
 
@@ -141,10 +129,16 @@ pub(super) fn build(metrics: &Metrics) -> Exposition {
         pieces.extend(body);
     }
     pieces.push(compressor.piece(&process_text(metrics)));
-    Exposition {
-        gzip: Bytes::from(deflate::gzip(pieces.iter())),
-        text: None,
-    }
+    let gzip = Bytes::from(deflate::gzip(pieces.iter()));
+    let size: u64 = pieces.iter().map(Piece::text_len).sum();
+    let text = (size <= KEEP_TEXT_UP_TO)
+        .then(|| decode(&gzip, usize::try_from(size).unwrap_or(0)))
+        .and_then(|decoded| {
+            decoded
+                .inspect_err(|error| tracing::error!(%error, "cannot decode the exposition"))
+                .ok()
+        });
+    Exposition { gzip, text }
 }
 
 /// Brings one tenant's pieces up to date: its changed families (every family the first

@@ -297,8 +297,12 @@ fn the_prerendered_exposition_follows_every_applied_change() {
     );
     let second = m.exposition();
     assert_ne!(first.gzip, second.gzip);
-    assert!(second.text.is_none(), "text is decoded only when asked for");
     let text = second.decoded().unwrap();
+    assert_eq!(
+        second.text.as_deref(),
+        Some(&text[..]),
+        "a small exposition's text is kept decoded, equal to its gzip"
+    );
     let s = exposition::parse(std::str::from_utf8(&text).unwrap());
     assert_eq!(
         exposition::value(
@@ -308,13 +312,33 @@ fn the_prerendered_exposition_follows_every_applied_change() {
         ),
         Some(1.0)
     );
-    let with_text = m.exposition_with_text();
-    assert_eq!(with_text.gzip, second.gzip, "the same rendering");
-    assert_eq!(with_text.text.as_deref(), Some(&text[..]));
+}
+
+#[test]
+fn a_large_exposition_is_kept_only_compressed() {
+    let m = Metrics::new(&MetricsSettings::default(), "v", "r").unwrap();
+    let mut groups = 0;
+    while m.render().len() as u64 <= render::KEEP_TEXT_UP_TO {
+        for tenant in ["a", "b", "c", "d"] {
+            m.tenant(tenant).record_completion(&task(serde_json::json!({
+                "id": format!("{tenant}{groups}"), "uniqueName": format!("Job {groups}"),
+                "created": "2024-01-01T00:00:00Z", "completed": "2024-01-01T00:01:00Z",
+                "completionStatus": "Success"
+            })));
+        }
+        groups += 1;
+    }
+    let kept = m.exposition();
+    assert!(kept.text.is_none());
+    let text = kept.decoded().unwrap();
+    assert!(text.len() as u64 > render::KEEP_TEXT_UP_TO);
     assert_eq!(
-        m.prerendered().and_then(|e| e.text).as_deref(),
-        Some(&text[..]),
-        "the decoded text is kept with the rendering"
+        std::str::from_utf8(&text)
+            .unwrap()
+            .matches("sailpoint_tasks_completed_total{")
+            .count(),
+        4 * 5 * groups,
+        "every tenant's five statuses of every group"
     );
 }
 
