@@ -22,54 +22,17 @@ mod exporter_common;
 use common::Daemon;
 use exporter_common::{DURATION_BUCKETS, QUEUE_WAIT_BUCKETS, TENANT, assert_samples_match_truth};
 
-async fn get(daemon: &Daemon, path: &str) -> Result<(u16, String), String> {
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .map_err(|e| e.to_string())?;
-    let response = client
-        .get(daemon.url(path))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    let status = response.status().as_u16();
-    Ok((status, response.text().await.map_err(|e| e.to_string())?))
-}
-
 async fn scrape(daemon: &Daemon) -> Vec<Sample> {
-    match get(daemon, "/metrics").await {
-        Ok((200, body)) => exposition::parse(&body),
-        other => panic!("scrape failed: {other:?}\n{}", daemon.log_text()),
-    }
-}
-
-async fn wait_ready(daemon: &Daemon) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !matches!(get(daemon, "/-/ready").await, Ok((200, _))) {
-        assert!(
-            Instant::now() < deadline,
-            "not ready:\n{}",
-            daemon.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    exposition::parse(&daemon.metrics_text().await)
 }
 
 async fn wait_for(daemon: &Daemon, what: &str, check: impl Fn(&[Sample]) -> bool) -> Vec<Sample> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let samples = scrape(daemon).await;
-        if check(&samples) {
-            return samples;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}; log:\n{}",
-            daemon.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let text = daemon
+        .wait_for_metrics(what, Duration::from_secs(60), |text| {
+            check(&exposition::parse(text))
+        })
+        .await;
+    exposition::parse(&text)
 }
 
 /// An empty simulated tenant on a manual clock.
@@ -147,7 +110,7 @@ fn completed_total(samples: &[Sample]) -> f64 {
 
 async fn start(config: &Path, log: &Path) -> Daemon {
     let daemon = Daemon::start(config, log).await;
-    wait_ready(&daemon).await;
+    daemon.wait_ready().await;
     daemon
 }
 

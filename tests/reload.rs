@@ -19,60 +19,25 @@ use sailpoint_task_exporter::simulator::{
     DEMO_CLIENT_SECRET, Faults, NewTask, Scenario, SimConfig, SimHandle, Simulator,
 };
 
-/// Scraping the daemon under test.
+/// Scraping the daemon under test, parsed.
 trait Scrape {
-    async fn get(&self, path: &str) -> Result<(u16, String), String>;
     async fn metrics(&self) -> Vec<Sample>;
-    async fn wait_ready(&self);
     async fn wait_for(&self, what: &str, check: impl Fn(&[Sample]) -> bool) -> Vec<Sample>;
 }
 
 impl Scrape for Daemon {
-    async fn get(&self, path: &str) -> Result<(u16, String), String> {
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(5))
-            .build()
-            .map_err(|e| e.to_string())?;
-        let response = client
-            .get(self.url(path))
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        let status = response.status().as_u16();
-        Ok((status, response.text().await.map_err(|e| e.to_string())?))
-    }
-
     async fn metrics(&self) -> Vec<Sample> {
-        match self.get("/metrics").await {
-            Ok((200, body)) => exposition::parse(&body),
-            other => panic!("scrape failed: {other:?}"),
-        }
-    }
-
-    async fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !matches!(self.get("/-/ready").await, Ok((200, _))) {
-            assert!(Instant::now() < deadline, "not ready:\n{}", self.log_text());
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        exposition::parse(&self.metrics_text().await)
     }
 
     /// Scrapes until `check` holds (up to 30 s); returns the samples that satisfied it.
     async fn wait_for(&self, what: &str, check: impl Fn(&[Sample]) -> bool) -> Vec<Sample> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let samples = self.metrics().await;
-            if check(&samples) {
-                return samples;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; log:\n{}",
-                self.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let text = self
+            .wait_for_metrics(what, Duration::from_secs(30), |text| {
+                check(&exposition::parse(text))
+            })
+            .await;
+        exposition::parse(&text)
     }
 }
 

@@ -80,6 +80,63 @@ impl Daemon {
         assert!(status.success(), "kill -{signal} failed");
     }
 
+    /// `GET path` with a fresh client (5 s timeout): the status and the body, or why the
+    /// request failed.
+    pub async fn get(&self, path: &str) -> Result<(u16, String), String> {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| e.to_string())?;
+        let response = client
+            .get(self.url(path))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = response.status().as_u16();
+        Ok((status, response.text().await.map_err(|e| e.to_string())?))
+    }
+
+    /// The body of a successful `/metrics` scrape (panics with the log otherwise).
+    pub async fn metrics_text(&self) -> String {
+        match self.get("/metrics").await {
+            Ok((200, body)) => body,
+            other => panic!("scrape failed: {other:?}\n{}", self.log_text()),
+        }
+    }
+
+    /// Waits up to 30 s for `/-/ready` to answer 200.
+    pub async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !matches!(self.get("/-/ready").await, Ok((200, _))) {
+            assert!(Instant::now() < deadline, "not ready:\n{}", self.log_text());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Scrapes every 100 ms until `check` holds on the exposition text (up to `limit`);
+    /// returns the text that satisfied it.
+    pub async fn wait_for_metrics(
+        &self,
+        what: &str,
+        limit: Duration,
+        check: impl Fn(&str) -> bool,
+    ) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            let text = self.metrics_text().await;
+            if check(&text) {
+                return text;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; log:\n{}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Waits up to `limit` for the process to exit.
     pub async fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + limit;
