@@ -244,6 +244,16 @@ async fn a_kept_gzip_is_decoded_while_sent_to_a_plain_client_and_copied_to_a_gzi
         .unwrap();
     assert_eq!(header(&gzipped, "content-encoding"), Some("gzip"));
     assert_eq!(gzipped.bytes().await.unwrap(), compressed, "the kept bytes");
+
+    // HEAD: the head of the plain answer, no body.
+    let raw = raw_exchange(
+        server.addr,
+        b"HEAD /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let raw = String::from_utf8(raw).unwrap();
+    assert!(raw.starts_with("HTTP/1.1 200 OK\r\n"), "{raw}");
+    assert!(raw.ends_with("\r\n\r\n"), "HEAD answer carried a body: {raw:?}");
     server.shutdown().await;
 }
 
