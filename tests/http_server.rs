@@ -253,7 +253,10 @@ async fn a_kept_gzip_is_decoded_while_sent_to_a_plain_client_and_copied_to_a_gzi
     .await;
     let raw = String::from_utf8(raw).unwrap();
     assert!(raw.starts_with("HTTP/1.1 200 OK\r\n"), "{raw}");
-    assert!(raw.ends_with("\r\n\r\n"), "HEAD answer carried a body: {raw:?}");
+    assert!(
+        raw.ends_with("\r\n\r\n"),
+        "HEAD answer carried a body: {raw:?}"
+    );
     server.shutdown().await;
 }
 

@@ -37,7 +37,12 @@ async fn wait_for(daemon: &Daemon, what: &str, check: impl Fn(&[Sample]) -> bool
 
 /// An empty simulated tenant on a manual clock.
 async fn sim() -> SimHandle {
-    let cfg = SimConfig::new(23)
+    sim_seeded(23).await
+}
+
+/// [`sim`] with another seed (its own task ids and clock).
+async fn sim_seeded(seed: u64) -> SimHandle {
+    let cfg = SimConfig::new(seed)
         .with_scenario(Scenario::Empty)
         .with_manual_clock(Utc::now().trunc_subsecs(0));
     Simulator::start(cfg, "127.0.0.1:0".parse().unwrap())
@@ -48,20 +53,31 @@ async fn sim() -> SimHandle {
 /// The daemon's configuration: the harness's buckets (so its exact bucket comparison
 /// applies), state in `storage`, 1 s intervals.
 fn config(sim: &SimHandle, storage: &Path) -> String {
+    config_for(&[(TENANT, sim)], storage)
+}
+
+/// [`config`] for several tenants, each (name, simulator).
+fn config_for(tenants: &[(&str, &SimHandle)], storage: &Path) -> String {
     let list = |b: &[f64]| {
         b.iter()
             .map(|x| format!("{x:?}"))
             .collect::<Vec<_>>()
             .join(", ")
     };
-    format!(
-        "web:\n  listen_address: \"127.0.0.1:0\"\nmetrics:\n  duration_buckets: [{}]\n  queue_wait_buckets: [{}]\nstorage:\n  path: {}\ntenants:\n  - name: {TENANT}\n    base_url: {}\n    client_id: {}\n    client_secret: {DEMO_CLIENT_SECRET}\n    pending_interval: 1s\n    completed_interval: 1s\n    lookback: 1h\n",
+    let mut yaml = format!(
+        "web:\n  listen_address: \"127.0.0.1:0\"\nmetrics:\n  duration_buckets: [{}]\n  queue_wait_buckets: [{}]\nstorage:\n  path: {}\ntenants:\n",
         list(&DURATION_BUCKETS),
         list(&QUEUE_WAIT_BUCKETS),
         storage.display(),
-        sim.base_url(),
-        sim.client_id(),
-    )
+    );
+    for (name, sim) in tenants {
+        yaml.push_str(&format!(
+            "  - name: {name}\n    base_url: {}\n    client_id: {}\n    client_secret: {DEMO_CLIENT_SECRET}\n    pending_interval: 1s\n    completed_interval: 1s\n    lookback: 1h\n",
+            sim.base_url(),
+            sim.client_id(),
+        ));
+    }
+    yaml
 }
 
 const SOURCES: [&str; 3] = ["Active Directory", "Workday", "ServiceNow"];
@@ -185,6 +201,83 @@ async fn sigkill_at_random_moments_neither_loses_nor_double_counts_a_completion(
         Some(0.0)
     );
     assert!(!storage.join(format!(".{TENANT}.json.tmp")).exists());
+}
+
+/// The samples of `tenant`, relabelled as the harness's [`TENANT`] (its comparison with
+/// the ground truth reads that tenant).
+fn as_harness_tenant(samples: &[Sample], tenant: &str) -> Vec<Sample> {
+    samples
+        .iter()
+        .filter(|s| s.labels.get("tenant").is_some_and(|t| t == tenant))
+        .map(|s| {
+            let mut s = s.clone();
+            s.labels.insert("tenant".into(), TENANT.into());
+            s
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_tenants_in_one_daemon_each_count_exactly_through_a_kill() {
+    const NAMES: [&str; 4] = ["acme", "globex", "initech", "umbrella"];
+    let sims = futures::future::join_all((0..NAMES.len() as u64).map(|k| sim_seeded(31 + k))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("exporter.yaml");
+    let tenants: Vec<(&str, &SimHandle)> = NAMES.iter().copied().zip(sims.iter()).collect();
+    std::fs::write(
+        &config_path,
+        config_for(&tenants, &dir.path().join("state")),
+    )
+    .unwrap();
+    let seed = rand::random::<u64>();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let log = |i: usize| dir.path().join(format!("daemon-{i}.log"));
+
+    let mut daemon = start(&config_path, &log(0)).await;
+    let primed_at: Vec<_> = sims.iter().map(|sim| sim.now()).collect();
+    for round in 1..=4 {
+        // Each tenant moves on its own: some rounds bring it nothing.
+        for sim in &sims {
+            if rng.gen_bool(0.7) {
+                let n = rng.gen_range(1..6);
+                complete_tasks(sim, &mut rng, n);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(0..2000))).await;
+        if round == 2 {
+            daemon.signal("KILL");
+            assert!(daemon.wait_exit(Duration::from_secs(10)).await.is_some());
+            let n = rng.gen_range(1..4);
+            complete_tasks(&sims[0], &mut rng, n);
+            daemon = start(&config_path, &log(round)).await;
+        }
+    }
+    let total = |s: &[Sample], tenant: &str| {
+        exposition::sum(s, "sailpoint_tasks_completed_total", &[("tenant", tenant)])
+    };
+    wait_for(&daemon, "every tenant's completions counted", |s| {
+        NAMES
+            .iter()
+            .zip(&sims)
+            .all(|(name, sim)| total(s, name) >= sim.tasks().len() as f64)
+    })
+    .await;
+    // Two more rounds of polls, then the exact comparison, tenant by tenant.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let samples = scrape(&daemon).await;
+    for ((name, sim), primed_at) in NAMES.iter().zip(&sims).zip(primed_at) {
+        assert_eq!(
+            total(&samples, name),
+            sim.tasks().len() as f64,
+            "seed {seed}: {name}"
+        );
+        assert_samples_match_truth(
+            &as_harness_tenant(&samples, name),
+            sim,
+            primed_at,
+            Duration::from_secs(3600),
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
