@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Many tenants in one daemon: peak and steady RSS, RSS per additional tenant, CPU per
 # cycle, time until every tenant is up, and exposition size, for 1, 100 and 500 simulated
-# tenants (release build). `simulate --tenants N` serves the N tenants (steady scenario,
-# each its own seed) from a second process, so only the daemon is measured.
+# tenants (release build). `simulate --tenants N` serves the N tenants (steady scenario
+# unless SCENARIO says otherwise, each its own seed) from a second process, so only the
+# daemon is measured.
 #
 #   bash scripts/bench-tenants.sh                  # 1, 100 and 500 tenants
 #   TENANTS="1 200" bash scripts/bench-tenants.sh  # other sizes
@@ -15,6 +16,8 @@
 # Extra settings for every tenant (YAML flow-mapping entries) come from TENANT_EXTRA, and
 # a `metrics:` section from METRICS, e.g.
 #   METRICS='{ duration_buckets: [60, 300, 900, 3600, 21600, 86400] }' bash scripts/bench-tenants.sh
+# SCENARIO picks the simulator's scenario for every tenant (default steady), e.g.
+#   SCENARIO=incident TENANTS=200 bash scripts/bench-tenants.sh
 # It prints figures; it asserts nothing about speed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +28,7 @@ COMPLETED_INTERVAL=${COMPLETED_INTERVAL:-10}
 TENANT_EXTRA=${TENANT_EXTRA:-}
 METRICS=${METRICS:-"{}"}
 SPEED=${SPEED:-60}
+SCENARIO=${SCENARIO:-steady}
 
 # BIN: another build to measure (e.g. a copy of an older release); default: build this one.
 if [ -z "${BIN:-}" ]; then cargo build --release --quiet; fi
@@ -48,7 +52,7 @@ run_case() {
   local n=$1 sim_port daemon_port sim daemon
   sim_port=$(free_port); daemon_port=$(free_port)
   SAILPOINT_SIM_CLIENT_SECRET=bench-secret "$bin" simulate --listen "127.0.0.1:$sim_port" \
-    --client-id bench --tenants "$n" --scenario steady --speed "$SPEED" 2>"$work/sim-$n.log" &
+    --client-id bench --tenants "$n" --scenario "$SCENARIO" --speed "$SPEED" 2>"$work/sim-$n.log" &
   sim=$!; pids+=("$sim")
   for _ in $(seq 1 600); do
     grep -q 'listening' "$work/sim-$n.log" 2>/dev/null && break
@@ -97,7 +101,7 @@ run_case() {
   plain_rss=$(rss_kib "$daemon"); plain_hwm=$(hwm_kib "$daemon")
   series=$(grep -vc '^#' "$work/metrics-$n.txt" || true)
   bytes=$(wc -c <"$work/metrics-$n.txt")
-  echo "tenants=$n  (pending ${PENDING_INTERVAL}s, completed ${COMPLETED_INTERVAL}s, speed ${SPEED}x, $CYCLES cycles measured, metrics $METRICS)"
+  echo "tenants=$n  (scenario $SCENARIO, pending ${PENDING_INTERVAL}s, completed ${COMPLETED_INTERVAL}s, speed ${SPEED}x, $CYCLES cycles measured, metrics $METRICS)"
   awk -v r="$ready_ms" -v h="$((ready_hwm / 1024))" -v ms="$all_up_ms" -v k="$((startup_hwm / 1024))" 'BEGIN {
     printf "  ready (all primed) after %.1f s, peak RSS by then %d MiB (no scrape yet)\n", r / 1000, h
     printf "  all tenants up after:  %.1f s, peak RSS by then %d MiB (one scrape)\n", ms / 1000, k }'
