@@ -284,7 +284,8 @@ impl Metrics {
     }
 
     /// Keeps the exposition pre-rendered: renders after applied changes (at most a quarter
-    /// of the time, see [`RENDER_PAUSE_FACTOR`]) and every
+    /// of the time and once a second, see [`RENDER_PAUSE_FACTOR`] and
+    /// [`RENDER_MIN_PAUSE`]) and every
     /// [`render::PROCESS_REFRESH`] for the process metrics, until `shutdown` resolves.
     /// Must be called inside a tokio runtime.
     pub fn spawn_renderer(
