@@ -2,7 +2,7 @@
 //! buckets, sums and counts, gauges and per-task pending series, plus the bookkeeping
 //! the label rules need (admitted groups, latest task per group and status).
 //!
-//! Values are keyed by the [`catalogue`] family and the label values after `tenant`, so
+//! Values are keyed by the [`catalogue`](super::catalogue) family and the label values after `tenant`, so
 //! rendering and the state file need no per-family code, and a new family only needs
 //! its catalogue entry and the [`Update`] method that writes it. Everything here is
 //! (de)serialisable: it is what `storage.path` keeps across restarts.

@@ -23,7 +23,7 @@ pub enum TaskKind {
     GroupAggregation,
     /// "Identity Refresh" (no target).
     IdentityRefresh,
-    /// "Entitlement Source Reset - <uuid>" of a source.
+    /// "Entitlement Source Reset - \<uuid\>" of a source.
     EntitlementReset,
     /// Any other task, by its `uniqueName`.
     Named(String),
@@ -251,7 +251,7 @@ pub(crate) struct Done {
 pub struct SimSource {
     /// 32-hex source id: `target.id`, `attributes.appId` and the `sourceId` filter value.
     pub id: String,
-    /// Display name, e.g. "Active Directory" (the target name adds " [source]").
+    /// Display name, e.g. "Active Directory" (the target name adds " \[source\]").
     pub name: String,
 }
 

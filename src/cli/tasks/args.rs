@@ -52,7 +52,7 @@ pub struct TenantArgs {
     /// Tenant name from the configuration file (default: the only configured tenant).
     #[arg(long, global = true, value_name = "NAME", conflicts_with = "base_url")]
     pub tenant: Option<String>,
-    /// API base URL, e.g. https://acme.api.identitynow.com; no configuration file is
+    /// API base URL, e.g. `https://acme.api.identitynow.com`; no configuration file is
     /// read. Needs --client-id and the secret in SAILPOINT_CLIENT_SECRET.
     #[arg(long, global = true, value_name = "URL")]
     pub base_url: Option<Url>,

@@ -11,7 +11,7 @@ use crate::simulator::task::{
     AggregationResults, Done, Messages, Outcome, Plan, SimSource, SimTask, TaskKind, hex32,
 };
 
-/// A task a test adds to the tenant (see [`super::SimHandle::add_task`]).
+/// A task a test adds to the tenant (see [`crate::simulator::SimHandle::add_task`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewTask {
     /// What the task does.
