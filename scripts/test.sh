@@ -25,6 +25,9 @@ cargo fmt --all -- --check
 step "cargo clippy --all-targets -D warnings"
 cargo clippy --all-targets --quiet -- -D warnings
 
+step "cargo doc (rustdoc warnings are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
+
 mkdir -p target
 step "cargo test"
 cargo_rc=0
