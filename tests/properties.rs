@@ -168,3 +168,39 @@ mod task_name_normaliser {
         }
     }
 }
+
+/// The exposition's gzip stream is joined from separately compressed pieces: whatever
+/// the pieces and their order, it decodes to their concatenated text.
+mod gzip_pieces {
+    use std::io::Read;
+
+    use proptest::prelude::*;
+    use sailpoint_task_exporter::metrics::deflate::{Compressor, gzip};
+
+    fn text() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            // Exposition-like lines: repetitive, what the pieces really hold.
+            (0usize..2000).prop_map(|n| (0..n)
+                .map(|i| format!("m_bucket{{tenant=\"t\",le=\"{}\"}} {}\n", i % 17, i * 7))
+                .collect::<String>()
+                .into_bytes()),
+            // Arbitrary bytes, incompressible runs included.
+            prop::collection::vec(any::<u8>(), 0..70_000),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn joined_pieces_decode_to_the_concatenated_text(
+            texts in prop::collection::vec(text(), 0..6),
+        ) {
+            let mut compressor = Compressor::default();
+            let pieces: Vec<_> = texts.iter().map(|t| compressor.piece(t)).collect();
+            let stream = gzip(pieces.iter());
+            let mut decoded = Vec::new();
+            flate2::read::GzDecoder::new(&stream[..]).read_to_end(&mut decoded).unwrap();
+            prop_assert_eq!(decoded, texts.concat());
+        }
+    }
+}
