@@ -769,13 +769,16 @@ type Series = BTreeMap<Vec<String>, f64>;
 fn by_labels(rows: &[Value], keys: &[&str]) -> BTreeMap<Vec<String>, f64> {
     rows.iter()
         .map(|r| {
-            let key = keys
-                .iter()
-                .map(|k| r["metric"][*k].as_str().unwrap_or_default().to_string())
-                .collect();
             let v = r["value"][1].as_str().and_then(|v| v.parse().ok());
-            (key, v.unwrap_or(f64::NAN))
+            (metric_key(r, keys), v.unwrap_or(f64::NAN))
         })
+        .collect()
+}
+
+/// The values of `keys` in a query result row's `metric` labels ("" when absent).
+fn metric_key(row: &Value, keys: &[&str]) -> Vec<String> {
+    keys.iter()
+        .map(|k| row["metric"][*k].as_str().unwrap_or_default().to_string())
         .collect()
 }
 
@@ -948,15 +951,7 @@ async fn check_completion_panels(api: &PromApi, exprs: &[PanelExpr], time: &str,
                 samples.windows(2).all(|w| w[0].1 <= w[1].1),
                 "a completed counter went down: {series}"
             );
-            let id: Vec<String> = ["tenant", "task_name", "source", "status"]
-                .iter()
-                .map(|k| {
-                    series["metric"][*k]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_string()
-                })
-                .collect();
+            let id = metric_key(series, &["tenant", "task_name", "source", "status"]);
             let last = samples.last().map_or(0.0, |s| s.1);
             if samples.first().is_some_and(|s| s.1 > 0.0 && s.1 < last) {
                 extrapolated += 1;
@@ -970,15 +965,7 @@ async fn check_completion_panels(api: &PromApi, exprs: &[PanelExpr], time: &str,
             if let Some(l) = with_truth.last_mut() {
                 l.1 = truth_final;
             }
-            let key: Vec<String> = keys
-                .iter()
-                .map(|k| {
-                    series["metric"][*k]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_string()
-                })
-                .collect();
+            let key = metric_key(series, keys);
             for way in [Extrapolation::ZeroPointFirst, Extrapolation::ThresholdFirst] {
                 if let Some(inc) = prometheus_increase(&with_truth, t - range_secs, t, way) {
                     *want.entry(way).or_default().entry(key.clone()).or_default() += inc;

@@ -246,17 +246,7 @@ async fn a_kept_gzip_is_decoded_while_sent_to_a_plain_client_and_copied_to_a_gzi
     assert_eq!(gzipped.bytes().await.unwrap(), compressed, "the kept bytes");
 
     // HEAD: the head of the plain answer, no body.
-    let raw = raw_exchange(
-        server.addr,
-        b"HEAD /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
-    )
-    .await;
-    let raw = String::from_utf8(raw).unwrap();
-    assert!(raw.starts_with("HTTP/1.1 200 OK\r\n"), "{raw}");
-    assert!(
-        raw.ends_with("\r\n\r\n"),
-        "HEAD answer carried a body: {raw:?}"
-    );
+    assert_head_of_metrics_has_no_body(server.addr).await;
     server.shutdown().await;
 }
 
@@ -288,9 +278,15 @@ async fn head_metrics_sends_headers_without_body() {
     let length = EXPOSITION.len().to_string();
     assert_eq!(header(&response, "content-length"), Some(length.as_str()));
 
-    // On the wire: nothing follows the blank line that ends the head.
+    assert_head_of_metrics_has_no_body(server.addr).await;
+    server.shutdown().await;
+}
+
+/// `HEAD /metrics` on the wire: a 200 whose head ends the answer (nothing follows the
+/// blank line).
+async fn assert_head_of_metrics_has_no_body(addr: SocketAddr) {
     let raw = raw_exchange(
-        server.addr,
+        addr,
         b"HEAD /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
     )
     .await;
@@ -300,7 +296,6 @@ async fn head_metrics_sends_headers_without_body() {
         raw.ends_with("\r\n\r\n"),
         "HEAD response carried a body: {raw:?}"
     );
-    server.shutdown().await;
 }
 
 #[tokio::test]

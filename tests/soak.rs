@@ -464,16 +464,6 @@ fn expected(
     out
 }
 
-/// Cumulative `(le, count)` of `values` for `bounds` plus `+Inf` (values `<= le`).
-fn expected_buckets(values: &[f64], bounds: &[f64]) -> Vec<(f64, u64)> {
-    bounds
-        .iter()
-        .copied()
-        .chain([f64::INFINITY])
-        .map(|le| (le, values.iter().filter(|v| **v <= le).count() as u64))
-        .collect()
-}
-
 /// The exported `sailpoint_task_duration_seconds_bucket` series per group, sorted by
 /// `le`; groups that observed nothing are left out.
 fn exported_buckets(samples: &[Sample]) -> BTreeMap<Group, Vec<(f64, u64)>> {
@@ -788,7 +778,10 @@ async fn soak(run: Duration, assert_flat: bool) {
         .iter()
         .map(|(g, t)| {
             let bounds = &settings.metrics.duration_buckets;
-            (g.clone(), expected_buckets(&t.durations, bounds))
+            (
+                g.clone(),
+                exposition::expected_buckets(&t.durations, bounds),
+            )
         })
         .collect();
     assert_eq!(

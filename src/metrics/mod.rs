@@ -256,8 +256,8 @@ impl Metrics {
         self.changes.mark();
     }
 
-    /// A fresh rendering of everything in the text exposition format 0.0.4 (never the
-    /// pre-rendered copy; for tests, `demo` and tools). Reads memory only.
+    /// The exposition in the text format 0.0.4, rendered now (changed families written
+    /// again, not the kept copy; for tests and tools). Reads memory only.
     pub fn render(&self) -> Vec<u8> {
         match render::build(self).decoded() {
             Ok(text) => text.to_vec(),

@@ -421,17 +421,6 @@ pub fn assert_samples_match_tasks(
     assert_eq!(ids, truth.oldest_pending_ids, "per-task pending series");
 }
 
-/// Cumulative bucket counts `(le, count)` of `values` for `bounds` plus `+Inf`: the
-/// number of values `<= le`, as Prometheus defines a bucket.
-pub fn expected_buckets(values: &[f64], bounds: &[f64]) -> Vec<(f64, u64)> {
-    bounds
-        .iter()
-        .copied()
-        .chain([f64::INFINITY])
-        .map(|le| (le, values.iter().filter(|v| **v <= le).count() as u64))
-        .collect()
-}
-
 /// The rendered `<family>_bucket` series of the tenant, per value of `keys`, as
 /// `(le, count)` sorted by `le`; series whose `+Inf` bucket is 0 are left out (a
 /// histogram that observed nothing says nothing about buckets).
@@ -470,7 +459,7 @@ pub fn assert_buckets(
     let want: BTreeMap<Vec<String>, Vec<(f64, u64)>> = truth
         .iter()
         .filter(|(_, v)| !v.is_empty())
-        .map(|(k, v)| (k.clone(), expected_buckets(v, bounds)))
+        .map(|(k, v)| (k.clone(), exposition::expected_buckets(v, bounds)))
         .collect();
     assert_eq!(
         rendered_buckets(samples, family, keys),

@@ -99,3 +99,15 @@ fn matches(s: &Sample, labels: &[(&str, &str)]) -> bool {
         .iter()
         .all(|(k, v)| s.labels.get(*k).is_some_and(|x| x == v))
 }
+
+/// Cumulative bucket counts `(le, count)` of `values` for `bounds` plus `+Inf`: the
+/// number of values `<= le`, as the text format defines a histogram bucket (what a
+/// rendered `_bucket` series must say for these observations).
+pub fn expected_buckets(values: &[f64], bounds: &[f64]) -> Vec<(f64, u64)> {
+    bounds
+        .iter()
+        .copied()
+        .chain([f64::INFINITY])
+        .map(|le| (le, values.iter().filter(|v| **v <= le).count() as u64))
+        .collect()
+}
