@@ -27,6 +27,31 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
+    /// A parse error from the `config` crate, made readable: key paths written the one way
+    /// this crate writes them (`tenants[0].base_url`, where the crate says
+    /// `tenants[0]base_url`), and a hint on how to fix the two mistakes people make most
+    /// (a URL without its scheme, a duration without its unit).
+    pub(crate) fn parse(message: &str) -> Self {
+        let mut text = String::with_capacity(message.len() + 64);
+        let mut chars = message.chars().peekable();
+        while let Some(c) = chars.next() {
+            text.push(c);
+            if c == ']'
+                && chars
+                    .peek()
+                    .is_some_and(|n| n.is_ascii_alphabetic() || *n == '_')
+            {
+                text.push('.');
+            }
+        }
+        if message.contains("relative URL without a base") {
+            text.push_str("; a URL needs its scheme, e.g. `https://acme.api.identitynow.com`");
+        } else if message.contains("expected a duration") {
+            text.push_str("; write a number with its unit, e.g. `30s`, `5m` or `1h 30m`");
+        }
+        ConfigError::Parse(text)
+    }
+
     pub(crate) fn invalid(key: impl Into<String>, problem: impl Into<String>) -> Self {
         ConfigError::Invalid {
             key: key.into(),

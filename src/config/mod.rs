@@ -130,10 +130,10 @@ impl Settings {
                     .separator("__"),
             )
             .build()
-            .map_err(|e| ConfigError::Parse(e.to_string()))?;
+            .map_err(|e| ConfigError::parse(&e.to_string()))?;
         let mut settings: RawSettings = raw
             .try_deserialize()
-            .map_err(|e| ConfigError::Parse(e.to_string()))?;
+            .map_err(|e| ConfigError::parse(&e.to_string()))?;
         if let Some(a) = &overrides.listen_address {
             settings.web.listen_address = a.clone();
         }

@@ -278,3 +278,32 @@ fn sharding_keys_and_their_errors() {
     .unwrap();
     assert_eq!((s.sharding.count, s.sharding.index()), (4, 3), "flags win");
 }
+
+#[test]
+fn parse_errors_write_key_paths_one_way_and_say_how_to_fix() {
+    let cases = [
+        (
+            "base_url: https://acme.api.identitynow.com",
+            "base_url: acme.api.identitynow.com",
+            "configuration: relative URL without a base: \"acme.api.identitynow.com\" for key \
+             `tenants[0].base_url`; a URL needs its scheme, e.g. `https://acme.api.identitynow.com`",
+        ),
+        (
+            "client_id: id",
+            "client_id: id\n    pending_interval: five",
+            "configuration: invalid value: string \"five\", expected a duration for key \
+             `tenants[0].pending_interval`; write a number with its unit, e.g. `30s`, `5m` or `1h 30m`",
+        ),
+        (
+            "client_id: id",
+            "client_id: id\n    page_size: many",
+            "configuration: invalid type: string \"many\", expected an integer for key \
+             `tenants[0].page_size`",
+        ),
+    ];
+    for (from, to, expected) in cases {
+        let bad = MINIMAL.replace(from, to);
+        let err = Settings::from_text(&bad, Yaml, &Overrides::default()).unwrap_err();
+        assert_eq!(err.to_string(), expected);
+    }
+}
