@@ -40,9 +40,9 @@ fn config(dir: &tempfile::TempDir, tenants: &[String]) -> PathBuf {
 async fn check(path: PathBuf) -> (Option<i32>, String) {
     let out = tokio::task::spawn_blocking(move || {
         Command::new(BIN)
+            .arg("check")
             .arg("--config.file")
             .arg(path)
-            .arg("check")
             .output()
             .unwrap()
     })

@@ -577,9 +577,9 @@ async fn a_configured_tenant_is_used_by_name() {
 
     let run = run_with(
         &[
+            "tasks",
             "--config.file",
             cfg,
-            "tasks",
             "--tenant",
             "acme",
             "pending",
@@ -595,7 +595,7 @@ async fn a_configured_tenant_is_used_by_name() {
     assert_eq!(wire_of(&run.stdout)[0]["id"], id.as_str());
 
     let run = run_with(
-        &["--config.file", cfg, "tasks", "pending"],
+        &["tasks", "--config.file", cfg, "pending"],
         Some(DEMO_CLIENT_SECRET),
         dir.path(),
     )
@@ -607,9 +607,9 @@ async fn a_configured_tenant_is_used_by_name() {
     );
     let run = run_with(
         &[
+            "tasks",
             "--config.file",
             cfg,
-            "tasks",
             "pending",
             "--tenant",
             "initech",

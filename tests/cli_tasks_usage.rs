@@ -122,3 +122,84 @@ fn help_explains_each_subcommand_with_an_example() {
     assert_eq!(code, 0);
     assert!(stdout.contains("SAILPOINT_CLIENT_SECRET"));
 }
+
+/// The long flags a subcommand's `--help` lists, in order (lines such as
+/// `      --tenant <NAME>` or `  -o, --output <OUTPUT>`).
+fn flags_in_help(args: &[&str]) -> Vec<String> {
+    let (code, stdout, stderr) = run(args, None);
+    assert_eq!(code, 0, "{args:?}: {stderr}");
+    let flag = regex::Regex::new(r"^\s+(?:-\w, )?--([\w.-]+)(?: <[A-Z_]+>)?$").unwrap();
+    stdout
+        .lines()
+        .filter_map(|l| flag.captures(l).map(|c| c[1].to_string()))
+        .collect()
+}
+
+#[test]
+fn each_subcommand_lists_only_its_own_flags() {
+    let serve = [
+        "config.file",
+        "log.level",
+        "log.format",
+        "web.listen-address",
+        "web.telemetry-path",
+        "web.config.file",
+        "storage.path",
+        "web.enable-lifecycle",
+        "shard.count",
+        "shard.index",
+        "shard.index-from-hostname",
+        "help",
+    ];
+    assert_eq!(flags_in_help(&["serve", "--help"]), serve);
+    assert_eq!(flags_in_help(&["check", "--help"]), serve);
+    let tasks = flags_in_help(&["tasks", "pending", "--help"]);
+    assert_eq!(
+        tasks,
+        [
+            "config.file",
+            "count",
+            "log.level",
+            "log.format",
+            "tenant",
+            "base-url",
+            "client-id",
+            "token-url",
+            "api-version",
+            "output",
+            "help"
+        ]
+    );
+    let simulate = flags_in_help(&["simulate", "--help"]);
+    assert!(simulate.contains(&"scenario".to_string()), "{simulate:?}");
+    for (sub, flags) in [("simulate", &simulate), ("tasks", &tasks)] {
+        for foreign in ["web.listen-address", "storage.path", "shard.count"] {
+            assert!(
+                !flags.iter().any(|f| f == foreign),
+                "{sub} lists --{foreign}"
+            );
+        }
+    }
+    let demo = flags_in_help(&["demo", "--help"]);
+    for own in ["scenario", "web.listen-address", "storage.path"] {
+        assert!(
+            demo.iter().any(|f| f == own),
+            "demo lacks --{own}: {demo:?}"
+        );
+    }
+    for foreign in ["config.file", "shard.count", "web.enable-lifecycle"] {
+        assert!(!demo.iter().any(|f| f == foreign), "demo lists --{foreign}");
+    }
+}
+
+#[test]
+fn a_flag_before_its_subcommand_is_a_usage_error_naming_it() {
+    let (code, stdout, stderr) = run(&["--config.file", "x.yaml", "check"], None);
+    assert_eq!(code, 2);
+    assert_eq!(stdout, "");
+    assert!(
+        stderr.contains("the subcommand 'check' cannot be used with")
+            && stderr.contains("--config.file"),
+        "{stderr}"
+    );
+}

@@ -72,7 +72,7 @@ fn a_bad_file_exits_2_naming_the_key_before_anything_starts() {
 #[test]
 fn a_missing_file_exits_2() {
     let out = Command::new(env!("CARGO_BIN_EXE_sailpoint-task-exporter"))
-        .args(["--config.file", "/nonexistent/x.yaml", "check"])
+        .args(["check", "--config.file", "/nonexistent/x.yaml"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));

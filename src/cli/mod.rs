@@ -17,60 +17,33 @@ pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_FAILURE: u8 = 1;
 
 /// Prometheus exporter for SailPoint Identity Security Cloud task status.
+///
+/// Flags belong to the subcommand that uses them and follow it
+/// (`sailpoint-task-exporter tasks pending --config.file F`); without a subcommand the
+/// flags are `serve`'s, so `sailpoint-task-exporter --config.file F` runs the daemon.
 #[derive(Debug, Parser)]
-#[command(name = "sailpoint-task-exporter", version, about, long_about = None)]
+#[command(
+    name = "sailpoint-task-exporter",
+    version,
+    about,
+    long_about = None,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
-    /// Flags every subcommand accepts.
+    /// Logging, accepted by every subcommand.
     #[command(flatten)]
-    pub global: GlobalOpts,
+    pub log: LogOpts,
+    /// `serve`'s flags, when no subcommand is given.
+    #[command(flatten)]
+    pub serve: ServeOpts,
     /// What to run; none means `serve`.
     #[command(subcommand)]
     pub command: Option<Command>,
 }
 
-/// Flags shared by every subcommand.
+/// Logging flags, the only ones every subcommand shares.
 #[derive(Debug, Clone, Args)]
-pub struct GlobalOpts {
-    /// Configuration file (YAML or TOML by extension).
-    #[arg(
-        long = "config.file",
-        global = true,
-        default_value = "sailpoint-task-exporter.yaml",
-        env = "SAILPOINT_EXPORTER_CONFIG"
-    )]
-    pub config_file: PathBuf,
-    /// Address to listen on for /metrics (overrides web.listen_address).
-    #[arg(long = "web.listen-address", global = true)]
-    pub listen_address: Option<String>,
-    /// Path under which metrics are served (overrides web.telemetry_path).
-    #[arg(long = "web.telemetry-path", global = true)]
-    pub telemetry_path: Option<String>,
-    /// exporter-toolkit style web configuration file (TLS, basic auth).
-    #[arg(long = "web.config.file", global = true)]
-    pub web_config_file: Option<String>,
-    /// Directory where each tenant's state (exactly-once tracker and metric values) is
-    /// kept across restarts (overrides storage.path).
-    #[arg(long = "storage.path", global = true)]
-    pub storage_path: Option<PathBuf>,
-    /// Enable `POST /-/reload` (reloads the configuration file, like SIGHUP). Protected by
-    /// the web config's basic auth when that is configured.
-    #[arg(long = "web.enable-lifecycle", global = true)]
-    pub enable_lifecycle: bool,
-    /// Spread the tenants over this many replicas (overrides sharding.count); each
-    /// replica polls only the tenants of its own shard.
-    #[arg(long = "shard.count", global = true)]
-    pub shard_count: Option<u32>,
-    /// This replica's shard, 0 to count-1 (overrides sharding.index).
-    #[arg(
-        long = "shard.index",
-        global = true,
-        conflicts_with = "shard_index_from_hostname"
-    )]
-    pub shard_index: Option<u32>,
-    /// Take the shard index from the host name's ordinal (`HOSTNAME`, e.g. the
-    /// StatefulSet pod `sailpoint-task-exporter-3` is shard 3).
-    #[arg(long = "shard.index-from-hostname", global = true)]
-    pub shard_index_from_hostname: bool,
+pub struct LogOpts {
     /// Log level: error, warn, info, debug, trace (or a tracing filter directive).
     #[arg(long = "log.level", global = true, default_value = "info")]
     pub log_level: String,
@@ -79,24 +52,102 @@ pub struct GlobalOpts {
     pub log_format: LogFormat,
 }
 
-impl GlobalOpts {
-    /// The flag overrides of the configuration file.
+/// The configuration file, for `serve` and `check` (`tasks` has its own copy, global to its
+/// subcommands).
+#[derive(Debug, Clone, Args)]
+pub struct ConfigOpts {
+    /// Configuration file (YAML or TOML by extension).
+    #[arg(
+        long = "config.file",
+        default_value = "sailpoint-task-exporter.yaml",
+        env = "SAILPOINT_EXPORTER_CONFIG"
+    )]
+    pub config_file: PathBuf,
+}
+
+/// How `/metrics` is served: flags of `serve` and `demo`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct WebOpts {
+    /// Address to listen on for /metrics (overrides web.listen_address).
+    #[arg(long = "web.listen-address")]
+    pub listen_address: Option<String>,
+    /// Path under which metrics are served (overrides web.telemetry_path).
+    #[arg(long = "web.telemetry-path")]
+    pub telemetry_path: Option<String>,
+    /// exporter-toolkit style web configuration file (TLS, basic auth).
+    #[arg(long = "web.config.file")]
+    pub web_config_file: Option<String>,
+    /// Directory where each tenant's state (exactly-once tracker and metric values) is
+    /// kept across restarts (overrides storage.path).
+    #[arg(long = "storage.path")]
+    pub storage_path: Option<PathBuf>,
+}
+
+/// The daemon's flags: `serve`, and `check`, which validates what `serve` would run.
+#[derive(Debug, Clone, Args)]
+pub struct ServeOpts {
+    /// The configuration file.
+    #[command(flatten)]
+    pub config: ConfigOpts,
+    /// How `/metrics` is served and where state is kept.
+    #[command(flatten)]
+    pub web: WebOpts,
+    /// Enable `POST /-/reload` (reloads the configuration file, like SIGHUP). Protected by
+    /// the web config's basic auth when that is configured.
+    #[arg(long = "web.enable-lifecycle")]
+    pub enable_lifecycle: bool,
+    /// Spread the tenants over this many replicas (overrides sharding.count); each
+    /// replica polls only the tenants of its own shard.
+    #[arg(long = "shard.count")]
+    pub shard_count: Option<u32>,
+    /// This replica's shard, 0 to count-1 (overrides sharding.index).
+    #[arg(long = "shard.index", conflicts_with = "shard_index_from_hostname")]
+    pub shard_index: Option<u32>,
+    /// Take the shard index from the host name's ordinal (`HOSTNAME`, e.g. the
+    /// StatefulSet pod `sailpoint-task-exporter-3` is shard 3).
+    #[arg(long = "shard.index-from-hostname")]
+    pub shard_index_from_hostname: bool,
+}
+
+impl WebOpts {
+    /// The flag overrides of the configuration file that these flags make.
     pub fn overrides(&self) -> Overrides {
         Overrides {
             listen_address: self.listen_address.clone(),
             telemetry_path: self.telemetry_path.clone(),
             web_config_file: self.web_config_file.clone(),
+            storage_path: self.storage_path.clone(),
+            ..Overrides::default()
+        }
+    }
+}
+
+impl ServeOpts {
+    /// The flag overrides of the configuration file.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
             shard_count: self.shard_count,
             shard_index: self.shard_index,
             shard_index_from_hostname: self.shard_index_from_hostname,
-            storage_path: self.storage_path.clone(),
+            ..self.web.overrides()
         }
     }
 
     /// Loads and validates the configuration file with the flag overrides.
     pub fn load_settings(&self) -> Result<Settings, crate::config::ConfigError> {
-        Settings::load(&self.config_file, &self.overrides())
+        Settings::load(&self.config.config_file, &self.overrides())
     }
+}
+
+/// `demo`'s flags: the simulated tenant's, and how the exporter serves.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// The simulated tenant.
+    #[command(flatten)]
+    pub simulator: crate::simulator::SimulateArgs,
+    /// How `/metrics` is served and where state is kept.
+    #[command(flatten)]
+    pub web: WebOpts,
 }
 
 /// Log line format.
@@ -112,13 +163,13 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the exporter daemon (the default).
-    Serve,
+    Serve(ServeOpts),
     /// Start a simulated tenant and the exporter against it, and print the URLs.
-    Demo(crate::simulator::SimulateArgs),
+    Demo(DemoArgs),
     /// Run only the simulated SailPoint tenant.
     Simulate(crate::simulator::SimulateArgs),
     /// Validate the configuration and check each tenant can be reached.
-    Check,
+    Check(ServeOpts),
     /// Inspect and clear tasks with the five task-status operations.
     Tasks(tasks::TasksArgs),
 }
@@ -127,7 +178,7 @@ pub mod check;
 pub mod tasks;
 
 /// Sets up logging on stderr.
-pub fn init_logging(global: &GlobalOpts) {
+pub fn init_logging(global: &LogOpts) {
     let filter = tracing_subscriber::EnvFilter::try_new(&global.log_level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
@@ -142,18 +193,18 @@ pub fn init_logging(global: &GlobalOpts) {
 
 /// Runs the parsed command line; returns the process exit code.
 pub async fn run(cli: Cli) -> ExitCode {
-    init_logging(&cli.global);
-    match cli.command.unwrap_or(Command::Serve) {
-        Command::Tasks(args) => tasks::run(args, &cli.global).await,
-        Command::Check => match cli.global.load_settings() {
+    init_logging(&cli.log);
+    match cli.command.unwrap_or(Command::Serve(cli.serve)) {
+        Command::Tasks(args) => tasks::run(args).await,
+        Command::Check(opts) => match opts.load_settings() {
             Ok(settings) => check::run(&settings).await,
             Err(e) => {
                 eprintln!("{e}");
                 ExitCode::from(EXIT_USAGE)
             }
         },
-        Command::Serve => serve(&cli.global).await,
-        Command::Demo(args) => demo(args, &cli.global).await,
+        Command::Serve(opts) => serve(&opts).await,
+        Command::Demo(args) => demo(args).await,
         Command::Simulate(args) => {
             match crate::simulator::run(args, crate::daemon::termination_signal()).await {
                 Ok(()) => ExitCode::SUCCESS,
@@ -167,7 +218,7 @@ pub async fn run(cli: Cli) -> ExitCode {
 }
 
 /// `serve`: the daemon with the configuration file; SIGHUP reloads it.
-async fn serve(global: &GlobalOpts) -> ExitCode {
+async fn serve(global: &ServeOpts) -> ExitCode {
     let settings = match global.load_settings() {
         Ok(s) => s,
         Err(e) => {
@@ -185,12 +236,12 @@ async fn serve(global: &GlobalOpts) -> ExitCode {
     tracing::info!(
         version = crate::daemon::VERSION,
         revision = crate::daemon::REVISION,
-        config = %global.config_file.display(),
+        config = %global.config.config_file.display(),
         tenants = settings.tenants.len(),
         "starting sailpoint-task-exporter"
     );
     let reload = crate::daemon::ReloadSource {
-        path: global.config_file.clone(),
+        path: global.config.config_file.clone(),
         overrides: global.overrides(),
         lifecycle_endpoint: global.enable_lifecycle,
     };
@@ -210,7 +261,12 @@ async fn serve(global: &GlobalOpts) -> ExitCode {
 const DEMO_CONFIG: &str = include_str!("../../config/simulator.yaml");
 
 /// `demo`: the simulated tenant and the daemon against it, in one process.
-async fn demo(mut args: crate::simulator::SimulateArgs, global: &GlobalOpts) -> ExitCode {
+async fn demo(
+    DemoArgs {
+        simulator: mut args,
+        web,
+    }: DemoArgs,
+) -> ExitCode {
     // A newcomer should see completions within seconds: an hour of tenant life per minute,
     // and a status page with something to act on: a stuck aggregation, a failing source.
     args.speed.get_or_insert(60.0);
@@ -233,10 +289,9 @@ async fn demo(mut args: crate::simulator::SimulateArgs, global: &GlobalOpts) -> 
             return ExitCode::from(EXIT_FAILURE);
         }
     };
-    let mut overrides = global.overrides();
+    let mut overrides = web.overrides();
     overrides.listen_address = Some(
-        global
-            .listen_address
+        web.listen_address
             .clone()
             .unwrap_or_else(|| "127.0.0.1:11011".to_string()),
     );

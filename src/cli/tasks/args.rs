@@ -34,6 +34,15 @@ Examples:
 #[derive(Debug, Args)]
 #[command(after_help = TASKS_HELP)]
 pub struct TasksArgs {
+    /// Configuration file (YAML or TOML by extension) the tenant is read from, unless
+    /// `--base-url` is given.
+    #[arg(
+        long = "config.file",
+        global = true,
+        default_value = "sailpoint-task-exporter.yaml",
+        env = "SAILPOINT_EXPORTER_CONFIG"
+    )]
+    pub config_file: std::path::PathBuf,
     /// Which tenant to talk to (from the configuration file or from flags).
     #[command(flatten)]
     pub tenant: Box<TenantArgs>,

@@ -28,7 +28,6 @@ pub use args::{
 pub use error::TasksError;
 pub use patch::completion_patch;
 
-use super::GlobalOpts;
 use crate::sailpoint::model::{CompletionStatus, TaskStatus};
 use crate::sailpoint::{ApiError, Client, ListQuery, NoopObserver};
 use output::Printer;
@@ -36,8 +35,8 @@ use progress::ProgressLine;
 
 /// Runs `tasks`; returns 0 on success, 1 on an API or network failure (or a refusal), 2 on
 /// a usage or configuration error. Errors go to stderr.
-pub async fn run(args: TasksArgs, global: &GlobalOpts) -> ExitCode {
-    match execute(args, global).await {
+pub async fn run(args: TasksArgs) -> ExitCode {
+    match execute(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err}");
@@ -49,8 +48,8 @@ pub async fn run(args: TasksArgs, global: &GlobalOpts) -> ExitCode {
     }
 }
 
-async fn execute(args: TasksArgs, global: &GlobalOpts) -> Result<(), TasksError> {
-    let tenant = tenant::select(&args.tenant, global)?;
+async fn execute(args: TasksArgs) -> Result<(), TasksError> {
+    let tenant = tenant::select(&args.tenant, &args.config_file)?;
     let client = Client::new(&tenant, Arc::new(NoopObserver))?;
     let printer = Printer::new(args.output);
     match args.command {

@@ -9,21 +9,23 @@ use url::Url;
 
 use super::args::{CLIENT_SECRET_ENV, TenantArgs};
 use super::error::TasksError;
-use crate::cli::GlobalOpts;
-use crate::config::{Credentials, Settings, TenantSettings};
+use crate::config::{Credentials, Overrides, Settings, TenantSettings};
 
 /// Tenant name used in messages when the tenant comes from flags.
 const FLAG_TENANT_NAME: &str = "command-line";
 
 /// Resolves the tenant from the flags, or else from the configuration file.
-pub fn select(args: &TenantArgs, global: &GlobalOpts) -> Result<TenantSettings, TasksError> {
+pub fn select(
+    args: &TenantArgs,
+    config_file: &std::path::Path,
+) -> Result<TenantSettings, TasksError> {
     let mut tenant = match &args.base_url {
         Some(base_url) => {
             let secret = std::env::var(CLIENT_SECRET_ENV).ok();
             from_flags(base_url, args, secret)?
         }
         None => {
-            let settings = global.load_settings()?;
+            let settings = Settings::load(config_file, &Overrides::default())?;
             from_settings(settings, args.tenant.as_deref())?
         }
     };
