@@ -213,6 +213,13 @@ impl Tenants {
     }
 }
 
+/// Binds the address `/metrics` is served on (`web.listen_address`).
+pub async fn bind(settings: &Settings) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(&settings.web.listen_address)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.web.listen_address))
+}
+
 /// Runs the daemon with `settings` (and the TLS / basic-auth `web` configuration, loaded
 /// by [`load_web_config`]) until `shutdown` resolves. With `reload`, SIGHUP re-reads that
 /// file and applies it (an invalid file is refused and logged).
@@ -222,23 +229,36 @@ pub async fn run(
     reload: Option<ReloadSource>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
+    let listener = bind(&settings).await?;
+    run_on(listener, settings, web, reload, shutdown).await
+}
+
+/// [`run`] on a listener bound beforehand by [`bind`] (`demo` binds first so that it
+/// announces only addresses that are really served).
+pub async fn run_on(
+    listener: TcpListener,
+    settings: Settings,
+    web: Option<http::WebConfig>,
+    reload: Option<ReloadSource>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
     let settings = own_shard(settings);
     let metrics = Arc::new(Metrics::new(&settings.metrics, VERSION, REVISION)?);
     let (renderer_stop, renderer_stopped) = watch::channel(false);
     let renderer = metrics.spawn_renderer(renderer_stopped);
-    let listener = TcpListener::bind(&settings.web.listen_address)
-        .await
-        .with_context(|| format!("cannot listen on {}", settings.web.listen_address))?;
     let state = Arc::new(ExporterState {
         metrics: metrics.clone(),
         tenants: Mutex::new(HashMap::new()),
         ever_ready: AtomicBool::new(false),
     });
     // Without a configuration file (`demo`), the page's commands cannot say `--tenant`.
-    let cli = if reload.is_some() {
-        CliTarget::ByName
-    } else {
-        CliTarget::ByUrl
+    let cli = match &reload {
+        Some(reload) => CliTarget::ByName {
+            config_file: Some(
+                std::path::absolute(&reload.path).unwrap_or_else(|_| reload.path.clone()),
+            ),
+        },
+        None => CliTarget::ByUrl,
     };
     let board = Arc::new(
         StatusBoard::new(

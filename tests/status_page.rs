@@ -268,12 +268,42 @@ async fn the_page_shows_what_is_stuck_and_what_failed_in_a_real_browser() {
     let ad = &stuck[1];
     assert_eq!(ad.source_name(), Some("Active Directory [source]"));
     let ad_command = format!(
-        "sailpoint-task-exporter tasks complete {} --status error --tenant {TENANT}",
-        ad.id
+        "sailpoint-task-exporter tasks complete {} --status error --config.file {} --tenant {TENANT}",
+        ad.id,
+        config.display()
     );
     assert_eq!(
         tenant["pending"]["stuck"][1]["clear_command"],
         ad_command.as_str()
+    );
+    // Pasted in another directory, the command works: it reads the task and prints the
+    // patch that would clear it (sending nothing without --yes).
+    let elsewhere = tempfile::tempdir().expect("temp dir");
+    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_sailpoint-task-exporter"))
+        .parent()
+        .expect("the binary's directory");
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let pasted = std::process::Command::new("sh")
+        .args(["-c", &ad_command])
+        .current_dir(elsewhere.path())
+        .env("PATH", path)
+        .env_remove("SAILPOINT_EXPORTER_CONFIG")
+        .output()
+        .expect("run the pasted command");
+    let stdout = String::from_utf8_lossy(&pasted.stdout);
+    assert_eq!(
+        pasted.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&pasted.stderr)
+    );
+    assert!(
+        stdout.contains("\"path\": \"/completionStatus\",\n    \"value\": \"ERROR\""),
+        "{stdout}"
     );
     assert_eq!(tenant["pending"]["stuck_total"], 2);
     assert_eq!(tenant["pending"]["total"], sim.pending_tasks().len());
@@ -605,4 +635,24 @@ async fn demo_prints_the_page_url_and_the_page_shows_its_incident() {
         assert!(page.contains(command), "{page}");
         return;
     }
+}
+
+#[test]
+fn demo_on_a_busy_port_fails_before_announcing_any_url() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("hold a port");
+    let port = busy.local_addr().expect("its address").port();
+    let out = Command::new(env!("CARGO_BIN_EXE_sailpoint-task-exporter"))
+        .args(["demo", "--listen", "127.0.0.1:0", "--web.listen-address"])
+        .arg(format!("127.0.0.1:{port}"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run demo");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert_eq!(stdout, "", "nothing is announced");
+    assert!(
+        stderr.contains(&format!("demo: cannot listen on 127.0.0.1:{port}")),
+        "{stderr}"
+    );
 }

@@ -318,7 +318,21 @@ async fn demo(
         }
     };
     let web = settings.web.clone();
-    let shown = web.listen_address.replace("0.0.0.0", "127.0.0.1");
+    // Bind before announcing: a busy port fails here, before any URL is printed, and an
+    // address with port 0 is shown with the port it got.
+    let listener = match crate::daemon::bind(&settings).await {
+        Ok(listener) => listener,
+        Err(e) => {
+            eprintln!("demo: {e:#}");
+            sim.shutdown().await;
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    let shown = match listener.local_addr() {
+        Ok(addr) if addr.ip().is_unspecified() => format!("127.0.0.1:{}", addr.port()),
+        Ok(addr) => addr.to_string(),
+        Err(_) => web.listen_address.replace("0.0.0.0", "127.0.0.1"),
+    };
     let scheme = if web_config.as_ref().is_some_and(|w| w.tls.is_some()) {
         "https"
     } else {
@@ -354,7 +368,8 @@ async fn demo(
     };
     println!("                     (with SAILPOINT_CLIENT_SECRET={secret})");
     println!("Press Ctrl-C to stop.");
-    let result = crate::daemon::run(
+    let result = crate::daemon::run_on(
+        listener,
         settings,
         web_config,
         None,

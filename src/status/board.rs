@@ -60,13 +60,18 @@ pub struct PageInfo {
 }
 
 /// How the page's commands name a tenant to the `tasks` CLI.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum CliTarget {
-    /// `--tenant NAME`: the operator runs the CLI with the daemon's configuration file.
-    #[default]
-    ByName,
+    /// `--config.file FILE --tenant NAME`: the operator runs the CLI with the daemon's
+    /// configuration file, named absolutely so that the command works when pasted in any
+    /// directory (None: `--tenant NAME` alone, the CLI's default file).
+    ByName {
+        /// The daemon's configuration file.
+        config_file: Option<std::path::PathBuf>,
+    },
     /// `--base-url URL --client-id ID` (secret from the environment): there is no
     /// configuration file to name the tenant in (`demo`).
+    #[default]
     ByUrl,
 }
 
@@ -87,12 +92,12 @@ impl StatusBoard {
         StatusBoard {
             settings,
             page,
-            cli: CliTarget::ByName,
+            cli: CliTarget::ByName { config_file: None },
             tenants: Mutex::new(BTreeMap::new()),
         }
     }
 
-    /// Names tenants in the page's commands as `cli` says (default [`CliTarget::ByName`]).
+    /// Names tenants in the page's commands as `cli` says (default: `--tenant NAME`).
     pub fn with_cli_target(mut self, cli: CliTarget) -> StatusBoard {
         self.cli = cli;
         self
@@ -131,16 +136,28 @@ impl StatusBoard {
 
     fn fresh(&self, tenant: &TenantSettings) -> TenantStatus {
         let mut status = TenantStatus::detached(&tenant.name, self.settings.clone());
-        if self.cli == CliTarget::ByUrl {
-            let client_id = match tenant.credentials() {
-                Credentials::ClientCredentials { client_id, .. } => client_id.as_str(),
-                Credentials::StaticToken(_) => "",
-            };
-            status.cli_target = format!(
-                "--base-url {} --client-id {}",
-                shell_word(tenant.base_url.as_str().trim_end_matches('/')),
-                shell_word(client_id)
-            );
+        match &self.cli {
+            CliTarget::ByUrl => {
+                let client_id = match tenant.credentials() {
+                    Credentials::ClientCredentials { client_id, .. } => client_id.as_str(),
+                    Credentials::StaticToken(_) => "",
+                };
+                status.cli_target = format!(
+                    "--base-url {} --client-id {}",
+                    shell_word(tenant.base_url.as_str().trim_end_matches('/')),
+                    shell_word(client_id)
+                );
+            }
+            CliTarget::ByName {
+                config_file: Some(file),
+            } => {
+                status.cli_target = format!(
+                    "--config.file {} {}",
+                    shell_word(&file.to_string_lossy()),
+                    status.cli_target
+                );
+            }
+            CliTarget::ByName { config_file: None } => {}
         }
         status
     }

@@ -521,3 +521,21 @@ fn sources_show_the_results_of_their_latest_aggregation() {
         "{html}"
     );
 }
+
+#[test]
+fn commands_carry_the_daemons_configuration_file_so_they_work_when_pasted() {
+    let board =
+        StatusBoard::new(settings(), PageInfo::default()).with_cli_target(CliTarget::ByName {
+            config_file: Some("/etc/sailpoint task exporter/config.yaml".into()),
+        });
+    let t = board.tenant(&tenant("acme"));
+    t.set_pending(
+        [task("a1", "Identity Refresh", None, minutes_ago(200))].iter(),
+        now(),
+    );
+    assert_eq!(
+        t.snapshot(now()).pending.stuck[0].clear_command,
+        "sailpoint-task-exporter tasks complete a1 --status error \
+         --config.file '/etc/sailpoint task exporter/config.yaml' --tenant acme"
+    );
+}
