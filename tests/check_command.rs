@@ -136,9 +136,14 @@ async fn each_failure_is_reported_at_its_step() {
         version.contains("api version     FAILED: getPendingTaskHeaders: HTTP 404"),
         "{version}"
     );
+    let gone = section("gone");
     assert!(
-        section("gone").contains("reachable       FAILED: token: "),
-        "{out}"
+        gone.contains("reachable       FAILED: token: connection failed: "),
+        "{gone}"
+    );
+    assert!(
+        !gone.contains("token: token:"),
+        "the operation is named once: {gone}"
     );
     assert!(out.ends_with("3 of 4 tenant(s) FAILED\n"), "{out}");
     sim.shutdown().await;

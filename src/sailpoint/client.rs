@@ -602,10 +602,16 @@ impl TokenFetcher for HttpTokenFetcher {
                     status: Some(status),
                     message: format!("token endpoint answered HTTP {status}: {message}"),
                 },
-                other => ApiError::Auth {
-                    status: None,
-                    message: other.to_string(),
-                },
+                // The transport's errors already name the operation (`token: …`); the
+                // `Auth` error adds it once more.
+                other => {
+                    let text = other.to_string();
+                    let prefix = format!("{}: ", operation::TOKEN);
+                    ApiError::Auth {
+                        status: None,
+                        message: text.strip_prefix(&prefix).unwrap_or(&text).to_string(),
+                    }
+                }
             })
         })
     }
