@@ -416,21 +416,6 @@ fn the_page_escapes_hostile_values_and_shows_the_command() {
 }
 
 #[test]
-fn without_a_configuration_file_commands_name_the_tenant_by_url() {
-    let board = StatusBoard::new(settings(), PageInfo::default()).with_cli_target(CliTarget::ByUrl);
-    let t = board.tenant(&tenant("acme"));
-    t.set_pending(
-        [task("a1", "Identity Refresh", None, minutes_ago(200))].iter(),
-        now(),
-    );
-    assert_eq!(
-        t.snapshot(now()).pending.stuck[0].clear_command,
-        "sailpoint-task-exporter tasks complete a1 --status error \
-         --base-url https://acme.api.identitynow.com --client-id 2c91"
-    );
-}
-
-#[test]
 fn dates_at_the_edge_of_time_do_not_panic() {
     let t = TenantStatus::detached("acme", settings());
     for edge in [DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MAX_UTC] {
@@ -522,20 +507,33 @@ fn sources_show_the_results_of_their_latest_aggregation() {
     );
 }
 
+/// The clear command names the tenant the way the CLI can find it from any directory:
+/// by the daemon's configuration file (absolute), or without one (`demo`) by URL.
 #[test]
-fn commands_carry_the_daemons_configuration_file_so_they_work_when_pasted() {
-    let board =
-        StatusBoard::new(settings(), PageInfo::default()).with_cli_target(CliTarget::ByName {
-            config_file: Some("/etc/sailpoint task exporter/config.yaml".into()),
-        });
-    let t = board.tenant(&tenant("acme"));
-    t.set_pending(
-        [task("a1", "Identity Refresh", None, minutes_ago(200))].iter(),
-        now(),
-    );
-    assert_eq!(
-        t.snapshot(now()).pending.stuck[0].clear_command,
-        "sailpoint-task-exporter tasks complete a1 --status error \
-         --config.file '/etc/sailpoint task exporter/config.yaml' --tenant acme"
-    );
+fn clear_commands_name_the_tenant_so_that_they_work_when_pasted() {
+    let cases = [
+        (
+            CliTarget::ByUrl,
+            "--base-url https://acme.api.identitynow.com --client-id 2c91",
+        ),
+        (
+            CliTarget::ByName {
+                config_file: Some("/etc/sailpoint task exporter/config.yaml".into()),
+            },
+            "--config.file '/etc/sailpoint task exporter/config.yaml' --tenant acme",
+        ),
+        (CliTarget::ByName { config_file: None }, "--tenant acme"),
+    ];
+    for (target, expected) in cases {
+        let board = StatusBoard::new(settings(), PageInfo::default()).with_cli_target(target);
+        let t = board.tenant(&tenant("acme"));
+        t.set_pending(
+            [task("a1", "Identity Refresh", None, minutes_ago(200))].iter(),
+            now(),
+        );
+        assert_eq!(
+            t.snapshot(now()).pending.stuck[0].clear_command,
+            format!("sailpoint-task-exporter tasks complete a1 --status error {expected}")
+        );
+    }
 }
