@@ -20,8 +20,8 @@ use super::{
     Group, MAX_UNKNOWN_STATUSES, OTHER, PollList, Rules, normalize, task_duration, task_end,
 };
 use crate::sailpoint::RetryReason;
-use crate::sailpoint::client::operation;
 use crate::sailpoint::model::{CompletionStatus, TaskStatus};
+use crate::sailpoint::operation;
 use crate::sailpoint::results::task_results;
 use crate::sailpoint::tolerant::RecordFault;
 

@@ -35,7 +35,7 @@ pub const MAX_PAGE_SIZE: u32 = 250;
 /// million tasks, far beyond 90 days of any tenant).
 const MAX_PAGES: u32 = 4000;
 
-pub use super::operation;
+use super::operation;
 
 /// Longest wait for a TCP connection (and TLS handshake); each request's whole deadline
 /// is the tenant's `request_timeout`, which bounds connecting too.

@@ -5,7 +5,7 @@
 
 use crate::config::ConfigError;
 use crate::sailpoint::ApiError;
-use crate::sailpoint::client::operation;
+use crate::sailpoint::operation;
 
 /// A failed `tasks` command.
 #[derive(Debug, thiserror::Error)]
