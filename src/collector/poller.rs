@@ -203,7 +203,7 @@ impl<S: TaskSource> TenantPoller<S> {
             },
             history,
         };
-        let primed = self.tracker.apply_prime(read, (self.clock)());
+        let primed = self.tracker.apply_prime(read, self.tenant_now());
         let tracker = &self.tracker;
         let at = Utc::now();
         self.metrics.apply(|u| {
@@ -252,7 +252,7 @@ impl<S: TaskSource> TenantPoller<S> {
             )
             .await?;
         read.started = self.tenant_time(local_start, date);
-        let applied = self.tracker.apply_pending(read, (self.clock)());
+        let applied = self.tracker.apply_pending(read);
         for id in &applied.set_aside {
             tracing::warn!(
                 tenant = self.metrics.tenant(),
@@ -291,7 +291,7 @@ impl<S: TaskSource> TenantPoller<S> {
                 read_completed(&self.source, bound.at, self.settings.page_size),
             )
             .await?;
-        let completed = self.tracker.apply_completed(read, (self.clock)());
+        let completed = self.tracker.apply_completed(read, self.tenant_now());
         self.set_degraded(bound.degraded);
         self.count(PollList::Completed, &completed, 0, t0).await;
         Ok(completed.len())
@@ -320,6 +320,12 @@ impl<S: TaskSource> TenantPoller<S> {
                 );
             }
         }
+        local.checked_add_signed(self.skew).unwrap_or(local)
+    }
+
+    /// The tenant's time now: the exporter's clock corrected by the last measured skew.
+    fn tenant_now(&self) -> DateTime<Utc> {
+        let local = (self.clock)();
         local.checked_add_signed(self.skew).unwrap_or(local)
     }
 
