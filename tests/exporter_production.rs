@@ -243,6 +243,32 @@ async fn an_exporter_clock_that_steps_back_recounts_nothing() {
     assert_matches_truth(&exp, &sim, primed_at);
 }
 
+/// The exporter's clock two days ahead of the tenant's: the tenant's `Date` is followed
+/// and the gap reported (skew gauge, counting degraded), and the completed path keeps
+/// reading (before: the `Date` was ignored, the floor landed a day in the tenant's future
+/// and every task the pending path did not see was missed).
+#[tokio::test]
+async fn an_exporter_clock_two_days_ahead_is_reported_and_not_obeyed() {
+    let sim = start_sim(Scenario::Empty, 20).await;
+    populate(&sim, 10);
+    let clock_sim = Arc::clone(&sim);
+    let mut exp = exporter(&sim, |_| {});
+    exp.poller = exp
+        .poller
+        .with_clock(Arc::new(move || clock_sim.now() + secs(2 * 86_400)));
+    exp.poller.prime().await.unwrap();
+    let primed_at = sim.now();
+    run(&sim, &mut exp, 0..20).await;
+    quiet_polls(&sim, &mut exp, 8).await;
+    assert_matches_truth(&exp, &sim, primed_at);
+    let skew = total(&exp, "sailpoint_exporter_clock_skew_seconds", &[]);
+    assert!((-172_801.0..=-172_799.0).contains(&skew), "skew {skew}");
+    assert_eq!(
+        total(&exp, "sailpoint_exporter_counting_degraded", &[]),
+        1.0
+    );
+}
+
 async fn lagging_pending_view(shows_status: bool, seed: u64) {
     let sim = start_sim(Scenario::Empty, seed).await;
     populate(&sim, 12);
@@ -501,6 +527,12 @@ async fn a_pending_list_failing_longer_than_lookback_stays_bounded_and_says_so()
     with_habits(&sim, Habits::default());
     run(&sim, &mut exp, 84..90).await;
     quiet_polls(&sim, &mut exp, 8).await;
+    assert_eq!(
+        total(&exp, "sailpoint_exporter_counting_degraded", &[]),
+        1.0,
+        "degraded until the lookback window is exact again"
+    );
+    quiet_polls(&sim, &mut exp, 20).await;
     assert_eq!(
         total(&exp, "sailpoint_exporter_counting_degraded", &[]),
         0.0

@@ -1249,18 +1249,24 @@ async fn every_histogram_bucket_counts_the_observed_durations_and_waits() {
 }
 
 #[tokio::test]
-async fn a_plausible_date_header_sets_the_skew_and_an_absurd_one_is_ignored() {
+async fn a_date_header_sets_the_skew_and_one_a_month_away_is_followed_and_reported() {
     let mut h = harness();
     // The tenant's clock ten minutes behind ours.
     h.fake.with(|s| s.date = Some(at(-600)));
+    h.fake.put(task("a", "Task", None, -660, None));
     h.prime().await;
     let skew = [("tenant", "acme")];
     assert_eq!(
         v(&h.samples(), "sailpoint_exporter_clock_skew_seconds", &skew),
         Some(-600.0)
     );
-    // A month ahead: not believed, so the bounds stay where they were and a task
-    // created after the start is still counted.
+    assert_eq!(
+        v(&h.samples(), "sailpoint_exporter_counting_degraded", &skew),
+        Some(0.0)
+    );
+    // A month ahead: the tenant's clock is followed and the gap reported; the floor
+    // stops just after the newest `created` the tenant has shown, so a task created
+    // after the start is still counted.
     h.fake.with(|s| s.date = Some(at(30 * 24 * 3600)));
     h.fake
         .put(done(task("b", "Task", None, 5, None), 8, "SUCCESS"));
@@ -1269,6 +1275,51 @@ async fn a_plausible_date_header_sets_the_skew_and_an_absurd_one_is_ignored() {
     assert_eq!(h.completed().await, 1);
     assert_eq!(
         v(&h.samples(), "sailpoint_exporter_clock_skew_seconds", &skew),
-        Some(-600.0)
+        Some(30.0 * 24.0 * 3600.0 - 60.0)
     );
+    assert_eq!(
+        v(&h.samples(), "sailpoint_exporter_counting_degraded", &skew),
+        Some(1.0)
+    );
+    // The clocks agree again: no longer degraded.
+    h.fake.with(|s| s.date = Some(at(90)));
+    h.set_now(90);
+    assert_eq!(h.pending().await, 0);
+    assert_eq!(
+        v(&h.samples(), "sailpoint_exporter_counting_degraded", &skew),
+        Some(0.0)
+    );
+}
+
+/// A completed list failing for longer than lookback: the first read after it is capped
+/// at `now − lookback` (a task created and finished in the gap may be missed), and
+/// counting stays degraded until that window has passed, long enough for an alert with
+/// `for:` to see it (before: 1 for a single completed poll).
+#[tokio::test]
+async fn counting_stays_degraded_until_the_lookback_window_is_exact_again() {
+    let mut t = tenant_settings();
+    t.lookback = Duration::from_secs(600);
+    let mut h = harness_with(t, MetricsSettings::default());
+    h.prime().await;
+    let degraded = |h: &Harness| v(&h.samples(), "sailpoint_exporter_counting_degraded", &[]);
+    h.fake.with(|s| s.failing = true);
+    for step in 1..=40 {
+        h.set_now(step * 30);
+        assert!(h.poller.poll_pending().await.is_err());
+        assert!(h.poller.poll_completed().await.is_err());
+    }
+    h.fake.with(|s| s.failing = false);
+    let mut seen = Vec::new();
+    for step in 41..=70 {
+        h.set_now(step * 30);
+        h.pending().await;
+        h.completed().await;
+        seen.push(degraded(&h));
+    }
+    // Degraded from the first read after the outage (at 1 230 s) until lookback (600 s)
+    // after the last degraded read (at 1 260 s: S* lags one completed poll).
+    let ones = seen.iter().filter(|d| **d == Some(1.0)).count();
+    assert_eq!(seen.first(), Some(&Some(1.0)));
+    assert_eq!(ones, 20, "{seen:?}");
+    assert_eq!(seen.last(), Some(&Some(0.0)));
 }

@@ -313,6 +313,14 @@ pub struct Tracker {
     covered_pending_start: Option<DateTime<Utc>>,
     /// The lower bound of the last applied completed read (or priming's); never decreases.
     floor: Option<DateTime<Utc>>,
+    /// The newest `created` of any record the tenant has sent (either list, a lookup):
+    /// the floor never moves past it, whatever a clock says.
+    #[serde(default)]
+    newest_shown: Option<DateTime<Utc>>,
+    /// Until when (tenant time) counting is reported degraded after a read that had to
+    /// give up exactness: completions of the lookback window before it may be missing.
+    #[serde(default)]
+    degraded_until: Option<DateTime<Utc>>,
     /// Ids of the last pending listing that are already recorded (finished tasks the view
     /// still shows): kept in the dedupe set while they are listed.
     listed_recorded: HashSet<String>,
@@ -345,6 +353,8 @@ impl Tracker {
             floor: None,
             listed_recorded: HashSet::new(),
             strikes: HashMap::new(),
+            newest_shown: None,
+            degraded_until: None,
             primed: false,
         }
     }
@@ -381,29 +391,73 @@ impl Tracker {
 
     /// Where the next completed read stops, at tenant time `now`:
     /// `max(floor, min(watermark, S*) − overlap)`, but never older than `now − lookback`
-    /// (then [`CompletedBound::degraded`] is set). None before priming.
+    /// (then [`CompletedBound::degraded`] is set when the pending path cannot vouch for
+    /// what lies below), and never past the newest `created` the tenant has shown (a
+    /// clock in the tenant's future must not make the read skip what comes next). None
+    /// before priming.
     pub fn completed_lower_bound(&self, now: DateTime<Utc>) -> Option<CompletedBound> {
         let reference = match (self.watermark.get(), self.covered_pending_start) {
             (Some(w), Some(s)) => Some(w.min(s)),
             (w, s) => w.or(s),
         };
         let exact = reference.map(|r| before(r, self.config.overlap));
-        let at = match (exact, self.floor) {
+        let mut at = match (exact, self.floor) {
             (Some(e), Some(f)) => e.max(f),
             (e, f) => e.or(f)?,
         };
         let cap = self.priming_lower_bound(now);
-        Some(if at < cap {
-            CompletedBound {
-                at: cap,
-                degraded: true,
+        let mut degraded = false;
+        if at < cap {
+            at = cap;
+            // Only the pending path's coverage (`S*`) needs the older bound; a watermark
+            // older than lookback is a quiet tenant, not a loss.
+            degraded = self
+                .covered_pending_start
+                .is_some_and(|s| before(s, self.config.overlap) < cap);
+        }
+        if let Some(ceiling) = self.ceiling()
+            && at > ceiling
+        {
+            at = self.floor.map_or(ceiling, |f| f.max(ceiling));
+        }
+        Some(CompletedBound { at, degraded })
+    }
+
+    /// Just after the newest `created` the tenant has shown: no bound goes past it.
+    fn ceiling(&self) -> Option<DateTime<Utc>> {
+        self.newest_shown
+            .and_then(|n| n.checked_add_signed(Duration::milliseconds(1)))
+    }
+
+    /// Records what the tenant has shown, for the ceiling of the bounds.
+    fn shown<'t>(&mut self, tasks: impl IntoIterator<Item = &'t TaskStatus>) {
+        for task in tasks {
+            if self.newest_shown.is_none_or(|n| task.created > n) {
+                self.newest_shown = Some(task.created);
             }
-        } else {
-            CompletedBound {
-                at,
-                degraded: false,
-            }
-        })
+        }
+    }
+
+    /// The newest `created` the tenant has shown in any answer.
+    pub fn newest_shown(&self) -> Option<DateTime<Utc>> {
+        self.newest_shown
+    }
+
+    /// Counting gave up exactness at tenant time `now` (a degraded read, a clock off by
+    /// more than a day): it is reported degraded until `lookback` has passed, since until
+    /// then the lookback window may miss completions.
+    pub fn mark_degraded(&mut self, now: DateTime<Utc>) {
+        let until = now
+            .checked_add_signed(self.config.lookback)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        if self.degraded_until.is_none_or(|u| until > u) {
+            self.degraded_until = Some(until);
+        }
+    }
+
+    /// Whether counting is degraded at tenant time `now` (see [`Tracker::mark_degraded`]).
+    pub fn is_degraded(&self, now: DateTime<Utc>) -> bool {
+        self.degraded_until.is_some_and(|u| now < u)
     }
 
     /// Ids pending last time and missing from this pending list: they must be looked up.
@@ -428,6 +482,7 @@ impl Tracker {
         let mut backlog = Vec::new();
         self.pending = PendingSet::default();
         self.listed_recorded.clear();
+        self.shown(read.pending.listed.iter().chain(&read.history.tasks));
         for task in read.pending.listed {
             if task.is_pending() {
                 self.pending.insert(task);
@@ -461,7 +516,13 @@ impl Tracker {
             .partition(|t| since_start.contains(&t.id));
         backlog.extend(old);
         self.covered_pending_start = self.last_pending_start;
-        self.raise_floor(read.history.lower_bound);
+        // Priming reads down to `now − lookback`; if that is past everything the tenant
+        // has shown (a clock in its future), the floor stays just after the newest.
+        let floor = match self.ceiling() {
+            Some(c) => read.history.lower_bound.min(c),
+            None => read.history.lower_bound,
+        };
+        self.raise_floor(floor);
         self.primed = true;
         self.evict(now);
         Primed { backlog, counted }
@@ -470,6 +531,7 @@ impl Tracker {
     /// Applies a successful pending poll: the snapshot replaces the pending set, and the
     /// completions it revealed are returned to be counted (each exactly once).
     pub fn apply_pending(&mut self, read: PendingRead) -> PendingApplied {
+        self.shown(&read.listed);
         let mut next = PendingSet::default();
         let mut applied = PendingApplied::default();
         let mut found = Vec::new();
@@ -477,6 +539,7 @@ impl Tracker {
             match lookup {
                 Lookup::Found(task) if task.id == id => {
                     self.strikes.remove(&id);
+                    self.shown([task.as_ref()]);
                     found.push(*task);
                 }
                 Lookup::Found(_) | Lookup::Gone => {
@@ -527,6 +590,7 @@ impl Tracker {
     pub fn apply_completed(&mut self, read: CompletedRead, now: DateTime<Utc>) -> Vec<TaskStatus> {
         let mut completed = Vec::new();
         let bound = read.lower_bound;
+        self.shown(&read.tasks);
         let readable = read.tasks.into_iter().filter(|t| t.created >= bound);
         self.record_completed(readable, &mut completed);
         self.covered_pending_start = self.last_pending_start;
@@ -561,10 +625,11 @@ impl Tracker {
     }
 
     /// Forgets counted tasks no view can list again: `created` and end older than
-    /// `now − lookback` (tenant time), which is at or below every floor to come, and not
-    /// listed by the last pending listing.
+    /// `now − lookback` (tenant time) and than the floor (so below every bound to come),
+    /// and not listed by the last pending listing.
     fn evict(&mut self, now: DateTime<Utc>) {
-        let horizon = self.priming_lower_bound(now);
+        let lookback = self.priming_lower_bound(now);
+        let horizon = self.floor.map_or(lookback, |f| f.min(lookback));
         self.recent.evict(horizon, &self.listed_recorded);
         self.strikes.retain(|id, _| self.pending.contains(id));
     }
