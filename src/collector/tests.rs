@@ -1323,3 +1323,25 @@ async fn counting_stays_degraded_until_the_lookback_window_is_exact_again() {
     assert_eq!(ones, 20, "{seen:?}");
     assert_eq!(seen.last(), Some(&Some(0.0)));
 }
+
+/// Without a `Date` to correct it, an exporter clock that jumps two days ahead would put
+/// the floor a day into the tenant's future; it stops just after the newest `created`
+/// the tenant has shown, so a task that starts and finishes between two pending polls
+/// is still counted.
+#[tokio::test]
+async fn the_floor_never_moves_past_the_newest_created_the_tenant_has_shown() {
+    let mut h = harness();
+    h.fake.put(task("a", "Task", None, -30, None));
+    h.prime().await;
+    h.fake
+        .put(done(task("b", "Task", None, 30, Some(30)), 40, "SUCCESS"));
+    h.set_now(2 * 86_400 + 60);
+    assert_eq!(h.pending().await, 0);
+    assert_eq!(h.completed().await, 1);
+    assert!(h.poller.tracker().floor() <= Some(at(30)));
+    assert_eq!(h.poller.tracker().newest_shown(), Some(at(30)));
+    assert_eq!(
+        v(&h.samples(), COMPLETED, &[("status", "success")]),
+        Some(1.0)
+    );
+}
