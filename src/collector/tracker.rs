@@ -20,13 +20,17 @@
 //!   `L = max(L_prev, min(watermark, S*) − overlap)`, where `S*` is the start of the last
 //!   successful pending poll as of the previous successful completed poll. Priming sets
 //!   the first floor to `now − lookback`, the bound priming read down to;
-//! - the floor never decreases (not on reload, not when a clock steps), so whatever the
-//!   completed path can still read is at or above a bound the dedupe set
-//!   ([`RecentlyRecorded`]) covers: it holds every id counted or primed with
-//!   `created ≥ L`, plus every recorded id the pending view still lists;
+//! - the floor never decreases (not on reload, not when a clock steps) and never moves
+//!   past the newest `created` the tenant has shown (a clock in its future must not blind
+//!   the completed path);
+//! - counted once, for good: the dedupe set ([`RecentlyRecorded`]) remembers every task
+//!   counted or primed until its `created` and end are older than `now − lookback` and
+//!   the floor — no view can list it again by then — plus every recorded id the pending
+//!   view still lists, so neither path nor a lagging replica makes it count twice;
 //! - bounded under long failures: the floor is never older than `now − lookback`. When
 //!   exactness would need an older one (a list failing for longer than `lookback`), the
-//!   tracker says so ([`CompletedBound::degraded`]) instead of reading without end.
+//!   tracker says so ([`CompletedBound::degraded`], then [`Tracker::is_degraded`] for
+//!   `lookback`) instead of reading without end.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
