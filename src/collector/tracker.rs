@@ -119,10 +119,11 @@ fn hex_id(id: &str) -> Option<[u8; 16]> {
 }
 
 /// The moment after which a recorded task can no longer be listed by any view within
-/// `lookback`: its latest timestamp (`created`, or the end when it has one), in
-/// milliseconds of tenant time.
+/// `lookback`: the later of its `created` and its end (`completed`, else `modified`, as
+/// it is counted), in milliseconds of tenant time.
 fn kept_until(task: &TaskStatus) -> i64 {
-    [Some(task.created), task.completed, task.modified]
+    let end = task.completed.or(task.modified);
+    [Some(task.created), end]
         .into_iter()
         .flatten()
         .map(|t| t.timestamp_millis())
