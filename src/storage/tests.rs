@@ -269,3 +269,36 @@ proptest::proptest! {
         }
     }
 }
+
+/// A state file written before issue 19 — the dedupe set as id → (created, recorded), no
+/// ceiling or degraded fields — still resumes, with its ids remembered.
+#[test]
+fn a_state_file_of_the_earlier_shape_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = saved(dir.path());
+    let path = store.path("acme");
+    let mut file: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    let tracker = file["tracker"].as_object_mut().unwrap();
+    tracker.remove("newest_shown");
+    tracker.remove("degraded_until");
+    tracker.insert(
+        "recent".into(),
+        serde_json::json!({"entries": {
+            "2c9180835d2e5168015d32f890ca1581": ["2026-01-01T00:00:00Z", "2026-01-01T00:01:00Z"],
+            "t1": ["2026-01-01T00:00:00Z", "2026-01-01T00:01:00Z"]
+        }}),
+    );
+    fs::write(&path, serde_json::to_vec(&file).unwrap()).unwrap();
+    match store.load("acme", URL, DAY, Utc::now()) {
+        Loaded::Resumed { tracker, .. } => {
+            assert_eq!(tracker.recent().len(), 2);
+            assert!(
+                tracker
+                    .recent()
+                    .contains("2c9180835d2e5168015d32f890ca1581")
+            );
+            assert!(tracker.recent().contains("t1"));
+        }
+        other => panic!("{other:?}"),
+    }
+}
