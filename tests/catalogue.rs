@@ -318,4 +318,43 @@ fn a_page_naming_a_missing_path_is_reported_with_its_line() {
             "docs/example.md:6: scripts/missing.sh",
         ]
     );
+/// Every `code` value the shipped rules or dashboard select on
+/// `sailpoint_exporter_api_requests_total` (`code="429"`, `code=~"5..|429"` alternatives)
+/// exists at 0 on a fresh tenant: a panel or rule on it shows 0 instead of no data, and
+/// `increase()` sees the first one.
+#[test]
+fn every_code_a_panel_or_rule_selects_exists_at_zero_from_the_start() {
+    let shipped = [
+        read("deploy/prometheus/sailpoint-task-exporter.rules.yml"),
+        read("deploy/grafana/sailpoint-task-exporter.json").replace("\\\"", "\""),
+    ];
+    let pattern =
+        regex::Regex::new(r#"sailpoint_exporter_api_requests_total\{[^}]*\bcode=~?"([^"]+)""#)
+            .unwrap();
+    let mut selected = BTreeSet::new();
+    for text in &shipped {
+        for found in pattern.captures_iter(text) {
+            for code in found[1].split('|') {
+                selected.insert(code.to_string());
+            }
+        }
+    }
+    assert!(
+        selected.contains("429"),
+        "the 429 panel is found: {selected:?}"
+    );
+    let m = Metrics::new(&MetricsSettings::default(), "v", "r").unwrap();
+    m.tenant("acme");
+    let text = String::from_utf8(m.render()).unwrap();
+    for code in &selected {
+        let at_zero = text.lines().any(|l| {
+            l.starts_with("sailpoint_exporter_api_requests_total{")
+                && l.contains(&format!("code=\"{code}\""))
+                && l.ends_with(" 0")
+        });
+        assert!(
+            at_zero,
+            "code=\"{code}\" is selected but not rendered at 0:\n{text}"
+        );
+    }
 }

@@ -25,8 +25,9 @@ use crate::sailpoint::model::TaskStatus;
 use crate::status::TenantStatus;
 use crate::storage::TenantStore;
 
-/// The largest tenant clock skew believed from a `Date` header (a day): real tenants run
-/// on synchronised clocks, and a larger value would move the counting bounds by days.
+/// The largest clock skew between the exporter and the tenant taken as normal (a day):
+/// real tenants run on synchronised clocks. A larger one is still followed (the bounds
+/// live in the tenant's time), but reported: a warning, and counting marked degraded.
 pub const MAX_PLAUSIBLE_SKEW: chrono::Duration = chrono::Duration::days(1);
 
 /// Where "now" comes from; the real wall clock in production, a simulator's manual clock
@@ -102,9 +103,11 @@ pub struct TenantPoller<S> {
     /// Tenant clock minus exporter clock, from the last pending answer's `Date` header;
     /// the exactly-once bounds are kept in tenant time.
     skew: chrono::Duration,
-    /// Whether the last completed read had to give up exactness (see
-    /// [`CompletedBound::degraded`]); logged on change.
+    /// Whether counting is reported degraded (see [`Tracker::is_degraded`], or the clocks
+    /// more than [`MAX_PLAUSIBLE_SKEW`] apart); logged on change.
     degraded: bool,
+    /// The last `Date` showed the clocks more than [`MAX_PLAUSIBLE_SKEW`] apart.
+    clock_off: bool,
     ready: Arc<AtomicBool>,
     status: TenantStatus,
     store: Option<TenantStore>,
@@ -121,6 +124,7 @@ impl<S: TaskSource> TenantPoller<S> {
             clock: system_clock(),
             skew: chrono::Duration::zero(),
             degraded: false,
+            clock_off: false,
             ready: Arc::new(AtomicBool::new(false)),
             status: TenantStatus::detached(&tenant.name, Default::default()),
             store: None,
@@ -203,7 +207,8 @@ impl<S: TaskSource> TenantPoller<S> {
             },
             history,
         };
-        let primed = self.tracker.apply_prime(read, (self.clock)());
+        let primed = self.tracker.apply_prime(read, self.tenant_now());
+        self.publish_degraded();
         let tracker = &self.tracker;
         let at = Utc::now();
         self.metrics.apply(|u| {
@@ -252,7 +257,8 @@ impl<S: TaskSource> TenantPoller<S> {
             )
             .await?;
         read.started = self.tenant_time(local_start, date);
-        let applied = self.tracker.apply_pending(read, (self.clock)());
+        let applied = self.tracker.apply_pending(read);
+        self.publish_degraded();
         for id in &applied.set_aside {
             tracing::warn!(
                 tenant = self.metrics.tenant(),
@@ -291,8 +297,13 @@ impl<S: TaskSource> TenantPoller<S> {
                 read_completed(&self.source, bound.at, self.settings.page_size),
             )
             .await?;
-        let completed = self.tracker.apply_completed(read, (self.clock)());
-        self.set_degraded(bound.degraded);
+        let completed = self.tracker.apply_completed(read, self.tenant_now());
+        // With the clocks more than a day apart the read's cap is on a doubtful timeline:
+        // that is reported as degraded while it lasts, not for a lookback after it.
+        if bound.degraded && !self.clock_off {
+            self.tracker.mark_degraded(self.tenant_now());
+        }
+        self.publish_degraded();
         self.count(PollList::Completed, &completed, 0, t0).await;
         Ok(completed.len())
     }
@@ -302,38 +313,56 @@ impl<S: TaskSource> TenantPoller<S> {
     /// against the clock *after* the read and `Date` has whole seconds, so the result
     /// errs early — the safe side for a lower bound.
     ///
-    /// A `Date` more than [`MAX_PLAUSIBLE_SKEW`] away from the exporter's clock (a broken
-    /// proxy, a hostile answer) is not believed: it would move the bounds by days. The last
-    /// plausible skew is kept and a warning logged.
+    /// The tenant's clock is the reference of every bound, so its `Date` is followed
+    /// however far it is from the exporter's clock. More than [`MAX_PLAUSIBLE_SKEW`] apart
+    /// (an exporter clock off by days, a broken proxy) is reported, not hidden: a
+    /// warning, the skew gauge, and counting marked degraded while it lasts.
     fn tenant_time(&mut self, local: DateTime<Utc>, date: Option<DateTime<Utc>>) -> DateTime<Utc> {
         if let Some(date) = date {
             let skew = date - (self.clock)();
-            if skew.abs() <= MAX_PLAUSIBLE_SKEW {
-                self.skew = skew;
-                self.metrics
-                    .set_clock_skew(self.skew.num_milliseconds() as f64 / 1000.0);
-            } else {
+            self.skew = skew;
+            self.metrics
+                .set_clock_skew(skew.num_milliseconds() as f64 / 1000.0);
+            let off = skew.abs() > MAX_PLAUSIBLE_SKEW;
+            if off && !self.clock_off {
                 tracing::warn!(
                     tenant = self.metrics.tenant(),
                     skew_seconds = skew.num_seconds(),
-                    "the tenant's Date header is implausibly far from the exporter's clock; ignored"
+                    "the exporter's clock is more than a day from the tenant's (its Date header); following the tenant's clock, counting marked degraded: fix the exporter's clock (or the proxy's Date)"
+                );
+            } else if !off && self.clock_off {
+                tracing::info!(
+                    tenant = self.metrics.tenant(),
+                    skew_seconds = skew.num_seconds(),
+                    "the exporter's clock is within a day of the tenant's again"
                 );
             }
+            self.clock_off = off;
         }
         local.checked_add_signed(self.skew).unwrap_or(local)
     }
 
-    fn set_degraded(&mut self, degraded: bool) {
+    /// The tenant's time now: the exporter's clock corrected by the last measured skew.
+    fn tenant_now(&self) -> DateTime<Utc> {
+        let local = (self.clock)();
+        local.checked_add_signed(self.skew).unwrap_or(local)
+    }
+
+    /// Publishes whether counting is degraded — a read that gave up exactness within the
+    /// last `lookback`, or clocks more than a day apart — and logs a change.
+    fn publish_degraded(&mut self) {
+        let degraded = self.clock_off || self.tracker.is_degraded(self.tenant_now());
         if degraded != self.degraded {
             if degraded {
                 tracing::warn!(
                     tenant = self.metrics.tenant(),
-                    "a list has failed for longer than lookback: the completed read is capped at now - lookback, and a task created and finished during the failure may be missed"
+                    clock_off = self.clock_off,
+                    "counting degraded: a list failed for longer than lookback (the completed read was capped at now - lookback, so a task created and finished during the failure may be missed), or the clocks are more than a day apart"
                 );
             } else {
                 tracing::info!(
                     tenant = self.metrics.tenant(),
-                    "exactly-once counting restored"
+                    "exactly-once counting restored: the lookback window is exact again"
                 );
             }
         }

@@ -35,6 +35,9 @@ struct FakeState {
     hang: bool,
     /// The `Date` the pending list answers with.
     date: Option<DateTime<Utc>>,
+    /// While set, the pending list answers with these tasks: a replica that lags (it
+    /// shows finished tasks as pending); lookups stay current.
+    lagging_pending: Option<Vec<TaskStatus>>,
 }
 
 /// A tenant in memory; the clone handed to the poller shares the state.
@@ -93,6 +96,9 @@ impl TaskSource for Fake {
         self.hang_if_asked().await;
         self.begin("pending".into())?;
         Ok(self.with(|s| {
+            if let Some(view) = &s.lagging_pending {
+                return view.clone();
+            }
             s.tasks
                 .values()
                 .filter(|t| t.is_pending() && !s.skip_pending.contains(&t.id))
@@ -843,8 +849,10 @@ async fn a_task_completing_while_pending_polls_fail_is_read_by_the_first_complet
 }
 
 #[tokio::test]
-async fn recently_recorded_stays_bounded_over_a_long_run() {
-    let mut h = harness();
+async fn counted_tasks_are_remembered_for_lookback_and_no_longer() {
+    let mut t = tenant_settings();
+    t.lookback = Duration::from_secs(3600);
+    let mut h = harness_with(t, MetricsSettings::default());
     h.prime().await;
     let mut now = 0;
     let mut max_recent = 0;
@@ -875,9 +883,10 @@ async fn recently_recorded_stays_bounded_over_a_long_run() {
         max_recent = max_recent.max(h.poller.tracker().recent().len());
     }
     assert_eq!(counted, 1200);
-    // overlap 120 s + one completed interval ≈ 4 minutes of completions (2/minute) plus
-    // entries kept one overlap by record time: never more than a dozen, never the history.
-    assert!(max_recent <= 12, "recent grew to {max_recent}");
+    // A task is forgotten once it ended more than lookback (1 h) ago: 120 completions
+    // of the last hour (2 a minute; from minute 540 on, ending at :20 and :45).
+    assert_eq!(h.poller.tracker().recent().len(), 120);
+    assert_eq!(max_recent, 120, "the memory grew past the lookback window");
     assert_eq!(
         v(
             &h.samples(),
@@ -886,6 +895,48 @@ async fn recently_recorded_stays_bounded_over_a_long_run() {
         ),
         Some(h.poller.tracker().recent().len() as f64)
     );
+}
+
+/// A pending view answered now and then by a replica that lags re-lists a task long
+/// counted as pending; the next current listing misses it, its lookup shows it finished.
+/// It was counted once and stays counted once, however long after its overlap.
+#[tokio::test]
+async fn a_lagging_replica_relisting_a_counted_task_does_not_count_it_again() {
+    let mut h = harness();
+    h.prime().await;
+    h.fake.put(task("x", "Task", None, 10, Some(10)));
+    h.set_now(30);
+    assert_eq!(h.pending().await, 0);
+    h.fake.complete("x", at(40), "SUCCESS");
+    h.set_now(60);
+    assert_eq!(h.pending().await, 1);
+    // Far past the overlap (120 s): many polls, with short tasks moving the watermark
+    // (and so the floor) on.
+    for step in 1..=20 {
+        let t = 60 + step * 60;
+        h.fake.put(done(
+            task(&format!("q{step}"), "Task", None, t - 20, Some(t - 20)),
+            t - 10,
+            "SUCCESS",
+        ));
+        h.set_now(t);
+        assert_eq!(h.pending().await, 0);
+        assert_eq!(h.completed().await, 1);
+    }
+    assert!(h.poller.tracker().floor() > Some(at(10)));
+    let stale = task("x", "Task", None, 10, Some(10));
+    h.fake.with(|s| s.lagging_pending = Some(vec![stale]));
+    h.set_now(1290);
+    assert_eq!(h.pending().await, 0);
+    h.fake.with(|s| s.lagging_pending = None);
+    h.set_now(1320);
+    assert_eq!(h.pending().await, 0, "counted again");
+    assert_eq!(h.completed().await, 0);
+    assert_eq!(
+        v(&h.samples(), COMPLETED, &[("status", "success")]),
+        Some(21.0)
+    );
+    assert!(h.poller.tracker().pending().is_empty());
 }
 
 #[tokio::test]
@@ -1198,18 +1249,24 @@ async fn every_histogram_bucket_counts_the_observed_durations_and_waits() {
 }
 
 #[tokio::test]
-async fn a_plausible_date_header_sets_the_skew_and_an_absurd_one_is_ignored() {
+async fn a_date_header_sets_the_skew_and_one_a_month_away_is_followed_and_reported() {
     let mut h = harness();
     // The tenant's clock ten minutes behind ours.
     h.fake.with(|s| s.date = Some(at(-600)));
+    h.fake.put(task("a", "Task", None, -660, None));
     h.prime().await;
     let skew = [("tenant", "acme")];
     assert_eq!(
         v(&h.samples(), "sailpoint_exporter_clock_skew_seconds", &skew),
         Some(-600.0)
     );
-    // A month ahead: not believed, so the bounds stay where they were and a task
-    // created after the start is still counted.
+    assert_eq!(
+        v(&h.samples(), "sailpoint_exporter_counting_degraded", &skew),
+        Some(0.0)
+    );
+    // A month ahead: the tenant's clock is followed and the gap reported; the floor
+    // stops just after the newest `created` the tenant has shown, so a task created
+    // after the start is still counted.
     h.fake.with(|s| s.date = Some(at(30 * 24 * 3600)));
     h.fake
         .put(done(task("b", "Task", None, 5, None), 8, "SUCCESS"));
@@ -1218,6 +1275,73 @@ async fn a_plausible_date_header_sets_the_skew_and_an_absurd_one_is_ignored() {
     assert_eq!(h.completed().await, 1);
     assert_eq!(
         v(&h.samples(), "sailpoint_exporter_clock_skew_seconds", &skew),
-        Some(-600.0)
+        Some(30.0 * 24.0 * 3600.0 - 60.0)
+    );
+    assert_eq!(
+        v(&h.samples(), "sailpoint_exporter_counting_degraded", &skew),
+        Some(1.0)
+    );
+    // The clocks agree again: no longer degraded.
+    h.fake.with(|s| s.date = Some(at(90)));
+    h.set_now(90);
+    assert_eq!(h.pending().await, 0);
+    assert_eq!(
+        v(&h.samples(), "sailpoint_exporter_counting_degraded", &skew),
+        Some(0.0)
+    );
+}
+
+/// A completed list failing for longer than lookback: the first read after it is capped
+/// at `now − lookback` (a task created and finished in the gap may be missed), and
+/// counting stays degraded until that window has passed, long enough for an alert with
+/// `for:` to see it (before: 1 for a single completed poll).
+#[tokio::test]
+async fn counting_stays_degraded_until_the_lookback_window_is_exact_again() {
+    let mut t = tenant_settings();
+    t.lookback = Duration::from_secs(600);
+    let mut h = harness_with(t, MetricsSettings::default());
+    h.prime().await;
+    let degraded = |h: &Harness| v(&h.samples(), "sailpoint_exporter_counting_degraded", &[]);
+    h.fake.with(|s| s.failing = true);
+    for step in 1..=40 {
+        h.set_now(step * 30);
+        assert!(h.poller.poll_pending().await.is_err());
+        assert!(h.poller.poll_completed().await.is_err());
+    }
+    h.fake.with(|s| s.failing = false);
+    let mut seen = Vec::new();
+    for step in 41..=70 {
+        h.set_now(step * 30);
+        h.pending().await;
+        h.completed().await;
+        seen.push(degraded(&h));
+    }
+    // Degraded from the first read after the outage (at 1 230 s) until lookback (600 s)
+    // after the last degraded read (at 1 260 s: S* lags one completed poll).
+    let ones = seen.iter().filter(|d| **d == Some(1.0)).count();
+    assert_eq!(seen.first(), Some(&Some(1.0)));
+    assert_eq!(ones, 20, "{seen:?}");
+    assert_eq!(seen.last(), Some(&Some(0.0)));
+}
+
+/// Without a `Date` to correct it, an exporter clock that jumps two days ahead would put
+/// the floor a day into the tenant's future; it stops just after the newest `created`
+/// the tenant has shown, so a task that starts and finishes between two pending polls
+/// is still counted.
+#[tokio::test]
+async fn the_floor_never_moves_past_the_newest_created_the_tenant_has_shown() {
+    let mut h = harness();
+    h.fake.put(task("a", "Task", None, -30, None));
+    h.prime().await;
+    h.fake
+        .put(done(task("b", "Task", None, 30, Some(30)), 40, "SUCCESS"));
+    h.set_now(2 * 86_400 + 60);
+    assert_eq!(h.pending().await, 0);
+    assert_eq!(h.completed().await, 1);
+    assert!(h.poller.tracker().floor() <= Some(at(30)));
+    assert_eq!(h.poller.tracker().newest_shown(), Some(at(30)));
+    assert_eq!(
+        v(&h.samples(), COMPLETED, &[("status", "success")]),
+        Some(1.0)
     );
 }

@@ -20,15 +20,19 @@
 //!   `L = max(L_prev, min(watermark, S*) − overlap)`, where `S*` is the start of the last
 //!   successful pending poll as of the previous successful completed poll. Priming sets
 //!   the first floor to `now − lookback`, the bound priming read down to;
-//! - the floor never decreases (not on reload, not when a clock steps), so whatever the
-//!   completed path can still read is at or above a bound the dedupe set
-//!   ([`RecentlyRecorded`]) covers: it holds every id counted or primed with
-//!   `created ≥ L`, plus every recorded id the pending view still lists;
+//! - the floor never decreases (not on reload, not when a clock steps) and never moves
+//!   past the newest `created` the tenant has shown (a clock in its future must not blind
+//!   the completed path);
+//! - counted once, for good: the dedupe set ([`RecentlyRecorded`]) remembers every task
+//!   counted or primed until its `created` and end are older than `now − lookback` and
+//!   the floor — no view can list it again by then — plus every recorded id the pending
+//!   view still lists, so neither path nor a lagging replica makes it count twice;
 //! - bounded under long failures: the floor is never older than `now − lookback`. When
 //!   exactness would need an older one (a list failing for longer than `lookback`), the
-//!   tracker says so ([`CompletedBound::degraded`]) instead of reading without end.
+//!   tracker says so ([`CompletedBound::degraded`], then [`Tracker::is_degraded`] for
+//!   `lookback`) instead of reading without end.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -88,44 +92,128 @@ impl Watermark {
     }
 }
 
-/// Ids already counted (or primed), with their `created` and when they were recorded.
+/// Every task counted (or primed) whose `created` or end is within `lookback`: the
+/// counted-once memory. Until a task's `created` and end are both older than `lookback`,
+/// some view can still list it (the completed list down to the floor, a pending view that
+/// lags and re-lists it as pending), so until then it must not count again
+/// (docs/design.md §3.5).
+///
+/// Compact on purpose, since it holds a lookback window of completions (a day by
+/// default): SailPoint ids (32 hex digits) are kept as 16 bytes, and each id maps to one
+/// number, the millisecond after which the task may be forgotten; other ids (test data)
+/// are kept as text. docs/scale.md states the measured bytes per completion.
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(from = "StoredRemembered", into = "StoredRemembered")]
 pub struct RecentlyRecorded {
-    entries: HashMap<String, (DateTime<Utc>, DateTime<Utc>)>,
+    hex: HashMap<[u8; 16], i64>,
+    other: HashMap<Box<str>, i64>,
+}
+
+/// A task id in its compact form: 16 bytes when it is 32 hex digits.
+fn hex_id(id: &str) -> Option<[u8; 16]> {
+    let lower_hex = |b: &u8| b.is_ascii_digit() || (b'a'..=b'f').contains(b);
+    if id.len() != 32 || !id.as_bytes().iter().all(lower_hex) {
+        return None;
+    }
+    u128::from_str_radix(id, 16).ok().map(u128::to_be_bytes)
+}
+
+/// The moment after which a recorded task can no longer be listed by any view within
+/// `lookback`: the later of its `created` and its end (`completed`, else `modified`, as
+/// it is counted), in milliseconds of tenant time.
+fn kept_until(task: &TaskStatus) -> i64 {
+    let end = task.completed.or(task.modified);
+    [Some(task.created), end]
+        .into_iter()
+        .flatten()
+        .map(|t| t.timestamp_millis())
+        .max()
+        .unwrap_or(i64::MIN)
 }
 
 impl RecentlyRecorded {
     /// Number of ids held.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.hex.len() + self.other.len()
     }
 
     /// True when empty.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.hex.is_empty() && self.other.is_empty()
     }
 
     /// Whether a task was already recorded.
     pub fn contains(&self, id: &str) -> bool {
-        self.entries.contains_key(id)
+        match hex_id(id) {
+            Some(key) => self.hex.contains_key(&key),
+            None => self.other.contains_key(id),
+        }
     }
 
-    fn insert(&mut self, task: &TaskStatus, now: DateTime<Utc>) {
-        self.entries.insert(task.id.clone(), (task.created, now));
+    /// Remembers a task (again): it is kept until its latest timestamp is older than the
+    /// horizon, and a later sighting never shortens that.
+    fn insert(&mut self, task: &TaskStatus) {
+        let until = kept_until(task);
+        let slot = match hex_id(&task.id) {
+            Some(key) => self.hex.entry(key).or_insert(until),
+            None => self.other.entry(task.id.as_str().into()).or_insert(until),
+        };
+        *slot = (*slot).max(until);
     }
 
-    /// Drops entries the completed path can no longer read (`created < bound`) that were
-    /// recorded before `recorded_before`, except ids the pending view still lists (a view
-    /// that lags, or shows finished tasks, must not make them count again).
-    fn evict(
-        &mut self,
-        bound: DateTime<Utc>,
-        recorded_before: DateTime<Utc>,
-        still_listed: &HashSet<String>,
-    ) {
-        self.entries.retain(|id, (created, recorded)| {
-            *created >= bound || *recorded >= recorded_before || still_listed.contains(id)
-        });
+    /// Forgets the tasks whose `created` and end are older than `horizon` (`now −
+    /// lookback`, at or below every floor to come), except ids the pending view still
+    /// lists: no view can show the others again.
+    fn evict(&mut self, horizon: DateTime<Utc>, still_listed: &HashSet<String>) {
+        let horizon = horizon.timestamp_millis();
+        let listed_hex: HashSet<[u8; 16]> =
+            still_listed.iter().filter_map(|id| hex_id(id)).collect();
+        self.hex
+            .retain(|key, until| *until >= horizon || listed_hex.contains(key));
+        self.other
+            .retain(|id, until| *until >= horizon || still_listed.contains(id.as_ref()));
+    }
+}
+
+/// How the counted-once memory is written to a state file: id → kept-until
+/// milliseconds. A file of the earlier shape (`entries`: id → (created, recorded)) loads
+/// too, each id kept until its `created` passes the horizon.
+#[derive(Serialize, Deserialize, Default)]
+struct StoredRemembered {
+    #[serde(default)]
+    until: BTreeMap<String, i64>,
+    #[serde(default, skip_serializing)]
+    entries: BTreeMap<String, (DateTime<Utc>, DateTime<Utc>)>,
+}
+
+impl From<StoredRemembered> for RecentlyRecorded {
+    fn from(stored: StoredRemembered) -> RecentlyRecorded {
+        let earlier = stored
+            .entries
+            .into_iter()
+            .map(|(id, (created, _))| (id, created.timestamp_millis()));
+        let mut out = RecentlyRecorded::default();
+        for (id, until) in earlier.chain(stored.until) {
+            match hex_id(&id) {
+                Some(key) => out.hex.insert(key, until),
+                None => out.other.insert(id.into(), until),
+            };
+        }
+        out
+    }
+}
+
+impl From<RecentlyRecorded> for StoredRemembered {
+    fn from(r: RecentlyRecorded) -> StoredRemembered {
+        let hex = r
+            .hex
+            .into_iter()
+            .map(|(key, until)| (format!("{:032x}", u128::from_be_bytes(key)), until));
+        let other = r.other.into_iter().map(|(id, until)| (id.into(), until));
+        StoredRemembered {
+            until: hex.chain(other).collect(),
+            entries: BTreeMap::new(),
+        }
     }
 }
 
@@ -230,6 +318,14 @@ pub struct Tracker {
     covered_pending_start: Option<DateTime<Utc>>,
     /// The lower bound of the last applied completed read (or priming's); never decreases.
     floor: Option<DateTime<Utc>>,
+    /// The newest `created` of any record the tenant has sent (either list, a lookup):
+    /// the floor never moves past it, whatever a clock says.
+    #[serde(default)]
+    newest_shown: Option<DateTime<Utc>>,
+    /// Until when (tenant time) counting is reported degraded after a read that had to
+    /// give up exactness: completions of the lookback window before it may be missing.
+    #[serde(default)]
+    degraded_until: Option<DateTime<Utc>>,
     /// Ids of the last pending listing that are already recorded (finished tasks the view
     /// still shows): kept in the dedupe set while they are listed.
     listed_recorded: HashSet<String>,
@@ -262,6 +358,8 @@ impl Tracker {
             floor: None,
             listed_recorded: HashSet::new(),
             strikes: HashMap::new(),
+            newest_shown: None,
+            degraded_until: None,
             primed: false,
         }
     }
@@ -298,29 +396,73 @@ impl Tracker {
 
     /// Where the next completed read stops, at tenant time `now`:
     /// `max(floor, min(watermark, S*) − overlap)`, but never older than `now − lookback`
-    /// (then [`CompletedBound::degraded`] is set). None before priming.
+    /// (then [`CompletedBound::degraded`] is set when the pending path cannot vouch for
+    /// what lies below), and never past the newest `created` the tenant has shown (a
+    /// clock in the tenant's future must not make the read skip what comes next). None
+    /// before priming.
     pub fn completed_lower_bound(&self, now: DateTime<Utc>) -> Option<CompletedBound> {
         let reference = match (self.watermark.get(), self.covered_pending_start) {
             (Some(w), Some(s)) => Some(w.min(s)),
             (w, s) => w.or(s),
         };
         let exact = reference.map(|r| before(r, self.config.overlap));
-        let at = match (exact, self.floor) {
+        let mut at = match (exact, self.floor) {
             (Some(e), Some(f)) => e.max(f),
             (e, f) => e.or(f)?,
         };
         let cap = self.priming_lower_bound(now);
-        Some(if at < cap {
-            CompletedBound {
-                at: cap,
-                degraded: true,
+        let mut degraded = false;
+        if at < cap {
+            at = cap;
+            // Only the pending path's coverage (`S*`) needs the older bound; a watermark
+            // older than lookback is a quiet tenant, not a loss.
+            degraded = self
+                .covered_pending_start
+                .is_some_and(|s| before(s, self.config.overlap) < cap);
+        }
+        if let Some(ceiling) = self.ceiling()
+            && at > ceiling
+        {
+            at = self.floor.map_or(ceiling, |f| f.max(ceiling));
+        }
+        Some(CompletedBound { at, degraded })
+    }
+
+    /// Just after the newest `created` the tenant has shown: no bound goes past it.
+    fn ceiling(&self) -> Option<DateTime<Utc>> {
+        self.newest_shown
+            .and_then(|n| n.checked_add_signed(Duration::milliseconds(1)))
+    }
+
+    /// Records what the tenant has shown, for the ceiling of the bounds.
+    fn shown<'t>(&mut self, tasks: impl IntoIterator<Item = &'t TaskStatus>) {
+        for task in tasks {
+            if self.newest_shown.is_none_or(|n| task.created > n) {
+                self.newest_shown = Some(task.created);
             }
-        } else {
-            CompletedBound {
-                at,
-                degraded: false,
-            }
-        })
+        }
+    }
+
+    /// The newest `created` the tenant has shown in any answer.
+    pub fn newest_shown(&self) -> Option<DateTime<Utc>> {
+        self.newest_shown
+    }
+
+    /// Counting gave up exactness at tenant time `now` (a degraded read, a clock off by
+    /// more than a day): it is reported degraded until `lookback` has passed, since until
+    /// then the lookback window may miss completions.
+    pub fn mark_degraded(&mut self, now: DateTime<Utc>) {
+        let until = now
+            .checked_add_signed(self.config.lookback)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        if self.degraded_until.is_none_or(|u| until > u) {
+            self.degraded_until = Some(until);
+        }
+    }
+
+    /// Whether counting is degraded at tenant time `now` (see [`Tracker::mark_degraded`]).
+    pub fn is_degraded(&self, now: DateTime<Utc>) -> bool {
+        self.degraded_until.is_some_and(|u| now < u)
     }
 
     /// Ids pending last time and missing from this pending list: they must be looked up.
@@ -339,18 +481,20 @@ impl Tracker {
 
     /// Applies a successful startup read: the pending baseline and the lookback history
     /// fill the state without counting. Returns the completed tasks for the
-    /// last-completed gauges (never for counters).
+    /// last-completed gauges (never for counters). `now` is tenant time (it places the
+    /// counted-once horizon).
     pub fn apply_prime(&mut self, read: PrimeRead, now: DateTime<Utc>) -> Primed {
         let mut backlog = Vec::new();
         self.pending = PendingSet::default();
         self.listed_recorded.clear();
+        self.shown(read.pending.listed.iter().chain(&read.history.tasks));
         for task in read.pending.listed {
             if task.is_pending() {
                 self.pending.insert(task);
             } else {
                 self.listed_recorded.insert(task.id.clone());
                 if !self.recent.contains(&task.id) {
-                    self.recent.insert(&task, now);
+                    self.recent.insert(&task);
                     backlog.push(task);
                 }
             }
@@ -371,13 +515,19 @@ impl Tracker {
             .filter(|t| t.completed.is_none_or(|c| c >= started))
             .map(|t| t.id.clone())
             .collect();
-        self.record_completed(read.history.tasks, now, &mut history);
+        self.record_completed(read.history.tasks, &mut history);
         let (counted, old): (Vec<TaskStatus>, Vec<TaskStatus>) = history
             .into_iter()
             .partition(|t| since_start.contains(&t.id));
         backlog.extend(old);
         self.covered_pending_start = self.last_pending_start;
-        self.raise_floor(read.history.lower_bound);
+        // Priming reads down to `now − lookback`; if that is past everything the tenant
+        // has shown (a clock in its future), the floor stays just after the newest.
+        let floor = match self.ceiling() {
+            Some(c) => read.history.lower_bound.min(c),
+            None => read.history.lower_bound,
+        };
+        self.raise_floor(floor);
         self.primed = true;
         self.evict(now);
         Primed { backlog, counted }
@@ -385,7 +535,8 @@ impl Tracker {
 
     /// Applies a successful pending poll: the snapshot replaces the pending set, and the
     /// completions it revealed are returned to be counted (each exactly once).
-    pub fn apply_pending(&mut self, read: PendingRead, now: DateTime<Utc>) -> PendingApplied {
+    pub fn apply_pending(&mut self, read: PendingRead) -> PendingApplied {
+        self.shown(&read.listed);
         let mut next = PendingSet::default();
         let mut applied = PendingApplied::default();
         let mut found = Vec::new();
@@ -393,6 +544,7 @@ impl Tracker {
             match lookup {
                 Lookup::Found(task) if task.id == id => {
                     self.strikes.remove(&id);
+                    self.shown([task.as_ref()]);
                     found.push(*task);
                 }
                 Lookup::Found(_) | Lookup::Gone => {
@@ -405,13 +557,13 @@ impl Tracker {
         for task in read.listed.into_iter().chain(found) {
             if self.recent.contains(&task.id) {
                 self.listed_recorded.insert(task.id.clone());
-                self.recent.insert(&task, now);
+                self.recent.insert(&task);
                 continue;
             }
             if task.is_pending() {
                 next.insert(task);
             } else {
-                self.recent.insert(&task, now);
+                self.recent.insert(&task);
                 self.listed_recorded.insert(task.id.clone());
                 applied.completed.push(task);
             }
@@ -438,12 +590,14 @@ impl Tracker {
     }
 
     /// Applies a successful completed poll: returns the completions not recorded yet,
-    /// advances the watermark and `S*`, and evicts what can no longer be read.
+    /// advances the watermark and `S*`, and forgets what no view can list again. `now` is
+    /// tenant time (it places the counted-once horizon).
     pub fn apply_completed(&mut self, read: CompletedRead, now: DateTime<Utc>) -> Vec<TaskStatus> {
         let mut completed = Vec::new();
         let bound = read.lower_bound;
+        self.shown(&read.tasks);
         let readable = read.tasks.into_iter().filter(|t| t.created >= bound);
-        self.record_completed(readable, now, &mut completed);
+        self.record_completed(readable, &mut completed);
         self.covered_pending_start = self.last_pending_start;
         self.raise_floor(bound);
         self.evict(now);
@@ -456,7 +610,6 @@ impl Tracker {
     fn record_completed(
         &mut self,
         tasks: impl IntoIterator<Item = TaskStatus>,
-        now: DateTime<Utc>,
         out: &mut Vec<TaskStatus>,
     ) {
         for task in tasks {
@@ -464,7 +617,7 @@ impl Tracker {
             if task.is_pending() || self.recent.contains(&task.id) {
                 continue;
             }
-            self.recent.insert(&task, now);
+            self.recent.insert(&task);
             self.pending.remove(&task.id);
             out.push(task);
         }
@@ -476,16 +629,13 @@ impl Tracker {
         }
     }
 
-    /// Drops dedupe entries below the floor: no completed read can reach them again.
-    /// `now` is the exporter's clock (entries also wait one overlap after being recorded).
+    /// Forgets counted tasks no view can list again: `created` and end older than
+    /// `now − lookback` (tenant time) and than the floor (so below every bound to come),
+    /// and not listed by the last pending listing.
     fn evict(&mut self, now: DateTime<Utc>) {
-        if let Some(floor) = self.floor {
-            self.recent.evict(
-                floor,
-                before(now, self.config.overlap),
-                &self.listed_recorded,
-            );
-        }
+        let lookback = self.priming_lower_bound(now);
+        let horizon = self.floor.map_or(lookback, |f| f.min(lookback));
+        self.recent.evict(horizon, &self.listed_recorded);
         self.strikes.retain(|id, _| self.pending.contains(id));
     }
 }
@@ -501,4 +651,61 @@ fn before(t: DateTime<Utc>, span: Duration) -> DateTime<Utc> {
 /// lower bound (the list is sorted newest first).
 pub fn page_reaches_bound(page: &[TaskStatus], bound: DateTime<Utc>) -> bool {
     page.iter().any(|t| t.created < bound)
+}
+
+#[cfg(test)]
+mod remembered_tests {
+    use super::*;
+
+    fn done(id: &str, created: &str, completed: &str) -> TaskStatus {
+        serde_json::from_value(serde_json::json!({
+            "id": id, "created": created, "completed": completed, "completionStatus": "SUCCESS"
+        }))
+        .unwrap()
+    }
+
+    /// Ids of both shapes survive a state file; SailPoint's are kept as 16 bytes, and an id
+    /// that only looks like one (upper case, a sign) stays text, so no two ids collide.
+    #[test]
+    fn remembered_ids_round_trip_and_never_collide() {
+        let mut r = RecentlyRecorded::default();
+        let hex = "2c9180835d2e5168015d32f890ca1581";
+        for id in [
+            hex,
+            "2C9180835D2E5168015D32F890CA1581",
+            "+c9180835d2e5168015d32f890ca1581",
+            "t1",
+        ] {
+            r.insert(&done(id, "2026-01-01T00:00:00Z", "2026-01-01T00:05:00Z"));
+        }
+        assert_eq!((r.hex.len(), r.other.len()), (1, 3));
+        let back: RecentlyRecorded =
+            serde_json::from_value(serde_json::to_value(&r).unwrap()).unwrap();
+        assert_eq!(back.len(), 4);
+        assert!(back.contains(hex) && back.contains("t1") && !back.contains("t2"));
+        assert_eq!(back.hex, r.hex);
+        assert_eq!(back.other, r.other);
+    }
+
+    /// A task is kept until its end (not only its `created`) passes the horizon; a state
+    /// file of the earlier shape loads, each id kept by its `created`.
+    #[test]
+    fn a_task_is_kept_until_its_end_passes_the_horizon_and_old_files_load() {
+        let mut r = RecentlyRecorded::default();
+        r.insert(&done("a", "2026-01-01T00:00:00Z", "2026-01-03T00:00:00Z"));
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().to_utc();
+        r.evict(at("2026-01-02T00:00:00Z"), &HashSet::new());
+        assert!(r.contains("a"));
+        r.evict(at("2026-01-03T00:00:01Z"), &HashSet::new());
+        assert!(r.is_empty());
+        let old =
+            serde_json::json!({"entries": {"b": ["2026-01-01T00:00:00Z", "2026-01-05T00:00:00Z"]}});
+        let mut loaded: RecentlyRecorded = serde_json::from_value(old).unwrap();
+        assert!(loaded.contains("b"));
+        let listed = HashSet::from(["b".to_string()]);
+        loaded.evict(at("2026-01-02T00:00:00Z"), &listed);
+        assert!(loaded.contains("b"), "still listed");
+        loaded.evict(at("2026-01-02T00:00:00Z"), &HashSet::new());
+        assert!(loaded.is_empty());
+    }
 }

@@ -270,7 +270,7 @@ pub const TRACKED: Family = tenant(
     "sailpoint_exporter_tracked_tasks",
     Kind::Gauge,
     &["tenant", "state"],
-    "Tasks held in memory for exactly-once tracking: pending set and recently recorded (dedupe) set.",
+    "Tasks held in memory for exactly-once tracking: pending set, and recent = completions remembered for lookback so none counts twice.",
 );
 /// `sailpoint_task_returns_total`.
 pub const RETURNS_TOTAL: Family = tenant(
@@ -326,7 +326,7 @@ pub const COUNTING_DEGRADED: Family = tenant(
     "sailpoint_exporter_counting_degraded",
     Kind::Gauge,
     TENANT,
-    "1 while a list has failed for longer than lookback and the completed read is capped at now - lookback: a task created and finished during the failure may be missed.",
+    "1 for lookback after a completed read capped at now - lookback (a list failed for longer than lookback), and while the clocks are over a day apart: completions may be missing.",
 );
 /// `sailpoint_exporter_state_writes_failed_total`.
 pub const STATE_WRITES_FAILED: Family = tenant(

@@ -57,6 +57,11 @@ pub struct TenantState {
     completed_ok: bool,
 }
 
+/// The `code` values of `sailpoint_exporter_api_requests_total` that a shipped dashboard
+/// panel or rule selects; they exist at 0 from the start (a test reads the deploy kit and
+/// fails when one is missing).
+pub const SELECTED_CODES: [&str; 1] = ["429"];
+
 /// The typed changes of a tenant's state, applied inside [`super::TenantMetrics::apply`].
 pub struct Update<'a> {
     state: &'a mut TenantState,
@@ -114,6 +119,18 @@ impl<'a> Update<'a> {
         ] {
             for fault in [RecordFault::Defaulted, RecordFault::Skipped] {
                 v.touch_counter(&cat::INVALID_RECORDS, &[op, fault.as_str()]);
+            }
+        }
+        // The codes a shipped panel or rule selects, for every operation the pollers
+        // send: a panel of 429s shows 0, not "no data", on a fresh start.
+        for op in [
+            operation::TOKEN,
+            operation::GET_PENDING_TASKS,
+            operation::GET_TASK_STATUS_LIST,
+            operation::GET_TASK_STATUS,
+        ] {
+            for code in SELECTED_CODES {
+                v.touch_counter(&cat::API_REQUESTS, &[op, code]);
             }
         }
     }

@@ -99,6 +99,13 @@ pub struct SimulateArgs {
     /// Lingering tasks are shown with their completion status set.
     #[arg(long)]
     pub habit_pending_view_shows_status: bool,
+    /// A share of pending-tasks answers come from a replica this far behind (e.g. 150s):
+    /// finished tasks listed as pending again, the newest missing.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
+    pub habit_pending_replica_lag: Duration,
+    /// The share (0-1) of pending-tasks answers the lagging replica gives (e.g. 0.3).
+    #[arg(long, default_value_t = 0.0)]
+    pub habit_pending_replica_share: f64,
     /// Finished tasks reach GET /task-status only this long after they end.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
     pub habit_completed_list_lag: Duration,
@@ -125,6 +132,8 @@ impl SimulateArgs {
             off_spec_fields: self.habit_off_spec_fields,
             pending_view_lag: self.habit_pending_view_lag,
             pending_view_shows_status: self.habit_pending_view_shows_status,
+            pending_replica_lag: self.habit_pending_replica_lag,
+            pending_replica_share: self.habit_pending_replica_share,
             completed_list_lag: self.habit_completed_list_lag,
             reorder_ties: self.habit_reorder_ties,
             clock_offset_secs: self.habit_clock_offset,
@@ -195,6 +204,8 @@ impl Default for SimulateArgs {
             habit_off_spec_fields: false,
             habit_pending_view_lag: Duration::ZERO,
             habit_pending_view_shows_status: false,
+            habit_pending_replica_lag: Duration::ZERO,
+            habit_pending_replica_share: 0.0,
             habit_completed_list_lag: Duration::ZERO,
             habit_reorder_ties: false,
             habit_clock_offset: 0,

@@ -149,6 +149,13 @@ pub struct Habits {
     /// With `pending_view_lag`: the lingering tasks are shown with their completion status
     /// already set (otherwise they are shown as still pending).
     pub pending_view_shows_status: bool,
+    /// A share of the pending-tasks answers comes from a replica this far behind: it
+    /// lists the tasks that were pending this long ago (finished ones shown as pending
+    /// again, the newest missing). Zero: no replica.
+    pub pending_replica_lag: Duration,
+    /// With `pending_replica_lag`: the share (0-1) of pending-tasks requests the replica
+    /// answers, drawn per request from the seed.
+    pub pending_replica_share: f64,
     /// Finished tasks appear in `GET /task-status` only this long after they end (the
     /// by-id lookup is current).
     pub completed_list_lag: Duration,

@@ -6,9 +6,9 @@
 //! These functions shape what the server sends; the ground truth itself is never changed.
 
 use chrono::{DateTime, Duration, SubsecRound, Utc};
-use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
 use super::config::Habits;
@@ -18,6 +18,7 @@ use crate::sailpoint::model::TaskStatus;
 /// that renders the whole list per request).
 pub(crate) fn reshapes_lists(h: &Habits) -> bool {
     !h.pending_view_lag.is_zero()
+        || from_replica_ever(h)
         || !h.completed_list_lag.is_zero()
         || h.reorder_ties
         || h.broken_lookup.is_some()
@@ -83,6 +84,53 @@ pub(crate) fn pending_view(
     pending.retain(|t| !is_hidden(t, h));
     pending.sort_by(|a, b| a.created.cmp(&b.created).then_with(|| a.id.cmp(&b.id)));
     pending
+}
+
+/// Whether some pending-tasks answers come from the replica that lags.
+fn from_replica_ever(h: &Habits) -> bool {
+    !h.pending_replica_lag.is_zero() && h.pending_replica_share > 0.0
+}
+
+/// Whether pending-tasks request number `request` is answered by the replica that lags
+/// (a draw from the seed: the same requests get the same answers).
+pub(crate) fn from_replica(h: &Habits, seed: u64, request: u64) -> bool {
+    if !from_replica_ever(h) {
+        return false;
+    }
+    let mut rng = StdRng::seed_from_u64(
+        seed ^ 0x5245_504c_4943_4100 ^ request.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+    );
+    rng.r#gen::<f64>() < h.pending_replica_share
+}
+
+/// The pending view of a replica `pending_replica_lag` behind at `now`: every task
+/// (`pending` and `finished`, ground truth) that was pending at `now − lag`, shown as
+/// pending, oldest `created` first. Tasks finished since are listed again as pending;
+/// tasks created since are missing.
+pub(crate) fn replica_view(
+    pending: Vec<TaskStatus>,
+    finished: Vec<TaskStatus>,
+    h: &Habits,
+    now: DateTime<Utc>,
+) -> Vec<TaskStatus> {
+    let lag = Duration::from_std(h.pending_replica_lag).unwrap_or(Duration::MAX);
+    let then = now
+        .checked_sub_signed(lag)
+        .unwrap_or(DateTime::<Utc>::MIN_UTC);
+    let mut view: Vec<TaskStatus> = pending
+        .into_iter()
+        .chain(finished)
+        .filter(|t| t.created <= then && t.completed.is_none_or(|c| c > then))
+        .filter(|t| !is_hidden(t, h))
+        .map(|mut t| {
+            t.completed = None;
+            t.completion_status = None;
+            t.launched = t.launched.filter(|l| *l <= then);
+            t
+        })
+        .collect();
+    view.sort_by(|a, b| a.created.cmp(&b.created).then_with(|| a.id.cmp(&b.id)));
+    view
 }
 
 /// Shuffles every run of equal `created` values (the list is sorted by `created`), with a

@@ -380,7 +380,12 @@ impl SimState {
         let page = if habits::reshapes_lists(&habits) {
             let pending = tenant.pending_page(0, usize::MAX, now).items;
             let finished = tenant.list(None, true, 0, usize::MAX, now).items;
-            let view = habits::pending_view(pending, finished, &habits, now);
+            let request = lock(&self.counts).get_pending_tasks;
+            let view = if habits::from_replica(&habits, self.seed, request) {
+                habits::replica_view(pending, finished, &habits, now)
+            } else {
+                habits::pending_view(pending, finished, &habits, now)
+            };
             Listing {
                 total: view.len(),
                 items: view
