@@ -318,6 +318,8 @@ fn a_page_naming_a_missing_path_is_reported_with_its_line() {
             "docs/example.md:6: scripts/missing.sh",
         ]
     );
+}
+
 /// Every `code` value the shipped rules or dashboard select on
 /// `sailpoint_exporter_api_requests_total` (`code="429"`, `code=~"5..|429"` alternatives)
 /// exists at 0 on a fresh tenant: a panel or rule on it shows 0 instead of no data, and
