@@ -105,6 +105,9 @@ pub struct TenantPoller<S> {
     /// Whether the last completed read had to give up exactness (see
     /// [`CompletedBound::degraded`]); logged on change.
     degraded: bool,
+    /// Whether the last completed read met a page not sorted newest first; logged on
+    /// change, counted per read.
+    unsorted: bool,
     ready: Arc<AtomicBool>,
     status: TenantStatus,
     store: Option<TenantStore>,
@@ -121,6 +124,7 @@ impl<S: TaskSource> TenantPoller<S> {
             clock: system_clock(),
             skew: chrono::Duration::zero(),
             degraded: false,
+            unsorted: false,
             ready: Arc::new(AtomicBool::new(false)),
             status: TenantStatus::detached(&tenant.name, Default::default()),
             store: None,
@@ -195,6 +199,7 @@ impl<S: TaskSource> TenantPoller<S> {
                 read_completed(&self.source, bound, self.settings.page_size),
             )
             .await?;
+        self.note_order(history.unsorted);
         let read = PrimeRead {
             pending: PendingRead {
                 started,
@@ -291,6 +296,7 @@ impl<S: TaskSource> TenantPoller<S> {
                 read_completed(&self.source, bound.at, self.settings.page_size),
             )
             .await?;
+        self.note_order(read.unsorted);
         let completed = self.tracker.apply_completed(read, (self.clock)());
         self.set_degraded(bound.degraded);
         self.count(PollList::Completed, &completed, 0, t0).await;
@@ -321,6 +327,28 @@ impl<S: TaskSource> TenantPoller<S> {
             }
         }
         local.checked_add_signed(self.skew).unwrap_or(local)
+    }
+
+    /// Counts a completed read that met an unsorted page (and so read the whole list);
+    /// logs when that starts and when the list is sorted again.
+    fn note_order(&mut self, unsorted: bool) {
+        if unsorted {
+            self.metrics.unsorted_read();
+        }
+        if unsorted != self.unsorted {
+            if unsorted {
+                tracing::warn!(
+                    tenant = self.metrics.tenant(),
+                    "the completed list is not sorted newest first (sorters=-created ignored?): every completed read now reads the whole list to stay exact"
+                );
+            } else {
+                tracing::info!(
+                    tenant = self.metrics.tenant(),
+                    "the completed list is sorted newest first again"
+                );
+            }
+        }
+        self.unsorted = unsorted;
     }
 
     fn set_degraded(&mut self, degraded: bool) {
