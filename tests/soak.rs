@@ -4,8 +4,8 @@
 //! request timeout), connection resets, truncated and malformed bodies, token revocation,
 //! a short token lifetime, page shifts while paging, the tenant unreachable for seconds,
 //! a simulator clock an hour behind the wall clock, unreadable records (ids ending in
-//! [`UNREADABLE`], never countable, excluded from the ground truth) and, in the slow
-//! phases, a completed list that ignores `sorters` — while a scraper hits `/metrics`
+//! [`UNREADABLE`], never countable, excluded from the ground truth) and, in phases of
+//! their own, a completed list that ignores `sorters` — while a scraper hits `/metrics`
 //! throughout.
 //!
 //! Afterwards `sailpoint_tasks_completed_total` and `sailpoint_task_duration_seconds`
@@ -243,6 +243,9 @@ enum Phase {
     Timeouts,
     /// Every API connection is reset: the tenant is unreachable.
     Outage,
+    /// Every probabilistic fault, and the completed list ignores `sorters` (oldest
+    /// first): completed reads must notice and read the whole list.
+    Unsorted,
 }
 
 fn phase_at(t: f64, outages: &[f64]) -> Phase {
@@ -255,6 +258,8 @@ fn phase_at(t: f64, outages: &[f64]) -> Phase {
         Phase::Timeouts
     } else if (3.0..5.0).contains(&(t % 10.0)) {
         Phase::Slow
+    } else if (6.0..10.0).contains(&(t % 20.0)) {
+        Phase::Unsorted
     } else {
         Phase::Faulty
     }
@@ -288,10 +293,11 @@ fn faults(phase: Phase) -> Faults {
     };
     match phase {
         Phase::Faulty => all,
-        // Slow answers also ignore `sorters` (oldest first): those completed reads must
-        // notice and read the whole list.
         Phase::Slow => Faults {
             latency: Duration::from_millis(600),
+            ..all
+        },
+        Phase::Unsorted => Faults {
             habits: Habits {
                 ignore_sorters: true,
                 ..all.habits.clone()
@@ -422,6 +428,7 @@ fn phase_name(p: Phase) -> &'static str {
         Phase::Slow => "slow (600 ms)",
         Phase::Timeouts => "timeouts (2.5 s)",
         Phase::Outage => "outage (every connection reset)",
+        Phase::Unsorted => "unsorted (sorters ignored)",
     }
 }
 
