@@ -258,7 +258,7 @@ fn phase_at(t: f64, outages: &[f64]) -> Phase {
         Phase::Timeouts
     } else if (3.0..5.0).contains(&(t % 10.0)) {
         Phase::Slow
-    } else if (6.0..10.0).contains(&(t % 20.0)) {
+    } else if (6.0..12.0).contains(&(t % 20.0)) {
         Phase::Unsorted
     } else {
         Phase::Faulty
@@ -827,6 +827,20 @@ async fn soak(run: Duration, assert_flat: bool) {
         exported_buckets(&samples),
         want_buckets,
         "sailpoint_task_duration_seconds_bucket differs from the ground truth"
+    );
+    // The read habits were met, not just switched on: the exactness above held with them.
+    let t = ("tenant", TENANT);
+    assert!(
+        exposition::sum(
+            &samples,
+            "sailpoint_exporter_invalid_records_total",
+            &[t, ("reason", "skipped")]
+        ) > 0.0,
+        "no unreadable record was read"
+    );
+    assert!(
+        value(&samples, "sailpoint_exporter_unsorted_reads_total", &[t]) > 0.0,
+        "no completed read met the unsorted list"
     );
     assert!(
         scrapes.failures.is_empty() && scrapes.answered > 0,
