@@ -13,7 +13,7 @@ use sailpoint_task_exporter::sailpoint::filter::Filter;
 use sailpoint_task_exporter::sailpoint::model::{CompletionStatus, JsonPatchOperation, TaskStatus};
 use sailpoint_task_exporter::sailpoint::{ApiError, ApiObserver, Client, ListQuery, RetryReason};
 use sailpoint_task_exporter::simulator::{
-    Faults, NewTask, Scenario, SimConfig, SimHandle, Simulator,
+    Faults, Habits, NewTask, Scenario, SimConfig, SimHandle, Simulator,
 };
 use secrecy::SecretString;
 
@@ -148,6 +148,51 @@ async fn pages_through_thousands_of_tasks_exactly() {
         "every exchange observed"
     );
     assert_eq!(rec.refreshes.load(Ordering::SeqCst), 1);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn unreadable_records_in_full_pages_end_no_listing() {
+    let sim = sim(large()).await;
+    // The newest completed task and the oldest pending task, each the first record of the
+    // first page of its listing, are unreadable in every answer.
+    let truth = completed_truth(&sim);
+    let newest = truth.first().expect("completed tasks").id.clone();
+    let mut pending_truth = sim.pending_tasks();
+    pending_truth.sort_by(|a, b| a.created.cmp(&b.created).then(a.id.cmp(&b.id)));
+    let oldest = pending_truth.first().expect("pending tasks").id.clone();
+    for id in [&newest, &oldest] {
+        sim.set_faults(Faults {
+            habits: Habits {
+                unreadable_ids_ending: Some(id.clone()),
+                ..Habits::default()
+            },
+            ..Faults::none()
+        });
+        let (client, _) = client(&sim);
+        let pending = client.pending_tasks().await.unwrap();
+        let want: Vec<String> = pending_truth
+            .iter()
+            .map(|t| t.id.clone())
+            .filter(|t| t != id)
+            .collect();
+        assert_eq!(pending.len(), want.len(), "pending, {id} unreadable");
+        assert!(
+            sorted(ids(&pending)) == sorted(want),
+            "pending, {id} unreadable"
+        );
+        let listed = all_completed(&client, ListQuery::newest_first())
+            .await
+            .unwrap();
+        let want: Vec<String> = truth
+            .iter()
+            .map(|t| t.id.clone())
+            .filter(|t| t != id)
+            .collect();
+        // Lengths first: a failing comparison of 3 000 ids would bury the message.
+        assert_eq!(listed.len(), want.len(), "completed, {id} unreadable");
+        assert!(ids(&listed) == want, "completed, {id} unreadable");
+    }
     sim.shutdown().await;
 }
 

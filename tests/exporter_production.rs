@@ -559,3 +559,188 @@ async fn a_pending_list_failing_longer_than_lookback_stays_bounded_and_says_so()
     // Nothing here ran longer than lookback, so even the degraded reads missed nothing.
     assert_matches_truth(&exp, &sim, primed_at);
 }
+
+/// The ground truth less the task the `unreadable_ids_ending` habit hides.
+fn readable(sim: &SimHandle, unreadable: &str) -> Vec<TaskStatus> {
+    sim.tasks_as_served()
+        .into_iter()
+        .filter(|t| t.id != unreadable)
+        .collect()
+}
+
+fn skipped(exp: &Exporter) -> f64 {
+    total(
+        exp,
+        "sailpoint_exporter_invalid_records_total",
+        &[("reason", "skipped")],
+    )
+}
+
+fn unreadable(id: &str) -> Habits {
+    Habits {
+        unreadable_ids_ending: Some(id.to_string()),
+        ..Habits::default()
+    }
+}
+
+#[tokio::test]
+async fn a_burst_of_600_with_one_unreadable_record_counts_599_and_skips_1() {
+    let sim = start_sim(Scenario::Empty, 21).await;
+    populate(&sim, 4);
+    let (mut exp, primed_at) = primed(&sim, |t| t.page_size = 250).await;
+    quiet_polls(&sim, &mut exp, 2).await;
+    // 600 tasks created and finished between two pending polls (a catch-up after an
+    // outage, a busy hour): only the completed read can count them, over three pages.
+    let start = sim.now() + secs(1);
+    let mut newest = String::new();
+    for i in 0..600i64 {
+        let created = start + chrono::Duration::milliseconds(40 * i);
+        newest = sim.add_task(
+            NewTask::account_aggregation(SOURCES[i as usize % 3])
+                .created(created)
+                .launched(created + secs(1))
+                .completes(created + secs(3), status(i as usize)),
+        );
+    }
+    // The newest one, the first record of the first page, cannot be read.
+    with_habits(&sim, unreadable(&newest));
+    let before = counted(&exp);
+    sim.advance(Duration::from_secs(30));
+    assert_eq!(exp.poller.poll_pending().await.unwrap(), 0);
+    assert_eq!(exp.poller.poll_completed().await.unwrap(), 599);
+    assert_eq!(counted(&exp) - before, 599.0);
+    assert_eq!(skipped(&exp), 1.0);
+    assert_matches_tasks(&exp, &readable(&sim, &newest), primed_at);
+    quiet_polls(&sim, &mut exp, 6).await;
+    assert_eq!(
+        counted(&exp) - before,
+        599.0,
+        "nothing twice, nothing later"
+    );
+    assert_matches_tasks(&exp, &readable(&sim, &newest), primed_at);
+    assert_eq!(total(&exp, "sailpoint_up", &[]), 1.0);
+}
+
+#[tokio::test]
+async fn a_pending_list_of_300_with_one_unreadable_record_follows_every_other_task() {
+    let sim = start_sim(Scenario::Empty, 22).await;
+    let now = sim.now();
+    for i in 0..300i64 {
+        let created = now - secs(4000) + secs(10 * i);
+        sim.add_task(
+            NewTask::group_aggregation(SOURCES[i as usize % 3])
+                .created(created)
+                .launched(created + secs(2)),
+        );
+    }
+    // The oldest pending task, the first record of the first page, cannot be read.
+    let oldest = sim
+        .pending_tasks()
+        .into_iter()
+        .min_by_key(|t| t.created)
+        .expect("pending tasks");
+    with_habits(&sim, unreadable(&oldest.id));
+    let (mut exp, primed_at) = primed(&sim, |t| t.page_size = 250).await;
+    // The pending gauges hold all 299 others (the second page too).
+    assert_matches_tasks(&exp, &readable(&sim, &oldest.id), primed_at);
+    // Every third task finishes, among them the 50 of the second page: they were created
+    // long before any completed read's bound, so only the pending path can count them.
+    sim.advance(Duration::from_secs(10));
+    let mut finished = 0;
+    for (i, t) in sim.pending_tasks().into_iter().enumerate() {
+        if i % 3 == 0 && t.id != oldest.id {
+            sim.complete_task(&t.id, status(i), Vec::new());
+            finished += 1;
+        }
+    }
+    quiet_polls(&sim, &mut exp, 4).await;
+    assert_eq!(counted(&exp), f64::from(finished));
+    assert_matches_tasks(&exp, &readable(&sim, &oldest.id), primed_at);
+    assert_eq!(skipped(&exp), 5.0, "priming and four pending polls read it");
+    assert_eq!(total(&exp, "sailpoint_up", &[]), 1.0);
+}
+
+#[tokio::test]
+async fn an_unreadable_record_in_an_id_batch_costs_only_that_task() {
+    let sim = start_sim(Scenario::Empty, 23).await;
+    let now = sim.now();
+    for i in 0..60i64 {
+        let created = now - secs(4000) + secs(10 * i);
+        sim.add_task(
+            NewTask::group_aggregation(SOURCES[i as usize % 3])
+                .created(created)
+                .launched(created + secs(2)),
+        );
+    }
+    let (mut exp, primed_at) = primed(&sim, |_| {}).await;
+    quiet_polls(&sim, &mut exp, 1).await;
+    // All 60 finish; the oldest one becomes unreadable. The pending poll looks them up in
+    // two batches (50 + 10 ids): the record skipped in its batch is looked up alone, fails
+    // the same way for 5 polls and is set aside; the 59 others are counted at once.
+    let pending = sim.pending_tasks();
+    for (i, t) in pending.iter().enumerate() {
+        sim.complete_task(&t.id, status(i), Vec::new());
+    }
+    let oldest = pending
+        .iter()
+        .min_by_key(|t| t.created)
+        .expect("pending tasks")
+        .id
+        .clone();
+    with_habits(&sim, unreadable(&oldest));
+    sim.advance(Duration::from_secs(30));
+    assert_eq!(exp.poller.poll_pending().await.unwrap(), 59);
+    quiet_polls(&sim, &mut exp, 6).await;
+    assert_eq!(counted(&exp), 59.0);
+    assert_eq!(
+        total(&exp, "sailpoint_exporter_lookups_set_aside_total", &[]),
+        1.0
+    );
+    assert_eq!(skipped(&exp), 10.0, "its batch and its GET, in 5 polls");
+    assert_eq!(
+        total(&exp, "sailpoint_exporter_poll_errors_total", &[]),
+        0.0
+    );
+    assert_matches_tasks(&exp, &readable(&sim, &oldest), primed_at);
+}
+
+#[tokio::test]
+async fn a_list_ignoring_sorters_is_counted_exactly() {
+    let sim = start_sim(Scenario::Empty, 24).await;
+    populate(&sim, 12);
+    with_habits(
+        &sim,
+        Habits {
+            ignore_sorters: true,
+            ..Habits::default()
+        },
+    );
+    let (mut exp, primed_at) = primed(&sim, |_| {}).await;
+    for step in 0..16usize {
+        sim.advance(Duration::from_secs(30));
+        activity(&sim, step);
+        exp.poller.poll(PollList::Pending).await.unwrap();
+        // Created and finished between two pending polls: only a completed read that
+        // does not stop at the first (oldest) page can count it.
+        let at = sim.now() + secs(1);
+        sim.add_task(
+            NewTask::account_aggregation(SOURCES[step % 3])
+                .created(at)
+                .launched(at + secs(2))
+                .completes(at + secs(16), status(step)),
+        );
+        exp.poller.poll(PollList::Completed).await.unwrap();
+    }
+    quiet_polls(&sim, &mut exp, 8).await;
+    assert_matches_truth(&exp, &sim, primed_at);
+    assert_eq!(total(&exp, "sailpoint_up", &[]), 1.0);
+    assert_eq!(
+        total(&exp, "sailpoint_exporter_poll_errors_total", &[]),
+        0.0
+    );
+    assert_eq!(
+        total(&exp, "sailpoint_exporter_unsorted_reads_total", &[]),
+        25.0,
+        "priming and all 24 completed reads met an unsorted first page"
+    );
+}

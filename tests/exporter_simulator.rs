@@ -12,7 +12,7 @@ use exporter_common::*;
 use sailpoint_task_exporter::collector::TaskSource;
 use sailpoint_task_exporter::metrics::PollList;
 use sailpoint_task_exporter::sailpoint::model::{CompletionStatus, TaskStatus, TaskStatusMessage};
-use sailpoint_task_exporter::sailpoint::{ApiError, Client};
+use sailpoint_task_exporter::sailpoint::{ApiError, Client, Page};
 use sailpoint_task_exporter::simulator::{Faults, NewTask, Scenario, SimHandle, TaskKind};
 
 const SOURCES: [&str; 3] = ["Active Directory", "Workday", "Salesforce"];
@@ -287,7 +287,7 @@ impl TaskSource for RevokingMidPoll {
         self.sim.revoke_tokens();
         tasks
     }
-    async fn completed_page(&self, offset: u32, limit: u32) -> Result<Vec<TaskStatus>, ApiError> {
+    async fn completed_page(&self, offset: u32, limit: u32) -> Result<Page, ApiError> {
         let page = self.client.completed_page(offset, limit).await;
         self.sim.revoke_tokens();
         page

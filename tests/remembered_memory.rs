@@ -79,6 +79,7 @@ fn a_remembered_completion_costs_a_few_dozen_bytes() {
             history: CompletedRead {
                 lower_bound: start - Duration::days(1),
                 tasks: Vec::new(),
+                unsorted: false,
             },
         },
         start,
@@ -95,6 +96,7 @@ fn a_remembered_completion_costs_a_few_dozen_bytes() {
         let read = CompletedRead {
             lower_bound: start,
             tasks,
+            unsorted: false,
         };
         let counted = tracker.apply_completed(read, now);
         assert_eq!(counted.len(), 100);

@@ -3,7 +3,9 @@
 //! `Retry-After` and the tenant's own rate limit, 5xx, latency spikes (some beyond the
 //! request timeout), connection resets, truncated and malformed bodies, token revocation,
 //! a short token lifetime, page shifts while paging, the tenant unreachable for seconds,
-//! and a simulator clock an hour behind the wall clock — while a scraper hits `/metrics`
+//! a simulator clock an hour behind the wall clock, unreadable records (ids ending in
+//! [`UNREADABLE`], never countable, excluded from the ground truth) and, in phases of
+//! their own, a completed list that ignores `sorters` — while a scraper hits `/metrics`
 //! throughout.
 //!
 //! Afterwards `sailpoint_tasks_completed_total` and `sailpoint_task_duration_seconds`
@@ -82,6 +84,10 @@ const PENDING_FLOOR: usize = 110;
 const REVOKE_EVERY: Duration = Duration::from_secs(5);
 /// How long the tenant is unreachable in each outage.
 const OUTAGE: f64 = 6.0;
+/// Tasks whose id ends with this are unreadable records in every answer from the first
+/// fault on, to the end (about one task in sixteen): they can never be counted, and no
+/// other task may be lost for them (a skipped record must not end a read).
+const UNREADABLE: &str = "f";
 
 fn config_yaml(sim: &SimHandle) -> String {
     format!(
@@ -237,6 +243,9 @@ enum Phase {
     Timeouts,
     /// Every API connection is reset: the tenant is unreachable.
     Outage,
+    /// Every probabilistic fault, and the completed list ignores `sorters` (oldest
+    /// first): completed reads must notice and read the whole list.
+    Unsorted,
 }
 
 fn phase_at(t: f64, outages: &[f64]) -> Phase {
@@ -249,6 +258,8 @@ fn phase_at(t: f64, outages: &[f64]) -> Phase {
         Phase::Timeouts
     } else if (3.0..5.0).contains(&(t % 10.0)) {
         Phase::Slow
+    } else if (6.0..12.0).contains(&(t % 20.0)) {
+        Phase::Unsorted
     } else {
         Phase::Faulty
     }
@@ -267,9 +278,9 @@ fn faults(phase: Phase) -> Faults {
         truncated_rate: 0.03,
         reset_rate: 0.03,
         rate_limit: Some(RateLimit::default()),
-        // Production's habits: off-spec fields, lagging views (and a pending replica a
-        // minute behind answering 30 % of the pending lists; within the 4-minute overlap),
-        // a tenant clock behind ours.
+        // Production's habits: off-spec fields, unreadable records, lagging views (and a
+        // pending replica a minute behind answering 30 % of the pending lists; within the
+        // 4-minute overlap), a tenant clock behind ours.
         habits: Habits {
             off_spec_fields: true,
             pending_view_lag: Duration::from_secs(20),
@@ -279,6 +290,7 @@ fn faults(phase: Phase) -> Faults {
             completed_list_lag: Duration::from_secs(10),
             reorder_ties: true,
             clock_offset_secs: -90,
+            unreadable_ids_ending: Some(UNREADABLE.to_string()),
             ..Habits::default()
         },
     };
@@ -286,6 +298,13 @@ fn faults(phase: Phase) -> Faults {
         Phase::Faulty => all,
         Phase::Slow => Faults {
             latency: Duration::from_millis(600),
+            ..all
+        },
+        Phase::Unsorted => Faults {
+            habits: Habits {
+                ignore_sorters: true,
+                ..all.habits.clone()
+            },
             ..all
         },
         Phase::Timeouts => Faults {
@@ -412,6 +431,7 @@ fn phase_name(p: Phase) -> &'static str {
         Phase::Slow => "slow (600 ms)",
         Phase::Timeouts => "timeouts (2.5 s)",
         Phase::Outage => "outage (every connection reset)",
+        Phase::Unsorted => "unsorted (sorters ignored)",
     }
 }
 
@@ -426,8 +446,9 @@ struct Tally {
     durations: Vec<f64>,
 }
 
-/// The ground truth: every task completed now that was not part of the primed backlog,
-/// grouped by the exporter's label rules, as the API renders it (millisecond dates).
+/// The ground truth: every task completed now that was not part of the primed backlog
+/// and is readable (its id does not end with [`UNREADABLE`]), grouped by the exporter's
+/// label rules, as the API renders it (millisecond dates).
 fn expected(
     tasks: &[TaskStatus],
     backlog: &HashSet<String>,
@@ -435,7 +456,7 @@ fn expected(
 ) -> BTreeMap<Group, Tally> {
     let mut out: BTreeMap<Group, Tally> = BTreeMap::new();
     for task in tasks {
-        if task.is_pending() || backlog.contains(&task.id) {
+        if task.is_pending() || backlog.contains(&task.id) || task.id.ends_with(UNREADABLE) {
             continue;
         }
         let wire: TaskStatus = serde_json::from_value(serde_json::to_value(task).unwrap())
@@ -618,6 +639,16 @@ fn print_daemon_view(samples: &[Sample]) {
             &[t, ("state", "recent")]
         ),
     );
+    println!(
+        "  daemon: unsorted completed reads {}, records skipped {}, lookups set aside {}",
+        value(samples, "sailpoint_exporter_unsorted_reads_total", &[t]),
+        exposition::sum(
+            samples,
+            "sailpoint_exporter_invalid_records_total",
+            &[t, ("reason", "skipped")]
+        ),
+        value(samples, "sailpoint_exporter_lookups_set_aside_total", &[t]),
+    );
 }
 
 fn print_window(label: &str, w: &Window) {
@@ -689,8 +720,15 @@ async fn soak(run: Duration, assert_flat: bool) {
         tokio::time::sleep_until(next.into()).await;
     }
 
-    // Faults off, clock stopped: wait for one clean poll of each list, then compare.
-    sim.set_faults(Faults::none());
+    // Faults off (unreadable records stay unreadable), clock stopped: wait for one clean
+    // poll of each list, then compare.
+    sim.set_faults(Faults {
+        habits: Habits {
+            unreadable_ids_ending: Some(UNREADABLE.to_string()),
+            ..Habits::default()
+        },
+        ..Faults::none()
+    });
     let since = Utc::now().timestamp_millis() as f64 / 1000.0;
     let sim_advanced = sim.now() - sim_began;
     settle(&client, &daemon, since).await;
@@ -792,6 +830,20 @@ async fn soak(run: Duration, assert_flat: bool) {
         exported_buckets(&samples),
         want_buckets,
         "sailpoint_task_duration_seconds_bucket differs from the ground truth"
+    );
+    // The read habits were met, not just switched on: the exactness above held with them.
+    let t = ("tenant", TENANT);
+    assert!(
+        exposition::sum(
+            &samples,
+            "sailpoint_exporter_invalid_records_total",
+            &[t, ("reason", "skipped")]
+        ) > 0.0,
+        "no unreadable record was read"
+    );
+    assert!(
+        value(&samples, "sailpoint_exporter_unsorted_reads_total", &[t]) > 0.0,
+        "no completed read met the unsorted list"
     );
     assert!(
         scrapes.failures.is_empty() && scrapes.answered > 0,

@@ -108,6 +108,9 @@ pub struct TenantPoller<S> {
     degraded: bool,
     /// The last `Date` showed the clocks more than [`MAX_PLAUSIBLE_SKEW`] apart.
     clock_off: bool,
+    /// Whether the last completed read met a page not sorted newest first; logged on
+    /// change, counted per read.
+    unsorted: bool,
     ready: Arc<AtomicBool>,
     status: TenantStatus,
     store: Option<TenantStore>,
@@ -125,6 +128,7 @@ impl<S: TaskSource> TenantPoller<S> {
             skew: chrono::Duration::zero(),
             degraded: false,
             clock_off: false,
+            unsorted: false,
             ready: Arc::new(AtomicBool::new(false)),
             status: TenantStatus::detached(&tenant.name, Default::default()),
             store: None,
@@ -199,6 +203,7 @@ impl<S: TaskSource> TenantPoller<S> {
                 read_completed(&self.source, bound, self.settings.page_size),
             )
             .await?;
+        self.note_order(history.unsorted);
         let read = PrimeRead {
             pending: PendingRead {
                 started,
@@ -297,6 +302,7 @@ impl<S: TaskSource> TenantPoller<S> {
                 read_completed(&self.source, bound.at, self.settings.page_size),
             )
             .await?;
+        self.note_order(read.unsorted);
         let completed = self.tracker.apply_completed(read, self.tenant_now());
         // With the clocks more than a day apart the read's cap is on a doubtful timeline:
         // that is reported as degraded while it lasts, not for a lookback after it.
@@ -346,6 +352,28 @@ impl<S: TaskSource> TenantPoller<S> {
     fn tenant_now(&self) -> DateTime<Utc> {
         let local = (self.clock)();
         local.checked_add_signed(self.skew).unwrap_or(local)
+    }
+
+    /// Counts a completed read that met an unsorted page (and so read the whole list);
+    /// logs when that starts and when the list is sorted again.
+    fn note_order(&mut self, unsorted: bool) {
+        if unsorted {
+            self.metrics.unsorted_read();
+        }
+        if unsorted != self.unsorted {
+            if unsorted {
+                tracing::warn!(
+                    tenant = self.metrics.tenant(),
+                    "the completed list is not sorted newest first (sorters=-created ignored?): every completed read now reads the whole list to stay exact"
+                );
+            } else {
+                tracing::info!(
+                    tenant = self.metrics.tenant(),
+                    "the completed list is sorted newest first again"
+                );
+            }
+        }
+        self.unsorted = unsorted;
     }
 
     /// Publishes whether counting is degraded — a read that gave up exactness within the

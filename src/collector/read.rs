@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 
 use super::source::{IDS_PER_REQUEST, TaskSource};
 use super::tracker::{CompletedRead, Lookup, PendingRead, Tracker, page_reaches_bound};
+use crate::sailpoint::Page;
 use crate::sailpoint::model::TaskStatus;
 
 /// Consecutive full pages without a new id after which the list is taken to repeat.
@@ -96,6 +97,15 @@ pub async fn read_pending<S: TaskSource>(
 /// that reaches below `lower_bound`, or at the end of the list. Keeps tasks created at or
 /// after the bound, each id once (pages shift while new tasks arrive).
 ///
+/// The end of the list is decided from the records the API sent ([`Page::is_last`]), so
+/// an unreadable record that was skipped never ends the read early.
+///
+/// "Reaches below the bound" means something only on a list sorted newest first. Every
+/// page is checked; once one is not (a proxy or an API change that ignores `sorters`),
+/// the read no longer stops at the bound but reads on to the end of the list, still
+/// keeping only tasks created at or after the bound, and says so in
+/// [`CompletedRead::unsorted`] (docs/decisions.md, "Unsorted completed pages").
+///
 /// Tasks with equal `created` may come in another order in the next request, so a tie
 /// group cut by a page boundary could lose a member. Each next page therefore starts at
 /// the first task of the page's trailing tie group (at least the page's last task),
@@ -107,37 +117,112 @@ pub async fn read_completed<S: TaskSource>(
     page_size: u32,
 ) -> Result<CompletedRead, ReadError<S::Error>> {
     let limit = page_size.max(1);
-    let mut seen: HashSet<String> = HashSet::new();
-    let mut tasks = Vec::new();
+    let mut window = Window::new(lower_bound);
     let mut offset: u32 = 0;
     let mut stale_pages = 0;
     loop {
         let page = source.completed_page(offset, limit).await?;
-        let full = page.len() >= limit as usize;
-        let reached = page_reaches_bound(&page, lower_bound);
-        let step = boundary_step(&page, limit);
-        let mut new_ids = 0usize;
-        for task in page {
-            if seen.insert(task.id.clone()) {
-                new_ids += 1;
-                if task.created >= lower_bound {
-                    tasks.push(task);
-                }
-            }
+        if !window.unsorted && !newest_first(&page.items) {
+            window.unsorted = true;
+            tracing::debug!(
+                offset,
+                "a completed page is not sorted newest first; reading the whole list"
+            );
         }
-        if reached || !full {
+        let last = page.is_last(offset, limit);
+        let reached = !window.unsorted && page_reaches_bound(&page.items, lower_bound);
+        let step = boundary_step(&page.items, limit);
+        let fresh = window.take(page);
+        if reached || last {
             break;
         }
-        stale_pages = if new_ids == 0 { stale_pages + 1 } else { 0 };
+        stale_pages = if fresh.any() { 0 } else { stale_pages + 1 };
         if stale_pages >= MAX_STALE_PAGES {
             return Err(ReadError::RepeatingPages { offset });
         }
         // A page without a new id (the list shifted by as much as the step) moves on by a
         // whole page, so that re-reading a boundary can never stall the read.
-        let step = if new_ids == 0 { limit } else { step };
+        let step = if fresh.new_ids == 0 { limit } else { step };
         offset = offset.checked_add(step).ok_or(ReadError::OffsetOverflow)?;
     }
-    Ok(CompletedRead { lower_bound, tasks })
+    Ok(window.into_read())
+}
+
+/// What a completed read has kept so far: the tasks at or above the bound, each id once,
+/// and whether a page was out of order.
+struct Window {
+    lower_bound: DateTime<Utc>,
+    seen: HashSet<String>,
+    tasks: Vec<TaskStatus>,
+    unsorted: bool,
+    /// Ids of the previous page (to tell a repeated page of old tasks from new ones).
+    previous: Vec<String>,
+}
+
+/// What one page brought that the read had not seen.
+struct Fresh {
+    /// Ids at or above the bound not read before.
+    new_ids: usize,
+    /// Records below the bound or unreadable, on a page that is not the previous one
+    /// again: an unsorted read moves through them without remembering each id.
+    other_records: bool,
+}
+
+impl Fresh {
+    fn any(&self) -> bool {
+        self.new_ids > 0 || self.other_records
+    }
+}
+
+impl Window {
+    fn new(lower_bound: DateTime<Utc>) -> Window {
+        Window {
+            lower_bound,
+            seen: HashSet::new(),
+            tasks: Vec::new(),
+            unsorted: false,
+            previous: Vec::new(),
+        }
+    }
+
+    /// Keeps the page's tasks created at or after the bound that were not read before.
+    /// Only those ids are remembered, so reading a whole unsorted list costs memory for
+    /// the window, not for the list.
+    fn take(&mut self, page: Page) -> Fresh {
+        let ids: Vec<String> = page.items.iter().map(|t| t.id.clone()).collect();
+        let repeated = !ids.is_empty() && ids == self.previous;
+        let mut outside = page.received.saturating_sub(page.items.len());
+        let mut new_ids = 0;
+        for task in page.items {
+            if task.created < self.lower_bound {
+                outside += 1;
+            } else if self.seen.insert(task.id.clone()) {
+                new_ids += 1;
+                self.tasks.push(task);
+            }
+        }
+        self.previous = ids;
+        Fresh {
+            new_ids,
+            other_records: outside > 0 && !repeated,
+        }
+    }
+
+    fn into_read(self) -> CompletedRead {
+        CompletedRead {
+            lower_bound: self.lower_bound,
+            tasks: self.tasks,
+            unsorted: self.unsorted,
+        }
+    }
+}
+
+/// Whether the page is sorted newest first by `created` (equal values in any order).
+fn newest_first(page: &[TaskStatus]) -> bool {
+    page.windows(2).all(|pair| match pair {
+        [newer, older] => newer.created >= older.created,
+        _ => true,
+    })
 }
 
 /// How far the next page request moves: to the first task of the page's trailing group

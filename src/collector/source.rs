@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 
 use crate::sailpoint::filter::Filter;
 use crate::sailpoint::model::TaskStatus;
-use crate::sailpoint::{ApiError, Client, ListQuery};
+use crate::sailpoint::{ApiError, Client, ListQuery, Page};
 
 /// The largest number of ids asked for in one `id in (...)` list request; keeps the URL
 /// well under common 8 KiB limits (50 × ~40 encoded bytes).
@@ -42,12 +42,13 @@ pub trait TaskSource: Send + Sync {
         false
     }
 
-    /// One page of `GET /task-status?sorters=-created`.
+    /// One page of `GET /task-status?sorters=-created`: the readable tasks and how many
+    /// records the API sent ([`Page::received`]), which is what ends the read.
     fn completed_page(
         &self,
         offset: u32,
         limit: u32,
-    ) -> impl Future<Output = Result<Vec<TaskStatus>, Self::Error>> + Send;
+    ) -> impl Future<Output = Result<Page, Self::Error>> + Send;
 
     /// Tasks with the given ids (at most [`IDS_PER_REQUEST`]) in one request
     /// (`filters=id in (...)`). Ids that are missing from the answer are looked up one by
@@ -83,11 +84,9 @@ impl TaskSource for Client {
         }
     }
 
-    async fn completed_page(&self, offset: u32, limit: u32) -> Result<Vec<TaskStatus>, ApiError> {
-        let page = self
-            .list_page(&ListQuery::newest_first(), offset, limit)
-            .await?;
-        Ok(page.items)
+    async fn completed_page(&self, offset: u32, limit: u32) -> Result<Page, ApiError> {
+        self.list_page(&ListQuery::newest_first(), offset, limit)
+            .await
     }
 
     async fn tasks_by_ids(&self, ids: &[String]) -> Result<Vec<TaskStatus>, ApiError> {

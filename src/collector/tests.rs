@@ -13,6 +13,7 @@ use super::source::TaskSource;
 use crate::config::{Credentials, MetricsSettings, TenantSettings};
 use crate::metrics::exposition::{self, Sample};
 use crate::metrics::{Metrics, PollList};
+use crate::sailpoint::Page;
 use crate::sailpoint::model::TaskStatus;
 
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +39,11 @@ struct FakeState {
     /// While set, the pending list answers with these tasks: a replica that lags (it
     /// shows finished tasks as pending); lookups stay current.
     lagging_pending: Option<Vec<TaskStatus>>,
+    /// Completed tasks served as unreadable records: sent (counted in
+    /// [`Page::received`]) but skipped by decoding.
+    unreadable: HashSet<String>,
+    /// The completed list ignores `sorters` and answers oldest first.
+    oldest_first: bool,
 }
 
 /// A tenant in memory; the clone handed to the poller shares the state.
@@ -85,6 +91,9 @@ impl Fake {
             .cloned()
             .collect();
         done.sort_by_key(|t| std::cmp::Reverse(t.created));
+        if s.oldest_first {
+            done.reverse();
+        }
         done
     }
 }
@@ -114,7 +123,7 @@ impl TaskSource for Fake {
         Ok((tasks, self.with(|s| s.date)))
     }
 
-    async fn completed_page(&self, offset: u32, limit: u32) -> Result<Vec<TaskStatus>, FakeError> {
+    async fn completed_page(&self, offset: u32, limit: u32) -> Result<Page, FakeError> {
         self.hang_if_asked().await;
         self.begin(format!("page {offset}"))?;
         Ok(self.with(|s| {
@@ -127,11 +136,19 @@ impl TaskSource for Fake {
                     s.tasks.insert(t.id.clone(), t);
                 }
             }
-            Fake::completed_sorted(s)
+            let sent: Vec<TaskStatus> = Fake::completed_sorted(s)
                 .into_iter()
                 .skip(offset as usize)
                 .take(limit as usize)
-                .collect()
+                .collect();
+            Page {
+                received: sent.len(),
+                items: sent
+                    .into_iter()
+                    .filter(|t| !s.unreadable.contains(&t.id))
+                    .collect(),
+                total: None,
+            }
         }))
     }
 
@@ -1344,4 +1361,127 @@ async fn the_floor_never_moves_past_the_newest_created_the_tenant_has_shown() {
         v(&h.samples(), COMPLETED, &[("status", "success")]),
         Some(1.0)
     );
+}
+
+/// `n` tasks created at 1..=n seconds and finished 5 s later: a burst between two pending
+/// polls, never listed pending, so only the completed path can count it.
+fn burst(h: &Harness, n: i64) {
+    for i in 1..=n {
+        h.fake.put(done(
+            task(
+                &format!("b{i:03}"),
+                "Cloud Account Aggregation",
+                Some("AD"),
+                i,
+                Some(i),
+            ),
+            i + 5,
+            "SUCCESS",
+        ));
+    }
+}
+
+#[tokio::test]
+async fn an_unreadable_record_in_a_full_page_does_not_end_the_completed_read() {
+    let mut t = tenant_settings();
+    t.page_size = 10;
+    let mut h = harness_with(t, MetricsSettings::default());
+    h.prime().await;
+    burst(&h, 25);
+    // The newest task, the first record of the first page, cannot be decoded: that page
+    // keeps 9 of 10 records, and must not be taken for the end of the list.
+    h.fake.with(|s| s.unreadable.insert("b025".into()));
+    h.set_now(40);
+    assert_eq!(h.pending().await, 0);
+    h.set_now(60);
+    assert_eq!(h.completed().await, 24);
+    assert_eq!(
+        h.fake.calls(),
+        [
+            "pending", "page 0", "pending", "page 0", "page 8", "page 17"
+        ],
+        "the read goes on past the page that kept 9 of 10 (its boundary is re-read from \
+         the kept tasks' positions: one record more than without the skipped one)"
+    );
+    let s = h.samples();
+    assert_eq!(v(&s, COMPLETED, &[("status", "success")]), Some(24.0));
+    assert_eq!(
+        v(&s, "sailpoint_exporter_unsorted_reads_total", &[]),
+        Some(0.0)
+    );
+}
+
+/// `n` tasks finished hours ago (inside lookback, below the floor of the first completed
+/// poll) and one finished five minutes ago, which sets that floor.
+fn history_below_the_bound(h: &Harness, n: i64) {
+    for i in 0..n {
+        h.fake.put(done(
+            task(&format!("old{i:02}"), "Old", None, -20_000 + i, None),
+            -19_000,
+            "SUCCESS",
+        ));
+    }
+    h.fake.put(done(
+        task("recent", "Old", None, -300, None),
+        -200,
+        "SUCCESS",
+    ));
+}
+
+#[tokio::test]
+async fn a_list_ignoring_sorters_is_read_to_its_end_and_counted_exactly() {
+    let mut t = tenant_settings();
+    t.page_size = 10;
+    let mut h = harness_with(t, MetricsSettings::default());
+    // History below the bound, then the burst: oldest first, the first page holds only
+    // tasks below the bound.
+    history_below_the_bound(&h, 15);
+    h.fake.with(|s| s.oldest_first = true);
+    h.prime().await;
+    burst(&h, 25);
+    h.set_now(40);
+    assert_eq!(h.pending().await, 0);
+    h.set_now(60);
+    assert_eq!(
+        h.completed().await,
+        25,
+        "a read stopping at the first page counts 0"
+    );
+    h.set_now(120);
+    assert_eq!(h.completed().await, 0, "nothing twice");
+    let s = h.samples();
+    assert_eq!(v(&s, COMPLETED, &[("status", "success")]), Some(25.0));
+    assert_eq!(
+        v(&s, "sailpoint_exporter_unsorted_reads_total", &[]),
+        Some(3.0),
+        "priming and both completed reads met an unsorted page"
+    );
+    // Sorted again: the reads stop at the bound and the counter stays.
+    h.fake.with(|s| s.oldest_first = false);
+    h.set_now(180);
+    assert_eq!(h.completed().await, 0);
+    assert_eq!(
+        v(&h.samples(), "sailpoint_exporter_unsorted_reads_total", &[]),
+        Some(3.0)
+    );
+}
+
+#[tokio::test]
+async fn an_unsorted_read_of_unreadable_and_old_records_is_not_taken_for_a_repeating_list() {
+    let mut t = tenant_settings();
+    t.page_size = 5;
+    let mut h = harness_with(t, MetricsSettings::default());
+    // Three full pages of old tasks (below the bound), one of them unreadable, before
+    // the new ones: an unsorted read passes them without calling the list repeating.
+    history_below_the_bound(&h, 15);
+    h.fake.with(|s| {
+        s.oldest_first = true;
+        s.unreadable.insert("old07".into());
+    });
+    h.prime().await;
+    burst(&h, 3);
+    h.set_now(40);
+    assert_eq!(h.pending().await, 0);
+    h.set_now(60);
+    assert_eq!(h.completed().await, 3);
 }

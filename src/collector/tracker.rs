@@ -251,6 +251,9 @@ pub struct CompletedRead {
     pub lower_bound: DateTime<Utc>,
     /// Tasks read, newest first, duplicates allowed.
     pub tasks: Vec<TaskStatus>,
+    /// A page was not sorted newest first, so the read went on to the end of the list
+    /// instead of stopping at the bound (and `tasks` are in the API's order).
+    pub unsorted: bool,
 }
 
 /// Everything the startup priming read: a pending baseline and the lookback history.

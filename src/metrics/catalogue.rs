@@ -321,6 +321,13 @@ pub const LOOKUPS_SET_ASIDE: Family = tenant(
     TENANT,
     "Tasks that left the pending list and whose lookup by id failed 5 polls in a row: no longer followed, their completion is not counted.",
 );
+/// `sailpoint_exporter_unsorted_reads_total`.
+pub const UNSORTED_READS: Family = tenant(
+    "sailpoint_exporter_unsorted_reads_total",
+    Kind::Counter,
+    TENANT,
+    "Completed reads that met a page not sorted newest first (the API ignored sorters) and therefore read the whole list down to its end instead of stopping at the lower bound; counting stays exact, each such read costs every page of the list.",
+);
 /// `sailpoint_exporter_counting_degraded`.
 pub const COUNTING_DEGRADED: Family = tenant(
     "sailpoint_exporter_counting_degraded",
@@ -397,6 +404,7 @@ pub const CATALOGUE: &[Family] = &[
     INVALID_RECORDS,
     CLOCK_SKEW,
     LOOKUPS_SET_ASIDE,
+    UNSORTED_READS,
     COUNTING_DEGRADED,
     STATE_WRITES_FAILED,
     STATE_LAST_WRITE,

@@ -492,6 +492,11 @@ impl TenantMetrics {
         self.apply(|u| u.lookups_set_aside(n));
     }
 
+    /// One completed read met an unsorted page and read the whole list.
+    pub fn unsorted_read(&self) {
+        self.apply(|u| u.unsorted_read());
+    }
+
     /// Whether exactly-once counting is currently given up (see the family's help).
     pub fn set_counting_degraded(&self, degraded: bool) {
         self.apply(|u| u.set_counting_degraded(degraded));

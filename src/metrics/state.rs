@@ -109,6 +109,7 @@ impl<'a> Update<'a> {
         }
         v.touch_counter(&cat::TOKEN_REFRESHES, &[]);
         v.touch_counter(&cat::LOOKUPS_SET_ASIDE, &[]);
+        v.touch_counter(&cat::UNSORTED_READS, &[]);
         if v.get(&cat::COUNTING_DEGRADED, &[]).is_none() {
             v.set(&cat::COUNTING_DEGRADED, &[], 0.0);
         }
@@ -517,6 +518,11 @@ impl<'a> Update<'a> {
     pub fn lookups_set_aside(&mut self, n: usize) {
         let n = u64::try_from(n).unwrap_or(u64::MAX);
         self.state.values.add(&cat::LOOKUPS_SET_ASIDE, &[], n);
+    }
+
+    /// One completed read met an unsorted page and read the whole list.
+    pub fn unsorted_read(&mut self) {
+        self.state.values.add(&cat::UNSORTED_READS, &[], 1);
     }
 
     /// Whether exactly-once counting is currently given up (see the family's help).

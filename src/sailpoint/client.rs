@@ -4,7 +4,8 @@
 //! HTTP connection pool. Paging is offset/limit with `limit ≤ 250`; a 204 is read as an
 //! empty list, and paging stops when a page is short, when `X-Total-Count` is reached, or
 //! with an error when the API repeats a page (an API that ignores `offset` must not make
-//! the client page forever).
+//! the client page forever). A page is short by the records the API sent, not by the
+//! tasks kept: a skipped (unreadable) record never ends a listing.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -55,13 +56,27 @@ pub fn http_client() -> Result<reqwest::Client, ApiError> {
         .map_err(|e| ApiError::Setup(e.to_string()))
 }
 
-/// One page of tasks and the total, when `count=true` was asked.
+/// One page of tasks, how many records the API sent, and the total when `count=true`
+/// was asked.
 #[derive(Debug, Clone, Default)]
 pub struct Page {
-    /// The tasks of the page, in the API's order.
+    /// The tasks of the page, in the API's order; unreadable records are left out.
     pub items: Vec<TaskStatus>,
     /// `X-Total-Count`, when asked for and sent.
     pub total: Option<u64>,
+    /// How many records the answer held, unreadable ones included. Whether another page
+    /// exists, and where it starts, is decided from this: a page that is full as sent is
+    /// full, however many of its records had to be skipped.
+    pub received: usize,
+}
+
+impl Page {
+    /// Whether a page read at `offset` with `limit` is the last one: the API sent fewer
+    /// records than asked for, or the offset after it reaches `X-Total-Count`.
+    pub fn is_last(&self, offset: u32, limit: u32) -> bool {
+        let next = u64::from(offset).saturating_add(self.received as u64);
+        self.received < limit as usize || self.total.is_some_and(|t| next >= t)
+    }
 }
 
 /// Parameters of `GET /task-status`.
@@ -493,23 +508,22 @@ impl Pager {
         }
     }
 
-    /// Accounts for `page`; says whether another page should be read.
+    /// Accounts for `page`; says whether another page should be read. The offset moves
+    /// by the records the API sent (skipped ones included), and the listing ends by them.
     fn advance(&mut self, page: &Page, size: u32) -> Result<bool, ApiError> {
-        let len = page.items.len() as u32;
+        let len = u32::try_from(page.received).unwrap_or(u32::MAX);
         let ids: Vec<String> = page.items.iter().map(|t| t.id.clone()).collect();
-        if len > 0 && self.last_ids.as_ref() == Some(&ids) {
+        if !ids.is_empty() && self.last_ids.as_ref() == Some(&ids) {
             return Err(ApiError::Paging {
                 operation: self.operation,
                 message: format!("offset {} returned the previous page again", self.offset),
             });
         }
         self.last_ids = Some(ids);
+        let at = self.offset;
         self.offset = self.offset.saturating_add(len);
         self.pages += 1;
-        if len < size {
-            return Ok(false);
-        }
-        if page.total.is_some_and(|t| u64::from(self.offset) >= t) {
+        if page.is_last(at, size) {
             return Ok(false);
         }
         if self.pages >= MAX_PAGES {
@@ -546,6 +560,7 @@ fn decode_page(r: &RawResponse) -> Result<DecodedPage, String> {
             page: Page {
                 items: Vec::new(),
                 total,
+                received: 0,
             },
             invalid: Vec::new(),
             date,
@@ -556,6 +571,7 @@ fn decode_page(r: &RawResponse) -> Result<DecodedPage, String> {
         page: Page {
             items: list.tasks,
             total,
+            received: list.received,
         },
         invalid: list.invalid,
         date,
@@ -622,7 +638,7 @@ mod tests {
     use super::*;
 
     fn page(ids: &[&str], total: Option<u64>) -> Page {
-        let items = ids
+        let items: Vec<TaskStatus> = ids
             .iter()
             .map(|id| {
                 serde_json::from_value(serde_json::json!({
@@ -631,7 +647,38 @@ mod tests {
                 .unwrap()
             })
             .collect();
-        Page { items, total }
+        Page {
+            received: items.len(),
+            items,
+            total,
+        }
+    }
+
+    #[test]
+    fn pager_ends_by_the_records_sent_not_the_tasks_kept() {
+        // A full page of 3 records of which one was unreadable: the listing goes on, at
+        // the offset after all three.
+        let mut p = Pager::new("op");
+        let mut first = page(&["a", "b"], None);
+        first.received = 3;
+        assert!(p.advance(&first, 3).unwrap());
+        assert_eq!(p.offset, 3);
+        let mut second = page(&["c"], None);
+        second.received = 2;
+        assert!(!p.advance(&second, 3).unwrap());
+        assert_eq!(p.offset, 5);
+        // A page whose every record was unreadable is neither a repeat nor an end.
+        let mut p = Pager::new("op");
+        let mut blank = page(&[], None);
+        blank.received = 2;
+        assert!(p.advance(&blank, 2).unwrap());
+        assert!(p.advance(&blank, 2).unwrap());
+        // X-Total-Count counts records too.
+        let mut p = Pager::new("op");
+        let mut counted = page(&["a"], Some(4));
+        counted.received = 2;
+        assert!(p.advance(&counted, 2).unwrap());
+        assert!(!p.advance(&page(&["c", "d"], Some(4)), 2).unwrap());
     }
 
     #[test]

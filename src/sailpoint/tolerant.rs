@@ -54,6 +54,9 @@ impl RecordFault {
 pub struct DecodedList {
     /// Tasks in the answer's order; skipped records are absent.
     pub tasks: Vec<TaskStatus>,
+    /// How many records the answer held, skipped ones included: whether another page
+    /// exists is decided from this, never from the tasks kept.
+    pub received: usize,
     /// One entry per repaired field and per skipped record.
     pub invalid: Vec<InvalidRecord>,
 }
@@ -63,12 +66,16 @@ pub struct DecodedList {
 pub fn decode_list(body: &[u8]) -> Result<DecodedList, String> {
     if let Ok(tasks) = serde_json::from_slice::<Vec<TaskStatus>>(body) {
         return Ok(DecodedList {
+            received: tasks.len(),
             tasks,
             invalid: Vec::new(),
         });
     }
     let values: Vec<Value> = serde_json::from_slice(body).map_err(|e| e.to_string())?;
-    let mut out = DecodedList::default();
+    let mut out = DecodedList {
+        received: values.len(),
+        ..DecodedList::default()
+    };
     for value in values {
         match decode_record(value) {
             Ok((task, defaulted)) => {
@@ -175,7 +182,7 @@ mod tests {
         ]))
         .unwrap();
         let list = decode_list(&body).unwrap();
-        assert_eq!(list.tasks.len(), 2);
+        assert_eq!((list.tasks.len(), list.received), (2, 2));
         assert_eq!(list.tasks[0].percent_complete, 0);
         assert_eq!(list.tasks[0].unique_name, "Cloud Account Aggregation");
         assert_eq!(list.tasks[1].percent_complete, 40);
@@ -203,6 +210,7 @@ mod tests {
         let list = decode_list(&body).unwrap();
         let ids: Vec<&str> = list.tasks.iter().map(|t| t.id.as_str()).collect();
         assert_eq!(ids, ["e"]);
+        assert_eq!(list.received, 6, "skipped records still count as received");
         let faults: Vec<(Option<&str>, &str, RecordFault)> = list
             .invalid
             .iter()

@@ -115,6 +115,13 @@ pub struct SimulateArgs {
     /// Tenant clock offset in seconds (negative: behind).
     #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
     pub habit_clock_offset: i64,
+    /// Records whose id ends with this hex suffix are unreadable (finished: `completed`
+    /// "not-a-date"; pending: `created` "bogus"), e.g. `ff` for one task in 256.
+    #[arg(long)]
+    pub habit_unreadable_ids_ending: Option<String>,
+    /// GET /task-status ignores `sorters` and answers oldest first.
+    #[arg(long)]
+    pub habit_ignore_sorters: bool,
     /// Serve N independent tenants under path prefixes: `http://ADDR/t1` ...
     /// `http://ADDR/tN` are their base URLs (token endpoint `{base}/oauth/token`, same
     /// credentials); tenant k is seeded with `seed + k - 1`.
@@ -137,6 +144,11 @@ impl SimulateArgs {
             completed_list_lag: self.habit_completed_list_lag,
             reorder_ties: self.habit_reorder_ties,
             clock_offset_secs: self.habit_clock_offset,
+            unreadable_ids_ending: self
+                .habit_unreadable_ids_ending
+                .clone()
+                .filter(|s| !s.is_empty()),
+            ignore_sorters: self.habit_ignore_sorters,
             ..Habits::default()
         }
     }
@@ -209,6 +221,8 @@ impl Default for SimulateArgs {
             habit_completed_list_lag: Duration::ZERO,
             habit_reorder_ties: false,
             habit_clock_offset: 0,
+            habit_unreadable_ids_ending: None,
+            habit_ignore_sorters: false,
             tenants: None,
         }
     }

@@ -171,6 +171,14 @@ pub struct Habits {
     /// This task id is hidden from every list and its `GET` answers this HTTP status,
     /// forever (a task the tenant can no longer show).
     pub broken_lookup: Option<(String, u16)>,
+    /// Records whose id ends with this (lower-case hex; a whole id picks one task) are
+    /// unreadable in every answer — lists, `id in (...)` batches and `GET`: a finished
+    /// task's `completed` reads `"not-a-date"`, a pending task's `created` reads
+    /// `"bogus"`. Such a task can never be counted; the others must be, exactly.
+    pub unreadable_ids_ending: Option<String>,
+    /// `GET /task-status` ignores `sorters` and answers oldest first (a proxy or an API
+    /// change that drops the parameter).
+    pub ignore_sorters: bool,
 }
 
 impl Default for Faults {

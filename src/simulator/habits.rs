@@ -179,6 +179,37 @@ pub(crate) fn spoil_fields(value: &mut Value, h: &Habits) {
     }
 }
 
+/// Makes the records chosen by `unreadable_ids_ending` unreadable: a finished task's
+/// `completed` becomes `"not-a-date"`, a pending task's `created` becomes `"bogus"` (an
+/// essential field that does not fit its type, so a reader must skip the record).
+pub(crate) fn spoil_unreadable(value: &mut Value, h: &Habits) {
+    let Some(suffix) = h.unreadable_ids_ending.as_deref().filter(|s| !s.is_empty()) else {
+        return;
+    };
+    let spoil = |task: &mut Value| {
+        let Value::Object(map) = task else { return };
+        let chosen = map
+            .get("id")
+            .and_then(Value::as_str)
+            .is_some_and(|id| id.ends_with(suffix));
+        if !chosen {
+            return;
+        }
+        let finished = ["completed", "completionStatus"]
+            .iter()
+            .any(|k| map.get(*k).is_some_and(|v| !v.is_null()));
+        if finished {
+            map.insert("completed".into(), json!("not-a-date"));
+        } else {
+            map.insert("created".into(), json!("bogus"));
+        }
+    };
+    match value {
+        Value::Array(items) => items.iter_mut().for_each(spoil),
+        single => spoil(single),
+    }
+}
+
 /// The `Date` header of an answer given at `now` (simulator clock): IMF-fixdate on the
 /// tenant's clock.
 pub(crate) fn date_header(now: DateTime<Utc>, h: &Habits) -> String {
@@ -209,6 +240,27 @@ mod tests {
         }
         assert!(orders.len() > 1, "ties were never reordered");
         shuffle_ties(&mut tasks, 1, 0);
+    }
+
+    #[test]
+    fn unreadable_records_lose_the_field_their_state_needs() {
+        let h = Habits {
+            unreadable_ids_ending: Some("9f".into()),
+            ..Habits::default()
+        };
+        let mut value = json!([
+            {"id": "a19f", "created": "2026-01-01T00:00:00Z", "completed": null, "completionStatus": null},
+            {"id": "b29f", "created": "2026-01-01T00:00:00Z", "completed": "2026-01-01T00:01:00Z", "completionStatus": "SUCCESS"},
+            {"id": "c39e", "created": "2026-01-01T00:00:00Z", "completed": null, "completionStatus": null},
+        ]);
+        spoil_unreadable(&mut value, &h);
+        assert_eq!(value[0]["created"], json!("bogus"));
+        assert_eq!(value[1]["completed"], json!("not-a-date"));
+        assert_eq!(value[1]["created"], json!("2026-01-01T00:00:00Z"));
+        assert_eq!(value[2]["created"], json!("2026-01-01T00:00:00Z"));
+        let mut off = value.clone();
+        spoil_unreadable(&mut off, &Habits::default());
+        assert_eq!(off, value);
     }
 
     #[test]

@@ -416,6 +416,7 @@ impl SimState {
     fn list(&self, query: &Query) -> Result<Reply, Refusal> {
         let (offset, limit, count) = query.paging().map_err(|e| Refusal::bad_request(&e))?;
         let descending = query.descending().map_err(|e| Refusal::bad_request(&e))?;
+        let descending = descending && !self.habits().ignore_sorters;
         let filter = query
             .get("filters")
             .map(FilterExpr::parse)
@@ -461,6 +462,7 @@ impl SimState {
                 let habits = self.habits();
                 let mut value = task_json(&habits::served(task, &habits));
                 habits::spoil_fields(&mut value, &habits);
+                habits::spoil_unreadable(&mut value, &habits);
                 Ok(json_reply(StatusCode::OK, &value))
             }
             None => Err(Refusal::not_found(id)),
@@ -487,6 +489,7 @@ impl SimState {
         };
         let mut value = tasks_json(&items);
         habits::spoil_fields(&mut value, &habits);
+        habits::spoil_unreadable(&mut value, &habits);
         value
     }
 

@@ -39,6 +39,7 @@ COUNTERS = {
     "sailpoint_exporter_state_set_aside_total",
     "sailpoint_exporter_invalid_records_total",
     "sailpoint_exporter_lookups_set_aside_total",
+    "sailpoint_exporter_unsorted_reads_total",
     "sailpoint_task_returns_total",
     "sailpoint_exporter_return_attributes_folded_total",
 }
