@@ -10,8 +10,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{Either, Full};
 use hyper::header::{
-    ALLOW, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_SECURITY_POLICY, CONTENT_TYPE, HeaderMap,
-    HeaderValue, REFERRER_POLICY, VARY, WWW_AUTHENTICATE, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
+    ACCEPT, ALLOW, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_SECURITY_POLICY, CONTENT_TYPE,
+    HeaderMap, HeaderValue, REFERRER_POLICY, VARY, WWW_AUTHENTICATE, X_CONTENT_TYPE_OPTIONS,
+    X_FRAME_OPTIONS,
 };
 use hyper::{Method, Request, Response, StatusCode};
 
@@ -19,12 +20,13 @@ use super::access::AccessPolicy;
 use super::encoding;
 use super::landing;
 use super::settings::ServerConfig;
-use super::{MetricsSource, Prerendered, StatusSource};
+use super::{Format, MetricsSource, Prerendered, StatusSource};
 
 /// A response body: bytes at hand, or a kept gzip exposition decoded while it is sent.
 pub type Body = Either<Full<Bytes>, encoding::Gunzip>;
 
-/// Prometheus text exposition format, version 0.0.4.
+/// Prometheus text exposition format, version 0.0.4 (served unless the scrape asks for
+/// another [`Format`]).
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 const TEXT: &str = "text/plain; charset=utf-8";
 const HTML: &str = "text/html; charset=utf-8";
@@ -230,22 +232,29 @@ impl Routes {
         response
     }
 
-    /// Serves the pre-rendered exposition when the source has a current one that fits
-    /// the client (its gzip for a gzip client; its text, or its gzip decoded while sent,
-    /// for any other); otherwise renders or compresses off the async workers, so a large
-    /// exposition or a source holding a lock cannot stall other connections, and the
-    /// deadline still bites.
+    /// Serves the exposition in the format the `Accept` header negotiates: the
+    /// pre-rendered one when the source has a current one that fits the client (its gzip
+    /// for a gzip client; its body, or its gzip decoded while sent, for any other);
+    /// otherwise renders or compresses off the async workers, so a large exposition or a
+    /// source holding a lock cannot stall other connections, and the deadline still bites.
     async fn metrics(&self, headers: &HeaderMap) -> Response<Body> {
         let gzip = encoding::wants_gzip(headers);
+        let format = Format::negotiate(
+            headers
+                .get_all(ACCEPT)
+                .iter()
+                .filter_map(|value| value.to_str().ok()),
+        );
         let kept = self
             .source
-            .prerendered()
+            .prerendered(format)
             .filter(|kept| kept.gzip.is_some() || !gzip && kept.text.is_some());
         let chosen = match kept {
             Some(kept) => choose(kept, gzip),
             None => {
                 let source = Arc::clone(&self.source);
-                match tokio::task::spawn_blocking(move || choose(source.rerender(), gzip)).await {
+                let render = move || choose(source.rerender(format), gzip);
+                match tokio::task::spawn_blocking(render).await {
                     Ok(chosen) => chosen,
                     Err(_) => {
                         tracing::error!("rendering metrics panicked");
@@ -254,7 +263,7 @@ impl Routes {
                 }
             }
         };
-        let Some((body, gzipped)) = chosen else {
+        let Some((body, gzipped, served)) = chosen else {
             return text(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "rendering metrics failed\n",
@@ -262,8 +271,11 @@ impl Routes {
         };
         let mut response = Response::new(body);
         let response_headers = response.headers_mut();
-        response_headers.insert(CONTENT_TYPE, HeaderValue::from_static(METRICS_CONTENT_TYPE));
-        response_headers.insert(VARY, HeaderValue::from_static("Accept-Encoding"));
+        response_headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static(served.content_type()),
+        );
+        response_headers.insert(VARY, HeaderValue::from_static("Accept, Accept-Encoding"));
         if gzipped {
             response_headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         }
@@ -271,10 +283,17 @@ impl Routes {
     }
 }
 
-/// The body to send and whether it is gzip: for a gzip client the kept gzip, else the
-/// text compressed now (the text itself if compression fails); for any other client the
-/// kept text, else the kept gzip decoded while it is sent. None when there is nothing.
-fn choose(rendered: Prerendered, gzip: bool) -> Option<(Body, bool)> {
+/// The body to send, whether it is gzip, and its format: for a gzip client the kept
+/// gzip, else the body compressed now (the body itself if compression fails); for any
+/// other client the kept body, else the kept gzip decoded while it is sent. None when
+/// there is nothing.
+fn choose(rendered: Prerendered, gzip: bool) -> Option<(Body, bool, Format)> {
+    let format = rendered.format;
+    let chosen = choose_body(rendered, gzip)?;
+    Some((chosen.0, chosen.1, format))
+}
+
+fn choose_body(rendered: Prerendered, gzip: bool) -> Option<(Body, bool)> {
     let full = |bytes| Either::Left(Full::new(bytes));
     match (gzip, rendered.gzip, rendered.text) {
         (true, Some(compressed), _) => Some((full(compressed), true)),
