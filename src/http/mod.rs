@@ -104,6 +104,12 @@ pub trait StatusSource: Send + Sync + 'static {
     /// The page's stylesheet, served at `/status.css` (the Content-Security-Policy allows
     /// same-origin styles only).
     fn stylesheet(&self) -> &'static str;
+    /// The page of one task, served at `/task/{id}` (where the exemplars of the task
+    /// metrics link): None when the source does not know the task (`404`).
+    fn task(&self, id: &str) -> Option<Vec<u8>> {
+        let _ = id;
+        None
+    }
 }
 
 /// Serves HTTP on `listener` until `shutdown` resolves, then stops accepting, lets

@@ -39,6 +39,8 @@ const STYLESHEET_PATH: &str = "/status.css";
 pub const CONTENT_SECURITY_POLICY_VALUE: &str = "default-src 'none'; style-src 'self'; \
      img-src 'none'; script-src 'none'; base-uri 'none'; form-action 'none'; \
      frame-ancestors 'none'";
+/// `/task/{id}`: what one task was (see [`StatusSource::task`]).
+const TASK_PATH: &str = "/task/";
 const HEALTHY_PATH: &str = "/-/healthy";
 const READY_PATH: &str = "/-/ready";
 const RELOAD_PATH: &str = "/-/reload";
@@ -51,6 +53,7 @@ enum Endpoint {
     StatusPage,
     StatusJson,
     Stylesheet,
+    Task,
     Healthy,
     Ready,
     Reload,
@@ -116,10 +119,15 @@ impl Routes {
         match endpoint {
             Endpoint::Metrics => self.metrics(headers).await,
             Endpoint::Landing => with_type(StatusCode::OK, HTML, self.landing_page.clone()),
-            Endpoint::StatusPage => self.status(HTML, |s| s.page()).await,
-            Endpoint::StatusJson => self.status(JSON, |s| s.json()).await,
+            Endpoint::StatusPage => self.status(HTML, |s| Some(s.page())).await,
+            Endpoint::StatusJson => self.status(JSON, |s| Some(s.json())).await,
             Endpoint::Stylesheet => {
-                self.status(CSS, |s| s.stylesheet().as_bytes().to_vec())
+                self.status(CSS, |s| Some(s.stylesheet().as_bytes().to_vec()))
+                    .await
+            }
+            Endpoint::Task => {
+                let id = task_id(path);
+                self.status(HTML, move |s| id.and_then(|id| s.task(&id)))
                     .await
             }
             Endpoint::Healthy => text(StatusCode::OK, "OK"),
@@ -137,6 +145,7 @@ impl Routes {
             "/" => Some(Endpoint::Landing),
             STATUS_JSON_PATH if self.status.is_some() => Some(Endpoint::StatusJson),
             STYLESHEET_PATH if self.status.is_some() => Some(Endpoint::Stylesheet),
+            _ if self.status.is_some() && path.starts_with(TASK_PATH) => Some(Endpoint::Task),
             HEALTHY_PATH => Some(Endpoint::Healthy),
             READY_PATH => Some(Endpoint::Ready),
             RELOAD_PATH => Some(Endpoint::Reload),
@@ -203,10 +212,11 @@ impl Routes {
 
     /// Renders a status resource off the async workers (it takes the board's locks), with
     /// the hardening headers: strict CSP, no sniffing, no framing, no caching, no referrer.
+    /// `404` when `render` finds nothing.
     async fn status(
         &self,
         content_type: &'static str,
-        render: fn(&dyn StatusSource) -> Vec<u8>,
+        render: impl FnOnce(&dyn StatusSource) -> Option<Vec<u8>> + Send + 'static,
     ) -> Response<Body> {
         let Some(source) = self.status.clone() else {
             return text(StatusCode::NOT_FOUND, "not found\n");
@@ -217,6 +227,9 @@ impl Routes {
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "rendering the status failed\n",
             );
+        };
+        let Some(body) = body else {
+            return text(StatusCode::NOT_FOUND, "not found\n");
         };
         let mut response = with_type(StatusCode::OK, content_type, Bytes::from(body));
         let headers = response.headers_mut();
@@ -310,6 +323,31 @@ fn choose_body(rendered: Prerendered, gzip: bool) -> Option<(Body, bool)> {
         }
         (_, None, None) => None,
     }
+}
+
+/// The task id of a `/task/{id}` path, percent-decoded; None when it is empty or does
+/// not decode to UTF-8.
+fn task_id(path: &str) -> Option<String> {
+    let raw = path.strip_prefix(TASK_PATH)?.as_bytes();
+    let mut bytes = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while let Some(&b) = raw.get(i) {
+        let hex = raw
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (b, hex) {
+            (b'%', Some(decoded)) => {
+                bytes.push(decoded);
+                i += 3;
+            }
+            _ => {
+                bytes.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(bytes).ok().filter(|id| !id.is_empty())
 }
 
 fn method_not_allowed(allow: &'static str) -> Response<Body> {
