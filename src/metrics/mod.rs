@@ -8,7 +8,7 @@
 //!   with exemplars and [`native`] histogram buckets;
 //! - [`state`]: a tenant's state and the typed [`Update`]s a poll applies to it;
 //! - [`render`]: snapshots → text, written directly for the families that changed and
-//!   kept compressed, per [`format`] (Prometheus text, [`openmetrics`], [`protobuf`]);
+//!   kept compressed, per [`Format`] (Prometheus text, [`openmetrics`], [`protobuf`]);
 //!   the `prometheus` crate supplies the process metrics;
 //! - [`deflate`]: separately compressed pieces joined into one gzip stream;
 //! - `exposition` (tests only, in `tests/support`): a reader of the text format.

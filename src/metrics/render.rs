@@ -10,7 +10,7 @@
 //! A format is rendered only once some scrape asked for it: until then no tenant keeps
 //! pieces of it and the background renderer leaves it alone (the text format is always
 //! kept). The formats differ only in how one family of one tenant is written: the text
-//! formats here, [`protobuf`](super::protobuf) for protobuf.
+//! formats here, [`protobuf`] for protobuf.
 
 use std::io::Read as _;
 use std::sync::Mutex;
