@@ -159,6 +159,39 @@ fn protobuf_joins_every_tenant_into_one_family_with_exemplars_and_native_buckets
 }
 
 #[test]
+fn protobuf_writes_the_inf_bucket_only_to_carry_its_exemplar() {
+    let m = metrics();
+    // Two days: past the last default bound (one day).
+    m.tenant("a")
+        .record_completion(&task("long", "Agg", "2024-01-03T00:00:30Z"));
+    let all = families(&m.render_as(Format::Protobuf));
+    let buckets = |name: &str| {
+        all.iter()
+            .find(|f| f.name.as_deref() == Some(name))
+            .and_then(|f| f.metric.first())
+            .and_then(|m| m.histogram.clone())
+            .unwrap()
+            .bucket
+    };
+    let duration = buckets("sailpoint_task_duration_seconds");
+    let last = duration.last().unwrap();
+    assert_eq!(last.upper_bound, Some(f64::INFINITY));
+    assert_eq!(
+        (
+            last.cumulative_count,
+            last.exemplar.as_ref().and_then(|e| e.value)
+        ),
+        (Some(1), Some(172_800.0))
+    );
+    // 30 s of queue wait has a finite bucket: no explicit +Inf.
+    let wait = buckets("sailpoint_task_queue_wait_seconds");
+    assert!(
+        wait.iter()
+            .all(|b| b.upper_bound.is_some_and(f64::is_finite))
+    );
+}
+
+#[test]
 fn each_format_catches_up_with_changes_another_format_rendered_first() {
     let m = metrics();
     let t = m.tenant("a");

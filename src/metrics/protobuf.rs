@@ -273,11 +273,11 @@ fn exemplar(sample: &Sample) -> Exemplar {
     }
 }
 
-/// A histogram series: classic buckets (without `+Inf`, implied by the count) with
-/// their exemplars, and the native buckets when the family has them.
+/// A histogram series: classic buckets with their exemplars, and the native buckets
+/// when the family has them.
 fn histogram(bounds: &[f64], h: &Observed, with_native: bool) -> Histogram {
     let mut cumulative = 0u64;
-    let bucket = bounds
+    let mut bucket: Vec<Bucket> = bounds
         .iter()
         .zip(&h.counts)
         .enumerate()
@@ -290,6 +290,15 @@ fn histogram(bounds: &[f64], h: &Observed, with_native: bool) -> Histogram {
             }
         })
         .collect();
+    // The `+Inf` bucket is implied by the count; it is written only to carry its
+    // exemplar (as client_golang does).
+    if let Some(e) = h.exemplar(bounds.len()) {
+        bucket.push(Bucket {
+            cumulative_count: Some(h.count),
+            upper_bound: Some(f64::INFINITY),
+            exemplar: Some(exemplar(e)),
+        });
+    }
     let mut out = Histogram {
         sample_count: Some(h.count),
         sample_sum: Some(h.sum),
