@@ -592,15 +592,21 @@ async fn check_exprs(api: &PromApi, exprs: &[PanelExpr], pending: &mut BTreeMap<
     }
 }
 
-/// Whether any sample of an instant (`value`) or range (`values`) result is a number:
-/// a panel of NaNs (e.g. a quantile of empty buckets) shows nothing in Grafana.
+/// Whether any sample of an instant (`value`, or `histogram` for a native histogram) or
+/// range (`values`, `histograms`) result is a number: a panel of NaNs (e.g. a quantile
+/// of empty buckets) shows nothing in Grafana.
 fn has_number(rows: &[Value]) -> bool {
     let is_number = |sample: &Value| sample[1].as_str().is_some_and(|v| v != "NaN");
+    let is_histogram = |sample: &Value| sample[1]["count"].as_str().is_some_and(|v| v != "NaN");
     rows.iter().any(|row| {
         row["value"].is_array() && is_number(&row["value"])
+            || row["histogram"].is_array() && is_histogram(&row["histogram"])
             || row["values"]
                 .as_array()
                 .is_some_and(|values| values.iter().any(is_number))
+            || row["histograms"]
+                .as_array()
+                .is_some_and(|values| values.iter().any(is_histogram))
     })
 }
 
@@ -1495,6 +1501,34 @@ async fn exemplars_and_native_histograms_reach_a_real_prometheus() {
     assert!(
         (60.0..=120.0).contains(&classic_rule),
         "classic rule p50 {classic_rule} outside the classic bucket (60, 120] of {median}"
+    );
+
+    // Every dashboard expression that reads a task histogram (directly or through a
+    // recording rule) shows data from the native histograms too.
+    let histogram_exprs: Vec<PanelExpr> = dashboard_exprs()
+        .into_iter()
+        .filter(|e| {
+            e.expr.contains("sailpoint_task_duration_seconds")
+                || e.expr.contains("sailpoint_task_queue_wait_seconds")
+        })
+        .collect();
+    assert!(
+        histogram_exprs.len() >= 4,
+        "{} histogram expressions",
+        histogram_exprs.len()
+    );
+    let mut pending: BTreeMap<String, String> = histogram_exprs
+        .iter()
+        .map(|e| (e.key(), "not evaluated yet".to_string()))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !pending.is_empty() && Instant::now() < deadline {
+        check_exprs(&native, &histogram_exprs, &mut pending).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(
+        pending.is_empty(),
+        "dashboard expressions without data from native histograms: {pending:#?}"
     );
 
     // What each costs Prometheus: the series in its head.
