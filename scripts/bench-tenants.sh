@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Many tenants in one daemon: peak and steady RSS, RSS per additional tenant, CPU per
-# cycle, time until every tenant is up, and exposition size, for 1, 100 and 500 simulated
-# tenants (release build). `simulate --tenants N` serves the N tenants (steady scenario
+# cycle, time until every tenant is up, and exposition size and series per tenant in
+# each format (text, OpenMetrics, protobuf with native histograms), for 1, 100 and 500
+# simulated tenants (release build). `simulate --tenants N` serves the N tenants (steady scenario
 # unless SCENARIO says otherwise, each its own seed) from a second process, so only the
 # daemon is measured.
 #
@@ -42,6 +43,16 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 # Scrapes ask for gzip as Prometheus does (curl decodes); plain_scrape does not.
 scrape() { curl -s --compressed --max-time 20 "http://127.0.0.1:$1/metrics"; }
 plain_scrape() { curl -s --max-time 20 "http://127.0.0.1:$1/metrics"; }
+OPENMETRICS='application/openmetrics-text;version=1.0.0'
+PROTOBUF='application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited'
+# format_bytes PORT ACCEPT CODING: the body's size in that format and content coding.
+format_bytes() { curl -s --max-time 20 -H "Accept: $2" -H "Accept-Encoding: $3" "http://127.0.0.1:$1/metrics" | wc -c; }
+# format_scrape_ms PORT ACCEPT: how long one gzip scrape in that format takes.
+format_scrape_ms() {
+  local t0; t0=$(now_ms)
+  curl -s --max-time 20 -o /dev/null -H "Accept: $2" -H 'Accept-Encoding: gzip' "http://127.0.0.1:$1/metrics"
+  echo $(( $(now_ms) - t0 ))
+}
 cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 hwm_kib() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
@@ -115,6 +126,27 @@ run_case() {
     printf "  daemon CPU per cycle:   %.0f ms (%.2f ms per tenant)\n", t * 10 / c, t * 10 / c / n }'
   echo "  /metrics: $series series, $bytes bytes plain, $gz bytes gzip ($((bytes / n)) bytes per tenant)"
   echo "  one gzip scrape: $((t1 - t0)) ms, $(( (s1 - s0) * 10 )) ms CPU; one plain scrape: $((q1 - q0)) ms, $(( (p1 - p0) * 10 )) ms CPU"
+  # The other formats, as Prometheus asks for them: OpenMetrics (its default; exemplars)
+  # and protobuf (with native histograms). The first scrape of a format renders it for
+  # every tenant; the second is the steady cost.
+  local om_plain om_gz pb_plain pb_gz om_ms pb_ms
+  om_ms=$(format_scrape_ms "$daemon_port" "$OPENMETRICS")
+  om_gz=$(format_bytes "$daemon_port" "$OPENMETRICS" gzip)
+  om_plain=$(format_bytes "$daemon_port" "$OPENMETRICS" identity)
+  pb_ms=$(format_scrape_ms "$daemon_port" "$PROTOBUF")
+  pb_gz=$(format_bytes "$daemon_port" "$PROTOBUF" gzip)
+  pb_plain=$(format_bytes "$daemon_port" "$PROTOBUF" identity)
+  local fmt_rss fmt_hwm; fmt_rss=$(rss_kib "$daemon"); fmt_hwm=$(hwm_kib "$daemon")
+  # Series a Prometheus stores per tenant: every sample line of the text format; with
+  # native histograms each task duration and queue-wait histogram child is one series
+  # instead of its buckets, _sum and _count.
+  local classic_lines children native_series
+  classic_lines=$(grep -cE '^sailpoint_task_(duration|queue_wait)_seconds_(bucket|sum|count)\{' "$work/metrics-$n.txt" || true)
+  children=$(grep -cE '^sailpoint_task_(duration|queue_wait)_seconds_count\{' "$work/metrics-$n.txt" || true)
+  native_series=$((series - classic_lines + children))
+  echo "  series per tenant: $((series / n)) classic (text or OpenMetrics), $((native_series / n)) with native histograms (protobuf)"
+  echo "  bytes per scrape:  text $bytes plain / $gz gzip; OpenMetrics $om_plain plain / $om_gz gzip; protobuf $pb_plain plain / $pb_gz gzip"
+  echo "  first scrape of a format (renders it): OpenMetrics $om_ms ms, protobuf $pb_ms ms; RSS with all three kept $((fmt_rss / 1024)) MiB, peak $((fmt_hwm / 1024)) MiB"
   kill "$daemon" "$sim" 2>/dev/null || true
   wait "$daemon" "$sim" 2>/dev/null || true
 }

@@ -53,12 +53,12 @@ impl MetricsSource for ExporterState {
         self.metrics.render()
     }
 
-    fn prerendered(&self) -> Option<http::Prerendered> {
-        self.metrics.prerendered().map(prerendered)
+    fn prerendered(&self, format: http::Format) -> Option<http::Prerendered> {
+        self.metrics.prerendered(format).map(prerendered)
     }
 
-    fn rerender(&self) -> http::Prerendered {
-        prerendered(self.metrics.exposition())
+    fn rerender(&self, format: http::Format) -> http::Prerendered {
+        prerendered(self.metrics.exposition(format))
     }
 
     fn is_ready(&self) -> bool {
@@ -78,6 +78,7 @@ impl MetricsSource for ExporterState {
 
 fn prerendered(e: crate::metrics::Exposition) -> http::Prerendered {
     http::Prerendered {
+        format: e.format,
         text: e.text,
         gzip: Some(e.gzip),
     }

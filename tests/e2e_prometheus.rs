@@ -592,15 +592,21 @@ async fn check_exprs(api: &PromApi, exprs: &[PanelExpr], pending: &mut BTreeMap<
     }
 }
 
-/// Whether any sample of an instant (`value`) or range (`values`) result is a number:
-/// a panel of NaNs (e.g. a quantile of empty buckets) shows nothing in Grafana.
+/// Whether any sample of an instant (`value`, or `histogram` for a native histogram) or
+/// range (`values`, `histograms`) result is a number: a panel of NaNs (e.g. a quantile
+/// of empty buckets) shows nothing in Grafana.
 fn has_number(rows: &[Value]) -> bool {
     let is_number = |sample: &Value| sample[1].as_str().is_some_and(|v| v != "NaN");
+    let is_histogram = |sample: &Value| sample[1]["count"].as_str().is_some_and(|v| v != "NaN");
     rows.iter().any(|row| {
         row["value"].is_array() && is_number(&row["value"])
+            || row["histogram"].is_array() && is_histogram(&row["histogram"])
             || row["values"]
                 .as_array()
                 .is_some_and(|values| values.iter().any(is_number))
+            || row["histograms"]
+                .as_array()
+                .is_some_and(|values| values.iter().any(is_histogram))
     })
 }
 
@@ -1141,4 +1147,416 @@ async fn dashboard_and_alerts_work_against_a_real_prometheus() {
             sim.shutdown().await;
         }
     }
+}
+
+// ------------------------------------------------------------------------------------
+// Exemplars and native histograms (issue 21): the same exporter scraped by two real
+// Prometheus servers, one with `--enable-feature=exemplar-storage` (it asks for
+// OpenMetrics) and one with `--enable-feature=native-histograms` (it asks for protobuf).
+
+/// The durations (seconds) of the tasks the scripted tenant completes after priming:
+/// each in its own native and classic bucket, median 100 s.
+const SCRIPTED_DURATIONS: [i64; 5] = [10, 30, 100, 600, 3600];
+const SCRIPTED: &str = "scripted";
+const STEADY: &str = "steady";
+const DURATION: &str = "sailpoint_task_duration_seconds";
+/// The `source` label of the simulator's source "HR".
+const HR: &str = "HR [source]";
+
+/// A Prometheus server with `feature` enabled, scraping the exporter on `exporter_port`
+/// every second with the shipped rules (timing shortened), in its own directory.
+async fn start_prometheus(
+    dir: &Path,
+    feature: &str,
+    exporter_port: u16,
+    http: &reqwest::Client,
+) -> (ProcessGuard, PromApi) {
+    let dir = dir.join(feature);
+    std::fs::create_dir_all(&dir).expect("prometheus dir");
+    let config = write_prometheus_config(&dir, exporter_port);
+    let port = free_port();
+    let mut prom = ProcessGuard::spawn(
+        "prometheus",
+        Command::new(prometheus_binary())
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg(format!("--enable-feature={feature}"))
+            .arg("--log.level=warn"),
+        dir.join("prometheus.log"),
+    );
+    wait_ready(http, &format!("http://127.0.0.1:{port}/-/ready"), &mut prom).await;
+    let api = PromApi {
+        http: http.clone(),
+        base: format!("http://127.0.0.1:{port}"),
+    };
+    (prom, api)
+}
+
+/// The first value of an instant query at `time`, waiting (rules evaluate every second)
+/// until it has one.
+async fn first_value(api: &PromApi, expr: &str, time: &str) -> f64 {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let rows = api.instant_at(expr, time).await;
+        if let Some(v) = rows
+            .as_ref()
+            .ok()
+            .and_then(|r| r.first())
+            .and_then(|r| r["value"][1].as_str())
+            .and_then(|v| v.parse::<f64>().ok())
+        {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{expr} at {time}: {rows:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// `prometheus_tsdb_head_series` from the server's own `/metrics` (it does not scrape
+/// itself here): every series it holds in memory, the exporter's and the rules'.
+async fn head_series(api: &PromApi) -> f64 {
+    let text = api
+        .http
+        .get(format!("{}/metrics", api.base))
+        .send()
+        .await
+        .expect("Prometheus's own metrics")
+        .text()
+        .await
+        .unwrap_or_default();
+    let samples = exposition::parse(&text);
+    exposition::value(&samples, "prometheus_tsdb_head_series", &[])
+        .unwrap_or_else(|| panic!("no prometheus_tsdb_head_series at {}", api.base))
+}
+
+/// What Prometheus 2.42's `rate(native[5m])` multiplies the increase of a histogram by,
+/// from the samples it holds in the window ending at `time`: its extrapolation
+/// (`extrapolatedRate` in promql/functions.go; no zero-floor for histograms) over the
+/// range.
+fn native_rate_factor(samples: &[(f64, f64)], time: f64, range: f64) -> f64 {
+    let (first, last) = (samples[0].0, samples[samples.len() - 1].0);
+    let sampled = last - first;
+    let average = sampled / (samples.len() - 1) as f64;
+    let threshold = average * 1.1;
+    let mut interval = sampled;
+    for gap in [first - (time - range), time - last] {
+        interval += if gap < threshold { gap } else { average / 2.0 };
+    }
+    interval / sampled / range
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exemplars_and_native_histograms_reach_a_real_prometheus() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let listen: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    // `scripted`: nothing but what this test adds, on a frozen clock, so the durations
+    // are exact; a pending HR aggregation makes its group (and its histograms at 0) known
+    // from priming. `steady`: the realistic tenant at 60x, for the series count.
+    let scripted = Simulator::start(
+        SimConfig::new(61)
+            .with_scenario(Scenario::Empty)
+            .with_manual_clock(chrono::Utc::now()),
+        listen,
+    )
+    .await
+    .expect("start scripted");
+    let now = scripted.now();
+    scripted.add_task(
+        sailpoint_task_exporter::simulator::NewTask::account_aggregation("HR")
+            .created(now - chrono::Duration::minutes(1))
+            .launched(now - chrono::Duration::minutes(1)),
+    );
+    let steady = Simulator::start(SimConfig::new(62).with_speed(60.0), listen)
+        .await
+        .expect("start steady");
+    let config = dir.path().join("exporter.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "web:\n  listen_address: \"127.0.0.1:0\"\ntenants:\n{}{}",
+            tenant_yaml(SCRIPTED, &scripted),
+            tenant_yaml(STEADY, &steady)
+        ),
+    )
+    .expect("write exporter config");
+    let mut exporter = ProcessGuard::spawn(
+        "sailpoint-task-exporter",
+        Command::new(env!("CARGO_BIN_EXE_sailpoint-task-exporter"))
+            .arg("serve")
+            .arg("--config.file")
+            .arg(&config),
+        dir.path().join("exporter.log"),
+    );
+    let exporter_port = exporter.logged_listen_port().await;
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    wait_ready(
+        &http,
+        &format!("http://127.0.0.1:{exporter_port}/-/ready"),
+        &mut exporter,
+    )
+    .await;
+    let started = Instant::now();
+    let (mut classic_prom, classic) =
+        start_prometheus(dir.path(), "exemplar-storage", exporter_port, &http).await;
+    let (mut native_prom, native) =
+        start_prometheus(dir.path(), "native-histograms", exporter_port, &http).await;
+    // Both have scraped the histograms at 0 before anything completes.
+    let zero = format!(
+        "{DURATION}_count{{tenant=\"{SCRIPTED}\"}} or histogram_count({DURATION}{{tenant=\"{SCRIPTED}\"}})"
+    );
+    for api in [&classic, &native] {
+        let at = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
+        let time = scrape_after(api, at).await;
+        assert_eq!(first_value(api, &zero, &time).await, 0.0, "{}", api.base);
+    }
+
+    // The tasks run (the exporter sees them pending, as it sees every real task), then
+    // complete on the frozen clock: each ran exactly its duration.
+    let now = scripted.now();
+    let mut ids = BTreeSet::new();
+    for seconds in SCRIPTED_DURATIONS {
+        ids.insert(
+            scripted.add_task(
+                sailpoint_task_exporter::simulator::NewTask::account_aggregation("HR")
+                    .created(now - chrono::Duration::seconds(seconds + 5))
+                    .launched(now - chrono::Duration::seconds(seconds)),
+            ),
+        );
+    }
+    let pending = format!("sailpoint_tasks_pending{{source=\"{HR}\",tenant=\"{SCRIPTED}\"}}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let metrics_url = format!("http://127.0.0.1:{exporter_port}/metrics");
+    loop {
+        let text = http
+            .get(&metrics_url)
+            .send()
+            .await
+            .expect("scrape the exporter")
+            .text()
+            .await
+            .unwrap_or_default();
+        let samples = exposition::parse(&text);
+        let value = exposition::value(
+            &samples,
+            "sailpoint_tasks_pending",
+            &[("tenant", SCRIPTED), ("source", HR)],
+        );
+        if value == Some(6.0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the exporter never saw {pending} 6, but {value:?}:\n{}",
+            text.lines()
+                .filter(|l| l.contains(SCRIPTED))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for id in &ids {
+        assert!(scripted.complete_task(id, CompletionStatus::Success, Vec::new()));
+    }
+    // Ground truth: the simulator's own record of those tasks.
+    let mut durations: Vec<f64> = scripted
+        .tasks()
+        .iter()
+        .filter(|t| ids.contains(&t.id))
+        .map(sailpoint_task_exporter::metrics::task_duration)
+        .collect();
+    durations.sort_by(f64::total_cmp);
+    assert_eq!(durations, [10.0, 30.0, 100.0, 600.0, 3600.0]);
+    let median = durations[2];
+
+    // Counted by the exporter, then scraped by both.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let rows = classic
+            .instant(&format!("sum({DURATION}_count{{tenant=\"{SCRIPTED}\"}})"))
+            .await
+            .unwrap_or_default();
+        if rows.first().and_then(|r| r["value"][1].as_str()) == Some("5") {
+            break;
+        }
+        exporter.assert_running();
+        assert!(
+            Instant::now() < deadline,
+            "the five completions never reached Prometheus"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let counted_at = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
+
+    // Exemplar storage: every bucket that holds one of the tasks names it.
+    let range = [
+        (
+            "query",
+            format!("{DURATION}_bucket{{tenant=\"{SCRIPTED}\"}}"),
+        ),
+        ("start", format!("{}", counted_at - 600.0)),
+        ("end", format!("{}", counted_at + 60.0)),
+    ];
+    let exemplars = classic
+        .get("/api/v1/query_exemplars", &range)
+        .await
+        .expect("query_exemplars");
+    let mut seen: BTreeMap<String, f64> = BTreeMap::new();
+    for series in exemplars.as_array().cloned().unwrap_or_default() {
+        for e in series["exemplars"].as_array().cloned().unwrap_or_default() {
+            let id = e["labels"]["task_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let value = e["value"]
+                .as_str()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(-1.0);
+            seen.insert(id, value);
+        }
+    }
+    let want: BTreeMap<String, f64> = scripted
+        .tasks()
+        .iter()
+        .filter(|t| ids.contains(&t.id))
+        .map(|t| {
+            (
+                t.id.clone(),
+                sailpoint_task_exporter::metrics::task_duration(t),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen, want,
+        "the exemplars are the simulator's tasks and durations"
+    );
+
+    // Native histograms: the count of `rate()` is the five completions over the window
+    // (as Prometheus extrapolates from the samples it holds), and the median falls in the
+    // native bucket of the true median.
+    let time = scrape_after(&native, counted_at).await;
+    let t: f64 = time.parse().expect("a timestamp");
+    let selector = format!("{DURATION}{{tenant=\"{SCRIPTED}\",source=\"{HR}\"}}");
+    let raw = native
+        .instant_at(&format!("{selector}[5m]"), &time)
+        .await
+        .expect("the raw samples");
+    assert_eq!(raw.len(), 1, "one native series for the group: {raw:?}");
+    let samples: Vec<(f64, f64)> = raw[0]["histograms"]
+        .as_array()
+        .expect("native samples")
+        .iter()
+        .map(|s| {
+            let count = s[1]["count"].as_str().and_then(|c| c.parse().ok());
+            (s[0].as_f64().expect("a time"), count.expect("a count"))
+        })
+        .collect();
+    let increase = samples[samples.len() - 1].1 - samples[0].1;
+    assert_eq!(
+        increase, 5.0,
+        "from 0 to the five completions within the window"
+    );
+    let rate = first_value(
+        &native,
+        &format!("histogram_count(rate({selector}[5m]))"),
+        &time,
+    )
+    .await;
+    let expected = 5.0 * native_rate_factor(&samples, t, 300.0);
+    assert!(
+        (rate - expected).abs() <= 1e-9 * expected,
+        "histogram_count(rate) {rate}, the simulator's 5 completions give {expected}"
+    );
+    let upper = |i: i32| (f64::from(i) / 8.0).exp2();
+    let bucket = (median.log2() * 8.0).ceil() as i32;
+    let (low, high) = (upper(bucket - 1), upper(bucket));
+    let quantile = first_value(
+        &native,
+        &format!("histogram_quantile(0.5, rate({selector}[5m]))"),
+        &time,
+    )
+    .await;
+    assert!(
+        low < quantile && quantile <= high,
+        "native p50 {quantile} outside the schema-3 bucket ({low}, {high}] of the true median {median}"
+    );
+    // The shipped recording rule answers in both worlds, each within its own buckets.
+    let rule = format!(
+        "tenant_task_name_source:sailpoint_task_duration_seconds:quantile_rate6h{{tenant=\"{SCRIPTED}\",quantile=\"0.5\"}}"
+    );
+    let native_rule = first_value(&native, &rule, &time).await;
+    assert!(
+        low < native_rule && native_rule <= high,
+        "native rule p50 {native_rule}"
+    );
+    let classic_time = scrape_after(&classic, counted_at).await;
+    let classic_rule = first_value(&classic, &rule, &classic_time).await;
+    assert!(
+        (60.0..=120.0).contains(&classic_rule),
+        "classic rule p50 {classic_rule} outside the classic bucket (60, 120] of {median}"
+    );
+
+    // Every dashboard expression that reads a task histogram (directly or through a
+    // recording rule) shows data from the native histograms too.
+    let histogram_exprs: Vec<PanelExpr> = dashboard_exprs()
+        .into_iter()
+        .filter(|e| {
+            e.expr.contains("sailpoint_task_duration_seconds")
+                || e.expr.contains("sailpoint_task_queue_wait_seconds")
+        })
+        .collect();
+    assert!(
+        histogram_exprs.len() >= 4,
+        "{} histogram expressions",
+        histogram_exprs.len()
+    );
+    let mut pending: BTreeMap<String, String> = histogram_exprs
+        .iter()
+        .map(|e| (e.key(), "not evaluated yet".to_string()))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !pending.is_empty() && Instant::now() < deadline {
+        check_exprs(&native, &histogram_exprs, &mut pending).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(
+        pending.is_empty(),
+        "dashboard expressions without data from native histograms: {pending:#?}"
+    );
+
+    // What each costs Prometheus: the series in its head.
+    let classic_series = head_series(&classic).await;
+    let native_series = head_series(&native).await;
+    eprintln!(
+        "prometheus_tsdb_head_series after {:?}: classic (OpenMetrics) {classic_series}, \
+         native (protobuf) {native_series}",
+        started.elapsed()
+    );
+    assert!(
+        native_series < classic_series,
+        "native histograms must cost fewer series ({native_series} vs {classic_series})"
+    );
+    for prom in [&classic_prom, &native_prom] {
+        let complaints = prom.log_lines_with(&["level=warn", "level=error"]);
+        assert!(
+            complaints.is_empty(),
+            "{}:\n{}",
+            prom.name,
+            complaints.join("\n")
+        );
+    }
+    classic_prom.assert_running();
+    native_prom.assert_running();
+    drop(classic_prom);
+    drop(native_prom);
+    drop(exporter);
+    scripted.shutdown().await;
+    steady.shutdown().await;
 }

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use sailpoint_task_exporter::http::{
-    AccessPolicy, BUSY_RESPONSE, Denied, METRICS_CONTENT_TYPE, MetricsSource, Prerendered,
+    AccessPolicy, BUSY_RESPONSE, Denied, Format, METRICS_CONTENT_TYPE, MetricsSource, Prerendered,
     ServerConfig, serve,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -162,7 +162,7 @@ async fn metrics_serves_exact_text_and_headers() {
         METRICS_CONTENT_TYPE,
         "text/plain; version=0.0.4; charset=utf-8"
     );
-    assert_eq!(header(&response, "vary"), Some("Accept-Encoding"));
+    assert_eq!(header(&response, "vary"), Some("Accept, Accept-Encoding"));
     assert_eq!(header(&response, "content-encoding"), None);
     let length = EXPOSITION.len().to_string();
     assert_eq!(header(&response, "content-length"), Some(length.as_str()));
@@ -181,7 +181,7 @@ async fn metrics_are_gzipped_when_the_client_accepts_gzip() {
         .unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(header(&response, "content-encoding"), Some("gzip"));
-    assert_eq!(header(&response, "vary"), Some("Accept-Encoding"));
+    assert_eq!(header(&response, "vary"), Some("Accept, Accept-Encoding"));
     assert_eq!(
         header(&response, "content-type"),
         Some(METRICS_CONTENT_TYPE)
@@ -205,8 +205,9 @@ impl MetricsSource for GzipOnlySource {
         panic!("a kept gzip is served without rendering");
     }
 
-    fn prerendered(&self) -> Option<Prerendered> {
+    fn prerendered(&self, _: Format) -> Option<Prerendered> {
         Some(Prerendered {
+            format: Format::Text,
             text: None,
             gzip: Some(self.0.clone()),
         })
@@ -232,7 +233,7 @@ async fn a_kept_gzip_is_decoded_while_sent_to_a_plain_client_and_copied_to_a_gzi
     assert_eq!(plain.status(), 200);
     assert_eq!(header(&plain, "content-encoding"), None);
     assert_eq!(header(&plain, "content-type"), Some(METRICS_CONTENT_TYPE));
-    assert_eq!(header(&plain, "vary"), Some("Accept-Encoding"));
+    assert_eq!(header(&plain, "vary"), Some("Accept, Accept-Encoding"));
     assert_eq!(header(&plain, "transfer-encoding"), Some("chunked"));
     assert_eq!(plain.text().await.unwrap(), text);
 
@@ -250,6 +251,63 @@ async fn a_kept_gzip_is_decoded_while_sent_to_a_plain_client_and_copied_to_a_gzi
     server.shutdown().await;
 }
 
+/// A source that keeps every format, each body naming its format.
+struct FormatSource;
+
+impl MetricsSource for FormatSource {
+    fn render(&self) -> Vec<u8> {
+        panic!("every format is kept");
+    }
+
+    fn prerendered(&self, format: Format) -> Option<Prerendered> {
+        Some(Prerendered {
+            format,
+            text: Some(format!("{format:?}").into()),
+            gzip: None,
+        })
+    }
+
+    fn is_ready(&self) -> bool {
+        true
+    }
+}
+
+#[tokio::test]
+async fn the_accept_header_chooses_the_format_as_prometheus_asks_for_it() {
+    let server = start(config(), Arc::new(FormatSource)).await;
+    for (accept, body, content_type) in [
+        (None, "Text", "text/plain; version=0.0.4; charset=utf-8"),
+        (
+            Some(
+                "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+            ),
+            "OpenMetrics",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        ),
+        (
+            Some(
+                "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited,application/openmetrics-text;version=1.0.0;q=0.8,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+            ),
+            "Protobuf",
+            "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited",
+        ),
+    ] {
+        let mut request = client().get(server.url("/metrics"));
+        if let Some(accept) = accept {
+            request = request.header("Accept", accept);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(
+            header(&response, "content-type"),
+            Some(content_type),
+            "{accept:?}"
+        );
+        assert_eq!(header(&response, "vary"), Some("Accept, Accept-Encoding"));
+        assert_eq!(response.text().await.unwrap(), body, "{accept:?}");
+    }
+    server.shutdown().await;
+}
+
 #[tokio::test]
 async fn metrics_are_not_gzipped_when_gzip_has_q_zero() {
     let server = start(config(), FakeSource::ready()).await;
@@ -261,7 +319,7 @@ async fn metrics_are_not_gzipped_when_gzip_has_q_zero() {
         .unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(header(&response, "content-encoding"), None);
-    assert_eq!(header(&response, "vary"), Some("Accept-Encoding"));
+    assert_eq!(header(&response, "vary"), Some("Accept, Accept-Encoding"));
     assert_eq!(response.text().await.unwrap(), EXPOSITION);
     server.shutdown().await;
 }

@@ -438,3 +438,59 @@ async fn a_hammering_scraper_never_sees_half_a_poll() {
     assert!(scrapes > 50, "only {scrapes} scrapes");
     assert!(last_total > 0.0, "polls applied while scraping");
 }
+
+/// The OpenMetrics exposition (exemplars), as Prometheus asks for it.
+async fn openmetrics(daemon: &Daemon) -> String {
+    reqwest::Client::new()
+        .get(daemon.url("/metrics"))
+        .header("Accept", "application/openmetrics-text;version=1.0.0")
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("body")
+}
+
+/// The lines of `text` that carry an exemplar naming `id`.
+fn exemplar_lines(text: &str, id: &str) -> Vec<String> {
+    let needle = format!("# {{task_id=\"{id}\"}}");
+    let mut lines: Vec<String> = text
+        .lines()
+        .filter(|l| l.contains(&needle))
+        .map(str::to_string)
+        .collect();
+    lines.sort();
+    lines
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exemplars_survive_a_restart_with_the_values() {
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("exporter.yaml");
+    std::fs::write(&path, config(&sim, &dir.path().join("state"))).unwrap();
+    let daemon = start(&path, &dir.path().join("first.log")).await;
+    let now = sim.now();
+    let id = sim.add_task(
+        NewTask::account_aggregation("Workday")
+            .created(now)
+            .launched(now + TimeDelta::seconds(2))
+            .completes(now + TimeDelta::seconds(62), CompletionStatus::Success),
+    );
+    sim.advance(Duration::from_secs(70));
+    wait_for(&daemon, "the completion", |s| completed_total(s) == 1.0).await;
+    let before = exemplar_lines(&openmetrics(&daemon).await, &id);
+    // The counter, the duration bucket and the queue-wait bucket that hold the task.
+    assert_eq!(before.len(), 3, "{before:?}");
+    assert!(before[0].starts_with("sailpoint_task_duration_seconds_bucket{"));
+    assert!(before[0].contains(&format!("# {{task_id=\"{id}\"}} 60 ")));
+    drop(daemon);
+
+    let daemon = start(&path, &dir.path().join("second.log")).await;
+    let after = exemplar_lines(&openmetrics(&daemon).await, &id);
+    assert_eq!(
+        after, before,
+        "the same exemplars after the restart, nothing new counted"
+    );
+}

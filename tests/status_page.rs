@@ -656,3 +656,129 @@ fn demo_on_a_busy_port_fails_before_announcing_any_url() {
         "{stderr}"
     );
 }
+
+/// The OpenMetrics exposition once `needle` is in it.
+async fn openmetrics_with(daemon: &Daemon, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = http()
+            .get(daemon.url("/metrics"))
+            .header("Accept", "application/openmetrics-text;version=1.0.0")
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .unwrap_or_default();
+        if text.contains(needle) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{needle} not in the exposition:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_exemplar_links_to_the_task_page_of_the_task_it_names() {
+    let sim = incident_tenant().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("exporter.yaml");
+    std::fs::write(&config, config_yaml(&sim, &[TENANT], None)).expect("write config");
+    let daemon = Daemon::start(&config, &dir.path().join("daemon.log")).await;
+    let status = status_when_up(&daemon, &[TENANT], None).await;
+
+    // A task that ends after priming is counted, and becomes the exemplar.
+    let now = sim.now();
+    let id = sim.add_task(
+        NewTask::account_aggregation("HR")
+            .created(now - chrono::Duration::minutes(5))
+            .launched(now - chrono::Duration::minutes(4)),
+    );
+    assert!(sim.complete_task(
+        &id,
+        CompletionStatus::Error,
+        vec![message("ERROR", EVIL_MESSAGE)]
+    ));
+    let exemplar = format!("# {{task_id=\"{id}\"}} 1 ");
+    let text = openmetrics_with(&daemon, &exemplar).await;
+    let counter = text
+        .lines()
+        .find(|l| l.contains(&exemplar))
+        .expect("the counter line");
+    assert!(
+        counter.starts_with("sailpoint_tasks_completed_total{")
+            && counter.contains("status=\"error\""),
+        "{counter}"
+    );
+    let bucket = format!("le=\"300.0\"}} 1 # {{task_id=\"{id}\"}} 240 ");
+    assert!(
+        text.lines().any(
+            |l| l.starts_with("sailpoint_task_duration_seconds_bucket{") && l.contains(&bucket)
+        ),
+        "the 240 s run is the 300 s bucket's exemplar:\n{text}"
+    );
+
+    let page = http()
+        .get(daemon.url(&format!("/task/{id}")))
+        .send()
+        .await
+        .expect("GET /task");
+    assert_eq!(page.status(), 200);
+    assert_eq!(page.headers()["content-type"], "text/html; charset=utf-8");
+    assert!(
+        page.headers()["content-security-policy"]
+            .to_str()
+            .expect("ASCII")
+            .starts_with("default-src 'none'")
+    );
+    let html = page.text().await.expect("body");
+    for shown in [
+        format!("Tenant {TENANT}"),
+        "<tr><th>Status</th><td>ERROR</td></tr>".to_string(),
+        "<tr><th>Duration</th><td>240 s".to_string(),
+        "<tr><th>Source</th><td>HR [source]</td></tr>".to_string(),
+        "Connector said &lt;script&gt;alert(2)&lt;/script&gt; &amp; gave up".to_string(),
+    ] {
+        assert!(html.contains(&shown), "{shown} not in\n{html}");
+    }
+    assert!(!html.contains("<script>"));
+
+    // A stuck task's page gives the command that clears it, as the status page does.
+    let stuck = &status["tenants"][0]["pending"]["stuck"][0];
+    let stuck_id = stuck["id"].as_str().expect("a stuck id");
+    let stuck_page = http()
+        .get(daemon.url(&format!("/task/{stuck_id}")))
+        .send()
+        .await
+        .expect("GET /task")
+        .text()
+        .await
+        .expect("body");
+    let command = stuck["clear_command"].as_str().expect("its command");
+    assert!(stuck_page.contains("PENDING, stuck"), "{stuck_page}");
+    assert!(
+        stuck_page.contains(&format!(
+            "<code class=\"cmd\">{}</code>",
+            dom_escape(command)
+        )),
+        "{command} not in\n{stuck_page}"
+    );
+
+    for unknown in ["/task/no-such-task", "/task/", "/task/%ff"] {
+        let missing = http().get(daemon.url(unknown)).send().await.expect("GET");
+        assert_eq!(missing.status(), 404, "{unknown}");
+    }
+    sim.shutdown().await;
+}
+
+/// `s` as the page escapes it.
+fn dom_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}

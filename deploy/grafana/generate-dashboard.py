@@ -66,8 +66,12 @@ class Layout:
         self.row_height = max(self.row_height, h)
 
 
-def target(expr, legend="", ref="A", instant=False, fmt="time_series"):
+def target(expr, legend="", ref="A", instant=False, fmt="time_series", exemplar=False):
     t = {"datasource": DS, "refId": ref, "expr": expr, "legendFormat": legend, "format": fmt}
+    if exemplar:
+        # The exemplars of the task histograms name the task (task_id); the datasource's
+        # exemplar link (deploy/grafana/provisioning) opens the exporter's /task/{id}.
+        t["exemplar"] = True
     if instant:
         t["instant"] = True
         t["range"] = False
@@ -247,10 +251,12 @@ def build():
                 [target(f"sum by (task_name, source, status) (increase(sailpoint_tasks_completed_total{{{T}}}[$__range]))", instant=True, fmt="table")],
                 unit="short", sort_by="Value"), 8, 8)
     L.add(timeseries("Task duration percentiles (6h)", "p50/p90/p99 of completed - launched over 6 hours (recording rule tenant_task_name_source:sailpoint_task_duration_seconds:quantile_rate6h).",
-                     [target(f"tenant_task_name_source:sailpoint_task_duration_seconds:quantile_rate6h{{{T}}}", "p{{quantile}} {{task_name}} {{source}}")],
+                     [target(f"tenant_task_name_source:sailpoint_task_duration_seconds:quantile_rate6h{{{T}}}", "p{{quantile}} {{task_name}} {{source}}"),
+                      target(f"histogram_quantile(0.9, sum by (le) (rate(sailpoint_task_duration_seconds_bucket{{{T}}}[$__rate_interval]))) or histogram_quantile(0.9, sum(rate(sailpoint_task_duration_seconds{{{T}}}[$__rate_interval])))",
+                             "p90 all tasks (points: the tasks, linked to their page)", ref="B", exemplar=True)],
                      unit="s"), 12, 9)
-    L.add(heatmap("Task duration distribution", "Histogram of task durations (sailpoint_task_duration_seconds_bucket), all tasks of the selected tenants.",
-                  [target(f"sum by (le) (increase(sailpoint_task_duration_seconds_bucket{{{T}}}[$__interval]))", "{{le}}", fmt="heatmap")]), 12, 9)
+    L.add(heatmap("Task duration distribution", "Histogram of task durations (classic sailpoint_task_duration_seconds_bucket, or the native histogram), all tasks of the selected tenants; the points are the last task of each bucket, linked to its page on the exporter.",
+                  [target(f"sum by (le) (increase(sailpoint_task_duration_seconds_bucket{{{T}}}[$__interval])) or sum(increase(sailpoint_task_duration_seconds{{{T}}}[$__interval]))", "{{le}}", fmt="heatmap", exemplar=True)]), 12, 9)
     L.add(timeseries("Queue wait percentiles (6h)", "p50/p90 of launched - created over 6 hours (recording rule tenant_task_name:sailpoint_task_queue_wait_seconds:quantile_rate6h).",
                      [target(f"tenant_task_name:sailpoint_task_queue_wait_seconds:quantile_rate6h{{{T}}}", "p{{quantile}} {{task_name}}")],
                      unit="s"), 12, 8)

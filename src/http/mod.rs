@@ -2,7 +2,8 @@
 //! landing page), and liveness and readiness endpoints for orchestrators.
 //!
 //! It knows nothing about SailPoint or the metrics registry: it asks a [`MetricsSource`]
-//! for the rendered exposition text and for readiness, both answered from memory, so a
+//! for the rendered exposition in the format the scrape negotiated ([`Format`]) and for
+//! readiness, both answered from memory, so a
 //! scrape never waits on the tenant. The daemon, `demo` and the tests start it the same
 //! way, with [`serve`].
 //!
@@ -36,6 +37,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
+pub use crate::metrics::Format;
 pub use access::{AccessPolicy, Denied};
 pub use basic_auth::BasicAuthUsers;
 pub use connections::BUSY_RESPONSE;
@@ -54,16 +56,21 @@ pub trait MetricsSource: Send + Sync + 'static {
     /// thread, so taking a lock is acceptable; taking seconds is not (the request
     /// deadline answers `503`).
     fn render(&self) -> Vec<u8>;
-    /// The exposition kept pre-rendered, when the source keeps one and it is current.
-    /// Called on the async worker, so it must only copy (no rendering, no waiting); the
-    /// default keeps nothing and every scrape goes to [`MetricsSource::rerender`].
-    fn prerendered(&self) -> Option<Prerendered> {
+    /// The exposition in `format` kept pre-rendered, when the source keeps one and it is
+    /// current. Called on the async worker, so it must only copy (no rendering, no
+    /// waiting); the default keeps nothing and every scrape goes to
+    /// [`MetricsSource::rerender`].
+    fn prerendered(&self, format: Format) -> Option<Prerendered> {
+        let _ = format;
         None
     }
-    /// Renders (and may keep) the exposition; runs on a blocking thread like
-    /// [`MetricsSource::render`], which the default calls.
-    fn rerender(&self) -> Prerendered {
+    /// Renders (and may keep) the exposition in `format`, or in another the source
+    /// serves (the default renders [`MetricsSource::render`]'s text whatever was asked);
+    /// runs on a blocking thread like [`MetricsSource::render`].
+    fn rerender(&self, format: Format) -> Prerendered {
+        let _ = format;
         Prerendered {
+            format: Format::Text,
             text: Some(self.render().into()),
             gzip: None,
         }
@@ -78,9 +85,11 @@ pub trait MetricsSource: Send + Sync + 'static {
 /// demand). Cloning copies reference-counted handles, not the bytes.
 #[derive(Debug, Clone)]
 pub struct Prerendered {
-    /// Text exposition format 0.0.4; None to decode `gzip` while sending it.
+    /// The format of the body (its `Content-Type`).
+    pub format: Format,
+    /// The body; None to decode `gzip` while sending it.
     pub text: Option<bytes::Bytes>,
-    /// The same text gzip-compressed; None to compress it on demand.
+    /// The same body gzip-compressed; None to compress it on demand.
     pub gzip: Option<bytes::Bytes>,
 }
 
@@ -95,6 +104,12 @@ pub trait StatusSource: Send + Sync + 'static {
     /// The page's stylesheet, served at `/status.css` (the Content-Security-Policy allows
     /// same-origin styles only).
     fn stylesheet(&self) -> &'static str;
+    /// The page of one task, served at `/task/{id}` (where the exemplars of the task
+    /// metrics link): None when the source does not know the task (`404`).
+    fn task(&self, id: &str) -> Option<Vec<u8>> {
+        let _ = id;
+        None
+    }
 }
 
 /// Serves HTTP on `listener` until `shutdown` resolves, then stops accepting, lets

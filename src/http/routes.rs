@@ -10,8 +10,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{Either, Full};
 use hyper::header::{
-    ALLOW, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_SECURITY_POLICY, CONTENT_TYPE, HeaderMap,
-    HeaderValue, REFERRER_POLICY, VARY, WWW_AUTHENTICATE, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
+    ACCEPT, ALLOW, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_SECURITY_POLICY, CONTENT_TYPE,
+    HeaderMap, HeaderValue, REFERRER_POLICY, VARY, WWW_AUTHENTICATE, X_CONTENT_TYPE_OPTIONS,
+    X_FRAME_OPTIONS,
 };
 use hyper::{Method, Request, Response, StatusCode};
 
@@ -19,12 +20,13 @@ use super::access::AccessPolicy;
 use super::encoding;
 use super::landing;
 use super::settings::ServerConfig;
-use super::{MetricsSource, Prerendered, StatusSource};
+use super::{Format, MetricsSource, Prerendered, StatusSource};
 
 /// A response body: bytes at hand, or a kept gzip exposition decoded while it is sent.
 pub type Body = Either<Full<Bytes>, encoding::Gunzip>;
 
-/// Prometheus text exposition format, version 0.0.4.
+/// Prometheus text exposition format, version 0.0.4 (served unless the scrape asks for
+/// another [`Format`]).
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 const TEXT: &str = "text/plain; charset=utf-8";
 const HTML: &str = "text/html; charset=utf-8";
@@ -37,6 +39,8 @@ const STYLESHEET_PATH: &str = "/status.css";
 pub const CONTENT_SECURITY_POLICY_VALUE: &str = "default-src 'none'; style-src 'self'; \
      img-src 'none'; script-src 'none'; base-uri 'none'; form-action 'none'; \
      frame-ancestors 'none'";
+/// `/task/{id}`: what one task was (see [`StatusSource::task`]).
+const TASK_PATH: &str = "/task/";
 const HEALTHY_PATH: &str = "/-/healthy";
 const READY_PATH: &str = "/-/ready";
 const RELOAD_PATH: &str = "/-/reload";
@@ -49,6 +53,7 @@ enum Endpoint {
     StatusPage,
     StatusJson,
     Stylesheet,
+    Task,
     Healthy,
     Ready,
     Reload,
@@ -114,10 +119,15 @@ impl Routes {
         match endpoint {
             Endpoint::Metrics => self.metrics(headers).await,
             Endpoint::Landing => with_type(StatusCode::OK, HTML, self.landing_page.clone()),
-            Endpoint::StatusPage => self.status(HTML, |s| s.page()).await,
-            Endpoint::StatusJson => self.status(JSON, |s| s.json()).await,
+            Endpoint::StatusPage => self.status(HTML, |s| Some(s.page())).await,
+            Endpoint::StatusJson => self.status(JSON, |s| Some(s.json())).await,
             Endpoint::Stylesheet => {
-                self.status(CSS, |s| s.stylesheet().as_bytes().to_vec())
+                self.status(CSS, |s| Some(s.stylesheet().as_bytes().to_vec()))
+                    .await
+            }
+            Endpoint::Task => {
+                let id = task_id(path);
+                self.status(HTML, move |s| id.and_then(|id| s.task(&id)))
                     .await
             }
             Endpoint::Healthy => text(StatusCode::OK, "OK"),
@@ -135,6 +145,7 @@ impl Routes {
             "/" => Some(Endpoint::Landing),
             STATUS_JSON_PATH if self.status.is_some() => Some(Endpoint::StatusJson),
             STYLESHEET_PATH if self.status.is_some() => Some(Endpoint::Stylesheet),
+            _ if self.status.is_some() && path.starts_with(TASK_PATH) => Some(Endpoint::Task),
             HEALTHY_PATH => Some(Endpoint::Healthy),
             READY_PATH => Some(Endpoint::Ready),
             RELOAD_PATH => Some(Endpoint::Reload),
@@ -201,10 +212,11 @@ impl Routes {
 
     /// Renders a status resource off the async workers (it takes the board's locks), with
     /// the hardening headers: strict CSP, no sniffing, no framing, no caching, no referrer.
+    /// `404` when `render` finds nothing.
     async fn status(
         &self,
         content_type: &'static str,
-        render: fn(&dyn StatusSource) -> Vec<u8>,
+        render: impl FnOnce(&dyn StatusSource) -> Option<Vec<u8>> + Send + 'static,
     ) -> Response<Body> {
         let Some(source) = self.status.clone() else {
             return text(StatusCode::NOT_FOUND, "not found\n");
@@ -215,6 +227,9 @@ impl Routes {
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "rendering the status failed\n",
             );
+        };
+        let Some(body) = body else {
+            return text(StatusCode::NOT_FOUND, "not found\n");
         };
         let mut response = with_type(StatusCode::OK, content_type, Bytes::from(body));
         let headers = response.headers_mut();
@@ -230,22 +245,29 @@ impl Routes {
         response
     }
 
-    /// Serves the pre-rendered exposition when the source has a current one that fits
-    /// the client (its gzip for a gzip client; its text, or its gzip decoded while sent,
-    /// for any other); otherwise renders or compresses off the async workers, so a large
-    /// exposition or a source holding a lock cannot stall other connections, and the
-    /// deadline still bites.
+    /// Serves the exposition in the format the `Accept` header negotiates: the
+    /// pre-rendered one when the source has a current one that fits the client (its gzip
+    /// for a gzip client; its body, or its gzip decoded while sent, for any other);
+    /// otherwise renders or compresses off the async workers, so a large exposition or a
+    /// source holding a lock cannot stall other connections, and the deadline still bites.
     async fn metrics(&self, headers: &HeaderMap) -> Response<Body> {
         let gzip = encoding::wants_gzip(headers);
+        let format = Format::negotiate(
+            headers
+                .get_all(ACCEPT)
+                .iter()
+                .filter_map(|value| value.to_str().ok()),
+        );
         let kept = self
             .source
-            .prerendered()
+            .prerendered(format)
             .filter(|kept| kept.gzip.is_some() || !gzip && kept.text.is_some());
         let chosen = match kept {
             Some(kept) => choose(kept, gzip),
             None => {
                 let source = Arc::clone(&self.source);
-                match tokio::task::spawn_blocking(move || choose(source.rerender(), gzip)).await {
+                let render = move || choose(source.rerender(format), gzip);
+                match tokio::task::spawn_blocking(render).await {
                     Ok(chosen) => chosen,
                     Err(_) => {
                         tracing::error!("rendering metrics panicked");
@@ -254,7 +276,7 @@ impl Routes {
                 }
             }
         };
-        let Some((body, gzipped)) = chosen else {
+        let Some((body, gzipped, served)) = chosen else {
             return text(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "rendering metrics failed\n",
@@ -262,8 +284,11 @@ impl Routes {
         };
         let mut response = Response::new(body);
         let response_headers = response.headers_mut();
-        response_headers.insert(CONTENT_TYPE, HeaderValue::from_static(METRICS_CONTENT_TYPE));
-        response_headers.insert(VARY, HeaderValue::from_static("Accept-Encoding"));
+        response_headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static(served.content_type()),
+        );
+        response_headers.insert(VARY, HeaderValue::from_static("Accept, Accept-Encoding"));
         if gzipped {
             response_headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         }
@@ -271,10 +296,17 @@ impl Routes {
     }
 }
 
-/// The body to send and whether it is gzip: for a gzip client the kept gzip, else the
-/// text compressed now (the text itself if compression fails); for any other client the
-/// kept text, else the kept gzip decoded while it is sent. None when there is nothing.
-fn choose(rendered: Prerendered, gzip: bool) -> Option<(Body, bool)> {
+/// The body to send, whether it is gzip, and its format: for a gzip client the kept
+/// gzip, else the body compressed now (the body itself if compression fails); for any
+/// other client the kept body, else the kept gzip decoded while it is sent. None when
+/// there is nothing.
+fn choose(rendered: Prerendered, gzip: bool) -> Option<(Body, bool, Format)> {
+    let format = rendered.format;
+    let chosen = choose_body(rendered, gzip)?;
+    Some((chosen.0, chosen.1, format))
+}
+
+fn choose_body(rendered: Prerendered, gzip: bool) -> Option<(Body, bool)> {
     let full = |bytes| Either::Left(Full::new(bytes));
     match (gzip, rendered.gzip, rendered.text) {
         (true, Some(compressed), _) => Some((full(compressed), true)),
@@ -291,6 +323,31 @@ fn choose(rendered: Prerendered, gzip: bool) -> Option<(Body, bool)> {
         }
         (_, None, None) => None,
     }
+}
+
+/// The task id of a `/task/{id}` path, percent-decoded; None when it is empty or does
+/// not decode to UTF-8.
+fn task_id(path: &str) -> Option<String> {
+    let raw = path.strip_prefix(TASK_PATH)?.as_bytes();
+    let mut bytes = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while let Some(&b) = raw.get(i) {
+        let hex = raw
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (b, hex) {
+            (b'%', Some(decoded)) => {
+                bytes.push(decoded);
+                i += 3;
+            }
+            _ => {
+                bytes.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(bytes).ok().filter(|id| !id.is_empty())
 }
 
 fn method_not_allowed(allow: &'static str) -> Response<Body> {

@@ -4,10 +4,12 @@
 //!
 //! - [`catalogue`]: the one list of families (names, types, labels, HELP);
 //! - [`normalize`]: the label rules every update path shares;
-//! - [`values`]: a tenant's series as plain data (serialisable, for `storage.path`);
+//! - [`values`]: a tenant's series as plain data (serialisable, for `storage.path`),
+//!   with exemplars and [`native`] histogram buckets;
 //! - [`state`]: a tenant's state and the typed [`Update`]s a poll applies to it;
 //! - [`render`]: snapshots → text, written directly for the families that changed and
-//!   kept compressed; the `prometheus` crate supplies and encodes the process metrics;
+//!   kept compressed, per [`Format`] (Prometheus text, [`openmetrics`], [`protobuf`]);
+//!   the `prometheus` crate supplies the process metrics;
 //! - [`deflate`]: separately compressed pieces joined into one gzip stream;
 //! - `exposition` (tests only, in `tests/support`): a reader of the text format.
 //!
@@ -18,7 +20,11 @@ pub mod deflate;
 #[cfg(test)]
 #[path = "../../tests/support/exposition.rs"]
 pub(crate) mod exposition;
+pub mod format;
+pub mod native;
 pub mod normalize;
+pub mod openmetrics;
+pub mod protobuf;
 pub mod render;
 pub mod state;
 pub mod values;
@@ -38,6 +44,7 @@ use crate::sailpoint::tolerant::RecordFault;
 use crate::sailpoint::{ApiObserver, RetryReason};
 
 pub use catalogue::API_DURATION_BUCKETS;
+pub use format::Format;
 pub use render::Exposition;
 pub use state::{TenantState, Update};
 
@@ -191,8 +198,9 @@ pub const RENDER_MIN_PAUSE: Duration = Duration::from_millis(1000);
 /// The exporter's metric state; shared (`Arc`) by the pollers and the HTTP server.
 pub struct Metrics {
     registry: Registry,
-    /// HELP and TYPE of every tenant family, compressed once (see [`render`]).
-    headers: Vec<deflate::Piece>,
+    /// HELP and TYPE of every tenant family per text format, compressed once (see
+    /// [`render`]).
+    headers: render::Headers,
     rules: Arc<Rules>,
     tenants: Mutex<BTreeMap<String, TenantMetrics>>,
     changes: Arc<Changes>,
@@ -259,7 +267,12 @@ impl Metrics {
     /// The exposition in the text format 0.0.4, rendered now (changed families written
     /// again, not the kept copy; for tests and tools). Reads memory only.
     pub fn render(&self) -> Vec<u8> {
-        match render::build(self).decoded() {
+        self.render_as(Format::Text)
+    }
+
+    /// The exposition in `format`, rendered now (see [`Metrics::render`]).
+    pub fn render_as(&self, format: Format) -> Vec<u8> {
+        match render::build(self, format).decoded() {
             Ok(text) => text.to_vec(),
             Err(error) => {
                 tracing::error!(%error, "cannot decode the exposition");
@@ -268,18 +281,20 @@ impl Metrics {
         }
     }
 
-    /// The pre-rendered exposition when it is current (nothing applied since, process
-    /// metrics recent enough); cheap enough for an async worker: no rendering.
-    pub fn prerendered(&self) -> Option<Exposition> {
+    /// The pre-rendered exposition in `format` when it is current (nothing applied
+    /// since, process metrics recent enough); cheap enough for an async worker: no
+    /// rendering. From now on the background renderer keeps `format` pre-rendered.
+    pub fn prerendered(&self, format: Format) -> Option<Exposition> {
         self.cache
-            .current(self.changes.applied.load(Ordering::Acquire))
+            .current(format, self.changes.applied.load(Ordering::Acquire))
     }
 
-    /// The pre-rendered exposition, rendered (and kept) first if it is not current.
-    pub fn exposition(&self) -> Exposition {
+    /// The pre-rendered exposition in `format`, rendered (and kept) first if it is not
+    /// current.
+    pub fn exposition(&self, format: Format) -> Exposition {
         self.cache
-            .refresh(self.changes.applied.load(Ordering::Acquire), || {
-                render::build(self)
+            .refresh(format, self.changes.applied.load(Ordering::Acquire), || {
+                render::build(self, format)
             })
     }
 
@@ -302,10 +317,12 @@ impl Metrics {
                 }
                 let m = Arc::clone(&metrics);
                 let started = std::time::Instant::now();
-                if tokio::task::spawn_blocking(move || m.exposition())
-                    .await
-                    .is_err()
-                {
+                let render_asked = move || {
+                    for format in m.cache.asked() {
+                        m.exposition(format);
+                    }
+                };
+                if tokio::task::spawn_blocking(render_asked).await.is_err() {
                     tracing::error!("rendering metrics panicked");
                 }
                 // Every tenant's poll is a change: with hundreds of tenants, joining the
@@ -323,11 +340,6 @@ impl Metrics {
                 }
             }
         })
-    }
-
-    /// The `Content-Type` of [`Metrics::render`]'s output.
-    pub fn content_type(&self) -> &'static str {
-        prometheus::TEXT_FORMAT
     }
 
     fn tenants(&self) -> MutexGuard<'_, BTreeMap<String, TenantMetrics>> {
@@ -523,3 +535,6 @@ impl ApiObserver for TenantMetrics {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod format_tests;

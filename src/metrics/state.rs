@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::catalogue as cat;
 use super::values::pairs;
-pub use super::values::{Histogram, Labels, Series, Value, Values};
+pub use super::values::{Exemplar, Histogram, Labels, Series, Value, Values};
 use super::{
     Group, MAX_UNKNOWN_STATUSES, OTHER, PollList, Rules, normalize, task_duration, task_end,
 };
@@ -243,20 +243,26 @@ impl<'a> Update<'a> {
         let duration_bounds = self.rules.bounds(cat::DURATION.buckets);
         let queue_bounds = self.rules.bounds(cat::QUEUE_WAIT.buckets);
         let duration_labels = self.rules.duration_labels(&group, &status);
+        let at_ms = task_end(task).map(|end| end.timestamp_millis());
+        let exemplar = |value| Exemplar::of_task(&task.id, value, at_ms);
+        let duration = task_duration(task);
         let v = &mut self.state.values;
-        v.add(&cat::COMPLETED_TOTAL, &[t, s, &status], 1);
+        v.add_with_exemplar(&cat::COMPLETED_TOTAL, &[t, s, &status], 1, exemplar(1.0));
         v.observe(
             self.rules.duration,
             &duration_labels,
             duration_bounds,
-            task_duration(task),
+            duration,
+            exemplar(duration),
         );
         if let Some(launched) = &task.launched {
+            let wait = span(&task.created, launched);
             v.observe(
                 &cat::QUEUE_WAIT,
                 &[t, s],
                 queue_bounds,
-                span(&task.created, launched),
+                wait,
+                exemplar(wait),
             );
         }
         for message in &task.messages {
@@ -487,6 +493,7 @@ impl<'a> Update<'a> {
             &[operation],
             bounds,
             elapsed.as_secs_f64(),
+            None,
         );
     }
 

@@ -288,14 +288,17 @@ fn a_completion_moves_counter_histogram_and_messages_together() {
 fn the_prerendered_exposition_follows_every_applied_change() {
     let m = Metrics::new(&MetricsSettings::default(), "v", "r").unwrap();
     let t = m.tenant("a");
-    let first = m.exposition();
-    assert!(m.prerendered().is_some(), "kept after rendering");
+    let first = m.exposition(Format::Text);
+    assert!(
+        m.prerendered(Format::Text).is_some(),
+        "kept after rendering"
+    );
     t.poll_failed(PollList::Pending, Duration::from_millis(1));
     assert!(
-        m.prerendered().is_none(),
+        m.prerendered(Format::Text).is_none(),
         "an applied change invalidates it"
     );
-    let second = m.exposition();
+    let second = m.exposition(Format::Text);
     assert_ne!(first.gzip, second.gzip);
     let mut text = Vec::new();
     std::io::Read::read_to_end(
@@ -333,7 +336,7 @@ fn a_large_exposition_is_kept_only_compressed() {
         }
         groups += 1;
     }
-    let kept = m.exposition();
+    let kept = m.exposition(Format::Text);
     assert!(kept.text.is_none());
     let text = kept.decoded().unwrap();
     assert!(text.len() as u64 > render::KEEP_TEXT_UP_TO);
@@ -362,7 +365,7 @@ fn full_rendering(m: &Metrics) -> Vec<String> {
     for handle in m.handles() {
         *handle.text.lock().unwrap() = render::TenantText::default();
     }
-    tenant_lines(&render::build(m).decoded().unwrap())
+    tenant_lines(&render::build(m, Format::Text).decoded().unwrap())
 }
 
 #[test]
@@ -397,7 +400,7 @@ fn rendering_only_changed_families_equals_rendering_everything() {
         if step % 4 == 0 {
             continue; // several changes between renderings
         }
-        let incremental = tenant_lines(&m.exposition().decoded().unwrap());
+        let incremental = tenant_lines(&m.exposition(Format::Text).decoded().unwrap());
         assert_eq!(incremental, full_rendering(&m), "after step {step}");
         checked += 1;
     }

@@ -1,5 +1,7 @@
 //! The values of one tenant's series, keyed by catalogue family and label values:
-//! counters, fractional sums, gauges and histograms, as plain (de)serialisable data.
+//! counters, fractional sums, gauges and histograms, as plain (de)serialisable data,
+//! with the exemplars (the last counted task) of the completion counter and of each
+//! task histogram bucket, and the native buckets of the task histograms.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -7,6 +9,37 @@ use serde::{Deserialize, Serialize};
 
 use super::Rules;
 use super::catalogue::{self as cat, Family, Kind};
+use super::native::{self, Sparse};
+
+/// The longest task id an exemplar carries: OpenMetrics limits an exemplar's label set
+/// to 128 characters, and Prometheus drops an exemplar past it (`task_id` takes 7).
+pub const MAX_EXEMPLAR_ID: usize = 120;
+
+/// Where a sample came from: the last counted task of a series or bucket, shown by
+/// Prometheus and Grafana as a point that links to the task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Exemplar {
+    /// The task's id (the exemplar's `task_id` label).
+    pub task_id: String,
+    /// The observed value (the duration for a bucket, 1 for the counter).
+    pub value: f64,
+    /// When the task completed, Unix milliseconds (None without an end time).
+    #[serde(default)]
+    pub at_ms: Option<i64>,
+}
+
+impl Exemplar {
+    /// The exemplar of a task, None when its id is too long for one (see
+    /// [`MAX_EXEMPLAR_ID`]) or empty.
+    pub fn of_task(task_id: &str, value: f64, at_ms: Option<i64>) -> Option<Exemplar> {
+        let length = task_id.chars().count();
+        (length > 0 && length <= MAX_EXEMPLAR_ID && value.is_finite()).then(|| Exemplar {
+            task_id: task_id.to_string(),
+            value,
+            at_ms,
+        })
+    }
+}
 
 /// Buckets, sum and count of one histogram series. `counts` holds one non-cumulative
 /// count per upper bound, plus the `+Inf` overflow last.
@@ -18,18 +51,27 @@ pub struct Histogram {
     pub sum: f64,
     /// Number of observations.
     pub count: u64,
+    /// The last exemplar per bucket (`counts.len()` entries), or empty when none was
+    /// ever recorded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exemplars: Vec<Option<Exemplar>>,
+    /// The native buckets, for the families [`native::applies`] to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub native: Option<Sparse>,
 }
 
 impl Histogram {
-    fn empty(bounds: &[f64]) -> Histogram {
+    fn empty(family: &Family, bounds: &[f64]) -> Histogram {
         Histogram {
             counts: vec![0; bounds.len() + 1],
             sum: 0.0,
             count: 0,
+            exemplars: Vec::new(),
+            native: native::applies(family).then(Sparse::default),
         }
     }
 
-    pub(super) fn observe(&mut self, bounds: &[f64], value: f64) {
+    pub(super) fn observe(&mut self, bounds: &[f64], value: f64, exemplar: Option<Exemplar>) {
         let bucket = bounds
             .iter()
             .position(|b| value <= *b)
@@ -37,8 +79,36 @@ impl Histogram {
         if let Some(c) = self.counts.get_mut(bucket) {
             *c += 1;
         }
+        if let Some(exemplar) = exemplar {
+            self.exemplars.resize(self.counts.len(), None);
+            if let Some(slot) = self.exemplars.get_mut(bucket) {
+                *slot = Some(exemplar);
+            }
+        }
+        if let Some(sparse) = &mut self.native {
+            sparse.observe(value);
+        }
         self.sum += value;
         self.count += 1;
+    }
+
+    /// The exemplar of bucket `index`, if one was recorded.
+    pub fn exemplar(&self, index: usize) -> Option<&Exemplar> {
+        self.exemplars.get(index).and_then(Option::as_ref)
+    }
+
+    /// Makes a resumed histogram consistent with `family`: exemplars one per bucket or
+    /// none, and native buckets (when the family has them) that add up to the count,
+    /// approximated from the classic buckets when they do not (an older state file).
+    fn settle(&mut self, family: &Family, bounds: &[f64]) {
+        if !self.exemplars.is_empty() && self.exemplars.len() != self.counts.len() {
+            self.exemplars.clear();
+        }
+        if !native::applies(family) {
+            self.native = None;
+        } else if self.native.as_ref().is_none_or(|n| n.total() != self.count) {
+            self.native = Some(Sparse::from_classic(bounds, &self.counts));
+        }
     }
 }
 
@@ -63,10 +133,18 @@ pub type Labels = Vec<String>;
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Series(#[serde(with = "pairs")] pub BTreeMap<Labels, Value>);
 
+/// The exemplars of one counter family's series.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Exemplars(#[serde(with = "pairs")] pub BTreeMap<Labels, Exemplar>);
+
 /// Every series of a tenant, by family name.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Values {
     families: BTreeMap<String, Series>,
+    /// The last counted task of counter series, by family name (histograms keep theirs
+    /// per bucket).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    exemplars: BTreeMap<String, Exemplars>,
     /// Families changed since the exposition last read them (not persisted).
     #[serde(skip)]
     changed: Changed,
@@ -97,6 +175,22 @@ impl PartialEq for Changed {
 }
 
 impl Changed {
+    /// Nothing changed.
+    pub fn none() -> Changed {
+        Changed {
+            all: false,
+            families: BTreeSet::new(),
+        }
+    }
+
+    /// Adds what changed in `other`.
+    pub fn merge(&mut self, other: &Changed) {
+        self.all |= other.all;
+        if !self.all {
+            self.families.extend(other.families.iter().copied());
+        }
+    }
+
     /// Whether `family` changed.
     pub fn contains(&self, family: &Family) -> bool {
         self.all || self.families.contains(family.name)
@@ -113,6 +207,29 @@ impl Values {
         self.families.get(family.name)
     }
 
+    /// The exemplar of a counter series, if one was recorded.
+    pub fn exemplar(&self, family: &Family, labels: &[String]) -> Option<&Exemplar> {
+        self.exemplars.get(family.name)?.0.get(labels)
+    }
+
+    /// Adds `n` to a counter and makes `exemplar` its last counted task.
+    pub(super) fn add_with_exemplar(
+        &mut self,
+        family: &Family,
+        labels: &[&str],
+        n: u64,
+        exemplar: Option<Exemplar>,
+    ) {
+        self.add(family, labels, n);
+        if let Some(exemplar) = exemplar {
+            self.exemplars
+                .entry(family.name.to_string())
+                .or_default()
+                .0
+                .insert(key(labels), exemplar);
+        }
+    }
+
     /// The value of one series.
     pub fn get(&self, family: &Family, labels: &[&str]) -> Option<&Value> {
         self.series(family)?.0.get(&key(labels))
@@ -125,13 +242,7 @@ impl Values {
 
     /// The families changed since the last call (all of them the first time).
     pub fn take_changed(&mut self) -> Changed {
-        std::mem::replace(
-            &mut self.changed,
-            Changed {
-                all: false,
-                families: BTreeSet::new(),
-            },
-        )
+        std::mem::replace(&mut self.changed, Changed::none())
     }
 
     pub(super) fn add(&mut self, family: &Family, labels: &[&str], n: u64) {
@@ -170,16 +281,23 @@ impl Values {
             .insert(key(labels), Value::Gauge(value));
     }
 
-    pub(super) fn observe(&mut self, family: &Family, labels: &[&str], bounds: &[f64], value: f64) {
+    pub(super) fn observe(
+        &mut self,
+        family: &Family,
+        labels: &[&str],
+        bounds: &[f64],
+        value: f64,
+        exemplar: Option<Exemplar>,
+    ) {
         let slot = self
             .series_mut(family)
             .entry(key(labels))
-            .or_insert_with(|| Value::Histogram(Histogram::empty(bounds)));
+            .or_insert_with(|| Value::Histogram(Histogram::empty(family, bounds)));
         match slot {
-            Value::Histogram(h) => h.observe(bounds, value),
+            Value::Histogram(h) => h.observe(bounds, value, exemplar),
             other => {
-                let mut h = Histogram::empty(bounds);
-                h.observe(bounds, value);
+                let mut h = Histogram::empty(family, bounds);
+                h.observe(bounds, value, exemplar);
                 *other = Value::Histogram(h);
             }
         }
@@ -188,12 +306,13 @@ impl Values {
     pub(super) fn touch_histogram(&mut self, family: &Family, labels: &[&str], bounds: &[f64]) {
         self.series_mut(family)
             .entry(key(labels))
-            .or_insert_with(|| Value::Histogram(Histogram::empty(bounds)));
+            .or_insert_with(|| Value::Histogram(Histogram::empty(family, bounds)));
     }
 
     pub(super) fn clear(&mut self, family: &Family) {
         self.changed.families.insert(family.name);
         self.families.remove(family.name);
+        self.exemplars.remove(family.name);
     }
 
     /// Drops whatever does not fit the catalogue and the current buckets (a state file
@@ -229,7 +348,22 @@ impl Values {
                     }
             });
             dropped += before - series.0.len();
+            for value in series.0.values_mut() {
+                if let Value::Histogram(h) = value {
+                    h.settle(family, bounds);
+                }
+            }
             !series.0.is_empty()
+        });
+        let families = &self.families;
+        self.exemplars.retain(|name, exemplars| {
+            let series = families.get(name);
+            exemplars.0.retain(|labels, exemplar| {
+                series.is_some_and(|s| s.0.contains_key(labels))
+                    && Exemplar::of_task(&exemplar.task_id, exemplar.value, exemplar.at_ms)
+                        .is_some()
+            });
+            !exemplars.0.is_empty()
         });
         dropped
     }

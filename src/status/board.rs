@@ -17,8 +17,8 @@ use chrono::{DateTime, Duration, Utc};
 
 use super::snapshot::{
     AggregationResults, FailedTask, LastSuccess, Message, Outcome, PendingGroup, PendingSnapshot,
-    PollError, ResultValue, ShownSettings, Snapshot, SourceSnapshot, StuckTask, TenantSnapshot,
-    TenantState,
+    PollError, ResultValue, ShownSettings, Snapshot, SourceSnapshot, StuckTask, TaskDetail,
+    TenantSnapshot, TenantState,
 };
 use super::text::{MAX_ID_CHARS, MAX_MESSAGE_CHARS, MAX_NAME_CHARS, shell_word, truncate};
 use crate::config::{Credentials, StatusSettings, TenantSettings};
@@ -40,6 +40,10 @@ pub const MAX_FAILURE_TIMES: usize = 1000;
 pub const MAX_RESULTS: usize = 32;
 /// Most WARN/ERROR messages kept per failed task.
 pub const MAX_MESSAGES: usize = 5;
+/// Most finished tasks (of any status) kept per tenant for `/task/{id}`, newest
+/// completion first: the exemplars of the duration histogram and completion counter
+/// link there, and the newest completions are what they name.
+pub const MAX_FINISHED: usize = 100;
 /// Longest poll error text kept (characters).
 pub const MAX_ERROR_CHARS: usize = 1000;
 
@@ -172,6 +176,13 @@ impl StatusBoard {
         self.lock().keys().cloned().collect()
     }
 
+    /// Task `id` as the first tenant that knows it has it (ids are unique per tenant;
+    /// the page names the tenant).
+    pub fn task(&self, id: &str, now: DateTime<Utc>) -> Option<TaskDetail> {
+        let tenants: Vec<TenantStatus> = self.lock().values().cloned().collect();
+        tenants.iter().find_map(|t| t.task(id, now))
+    }
+
     /// The status of every tenant as of `now`.
     pub fn snapshot(&self, now: DateTime<Utc>) -> Snapshot {
         let tenants: Vec<TenantStatus> = self.lock().values().cloned().collect();
@@ -213,6 +224,8 @@ struct Record {
     source_outcomes_omitted: u64,
     /// Newest completion first; at most `settings.failed_tasks`.
     failed: Vec<FailedTask>,
+    /// Every status, newest completion first; at most [`MAX_FINISHED`].
+    finished: Vec<FailedTask>,
 }
 
 #[derive(Debug, Default)]
@@ -442,20 +455,59 @@ impl TenantStatus {
             };
             r.record_source(source.clone(), outcome, is_failure(task));
         }
+        let (messages, messages_omitted) = messages(task);
+        let finished = FailedTask {
+            id: truncate(&task.id, MAX_ID_CHARS),
+            task_name: name,
+            source,
+            status,
+            created: task.created,
+            completed,
+            duration_seconds: task_end(task).map(|_| task_duration(task)),
+            messages,
+            messages_omitted,
+        };
         if task.completion_status != Some(CompletionStatus::Success) {
-            let (messages, messages_omitted) = messages(task);
-            let failed = FailedTask {
-                id: truncate(&task.id, MAX_ID_CHARS),
-                task_name: name,
-                source,
-                status,
-                created: task.created,
-                completed,
-                duration_seconds: task_end(task).map(|_| task_duration(task)),
-                messages,
-                messages_omitted,
-            };
-            r.record_failed(failed, self.settings.failed_tasks);
+            let keep = self.settings.failed_tasks;
+            Record::keep_newest(&mut r.failed, finished.clone(), keep);
+        }
+        Record::keep_newest(&mut r.finished, finished, MAX_FINISHED);
+    }
+
+    /// What this tenant knows of task `id` as of `now`: a finished task among the newest
+    /// [`MAX_FINISHED`], or a pending one among the [`MAX_OLDEST`] oldest (with the
+    /// command that clears it).
+    pub fn task(&self, id: &str, now: DateTime<Utc>) -> Option<TaskDetail> {
+        let r = self.lock();
+        let finished = r.finished.iter().find(|t| t.id == id).cloned();
+        let pending = r
+            .pending
+            .oldest
+            .iter()
+            .find(|t| t.id == id)
+            .map(|t| self.pending_task(t, now));
+        (finished.is_some() || pending.is_some()).then(|| TaskDetail {
+            tenant: self.name.clone(),
+            stuck_after_seconds: self.settings.stuck_after.as_secs(),
+            finished,
+            pending,
+        })
+    }
+
+    fn pending_task(&self, t: &PendingTask, now: DateTime<Utc>) -> StuckTask {
+        StuckTask {
+            clear_command: format!(
+                "sailpoint-task-exporter tasks complete {} --status error {}",
+                shell_word(&t.id),
+                self.cli_target
+            ),
+            id: t.id.clone(),
+            task_name: t.task_name.clone(),
+            source: t.source.clone(),
+            created: t.created,
+            launched: t.launched,
+            age_seconds: (now - t.created).num_seconds(),
+            percent_complete: t.percent_complete,
         }
     }
 
@@ -489,20 +541,7 @@ impl TenantStatus {
             .oldest
             .iter()
             .filter(|t| t.created <= stuck_before)
-            .map(|t| StuckTask {
-                clear_command: format!(
-                    "sailpoint-task-exporter tasks complete {} --status error {}",
-                    shell_word(&t.id),
-                    self.cli_target
-                ),
-                id: t.id.clone(),
-                task_name: t.task_name.clone(),
-                source: t.source.clone(),
-                created: t.created,
-                launched: t.launched,
-                age_seconds: (now - t.created).num_seconds(),
-                percent_complete: t.percent_complete,
-            })
+            .map(|t| self.pending_task(t, now))
             .collect();
         PendingSnapshot {
             polled_at: view.polled_at,
@@ -617,15 +656,15 @@ impl Record {
         }
     }
 
-    fn record_failed(&mut self, task: FailedTask, keep: usize) {
-        if self.failed.iter().any(|t| t.id == task.id) {
+    /// Inserts `task` into `list` (newest completion first) unless it is there, and
+    /// keeps the newest `keep`.
+    fn keep_newest(list: &mut Vec<FailedTask>, task: FailedTask, keep: usize) {
+        if list.iter().any(|t| t.id == task.id) {
             return;
         }
-        let position = self
-            .failed
-            .partition_point(|t| (t.completed, &t.id) > (task.completed, &task.id));
-        self.failed.insert(position, task);
-        self.failed.truncate(keep);
+        let position = list.partition_point(|t| (t.completed, &t.id) > (task.completed, &task.id));
+        list.insert(position, task);
+        list.truncate(keep);
     }
 }
 

@@ -4,7 +4,7 @@
 //! the pollers see both at every poll. They hand what they see to a bounded per-tenant
 //! [`board`] (one-way: pollers → board → HTTP), which is turned into a [`snapshot`] —
 //! served as JSON at `/api/v1/status` — and rendered server-side as HTML by [`page`] at
-//! `/`. Every value that came from the API is truncated on the way in ([`text`]) and
+//! `/`, and one task (the target of the metrics' exemplars) at `/task/{id}`. Every value that came from the API is truncated on the way in ([`text`]) and
 //! HTML-escaped on the way out.
 //!
 //! - [`board`]: [`StatusBoard`] (the registry of tenants, answering the HTTP server) and
@@ -38,5 +38,11 @@ impl crate::http::StatusSource for StatusBoard {
 
     fn stylesheet(&self) -> &'static str {
         page::STYLESHEET
+    }
+
+    fn task(&self, id: &str) -> Option<Vec<u8>> {
+        let now = chrono::Utc::now();
+        let task = self.task(id, now)?;
+        Some(page::render_task(&task, id, &now).into_bytes())
     }
 }

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 
 use super::board::PageInfo;
 use super::snapshot::{
-    AggregationResults, FailedTask, Outcome, PendingSnapshot, Snapshot, SourceSnapshot,
+    AggregationResults, FailedTask, Outcome, PendingSnapshot, Snapshot, SourceSnapshot, TaskDetail,
     TenantSnapshot, TenantState,
 };
 use super::text::{age, escape, threshold};
@@ -71,6 +71,60 @@ pub fn render(snapshot: &Snapshot, info: &PageInfo) -> String {
         render_tenant(&mut out, tenant, snapshot);
     }
     out.push_str("</body>\n</html>\n");
+    out
+}
+
+/// The page of one task (`/task/{id}`): its tenant, name, source, status, times,
+/// duration and messages when it finished; its age and the command that clears it when
+/// it is pending.
+pub fn render_task(task: &TaskDetail, id: &str, now: &DateTime<Utc>) -> String {
+    let mut out = String::with_capacity(4 * 1024);
+    let _ = write!(
+        out,
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <title>Task {id} — SailPoint Task Exporter</title>\n\
+         <link rel=\"stylesheet\" href=\"{STYLESHEET_PATH}\">\n</head>\n<body>\n\
+         <h1>Task <code>{id}</code></h1>\n<p class=\"muted\">Tenant {tenant}, as of {now}. \
+         <a href=\"/\">Status page</a></p>\n<table class=\"task\"><tbody>\n",
+        id = escape(id),
+        tenant = escape(&task.tenant),
+        now = time(now),
+    );
+    let row = |out: &mut String, name: &str, value: String| {
+        let _ = writeln!(out, "<tr><th>{name}</th><td>{value}</td></tr>");
+    };
+    if let Some(f) = &task.finished {
+        row(&mut out, "Task", escape(&f.task_name));
+        row(&mut out, "Source", or_dash(&f.source));
+        row(&mut out, "Status", escape(&f.status));
+        row(&mut out, "Created", time(&f.created));
+        row(&mut out, "Completed", time_and_age(&f.completed, now));
+        let duration = f.duration_seconds.map_or_else(
+            || "—".to_string(),
+            |d| format!("{d} s ({})", age(d.round() as i64)),
+        );
+        row(&mut out, "Duration", duration);
+        row(&mut out, "Messages", messages(f));
+    } else if let Some(p) = &task.pending {
+        let stuck = p.age_seconds >= i64::try_from(task.stuck_after_seconds).unwrap_or(i64::MAX);
+        row(&mut out, "Task", escape(&p.task_name));
+        row(&mut out, "Source", or_dash(&p.source));
+        let state = if stuck {
+            "<span class=\"bad\">PENDING, stuck</span>"
+        } else {
+            "PENDING"
+        };
+        row(&mut out, "Status", state.to_string());
+        row(&mut out, "Created", time_and_age(&p.created, now));
+        row(&mut out, "Progress", format!("{} %", p.percent_complete));
+        row(
+            &mut out,
+            "Command to clear it if it is stuck",
+            format!("<code class=\"cmd\">{}</code>", escape(&p.clear_command)),
+        );
+    }
+    out.push_str("</tbody></table>\n</body>\n</html>\n");
     out
 }
 

@@ -153,6 +153,20 @@ pub struct PendingGroup {
     pub oldest_created: DateTime<Utc>,
 }
 
+/// What `/task/{id}` shows of one task: the tenant that has it, and the task as
+/// finished or as pending (with the command that clears it should it be stuck).
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskDetail {
+    /// The tenant the task belongs to.
+    pub tenant: String,
+    /// A pending task older than this is stuck.
+    pub stuck_after_seconds: u64,
+    /// The task as it finished.
+    pub finished: Option<FailedTask>,
+    /// The task as last seen pending.
+    pub pending: Option<StuckTask>,
+}
+
 /// A task pending longer than the threshold, with the command that clears it.
 #[derive(Debug, Clone, Serialize)]
 pub struct StuckTask {

@@ -48,8 +48,20 @@ HISTOGRAMS = {
     "sailpoint_task_queue_wait_seconds",
     "sailpoint_exporter_api_request_duration_seconds",
 }
-# Series names a query can select: gauges, counters, and the histograms' series.
-SERIES = GAUGES | COUNTERS | {f"{h}{s}" for h in HISTOGRAMS for s in ("_bucket", "_sum", "_count")}
+# The histograms that also have native buckets (protobuf scrapes): a Prometheus with
+# native histograms enabled stores them under the bare name.
+NATIVE_HISTOGRAMS = {
+    "sailpoint_task_duration_seconds",
+    "sailpoint_task_queue_wait_seconds",
+}
+# Series names a query can select: gauges, counters, the histograms' classic series and
+# the native ones.
+SERIES = (
+    GAUGES
+    | COUNTERS
+    | {f"{h}{s}" for h in HISTOGRAMS for s in ("_bucket", "_sum", "_count")}
+    | NATIVE_HISTOGRAMS
+)
 
 NAME = re.compile(r"(?<![\w:\"])((?:[a-z_]+:)?sailpoint_[a-z0-9_]+(?::[a-z0-9_]+)?)(?![\w\"])")
 

@@ -110,7 +110,9 @@ def main(argv):
                     failures.append(f"{title}: {metric} is neither in the metric catalogue nor a recording rule")
                 if metric in NO_TENANT_LABEL:
                     continue
-                for m in re.finditer(re.escape(metric) + r"(\{[^}]*\})?", expr):
+                # The whole name only: a native histogram's name is a prefix of its classic
+                # `_bucket` series.
+                for m in re.finditer(re.escape(metric) + r"(?![\w:])(\{[^}]*\})?", expr):
                     if not m.group(1) or 'tenant=~"$tenant"' not in m.group(1):
                         failures.append(f'{title}: {metric} selector without tenant=~"$tenant": {expr}')
         for name, predicate in REQUIRED:
