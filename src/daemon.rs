@@ -187,9 +187,10 @@ impl Tenants {
         for name in running {
             match wanted.get(name.as_str()) {
                 None => {
-                    tracing::info!(tenant = %name, "tenant removed by reload: stopping it");
+                    tracing::info!(tenant = %name, "tenant removed by reload: stopping it and dropping its series");
                     self.stop(&name).await;
                     self.board.remove(&name);
+                    self.metrics.remove(&name);
                 }
                 Some(t) if !self.running.get(&name).is_some_and(|r| r.settings == **t) => {
                     tracing::info!(tenant = %name, "tenant settings changed: restarting it");

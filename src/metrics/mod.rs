@@ -364,6 +364,17 @@ impl Metrics {
         handle
     }
 
+    /// Forgets a tenant that is no longer watched (removed by a reload, or its shard moved
+    /// to another replica): every series of it leaves the exposition at the next scrape,
+    /// so no frozen `sailpoint_up` or last-poll value keeps an alert firing. Handles still
+    /// held elsewhere update a state nobody renders; a tenant added again later starts
+    /// from a fresh state (or its state file).
+    pub fn remove(&self, name: &str) {
+        if self.tenants().remove(name).is_some() {
+            self.changes.mark();
+        }
+    }
+
     /// Every tenant handle, by name (for rendering).
     fn handles(&self) -> Vec<TenantMetrics> {
         self.tenants().values().cloned().collect()
