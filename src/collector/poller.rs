@@ -29,6 +29,22 @@ use crate::storage::TenantStore;
 /// on synchronised clocks, and a larger value would move the counting bounds by days.
 pub const MAX_PLAUSIBLE_SKEW: chrono::Duration = chrono::Duration::days(1);
 
+/// How many tenants of the process may prime (or catch up after an outage) at once.
+/// Each holds its whole lookback of decoded tasks until it is applied, so the peak memory
+/// at start is this many tenants' histories, whatever the intervals and however many
+/// tenants start together; priming is CPU-bound decoding, so more at once would not be
+/// faster on a few cores.
+pub const PRIMING_AT_ONCE: usize = 4;
+
+/// The permits of [`PRIMING_AT_ONCE`], shared by every poller of the process.
+static PRIMING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(PRIMING_AT_ONCE);
+
+/// Waits for a priming slot (see [`PRIMING_AT_ONCE`]); the slot is held until dropped.
+async fn priming_slot() -> Option<tokio::sync::SemaphorePermit<'static>> {
+    // The semaphore is never closed, so this is always a permit.
+    PRIMING.acquire().await.ok()
+}
+
 /// Where "now" comes from; the real wall clock in production, a simulator's manual clock
 /// in tests.
 pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
@@ -180,6 +196,7 @@ impl<S: TaskSource> TenantPoller<S> {
     /// Startup: pending baseline, then the completed history down to `now − lookback`
     /// (tenant time); fills gauges and the dedupe set without counting anything.
     pub async fn prime(&mut self) -> Result<PollOutcome, ReadError<S::Error>> {
+        let _slot = priming_slot().await;
         let local_start = (self.clock)();
         let t0 = Instant::now();
         let (listed, date) = self
@@ -283,6 +300,10 @@ impl<S: TaskSource> TenantPoller<S> {
                 at: self.tracker.priming_lower_bound(tenant_now),
                 degraded: false,
             });
+        // A read reaching back further than a few regular polls would (after an outage,
+        // or resuming from a state file) is as heavy as priming: it waits for a slot.
+        let catch_up = tenant_now - bound.at > self.catch_up_after();
+        let _slot = if catch_up { priming_slot().await } else { None };
         let t0 = Instant::now();
         let read = self
             .deadline(
@@ -321,6 +342,18 @@ impl<S: TaskSource> TenantPoller<S> {
             }
         }
         local.checked_add_signed(self.skew).unwrap_or(local)
+    }
+
+    /// How far back a completed read may reach before it counts as catching up: the
+    /// overlap plus two completed intervals (a regular read reaches back about one
+    /// interval plus the overlap).
+    fn catch_up_after(&self) -> chrono::Duration {
+        let two_intervals =
+            chrono::Duration::from_std(self.settings.completed_interval.saturating_mul(2))
+                .unwrap_or(chrono::Duration::MAX);
+        two_intervals
+            .checked_add(&self.tracker.config().overlap)
+            .unwrap_or(chrono::Duration::MAX)
     }
 
     fn set_degraded(&mut self, degraded: bool) {
