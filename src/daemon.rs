@@ -22,6 +22,7 @@ use crate::config::{Overrides, Settings, TenantSettings};
 use crate::http::{self, MetricsSource, ServerConfig};
 use crate::metrics::Metrics;
 use crate::status::{CliTarget, PageInfo, StatusBoard};
+use crate::storage::Store;
 
 /// The crate version, for build info and the landing page.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -99,6 +100,8 @@ struct Tenants {
     http: reqwest::Client,
     board: Arc<StatusBoard>,
     state: Arc<ExporterState>,
+    /// The state directory (`storage.path`), owned with its lock for the process's life.
+    store: Option<Arc<Store>>,
     running: HashMap<String, RunningTenant>,
 }
 
@@ -132,6 +135,7 @@ impl Tenants {
             stopped,
             resume,
             &self.http,
+            self.store.as_ref(),
             delay,
         )?;
         if let Ok(mut t) = self.state.tenants.lock() {
@@ -173,9 +177,13 @@ impl Tenants {
     /// tenant that still reads the same tenant (same `base_url`) continues from its
     /// exactly-once state, so nothing that completes while it restarts is lost.
     async fn apply(&mut self, new: &Settings, old: &Settings) -> anyhow::Result<()> {
-        if new.web != old.web || new.metrics != old.metrics || new.status != old.status {
+        if new.web != old.web
+            || new.metrics != old.metrics
+            || new.status != old.status
+            || new.storage != old.storage
+        {
             tracing::warn!(
-                "web, metrics or status settings changed: they take effect after a restart"
+                "web, metrics, status or storage settings changed: they take effect after a restart"
             );
         }
         let wanted: HashMap<&str, &TenantSettings> =
@@ -224,6 +232,13 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     let settings = own_shard(settings);
+    // First: a second process on the same state directory stops here, before it polls.
+    let store = settings
+        .storage
+        .path
+        .as_deref()
+        .map(Store::open)
+        .transpose()?;
     let metrics = Arc::new(Metrics::new(&settings.metrics, VERSION, REVISION)?);
     let (renderer_stop, renderer_stopped) = watch::channel(false);
     let renderer = metrics.spawn_renderer(renderer_stopped);
@@ -257,6 +272,7 @@ pub async fn run(
         http: crate::sailpoint::http_client().context("cannot build the HTTP client")?,
         board: board.clone(),
         state: state.clone(),
+        store,
         running: HashMap::new(),
     };
     let count = settings.tenants.len();

@@ -438,3 +438,69 @@ async fn a_hammering_scraper_never_sees_half_a_poll() {
     assert!(scrapes > 50, "only {scrapes} scrapes");
     assert!(last_total > 0.0, "polls applied while scraping");
 }
+
+/// One owner per state directory: a second exporter on the same `storage.path` (an HA
+/// pair on a shared volume, a pod still running on a partitioned node) exits 2 naming the
+/// directory and the holder's pid, touching nothing; the first goes on, and a foreign
+/// temporary file in the directory is left alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_exporter_on_the_same_state_directory_exits_2_naming_the_holder() {
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().join("state");
+    std::fs::create_dir(&storage).unwrap();
+    std::fs::write(storage.join(".someone-else.tmp"), b"not ours").unwrap();
+    let path = dir.path().join("exporter.yaml");
+    std::fs::write(&path, config(&sim, &storage)).unwrap();
+    let first = start(&path, &dir.path().join("first.log")).await;
+    let state_file = storage.join(format!("{TENANT}.json"));
+    wait_for(&first, "the first state write", |_| state_file.exists()).await;
+    let before = std::fs::read(&state_file).unwrap();
+
+    let log = dir.path().join("second.log");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sailpoint-task-exporter"))
+        .arg("serve")
+        .arg("--config.file")
+        .arg(&path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "the second exporter is still running:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "state directory {} is in use by another sailpoint-task-exporter (pid {})",
+            storage.display(),
+            first.pid()
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("serving metrics"), "{stderr}");
+    assert!(storage.join(".someone-else.tmp").exists());
+    // The first one still owns its state: it keeps serving and writing.
+    complete_tasks(&sim, &mut rand::rngs::StdRng::seed_from_u64(5), 1);
+    wait_for(&first, "the first exporter counts on", |s| {
+        completed_total(s) == 1.0
+    })
+    .await;
+    wait_for(&first, "its state written again", |_| {
+        std::fs::read(&state_file).is_ok_and(|now| now != before)
+    })
+    .await;
+}

@@ -401,7 +401,8 @@ impl<S: TaskSource> TenantPoller<S> {
     /// applied) when `storage.path` is set; a failure is logged and counted, never fatal.
     async fn persist(&self) {
         if let Some(store) = &self.store {
-            store.save(&self.tracker, &self.metrics).await;
+            let snapshot = store.snapshot(&self.tracker, self.metrics.snapshot());
+            store.save(snapshot, &self.metrics).await;
         }
     }
 
