@@ -165,7 +165,12 @@ impl Tenants {
         tracker
     }
 
+    /// Stops every tenant: all are told at once, then each is awaited (each writes its
+    /// state file a last time).
     async fn stop_all(&mut self) {
+        for tenant in self.running.values() {
+            let _ = tenant.stop.send(true);
+        }
         let names: Vec<String> = self.running.keys().cloned().collect();
         for name in names {
             self.stop(&name).await;

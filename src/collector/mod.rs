@@ -186,6 +186,7 @@ pub fn spawn_shared(
         })?;
         let mut poller = TenantPoller::new(tenant, client, tenant_metrics.clone());
         if let Some(store) = store {
+            tenant_metrics.hold_telemetry();
             tenant_metrics.apply(|u| u.storage_enabled());
             poller = poller.with_store(store.tenant(&tenant.name, tenant.base_url.as_str()));
         }
