@@ -1,10 +1,12 @@
 //! State across restarts (`storage.path`): one file per tenant holding its exactly-once
 //! [`Tracker`] and its metric values ([`TenantState`]), written atomically after every
-//! applied poll and resumed at start.
+//! poll (applied or failed) and when a poller stops, and resumed at start. The poller
+//! writes a poll's state *before* serving it, so no value a scrape has seen can be taken
+//! back by a crash.
 //!
 //! A file is written to a temporary name, fsynced, renamed over the old one and the
 //! directory fsynced, so a crash at any moment leaves either the previous complete state
-//! or the new one. Both halves of a file come from the same applied poll, so a resumed
+//! or the new one. Both halves of a file come from the same moment, so a resumed
 //! tenant's counters and tracker agree: the completed poll after the restart re-reads
 //! from the tracker's lower bound and counts what completed during the downtime, once.
 //!
