@@ -272,7 +272,7 @@ async fn a_tenant_removed_by_reload_leaves_no_series_and_resumes_when_added_agai
         })
         .await;
 
-    let samples = reload(&daemon, &path, &with_storage(&[a_yaml.clone()])).await;
+    let samples = reload(&daemon, &path, &with_storage(std::slice::from_ref(&a_yaml))).await;
     let of_b: Vec<&Sample> = samples
         .iter()
         .filter(|s| s.labels.get("tenant").is_some_and(|t| t == "B"))
