@@ -1222,7 +1222,7 @@ async fn a_plausible_date_header_sets_the_skew_and_an_absurd_one_is_ignored() {
     );
 }
 
-/// A [`Fake`] whose pending reads take a while and record how many run at once.
+/// A [`Fake`] whose history reads take a while and record how many run at once.
 #[derive(Clone)]
 struct Gauged {
     fake: Fake,
@@ -1234,15 +1234,15 @@ impl TaskSource for Gauged {
     type Error = FakeError;
 
     async fn pending_tasks(&self) -> Result<Vec<TaskStatus>, FakeError> {
+        self.fake.pending_tasks().await
+    }
+
+    async fn completed_page(&self, offset: u32, limit: u32) -> Result<Vec<TaskStatus>, FakeError> {
         use std::sync::atomic::Ordering::SeqCst;
         let now = self.in_flight.fetch_add(1, SeqCst) + 1;
         self.most.fetch_max(now, SeqCst);
         tokio::time::sleep(Duration::from_millis(50)).await;
         self.in_flight.fetch_sub(1, SeqCst);
-        self.fake.pending_tasks().await
-    }
-
-    async fn completed_page(&self, offset: u32, limit: u32) -> Result<Vec<TaskStatus>, FakeError> {
         self.fake.completed_page(offset, limit).await
     }
 
@@ -1256,8 +1256,8 @@ impl TaskSource for Gauged {
 }
 
 /// Peak memory at start must not depend on how many tenants start together: however many
-/// prime at the same moment, at most `PRIMING_AT_ONCE` read at once (other tests of this
-/// binary may hold slots too, which only lowers the figure).
+/// prime at the same moment, at most `PRIMING_AT_ONCE` read their history at once (other
+/// tests of this binary may hold slots too, which only lowers the figure).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_most_a_fixed_number_of_tenants_prime_at_once() {
     let metrics = Arc::new(Metrics::new(&MetricsSettings::default(), "test", "abc").unwrap());
