@@ -22,6 +22,7 @@ use crate::config::{Overrides, Settings, TenantSettings};
 use crate::http::{self, MetricsSource, ServerConfig};
 use crate::metrics::Metrics;
 use crate::status::{CliTarget, PageInfo, StatusBoard};
+use crate::storage::Store;
 
 /// The crate version, for build info and the landing page.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -100,6 +101,8 @@ struct Tenants {
     http: reqwest::Client,
     board: Arc<StatusBoard>,
     state: Arc<ExporterState>,
+    /// The state directory (`storage.path`), owned with its lock for the process's life.
+    store: Option<Arc<Store>>,
     running: HashMap<String, RunningTenant>,
 }
 
@@ -133,6 +136,7 @@ impl Tenants {
             stopped,
             resume,
             &self.http,
+            self.store.as_ref(),
             delay,
         )?;
         if let Ok(mut t) = self.state.tenants.lock() {
@@ -162,7 +166,12 @@ impl Tenants {
         tracker
     }
 
+    /// Stops every tenant: all are told at once, then each is awaited (each writes its
+    /// state file a last time).
     async fn stop_all(&mut self) {
+        for tenant in self.running.values() {
+            let _ = tenant.stop.send(true);
+        }
         let names: Vec<String> = self.running.keys().cloned().collect();
         for name in names {
             self.stop(&name).await;
@@ -174,9 +183,13 @@ impl Tenants {
     /// tenant that still reads the same tenant (same `base_url`) continues from its
     /// exactly-once state, so nothing that completes while it restarts is lost.
     async fn apply(&mut self, new: &Settings, old: &Settings) -> anyhow::Result<()> {
-        if new.web != old.web || new.metrics != old.metrics || new.status != old.status {
+        if new.web != old.web
+            || new.metrics != old.metrics
+            || new.status != old.status
+            || new.storage != old.storage
+        {
             tracing::warn!(
-                "web, metrics or status settings changed: they take effect after a restart"
+                "web, metrics, status or storage settings changed: they take effect after a restart"
             );
         }
         let wanted: HashMap<&str, &TenantSettings> =
@@ -188,9 +201,10 @@ impl Tenants {
         for name in running {
             match wanted.get(name.as_str()) {
                 None => {
-                    tracing::info!(tenant = %name, "tenant removed by reload: stopping it");
+                    tracing::info!(tenant = %name, "tenant removed by reload: stopping it and dropping its series");
                     self.stop(&name).await;
                     self.board.remove(&name);
+                    self.metrics.remove(&name);
                 }
                 Some(t) if !self.running.get(&name).is_some_and(|r| r.settings == **t) => {
                     tracing::info!(tenant = %name, "tenant settings changed: restarting it");
@@ -244,6 +258,13 @@ pub async fn run_on(
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     let settings = own_shard(settings);
+    // First: a second process on the same state directory stops here, before it polls.
+    let store = settings
+        .storage
+        .path
+        .as_deref()
+        .map(Store::open)
+        .transpose()?;
     let metrics = Arc::new(Metrics::new(&settings.metrics, VERSION, REVISION)?);
     let (renderer_stop, renderer_stopped) = watch::channel(false);
     let renderer = metrics.spawn_renderer(renderer_stopped);
@@ -277,6 +298,7 @@ pub async fn run_on(
         http: crate::sailpoint::http_client().context("cannot build the HTTP client")?,
         board: board.clone(),
         state: state.clone(),
+        store,
         running: HashMap::new(),
     };
     let count = settings.tenants.len();

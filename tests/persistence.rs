@@ -14,7 +14,7 @@ use exporter_common::exposition::{self, Sample};
 use rand::{Rng, SeedableRng};
 use sailpoint_task_exporter::sailpoint::model::{CompletionStatus, TaskStatusMessage};
 use sailpoint_task_exporter::simulator::{
-    DEMO_CLIENT_SECRET, NewTask, Scenario, SimConfig, SimHandle, Simulator,
+    DEMO_CLIENT_SECRET, Faults, NewTask, Scenario, SimConfig, SimHandle, Simulator,
 };
 
 mod common;
@@ -493,4 +493,183 @@ async fn exemplars_survive_a_restart_with_the_values() {
         after, before,
         "the same exemplars after the restart, nothing new counted"
     );
+}
+
+/// One owner per state directory: a second exporter on the same `storage.path` (an HA
+/// pair on a shared volume, a pod still running on a partitioned node) exits 2 naming the
+/// directory and the holder's pid, touching nothing; the first goes on, and a foreign
+/// temporary file in the directory is left alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_exporter_on_the_same_state_directory_exits_2_naming_the_holder() {
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().join("state");
+    std::fs::create_dir(&storage).unwrap();
+    std::fs::write(storage.join(".someone-else.tmp"), b"not ours").unwrap();
+    let path = dir.path().join("exporter.yaml");
+    std::fs::write(&path, config(&sim, &storage)).unwrap();
+    let first = start(&path, &dir.path().join("first.log")).await;
+    let state_file = storage.join(format!("{TENANT}.json"));
+    wait_for(&first, "the first state write", |_| state_file.exists()).await;
+    let before = std::fs::read(&state_file).unwrap();
+
+    let log = dir.path().join("second.log");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sailpoint-task-exporter"))
+        .arg("serve")
+        .arg("--config.file")
+        .arg(&path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "the second exporter is still running:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "state directory {} is in use by another sailpoint-task-exporter (pid {})",
+            storage.display(),
+            first.pid()
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("serving metrics"), "{stderr}");
+    assert!(storage.join(".someone-else.tmp").exists());
+    // The first one still owns its state: it keeps serving and writing.
+    complete_tasks(&sim, &mut rand::rngs::StdRng::seed_from_u64(5), 1);
+    wait_for(&first, "the first exporter counts on", |s| {
+        completed_total(s) == 1.0
+    })
+    .await;
+    wait_for(&first, "its state written again", |_| {
+        std::fs::read(&state_file).is_ok_and(|now| now != before)
+    })
+    .await;
+}
+
+/// Counter-type samples (`counter` families, and a histogram's buckets, `_sum` and
+/// `_count`) of the exporter's own families, by name and labels: what must never go down.
+fn counter_series(text: &str) -> std::collections::BTreeMap<String, f64> {
+    let counters: std::collections::BTreeSet<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_once(' '))
+        .filter(|(name, kind)| {
+            name.starts_with("sailpoint_") && matches!(*kind, "counter" | "histogram")
+        })
+        .map(|(name, _)| name)
+        .collect();
+    exposition::parse(text)
+        .into_iter()
+        .filter(|s| {
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| s.name.strip_suffix(suffix).filter(|f| counters.contains(f)))
+                .unwrap_or(&s.name);
+            counters.contains(family)
+        })
+        .map(|s| (format!("{}{:?}", s.name, s.labels), s.value))
+        .collect()
+}
+
+/// No counter of any family ever goes down across a crash: SIGKILL at random moments —
+/// during stretches of failing polls (which move the request, retry and poll-error
+/// counters), while tasks are pending, and whenever a state write happens to be under way
+/// — and every counter series of the last scrape before the kill is compared with the
+/// first scrape after the restart. Replay a failure with `KILL_SEED=<seed>`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_counter_goes_down_across_sigkills_at_random_moments() {
+    let seed = std::env::var("KILL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random::<u64>);
+    eprintln!("KILL_SEED={seed}");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().join("state");
+    let config_path = dir.path().join("exporter.yaml");
+    // One retry, so a failing stretch fails polls (not only retries) within a second.
+    let yaml = config(&sim, &storage).replace(
+        "    lookback: 1h\n",
+        "    lookback: 1h\n    max_retries: 1\n    request_timeout: 2s\n",
+    );
+    std::fs::write(&config_path, yaml).unwrap();
+    let log = |i: usize| dir.path().join(format!("daemon-{i}.log"));
+    let mut daemon = start(&config_path, &log(0)).await;
+    let failing = Faults {
+        server_error_rate: 1.0,
+        ..Faults::default()
+    };
+    for round in 1..=8 {
+        let fail = rng.gen_bool(0.5);
+        sim.set_faults(if fail {
+            failing.clone()
+        } else {
+            Faults::default()
+        });
+        let n = rng.gen_range(0..5);
+        complete_tasks(&sim, &mut rng, n);
+        // Some tasks stay pending for a few rounds (the simulated clock moves 410 s a
+        // round).
+        let now = sim.now();
+        for _ in 0..rng.gen_range(0..3) {
+            sim.add_task(
+                NewTask::account_aggregation(SOURCES[0])
+                    .created(now)
+                    .launched(now)
+                    .completes(now + TimeDelta::seconds(900), CompletionStatus::Success),
+            );
+        }
+        // Scrape back to back until a random moment, then kill right after the last one.
+        let until = Instant::now() + Duration::from_millis(rng.gen_range(200..2500));
+        let mut before = daemon.metrics_text().await;
+        while Instant::now() < until {
+            before = daemon.metrics_text().await;
+        }
+        daemon.signal("KILL");
+        assert!(
+            daemon.wait_exit(Duration::from_secs(10)).await.is_some(),
+            "KILL_SEED={seed}: the daemon did not die"
+        );
+        daemon = Daemon::start(&config_path, &log(round)).await;
+        let after = counter_series(&daemon.metrics_text().await);
+        let before = counter_series(&before);
+        assert!(
+            before.len() > 50,
+            "KILL_SEED={seed}: {} counter series",
+            before.len()
+        );
+        for (series, was) in &before {
+            let now = after.get(series).copied().unwrap_or(0.0);
+            // Exactly: saved values come back bit for bit (serde_json's float_roundtrip).
+            assert!(
+                now >= *was,
+                "KILL_SEED={seed}: round {round} ({}): {series} went down from {was} to {now}\n{}",
+                if fail {
+                    "failing polls"
+                } else {
+                    "working polls"
+                },
+                daemon.log_text()
+            );
+        }
+        if !fail {
+            daemon.wait_ready().await;
+        }
+    }
 }

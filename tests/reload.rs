@@ -249,6 +249,70 @@ async fn reload_restarts_only_the_changed_tenant_and_refuses_an_invalid_file() {
     );
 }
 
+/// Removal is removal: a tenant removed by a reload loses every series (and its status
+/// page entry) at the next scrape, so no frozen `sailpoint_up` or last-poll value keeps an
+/// alert firing; added again, it resumes from its state file and counts what completed
+/// while it was away, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_removed_by_reload_leaves_no_series_and_resumes_when_added_again() {
+    let (a, b) = (sim().await, sim().await);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("exporter.yaml");
+    let storage = format!("storage:\n  path: {}\n", dir.path().join("state").display());
+    let with_storage = |tenants: &[String]| format!("{storage}{}", config_yaml(tenants));
+    let (a_yaml, b_yaml) = (tenant_yaml("A", &a, &[]), tenant_yaml("B", &b, &[]));
+    std::fs::write(&path, with_storage(&[a_yaml.clone(), b_yaml.clone()])).unwrap();
+    let daemon = Daemon::start(&path, &dir.path().join("daemon.log")).await;
+    daemon.wait_ready().await;
+    complete_tasks(&a, 3);
+    complete_tasks(&b, 2);
+    daemon
+        .wait_for("A = 3 and B = 2 completions", |s| {
+            completed(s, "A") == 3.0 && completed(s, "B") == 2.0
+        })
+        .await;
+
+    let samples = reload(&daemon, &path, &with_storage(std::slice::from_ref(&a_yaml))).await;
+    let of_b: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| s.labels.get("tenant").is_some_and(|t| t == "B"))
+        .collect();
+    assert!(
+        of_b.is_empty(),
+        "B's series are still served: {} of them, e.g. {:?}",
+        of_b.len(),
+        of_b.first()
+    );
+    assert_eq!(completed(&samples, "A"), 3.0);
+    assert_eq!(
+        gauge(&samples, "sailpoint_up", &[("tenant", "A")]),
+        Some(1.0)
+    );
+    let status = match daemon.get("/api/v1/status").await {
+        Ok((200, body)) => body,
+        other => panic!("status API: {other:?}"),
+    };
+    assert!(!status.contains("\"B\""), "{status}");
+
+    // One completion while B is not watched; added again, B resumes from its file (2) and
+    // counts it (3), without priming.
+    complete_tasks(&b, 1);
+    reload(&daemon, &path, &with_storage(&[a_yaml, b_yaml])).await;
+    let samples = daemon
+        .wait_for("B back with 3 completions", |s| {
+            gauge(s, "sailpoint_up", &[("tenant", "B")]) == Some(1.0) && completed(s, "B") == 3.0
+        })
+        .await;
+    assert_eq!(completed(&samples, "A"), 3.0);
+    let log = daemon.log_text();
+    assert_eq!(log_lines(&log, "B", "primed"), 1, "B primed again:\n{log}");
+    assert_eq!(
+        log_lines(&log, "B", "resuming from the state file"),
+        1,
+        "{log}"
+    );
+}
+
 /// A tenant restarted by a reload must not lose the completions that happened between
 /// its last poll before the reload and its first poll after it: its counters live on in
 /// the same process, so nothing tells Prometheus that anything was missed.

@@ -53,7 +53,9 @@ pub async fn check_tenant(tenant: &TenantSettings) -> (bool, String) {
         Err(e) => return fail(out, "client", &e),
     };
     if let Err(e) = client.authenticate().await {
-        let step = if e.status().is_some() {
+        let step = if matches!(e, ApiError::Redirect { .. }) {
+            "reachable"
+        } else if e.status().is_some() {
             "authenticated"
         } else {
             "reachable"
@@ -119,6 +121,9 @@ pub async fn check_tenant(tenant: &TenantSettings) -> (bool, String) {
 }
 
 fn step_for(e: &ApiError) -> &'static str {
+    if matches!(e, ApiError::Redirect { .. }) {
+        return "reachable";
+    }
     match e.status() {
         Some(401) => "authenticated",
         Some(403) => "read rights",
@@ -134,6 +139,8 @@ fn line(out: &mut String, step: &str, text: &str) {
 
 fn fail(mut out: String, step: &str, e: &ApiError) -> (bool, String) {
     let hint = match step {
+        // The redirect error says what to do itself.
+        _ if matches!(e, ApiError::Redirect { .. }) => "",
         "reachable" => " — check base_url, DNS, proxy and firewall",
         "authenticated" => " — check client_id and the secret",
         "read rights" => " — the token needs idn:task-management:read (or sp:scopes:all)",

@@ -383,6 +383,13 @@ async fn demo(
 fn finish(result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // A state directory owned by another process is a deployment error, like a
+        // configuration that cannot run: exit 2, as for one.
+        Err(e) if e.downcast_ref::<crate::storage::Locked>().is_some() => {
+            tracing::error!(error = %format!("{e:#}"), "exporter not started");
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_USAGE)
+        }
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "exporter failed");
             eprintln!("error: {e:#}");

@@ -28,7 +28,7 @@ use crate::config::{Settings, TenantSettings};
 use crate::metrics::Metrics;
 use crate::sailpoint::{ApiError, ApiObserver, Client, http_client};
 use crate::status::StatusBoard;
-use crate::storage::{Loaded, Store};
+use crate::storage::{Loaded, Locked, Store};
 
 /// Why the collector could not start.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +45,9 @@ pub enum CollectorError {
     /// The HTTP client shared by the tenants could not be built (TLS setup).
     #[error("cannot build the HTTP client: {0}")]
     Http(#[source] ApiError),
+    /// Another process owns the state directory.
+    #[error(transparent)]
+    Storage(#[from] Locked),
 }
 
 /// Whether every tenant has primed (a first successful pending and completed read);
@@ -130,6 +133,12 @@ pub fn spawn_reporting(
     resume: HashMap<String, Tracker>,
 ) -> Result<CollectorHandle, CollectorError> {
     let http = http_client().map_err(CollectorError::Http)?;
+    let store = settings
+        .storage
+        .path
+        .as_deref()
+        .map(Store::open)
+        .transpose()?;
     spawn_shared(
         settings,
         metrics,
@@ -137,6 +146,7 @@ pub fn spawn_reporting(
         shutdown,
         resume,
         &http,
+        store.as_ref(),
         Duration::ZERO,
     )
 }
@@ -145,7 +155,9 @@ pub fn spawn_reporting(
 /// shares with other collectors (the daemon starts one collector per tenant and builds
 /// one TLS configuration and connection pool for all of them). The pollers make their
 /// first request after `start_delay` (or stop earlier if `shutdown` turns true), which
-/// lets the daemon spread the priming of many tenants.
+/// lets the daemon spread the priming of many tenants. `store` is the state directory
+/// the caller opened (and owns, with its lock) for `settings.storage.path`.
+#[allow(clippy::too_many_arguments)]
 pub fn spawn_shared(
     settings: &Settings,
     metrics: Arc<Metrics>,
@@ -153,14 +165,14 @@ pub fn spawn_shared(
     shutdown: watch::Receiver<bool>,
     mut resume: HashMap<String, Tracker>,
     http: &reqwest::Client,
+    store: Option<&Arc<Store>>,
     start_delay: Duration,
 ) -> Result<CollectorHandle, CollectorError> {
     let mut pollers = Vec::with_capacity(settings.tenants.len());
-    let store = settings.storage.path.as_deref().map(Store::open);
     for tenant in &settings.tenants {
         let mut resumed = resume.remove(&tenant.name);
         if resumed.is_none()
-            && let Some(store) = &store
+            && let Some(store) = store
         {
             resumed = load_state(store, tenant, &metrics);
         }
@@ -173,7 +185,8 @@ pub fn spawn_shared(
             }
         })?;
         let mut poller = TenantPoller::new(tenant, client, tenant_metrics.clone());
-        if let Some(store) = &store {
+        if let Some(store) = store {
+            tenant_metrics.hold_telemetry();
             tenant_metrics.apply(|u| u.storage_enabled());
             poller = poller.with_store(store.tenant(&tenant.name, tenant.base_url.as_str()));
         }
@@ -274,6 +287,7 @@ mod start_delay_tests {
             stopped,
             HashMap::new(),
             &http,
+            None,
             Duration::from_secs(3600),
         )
         .unwrap();

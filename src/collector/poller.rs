@@ -30,6 +30,22 @@ use crate::storage::TenantStore;
 /// live in the tenant's time), but reported: a warning, and counting marked degraded.
 pub const MAX_PLAUSIBLE_SKEW: chrono::Duration = chrono::Duration::days(1);
 
+/// How many tenants of the process may prime (or catch up after an outage) at once.
+/// Each holds its whole lookback of decoded tasks until it is applied, so the peak memory
+/// at start is this many tenants' histories, whatever the intervals and however many
+/// tenants start together; priming is CPU-bound decoding, so more at once would not be
+/// faster on a few cores.
+pub const PRIMING_AT_ONCE: usize = 4;
+
+/// The permits of [`PRIMING_AT_ONCE`], shared by every poller of the process.
+static PRIMING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(PRIMING_AT_ONCE);
+
+/// Waits for a priming slot (see [`PRIMING_AT_ONCE`]); the slot is held until dropped.
+async fn priming_slot() -> Option<tokio::sync::SemaphorePermit<'static>> {
+    // The semaphore is never closed, so this is always a permit.
+    PRIMING.acquire().await.ok()
+}
+
 /// Where "now" comes from; the real wall clock in production, a simulator's manual clock
 /// in tests.
 pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
@@ -114,6 +130,10 @@ pub struct TenantPoller<S> {
     ready: Arc<AtomicBool>,
     status: TenantStatus,
     store: Option<TenantStore>,
+    /// Set once a poll has read everything and starts applying it: from then on a
+    /// shutdown lets the poll finish (its tracker is already moved; its metrics and state
+    /// file must follow) instead of abandoning it.
+    committing: Arc<AtomicBool>,
 }
 
 impl<S: TaskSource> TenantPoller<S> {
@@ -132,6 +152,7 @@ impl<S: TaskSource> TenantPoller<S> {
             ready: Arc::new(AtomicBool::new(false)),
             status: TenantStatus::detached(&tenant.name, Default::default()),
             store: None,
+            committing: Arc::default(),
         }
     }
 
@@ -194,6 +215,10 @@ impl<S: TaskSource> TenantPoller<S> {
             .deadline(PollList::Pending, t0, self.source.pending_tasks_dated())
             .await?;
         let started = self.tenant_time(local_start, date);
+        let pending_took = t0.elapsed();
+        // The history is the heavy part: it waits for a slot. (A tenant that cannot even
+        // list its pending tasks fails above without taking one.)
+        let _slot = priming_slot().await;
         let t1 = Instant::now();
         let bound = self.tracker.priming_lower_bound(started);
         let history = self
@@ -212,11 +237,12 @@ impl<S: TaskSource> TenantPoller<S> {
             },
             history,
         };
+        self.committing.store(true, Ordering::Release);
         let primed = self.tracker.apply_prime(read, self.tenant_now());
         self.publish_degraded();
-        let tracker = &self.tracker;
         let at = Utc::now();
-        self.metrics.apply(|u| {
+        let completed_took = t1.elapsed();
+        self.commit(|u, tracker| {
             for task in &primed.backlog {
                 u.record_primed(task);
             }
@@ -224,9 +250,10 @@ impl<S: TaskSource> TenantPoller<S> {
                 u.record_completion(task);
             }
             publish_state(u, tracker);
-            u.poll_succeeded(PollList::Pending, at, t1 - t0);
-            u.poll_succeeded(PollList::Completed, at, t1.elapsed());
-        });
+            u.poll_succeeded(PollList::Pending, at, pending_took);
+            u.poll_succeeded(PollList::Completed, at, completed_took);
+        })
+        .await;
         for task in primed.backlog.iter().chain(&primed.counted) {
             self.status.record_completion(task);
         }
@@ -234,7 +261,6 @@ impl<S: TaskSource> TenantPoller<S> {
             .set_pending(self.tracker.pending().tasks(), Utc::now());
         self.status.poll_succeeded(PollList::Pending.as_str(), at);
         self.status.poll_succeeded(PollList::Completed.as_str(), at);
-        self.persist().await;
         self.ready.store(true, Ordering::Release);
         tracing::info!(
             tenant = self.metrics.tenant(),
@@ -262,6 +288,7 @@ impl<S: TaskSource> TenantPoller<S> {
             )
             .await?;
         read.started = self.tenant_time(local_start, date);
+        self.committing.store(true, Ordering::Release);
         let applied = self.tracker.apply_pending(read);
         self.publish_degraded();
         for id in &applied.set_aside {
@@ -285,8 +312,7 @@ impl<S: TaskSource> TenantPoller<S> {
     /// One completed poll (tracker must be primed); returns the number of completions
     /// counted.
     pub async fn poll_completed(&mut self) -> Result<usize, ReadError<S::Error>> {
-        let local_now = (self.clock)();
-        let tenant_now = local_now + self.skew;
+        let tenant_now = self.tenant_now();
         let bound = self
             .tracker
             .completed_lower_bound(tenant_now)
@@ -294,6 +320,10 @@ impl<S: TaskSource> TenantPoller<S> {
                 at: self.tracker.priming_lower_bound(tenant_now),
                 degraded: false,
             });
+        // A read reaching back further than a few regular polls would (after an outage,
+        // or resuming from a state file) is as heavy as priming: it waits for a slot.
+        let catch_up = tenant_now - bound.at > self.catch_up_after();
+        let _slot = if catch_up { priming_slot().await } else { None };
         let t0 = Instant::now();
         let read = self
             .deadline(
@@ -303,6 +333,7 @@ impl<S: TaskSource> TenantPoller<S> {
             )
             .await?;
         self.note_order(read.unsorted);
+        self.committing.store(true, Ordering::Release);
         let completed = self.tracker.apply_completed(read, self.tenant_now());
         // With the clocks more than a day apart the read's cap is on a doubtful timeline:
         // that is reported as degraded while it lasts, not for a lookback after it.
@@ -354,6 +385,18 @@ impl<S: TaskSource> TenantPoller<S> {
         local.checked_add_signed(self.skew).unwrap_or(local)
     }
 
+    /// How far back a completed read may reach before it counts as catching up: the
+    /// overlap plus two completed intervals (a regular read reaches back about one
+    /// interval plus the overlap).
+    fn catch_up_after(&self) -> chrono::Duration {
+        let two_intervals =
+            chrono::Duration::from_std(self.settings.completed_interval.saturating_mul(2))
+                .unwrap_or(chrono::Duration::MAX);
+        two_intervals
+            .checked_add(&self.tracker.config().overlap)
+            .unwrap_or(chrono::Duration::MAX)
+    }
+
     /// Counts a completed read that met an unsorted page (and so read the whole list);
     /// logs when that starts and when the list is sorted again.
     fn note_order(&mut self, unsorted: bool) {
@@ -400,33 +443,48 @@ impl<S: TaskSource> TenantPoller<S> {
 
     /// Applies a successful poll to the metrics in one step — its completions, the
     /// lookups it set aside, the pending snapshot and its outcome — then reports it to the
-    /// status page and keeps the state (with `storage.path`).
+    /// status page (with `storage.path`, the state is written before it is served).
     async fn count(&self, list: PollList, completed: &[TaskStatus], set_aside: usize, t0: Instant) {
-        let tracker = &self.tracker;
         let at = Utc::now();
-        self.metrics.apply(|u| {
+        let took = t0.elapsed();
+        self.commit(|u, tracker| {
             u.lookups_set_aside(set_aside);
             for task in completed {
                 u.record_completion(task);
             }
             publish_state(u, tracker);
-            u.poll_succeeded(list, at, t0.elapsed());
-        });
+            u.poll_succeeded(list, at, took);
+        })
+        .await;
         for task in completed {
             self.status.record_completion(task);
         }
         self.status
             .set_pending(self.tracker.pending().tasks(), Utc::now());
         self.status.poll_succeeded(list.as_str(), at);
-        self.persist().await;
     }
 
-    /// Writes the tenant's state file (tracker and metric values, as of the poll just
-    /// applied) when `storage.path` is set; a failure is logged and counted, never fatal.
-    async fn persist(&self) {
+    /// Applies `change` to the metrics; with `storage.path`, first writes the tracker
+    /// and the metric values as `change` will make them, so that nothing a scrape sees
+    /// can be taken back by a crash (a counter that went down across a restart would
+    /// read as a reset to Prometheus). The write is numbered before it starts, so a
+    /// write abandoned by a stopped poller can never replace a later one. `change` runs
+    /// twice (on the copy written, then for real) and must read no clock.
+    async fn commit(&self, change: impl Fn(&mut Update<'_>, &Tracker)) {
+        let tracker = &self.tracker;
         if let Some(store) = &self.store {
-            store.save(&self.tracker, &self.metrics).await;
+            let state = self.metrics.staged(|u| change(u, tracker));
+            store
+                .save(store.snapshot(tracker, state), &self.metrics)
+                .await;
         }
+        self.metrics.apply(|u| change(u, tracker));
+    }
+
+    /// Writes the tenant's state as it is (when the poller stops: the telemetry of an
+    /// abandoned poll, and everything since the last write, is kept).
+    async fn persist(&self) {
+        self.commit(|_, _| {}).await;
     }
 
     /// Awaits `read` under the poll deadline; on failure counts the error for `list`.
@@ -442,16 +500,21 @@ impl<S: TaskSource> TenantPoller<S> {
             Err(_) => Err(ReadError::Deadline(limit)),
         };
         if let Err(error) = &result {
-            self.metrics.poll_failed(list, started.elapsed());
+            // Written too: the counters a failed poll moves (requests by code, retries,
+            // poll errors) must not go down if the process dies before the next good one.
+            self.committing.store(true, Ordering::Release);
+            let took = started.elapsed();
+            self.commit(|u, _| u.poll_failed(list, took)).await;
             self.status.poll_failed(list.as_str(), Utc::now(), error);
             tracing::warn!(tenant = self.metrics.tenant(), list = list.as_str(), %error, "poll failed; keeping the last good state");
         }
         result
     }
 
-    /// Polls on both schedules until `shutdown` turns true (or its sender is dropped).
-    /// The first poll runs at once; a poll in flight at shutdown is abandoned, which is
-    /// safe because nothing of an unfinished poll is applied.
+    /// Polls on both schedules until `shutdown` turns true (or its sender is dropped),
+    /// then writes the state once more (with `storage.path`). The first poll runs at
+    /// once; a poll still reading at shutdown is abandoned, which is safe because nothing
+    /// of an unfinished read is applied; a poll already applying finishes first.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Tracker {
         let start = Instant::now();
         let mut due = [(PollList::Pending, start), (PollList::Completed, start)];
@@ -468,12 +531,8 @@ impl<S: TaskSource> TenantPoller<S> {
                 }
                 _ = tokio::time::sleep_until(at) => {}
             }
-            let outcome = tokio::select! {
-                changed = shutdown.changed() => {
-                    if changed.is_err() || *shutdown.borrow() { break; }
-                    continue;
-                }
-                outcome = self.poll(list) => outcome,
+            let Some(outcome) = self.poll_until_stopped(list, &mut shutdown).await else {
+                break;
             };
             let now = Instant::now();
             if let Ok(PollOutcome::Primed { .. }) = outcome {
@@ -488,8 +547,40 @@ impl<S: TaskSource> TenantPoller<S> {
                 due[0].1 = (at + self.interval(list)).max(now);
             }
         }
+        if self.store.is_some() {
+            self.persist().await;
+        }
         tracing::debug!(tenant = self.metrics.tenant(), "poller stopped");
         self.tracker
+    }
+
+    /// One poll of `list`, abandoned (`None`) if `shutdown` turns true while it is still
+    /// reading; once it applies, it finishes.
+    async fn poll_until_stopped(
+        &mut self,
+        list: PollList,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Option<Result<PollOutcome, ReadError<S::Error>>> {
+        let committing = Arc::clone(&self.committing);
+        committing.store(false, Ordering::Release);
+        let poll = self.poll(list);
+        tokio::pin!(poll);
+        loop {
+            tokio::select! {
+                outcome = &mut poll => return Some(outcome),
+                changed = shutdown.changed() => {
+                    let stop = changed.is_err() || *shutdown.borrow();
+                    if stop && !committing.load(Ordering::Acquire) {
+                        return None;
+                    }
+                    if stop {
+                        // Applying: let it finish, then stop.
+                        let _ = poll.await;
+                        return None;
+                    }
+                }
+            }
+        }
     }
 
     /// The interval of `list` plus a small random jitter (up to 5 %, at most 2 s), so

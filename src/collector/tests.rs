@@ -1485,3 +1485,65 @@ async fn an_unsorted_read_of_unreadable_and_old_records_is_not_taken_for_a_repea
     h.set_now(60);
     assert_eq!(h.completed().await, 3);
 }
+/// A [`Fake`] whose history reads take a while and record how many run at once.
+#[derive(Clone)]
+struct Gauged {
+    fake: Fake,
+    in_flight: Arc<std::sync::atomic::AtomicUsize>,
+    most: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl TaskSource for Gauged {
+    type Error = FakeError;
+
+    async fn pending_tasks(&self) -> Result<Vec<TaskStatus>, FakeError> {
+        self.fake.pending_tasks().await
+    }
+
+    async fn completed_page(&self, offset: u32, limit: u32) -> Result<Page, FakeError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = self.in_flight.fetch_add(1, SeqCst) + 1;
+        self.most.fetch_max(now, SeqCst);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        self.in_flight.fetch_sub(1, SeqCst);
+        self.fake.completed_page(offset, limit).await
+    }
+
+    async fn tasks_by_ids(&self, ids: &[String]) -> Result<Vec<TaskStatus>, FakeError> {
+        self.fake.tasks_by_ids(ids).await
+    }
+
+    async fn task_status(&self, id: &str) -> Result<Option<TaskStatus>, FakeError> {
+        self.fake.task_status(id).await
+    }
+}
+
+/// Peak memory at start must not depend on how many tenants start together: however many
+/// prime at the same moment, at most `PRIMING_AT_ONCE` read their history at once (other
+/// tests of this binary may hold slots too, which only lowers the figure).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_most_a_fixed_number_of_tenants_prime_at_once() {
+    let metrics = Arc::new(Metrics::new(&MetricsSettings::default(), "test", "abc").unwrap());
+    let source = Gauged {
+        fake: Fake::default(),
+        in_flight: Arc::default(),
+        most: Arc::default(),
+    };
+    let primes: Vec<_> = (0..12)
+        .map(|i| {
+            let name = format!("t{i}");
+            let mut settings = tenant_settings();
+            settings.name = name.clone();
+            let mut poller = TenantPoller::new(&settings, source.clone(), metrics.tenant(&name));
+            tokio::spawn(async move { poller.prime().await.is_ok() })
+        })
+        .collect();
+    for prime in primes {
+        assert!(prime.await.unwrap());
+    }
+    let most = source.most.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        (1..=super::poller::PRIMING_AT_ONCE).contains(&most),
+        "{most} tenants primed at once"
+    );
+}

@@ -360,6 +360,7 @@ impl Metrics {
                     state: Arc::new(Mutex::new(TenantState::default())),
                     changes: Arc::clone(&self.changes),
                     text: Arc::default(),
+                    held: Arc::default(),
                 };
                 handle.apply(|u| u.start());
                 handle
@@ -374,6 +375,17 @@ impl Metrics {
         let handle = self.tenant(name);
         handle.apply(|u| u.restore(state));
         handle
+    }
+
+    /// Forgets a tenant that is no longer watched (removed by a reload, or its shard moved
+    /// to another replica): every series of it leaves the exposition at the next scrape,
+    /// so no frozen `sailpoint_up` or last-poll value keeps an alert firing. Handles still
+    /// held elsewhere update a state nobody renders; a tenant added again later starts
+    /// from a fresh state (or its state file).
+    pub fn remove(&self, name: &str) {
+        if self.tenants().remove(name).is_some() {
+            self.changes.mark();
+        }
     }
 
     /// Every tenant handle, by name (for rendering).
@@ -391,6 +403,41 @@ pub struct TenantMetrics {
     changes: Arc<Changes>,
     /// The tenant's series as last rendered, a compressed piece per family.
     text: Arc<Mutex<render::TenantText>>,
+    /// With a state file ([`TenantMetrics::hold_telemetry`]): the client's telemetry
+    /// observed since the last applied step, applied with the next one (which is
+    /// written first), so no counter is served before it is on disk.
+    held: Arc<Mutex<Option<Vec<Observed>>>>,
+}
+
+/// One piece of the client's telemetry (see [`ApiObserver`]).
+#[derive(Debug, Clone)]
+enum Observed {
+    Request {
+        operation: String,
+        code: String,
+        elapsed: Duration,
+    },
+    Retry(RetryReason),
+    TokenRefresh,
+    InvalidRecord {
+        operation: String,
+        fault: RecordFault,
+    },
+}
+
+impl Observed {
+    fn apply(&self, u: &mut Update<'_>) {
+        match self {
+            Observed::Request {
+                operation,
+                code,
+                elapsed,
+            } => u.request(operation, code, *elapsed),
+            Observed::Retry(reason) => u.retry(*reason),
+            Observed::TokenRefresh => u.token_refresh(),
+            Observed::InvalidRecord { operation, fault } => u.invalid_record(operation, *fault),
+        }
+    }
 }
 
 impl std::fmt::Debug for TenantMetrics {
@@ -429,26 +476,87 @@ impl TenantMetrics {
 
     /// Applies `change` in one step under the tenant's lock: a scrape sees the state
     /// before it or after it, never half of it. The pre-rendered exposition is renewed.
+    /// Telemetry held since the last step is applied first.
     pub fn apply<R>(&self, change: impl FnOnce(&mut Update<'_>) -> R) -> R {
+        self.apply_step(true, change)
+    }
+
+    /// [`TenantMetrics::apply`] for a gauge set in the middle of a poll: held telemetry
+    /// stays held (it is served only with the poll's step, after that is written).
+    fn apply_gauge(&self, change: impl FnOnce(&mut Update<'_>)) {
+        self.apply_step(false, change)
+    }
+
+    fn apply_step<R>(&self, with_held: bool, change: impl FnOnce(&mut Update<'_>) -> R) -> R {
         let result = {
             let mut state = self.lock();
-            change(&mut Update::new(&mut state, &self.rules))
+            let held = if with_held {
+                self.take_held()
+            } else {
+                Vec::new()
+            };
+            let mut update = Update::new(&mut state, &self.rules);
+            for observed in &held {
+                observed.apply(&mut update);
+            }
+            change(&mut update)
         };
         self.changes.mark();
         result
     }
 
-    /// Like [`TenantMetrics::apply`] for telemetry between polls (API requests, retries,
-    /// token refreshes): it shows at the next applied poll or process-metrics refresh.
-    fn observe(&self, change: impl FnOnce(&mut Update<'_>)) {
-        let mut state = self.lock();
-        change(&mut Update::new(&mut state, &self.rules));
+    /// The state `apply(change)` would make, without making it (nothing is served): the
+    /// poller writes it to the state file first, then applies `change` for real, so a
+    /// scrape never sees a value a crash could take back. The same `change` must give the
+    /// same state both times (it reads no clock).
+    pub fn staged(&self, change: impl FnOnce(&mut Update<'_>)) -> TenantState {
+        let mut copy = self.lock().clone();
+        let held = self.held_copy();
+        let mut update = Update::new(&mut copy, &self.rules);
+        for observed in &held {
+            observed.apply(&mut update);
+        }
+        change(&mut update);
+        copy
     }
 
-    /// A copy of the tenant's state, consistent as of the last applied step (for the
-    /// state file).
+    /// From now on the client's telemetry waits for the next applied step instead of
+    /// being applied at once (see [`TenantMetrics::staged`]); for tenants with a state
+    /// file.
+    pub fn hold_telemetry(&self) {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        held.get_or_insert_with(Vec::new);
+    }
+
+    fn take_held(&self) -> Vec<Observed> {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        held.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    fn held_copy(&self) -> Vec<Observed> {
+        let held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        held.clone().unwrap_or_default()
+    }
+
+    /// Telemetry between polls (API requests, retries, token refreshes): applied now,
+    /// showing at the next applied poll or process-metrics refresh — or, when held
+    /// ([`TenantMetrics::hold_telemetry`]), kept for the next applied step.
+    fn observe(&self, observed: Observed) {
+        {
+            let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(held) = held.as_mut() {
+                held.push(observed);
+                return;
+            }
+        }
+        let mut state = self.lock();
+        observed.apply(&mut Update::new(&mut state, &self.rules));
+    }
+
+    /// A copy of the tenant's state, consistent as of the last applied step plus the
+    /// telemetry held since (for the state file).
     pub fn snapshot(&self) -> TenantState {
-        self.lock().clone()
+        self.staged(|_| {})
     }
 
     /// Reads the state under the lock (rendering, which also takes the record of which
@@ -496,7 +604,7 @@ impl TenantMetrics {
 
     /// The tenant's clock minus the exporter's, in seconds.
     pub fn set_clock_skew(&self, seconds: f64) {
-        self.apply(|u| u.set_clock_skew(seconds));
+        self.apply_gauge(|u| u.set_clock_skew(seconds));
     }
 
     /// `n` departed tasks were set aside after repeated failed lookups.
@@ -511,25 +619,32 @@ impl TenantMetrics {
 
     /// Whether exactly-once counting is currently given up (see the family's help).
     pub fn set_counting_degraded(&self, degraded: bool) {
-        self.apply(|u| u.set_counting_degraded(degraded));
+        self.apply_gauge(|u| u.set_counting_degraded(degraded));
     }
 }
 
 impl ApiObserver for TenantMetrics {
     fn request(&self, operation: &str, code: &str, elapsed: Duration) {
-        self.observe(|u| u.request(operation, code, elapsed));
+        self.observe(Observed::Request {
+            operation: operation.to_string(),
+            code: code.to_string(),
+            elapsed,
+        });
     }
 
     fn retry(&self, reason: RetryReason) {
-        self.observe(|u| u.retry(reason));
+        self.observe(Observed::Retry(reason));
     }
 
     fn token_refresh(&self) {
-        self.observe(|u| u.token_refresh());
+        self.observe(Observed::TokenRefresh);
     }
 
     fn invalid_record(&self, operation: &str, fault: RecordFault) {
-        self.observe(|u| u.invalid_record(operation, fault));
+        self.observe(Observed::InvalidRecord {
+            operation: operation.to_string(),
+            fault,
+        });
     }
 }
 

@@ -45,8 +45,13 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The HTTP client tenants share: rustls with the built-in roots, a connection pool per
 /// host, the exporter's user agent. Building one costs a parsed root store and a TLS
 /// configuration, so a process builds it once and hands clones (cheap handles) around.
+///
+/// It follows no redirect: reqwest's default policy re-sends a 307/308 with its body (the
+/// token request's client secret) to any origin, https to http included. A 3xx is an
+/// [`ApiError::Redirect`] naming the status and the target host instead.
 pub fn http_client() -> Result<reqwest::Client, ApiError> {
     reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(CONNECT_TIMEOUT)
         .user_agent(concat!(
             "sailpoint-task-exporter/",
@@ -612,6 +617,7 @@ impl TokenFetcher for HttpTokenFetcher {
                 })
                 .await;
             result.map_err(|e| match e {
+                redirect @ ApiError::Redirect { .. } => redirect,
                 ApiError::Status {
                     status, message, ..
                 } => ApiError::Auth {

@@ -77,6 +77,20 @@ pub enum ApiError {
         /// Why paging stopped.
         message: String,
     },
+    /// The server answered with a redirect, which is never followed: a redirect re-sends
+    /// the request (the token request's body holds the client secret) to wherever the
+    /// `Location` points, so the configured address must be the one that answers.
+    #[error(
+        "{operation}: HTTP {status} redirect to {target} not followed: credentials are sent only to the configured address (set base_url or token_url to the address that answers)"
+    )]
+    Redirect {
+        /// SailPoint's operationId (or `token`).
+        operation: &'static str,
+        /// The HTTP status (301, 302, 303, 307, 308, …).
+        status: u16,
+        /// Where the redirect pointed: `host:port` only (never a path or query).
+        target: String,
+    },
     /// The client could not be built from the settings.
     #[error("client setup: {0}")]
     Setup(String),
@@ -95,6 +109,7 @@ impl ApiError {
         match self {
             ApiError::Status { status, .. } => Some(*status),
             ApiError::Auth { status, .. } => *status,
+            ApiError::Redirect { status, .. } => Some(*status),
             _ => None,
         }
     }

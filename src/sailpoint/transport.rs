@@ -309,6 +309,13 @@ fn classify<T>(
             },
         };
     }
+    if status.is_redirection() {
+        return Attempt::Fail(ApiError::Redirect {
+            operation,
+            status: status.as_u16(),
+            target: redirect_target(&response.headers),
+        });
+    }
     let error = if operation == crate::sailpoint::operation::TOKEN {
         ApiError::from_token_response(status.as_u16(), &response.body)
     } else {
@@ -337,6 +344,26 @@ fn classify<T>(
         };
     }
     Attempt::Fail(error)
+}
+
+/// Where a redirect points, for its error: the `Location`'s host and port only (its path
+/// or query could carry anything), or what kind of location it was.
+fn redirect_target(headers: &HeaderMap) -> String {
+    let Some(location) = headers
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return "no valid Location".to_string();
+    };
+    match url::Url::parse(location.trim()) {
+        Ok(url) => match (url.host_str(), url.port_or_known_default()) {
+            (Some(host), Some(port)) => format!("{}://{host}:{port}", url.scheme()),
+            (Some(host), None) => format!("{}://{host}", url.scheme()),
+            (None, _) => "a location without a host".to_string(),
+        },
+        Err(url::ParseError::RelativeUrlWithoutBase) => "a path on the same host".to_string(),
+        Err(_) => "an invalid Location".to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -487,5 +514,35 @@ mod tests {
             classify("op", resp(404, &[]), 0, true, decode_ok),
             Attempt::Fail(_)
         ));
+    }
+
+    #[test]
+    fn a_redirect_fails_naming_the_status_and_the_target_host_only() {
+        let redirect = |code: u16, location: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                reqwest::header::LOCATION,
+                reqwest::header::HeaderValue::from_static(location),
+            );
+            let response = RawResponse {
+                status: StatusCode::from_u16(code).unwrap(),
+                headers,
+                body: Bytes::new(),
+            };
+            match classify("token", response, 0, false, |_| Ok(1u8)) {
+                Attempt::Fail(e) => e.to_string(),
+                _ => panic!("a {code} must fail at once"),
+            }
+        };
+        assert_eq!(
+            redirect(307, "http://evil.example:8080/steal?secret=x"),
+            "token: HTTP 307 redirect to http://evil.example:8080 not followed: credentials are sent only to the configured address (set base_url or token_url to the address that answers)"
+        );
+        assert!(
+            redirect(308, "https://other.example/x")
+                .contains("HTTP 308 redirect to https://other.example:443 ")
+        );
+        assert!(redirect(302, "/oauth/token2").contains("redirect to a path on the same host "));
+        assert!(redirect(301, "http://[bad").contains("redirect to an invalid Location "));
     }
 }

@@ -1,10 +1,12 @@
 //! State across restarts (`storage.path`): one file per tenant holding its exactly-once
 //! [`Tracker`] and its metric values ([`TenantState`]), written atomically after every
-//! applied poll and resumed at start.
+//! poll (applied or failed) and when a poller stops, and resumed at start. The poller
+//! writes a poll's state *before* serving it, so no value a scrape has seen can be taken
+//! back by a crash.
 //!
 //! A file is written to a temporary name, fsynced, renamed over the old one and the
 //! directory fsynced, so a crash at any moment leaves either the previous complete state
-//! or the new one. Both halves of a file come from the same applied poll, so a resumed
+//! or the new one. Both halves of a file come from the same moment, so a resumed
 //! tenant's counters and tracker agree: the completed poll after the restart re-reads
 //! from the tracker's lower bound and counts what completed during the downtime, once.
 //!
@@ -13,11 +15,12 @@
 //! (`<tenant>.json.<reason>-<time>`), logged and counted, and the tenant starts fresh.
 //! A failed write is logged and counted; serving goes on.
 
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -30,6 +33,25 @@ pub const FORMAT_VERSION: u32 = 1;
 
 const SUFFIX: &str = ".json";
 const TEMPORARY: &str = ".tmp";
+
+/// The lock file of a state directory: held (`flock`, exclusive) for the life of the
+/// process that owns the directory, and holding that process's id for the message of the
+/// next one.
+pub const LOCK_FILE: &str = ".sailpoint-task-exporter.lock";
+
+/// Another process owns the state directory.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "state directory {} is in use by another sailpoint-task-exporter{}: two processes on one directory would overwrite and resume each other's state; give each replica its own storage.path (see deploy/README.md, \"State directory lock held\")",
+    dir.display(),
+    holder.map(|p| format!(" (pid {p})")).unwrap_or_default()
+)]
+pub struct Locked {
+    /// The state directory.
+    pub dir: PathBuf,
+    /// The pid written by the holder, when readable.
+    pub holder: Option<u32>,
+}
 
 /// What is written (borrowed, so saving copies nothing twice).
 #[derive(Serialize)]
@@ -77,30 +99,50 @@ pub enum Loaded {
     SetAside(&'static str),
 }
 
-/// The state directory.
+/// The state directory, owned by this process for as long as the store lives.
 #[derive(Debug)]
 pub struct Store {
     dir: PathBuf,
+    /// The held lock (`None` when the directory could not be created or locked; writes
+    /// then fail or are unguarded, and say so in the log).
+    _lock: Option<File>,
+    /// The generation of the next snapshot, across tenants (see [`Snapshot`]).
+    generations: AtomicU64,
+    /// Per tenant, the generation of the state on disk; its mutex also makes the
+    /// tenant's writes (and its load) one at a time.
+    written: Mutex<HashMap<String, Arc<Mutex<u64>>>>,
 }
 
 impl Store {
-    /// The store in `dir`; creates the directory and removes temporary files a crash
-    /// left behind. Problems are logged, not returned: the exporter serves without
-    /// persistence rather than refusing to start (each failed write is counted).
-    pub fn open(dir: &Path) -> Arc<Store> {
-        if let Err(error) = fs::create_dir_all(dir) {
-            tracing::error!(dir = %dir.display(), %error, "cannot create the state directory; state will not be kept");
-        } else if let Ok(entries) = fs::read_dir(dir) {
-            for entry in entries.flatten() {
-                let name = entry.file_name();
-                if name.to_string_lossy().ends_with(TEMPORARY) {
-                    let _ = fs::remove_file(entry.path());
-                }
+    /// The store in `dir`: creates the directory (0700), takes its lock, and removes the
+    /// temporary files an exporter's crash left behind (only those: the directory may be
+    /// shared with other files). A directory locked by another process is an error;
+    /// other problems are logged, not returned: the exporter serves without persistence
+    /// rather than refusing to start (each failed write is counted).
+    pub fn open(dir: &Path) -> Result<Arc<Store>, Locked> {
+        let lock = match create_private_dir(dir) {
+            Err(error) => {
+                tracing::error!(dir = %dir.display(), %error, "cannot create the state directory; state will not be kept");
+                None
             }
-        }
-        Arc::new(Store {
+            Ok(()) => {
+                let lock = lock(dir)?;
+                remove_own_temporaries(dir);
+                lock
+            }
+        };
+        Ok(Arc::new(Store {
             dir: dir.to_path_buf(),
-        })
+            _lock: lock,
+            generations: AtomicU64::new(1),
+            written: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    /// The tenant's write slot: the generation on disk, behind the tenant's write lock.
+    fn slot(&self, tenant: &str) -> Arc<Mutex<u64>> {
+        let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(written.entry(tenant.to_string()).or_default())
     }
 
     /// The state file of a tenant (names are validated: letters, digits, `-`, `_`, `.`).
@@ -119,6 +161,8 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Loaded {
         let path = self.path(tenant);
+        let slot = self.slot(tenant);
+        let _writing = lock_slot(&slot);
         let bytes = match fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Loaded::Missing,
@@ -187,7 +231,16 @@ impl Store {
     }
 }
 
-/// Writes one tenant's state file after each applied poll.
+/// A tenant's tracker and metric values as of one moment, numbered: of two snapshots of
+/// a tenant, the later-numbered one is the newer state.
+#[derive(Debug)]
+pub struct Snapshot {
+    generation: u64,
+    tracker: Tracker,
+    state: TenantState,
+}
+
+/// Writes one tenant's state file after each poll.
 #[derive(Debug, Clone)]
 pub struct TenantStore {
     store: Arc<Store>,
@@ -199,12 +252,22 @@ pub struct TenantStore {
 }
 
 impl TenantStore {
-    /// Writes `tracker` and a snapshot of `metrics` (off the async workers); records the
-    /// outcome in the tenant's metrics.
-    pub async fn save(&self, tracker: &Tracker, metrics: &TenantMetrics) {
-        let (tracker, state) = (tracker.clone(), metrics.snapshot());
+    /// Numbers `tracker` and `state` as the tenant's newest state. Take it at the moment
+    /// the state is current: the number orders the writes.
+    pub fn snapshot(&self, tracker: &Tracker, state: TenantState) -> Snapshot {
+        Snapshot {
+            generation: self.store.generations.fetch_add(1, Ordering::AcqRel),
+            tracker: tracker.clone(),
+            state,
+        }
+    }
+
+    /// Writes `snapshot` (off the async workers) unless a newer one of the tenant is on
+    /// disk already — a write abandoned by a stopped poller keeps running and must not
+    /// replace its successor's; records the outcome in the tenant's metrics.
+    pub async fn save(&self, snapshot: Snapshot, metrics: &TenantMetrics) {
         let writer = self.clone();
-        let written = tokio::task::spawn_blocking(move || writer.write(&tracker, &state)).await;
+        let written = tokio::task::spawn_blocking(move || writer.write_in_order(&snapshot)).await;
         let result = written.unwrap_or_else(|e| Err(io::Error::other(e.to_string())));
         match result {
             Ok(()) => {
@@ -227,6 +290,19 @@ impl TenantStore {
         }
     }
 
+    /// Writes `snapshot` under the tenant's write lock when it is newer than the state on
+    /// disk; an older one is dropped (its successor already holds everything it had).
+    fn write_in_order(&self, snapshot: &Snapshot) -> io::Result<()> {
+        let slot = self.store.slot(&self.tenant);
+        let mut on_disk = lock_slot(&slot);
+        if snapshot.generation <= *on_disk {
+            return Ok(());
+        }
+        self.write(&snapshot.tracker, &snapshot.state)?;
+        *on_disk = snapshot.generation;
+        Ok(())
+    }
+
     fn write(&self, tracker: &Tracker, state: &TenantState) -> io::Result<()> {
         let body = serde_json::to_vec(&Written {
             format: FORMAT_VERSION,
@@ -241,6 +317,114 @@ impl TenantStore {
     }
 }
 
+fn lock_slot(slot: &Mutex<u64>) -> MutexGuard<'_, u64> {
+    slot.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Creates the state directory readable by its owner only (it holds whole task
+/// records); an existing directory keeps its mode.
+fn create_private_dir(dir: &Path) -> io::Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+/// Opens a file for writing, readable by its owner only.
+fn private_file(path: &Path, options: &mut OpenOptions) -> io::Result<File> {
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(options, 0o600);
+    options.open(path)
+}
+
+/// Takes the directory's lock for the life of the returned file and writes this
+/// process's id into it. Held by another process: [`Locked`]. A file system without
+/// locks is logged and tolerated (the operator must then keep to one process).
+fn lock(dir: &Path) -> Result<Option<File>, Locked> {
+    let path = dir.join(LOCK_FILE);
+    let mut file = match private_file(
+        &path,
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false),
+    ) {
+        Ok(f) => f,
+        Err(error) => {
+            tracing::error!(file = %path.display(), %error, "cannot open the state directory's lock file; state is kept unguarded: run only one exporter on this directory");
+            return Ok(None);
+        }
+    };
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => {
+            let mut text = String::new();
+            let _ = file.read_to_string(&mut text);
+            return Err(Locked {
+                dir: dir.to_path_buf(),
+                holder: text.trim().parse().ok(),
+            });
+        }
+        Err(fs::TryLockError::Error(error)) => {
+            tracing::error!(file = %path.display(), %error, "cannot lock the state directory; state is kept unguarded: run only one exporter on this directory");
+            return Ok(Some(file));
+        }
+    }
+    let pid = std::process::id();
+    let recorded = file
+        .set_len(0)
+        .and_then(|()| file.rewind())
+        .and_then(|()| writeln!(file, "{pid}"))
+        .and_then(|()| file.flush());
+    if let Err(error) = recorded {
+        tracing::warn!(file = %path.display(), %error, "cannot record the pid in the lock file (the lock is held)");
+    }
+    Ok(Some(file))
+}
+
+/// Whether `name` is a temporary file of [`write_atomically`]: `.<tenant>.json.tmp`
+/// (older versions) or `.<tenant>.json.<pid>-<sequence>.tmp`.
+fn is_own_temporary(name: &str) -> bool {
+    let Some(inner) = name
+        .strip_prefix('.')
+        .and_then(|n| n.strip_suffix(TEMPORARY))
+    else {
+        return false;
+    };
+    if inner.ends_with(SUFFIX) {
+        return true;
+    }
+    let Some((stem, unique)) = inner.rsplit_once('.') else {
+        return false;
+    };
+    let numbered = unique
+        .split_once('-')
+        .is_some_and(|(pid, seq)| is_number(pid) && is_number(seq));
+    stem.ends_with(SUFFIX) && numbered
+}
+
+fn is_number(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Removes the temporary files a crash of an exporter left behind (called with the lock
+/// held, so no other exporter is writing one).
+fn remove_own_temporaries(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if is_own_temporary(&entry.file_name().to_string_lossy()) {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Numbers the temporary files of this process, so no two writes share a name.
+static TEMPORARIES: AtomicU64 = AtomicU64::new(0);
+
 /// Temporary file, fsync, rename, fsync of the directory: after a crash the file is
 /// either the old one or the new one, never a mix.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
@@ -249,9 +433,13 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let temporary = dir.join(format!(".{name}{TEMPORARY}"));
+    let unique = TEMPORARIES.fetch_add(1, Ordering::Relaxed);
+    let temporary = dir.join(format!(
+        ".{name}.{}-{unique}{TEMPORARY}",
+        std::process::id()
+    ));
     let result = (|| {
-        let mut file = File::create(&temporary)?;
+        let mut file = private_file(&temporary, OpenOptions::new().write(true).create_new(true))?;
         file.write_all(bytes)?;
         file.sync_all()?;
         fs::rename(&temporary, path)?;

@@ -24,7 +24,7 @@ fn metrics() -> (Metrics, TenantMetrics) {
 }
 
 fn saved(dir: &Path) -> Arc<Store> {
-    let store = Store::open(dir);
+    let store = Store::open(dir).unwrap();
     let (_, t) = metrics();
     t.token_refresh();
     store
@@ -65,7 +65,7 @@ fn a_written_state_is_resumed_whole() {
 #[test]
 fn no_file_starts_fresh() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path());
+    let store = Store::open(dir.path()).unwrap();
     assert!(matches!(
         store.load("acme", URL, DAY, Utc::now()),
         Loaded::Missing
@@ -94,7 +94,7 @@ fn assert_set_aside(dir: &Path, store: &Store, url: &str, now: DateTime<Utc>, re
 fn a_corrupt_file_is_set_aside() {
     for bytes in [&b"{\"format\": 1, \"tenant\": \"acme\""[..], b"\0\0\0", b""] {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path());
+        let store = Store::open(dir.path()).unwrap();
         fs::write(store.path("acme"), bytes).unwrap();
         assert_set_aside(dir.path(), &store, URL, Utc::now(), "corrupt");
     }
@@ -103,7 +103,7 @@ fn a_corrupt_file_is_set_aside() {
 #[test]
 fn a_valid_header_with_a_broken_body_is_corrupt() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path());
+    let store = Store::open(dir.path()).unwrap();
     let header = format!(
         "{{\"format\":1,\"tenant\":\"acme\",\"base_url\":\"{URL}\",\"saved_at\":\"{}\",\"tracker\":7,\"metrics\":{{}}}}",
         Utc::now().to_rfc3339()
@@ -144,12 +144,11 @@ fn a_state_older_than_lookback_is_set_aside() {
 }
 
 #[test]
-fn a_failed_write_keeps_the_previous_file_and_leaves_no_temporary() {
+fn a_failed_write_leaves_no_temporary() {
     let dir = tempfile::tempdir().unwrap();
-    let store = saved(dir.path());
-    let before = fs::read(store.path("acme")).unwrap();
-    // A directory where the temporary file would go makes its creation fail.
-    fs::create_dir(dir.path().join(".acme.json.tmp")).unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    // A non-empty directory where the state file goes makes the rename fail.
+    fs::create_dir_all(store.path("acme").join("x")).unwrap();
     let (_, t) = metrics();
     assert!(
         store
@@ -157,7 +156,13 @@ fn a_failed_write_keeps_the_previous_file_and_leaves_no_temporary() {
             .write(&tracker(), &t.snapshot())
             .is_err()
     );
-    assert_eq!(fs::read(store.path("acme")).unwrap(), before);
+    let left: Vec<String> = fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 }
 
 #[tokio::test]
@@ -166,12 +171,16 @@ async fn an_unwritable_directory_is_counted_and_serving_goes_on() {
     // A file where the directory should be: nothing can be created under it, even as root.
     let blocked = dir.path().join("state");
     fs::write(&blocked, b"not a directory").unwrap();
-    let store = Store::open(&blocked);
+    let store = Store::open(&blocked).unwrap();
     let (m, t) = metrics();
     t.apply(|u| u.storage_enabled());
     let writer = store.tenant("acme", URL);
-    writer.save(&tracker(), &t).await;
-    writer.save(&tracker(), &t).await;
+    writer
+        .save(writer.snapshot(&tracker(), t.snapshot()), &t)
+        .await;
+    writer
+        .save(writer.snapshot(&tracker(), t.snapshot()), &t)
+        .await;
     let s = crate::metrics::exposition::parse(&String::from_utf8(m.render()).unwrap());
     assert_eq!(
         crate::metrics::exposition::value(
@@ -192,11 +201,85 @@ async fn an_unwritable_directory_is_counted_and_serving_goes_on() {
 }
 
 #[test]
-fn open_removes_a_temporary_file_left_by_a_crash() {
+fn open_removes_only_the_temporary_files_an_exporter_left() {
     let dir = tempfile::tempdir().unwrap();
-    fs::write(dir.path().join(".acme.json.tmp"), b"half").unwrap();
-    Store::open(dir.path());
-    assert!(!dir.path().join(".acme.json.tmp").exists());
+    let own = [".acme.json.tmp", ".acme.json.4242-17.tmp"];
+    let foreign = [
+        ".other.tmp",
+        "notes.tmp",
+        ".acme.json.x-1.tmp",
+        "acme.json.4242-17.tmp",
+    ];
+    for name in own.iter().chain(&foreign) {
+        fs::write(dir.path().join(name), b"half").unwrap();
+    }
+    let _store = Store::open(dir.path()).unwrap();
+    for name in own {
+        assert!(!dir.path().join(name).exists(), "{name} left");
+    }
+    for name in foreign {
+        assert!(dir.path().join(name).exists(), "{name} removed");
+    }
+}
+
+#[test]
+fn a_second_store_on_the_same_directory_is_refused_naming_the_holder() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Store::open(dir.path()).unwrap();
+    let refused = Store::open(dir.path()).unwrap_err();
+    assert_eq!(refused.dir, dir.path());
+    assert_eq!(refused.holder, Some(std::process::id()));
+    assert!(
+        refused.to_string().starts_with(&format!(
+            "state directory {} is in use by another sailpoint-task-exporter (pid {})",
+            dir.path().display(),
+            std::process::id()
+        )),
+        "{refused}"
+    );
+    drop(first);
+    assert!(
+        Store::open(dir.path()).is_ok(),
+        "the lock ends with its store"
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn state_files_are_private_to_the_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let store = saved(&state);
+    let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&state), 0o700);
+    assert_eq!(mode(&store.path("acme")), 0o600);
+    assert_eq!(mode(&state.join(LOCK_FILE)), 0o600);
+}
+
+/// Of two snapshots of a tenant, the later-numbered one stays on disk whatever order the
+/// writes land in (a write abandoned by a stopped poller finishes after its successor's).
+#[test]
+fn an_older_snapshot_never_replaces_a_newer_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let writer = store.tenant("acme", URL);
+    let (_, t) = metrics();
+    let older = writer.snapshot(&tracker(), t.snapshot());
+    t.token_refresh();
+    t.token_refresh();
+    let newer = writer.snapshot(&tracker(), t.snapshot());
+    writer.write_in_order(&newer).unwrap();
+    writer.write_in_order(&older).unwrap();
+    match store.load("acme", URL, DAY, Utc::now()) {
+        Loaded::Resumed { state, .. } => {
+            let token = state
+                .values
+                .get(&crate::metrics::catalogue::TOKEN_REFRESHES, &[]);
+            assert_eq!(token, Some(&crate::metrics::state::Value::Counter(2)));
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 /// Every float of a tenant's values as bits, with counters and bucket counts, keyed by
@@ -238,7 +321,7 @@ proptest::proptest! {
         skew in -86_400.0f64..86_400.0,
     ) {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path());
+        let store = Store::open(dir.path()).unwrap();
         let (_, t) = metrics();
         let base = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").unwrap().to_utc();
         let ms = |n: i64| base + chrono::Duration::milliseconds(n);
