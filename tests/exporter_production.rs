@@ -113,22 +113,34 @@ async fn primed(
 
 type TenantSettingsAlias = sailpoint_task_exporter::config::TenantSettings;
 
+/// A tenant with `pending` tasks and `habits`, and an exporter primed against it.
+async fn habit_world(
+    seed: u64,
+    pending: usize,
+    habits: Habits,
+) -> (Arc<SimHandle>, Exporter, DateTime<Utc>) {
+    let sim = start_sim(Scenario::Empty, seed).await;
+    populate(&sim, pending);
+    with_habits(&sim, habits);
+    let (exp, primed_at) = primed(&sim, |_| {}).await;
+    (sim, exp, primed_at)
+}
+
 fn counted(exp: &Exporter) -> f64 {
     total(exp, "sailpoint_tasks_completed_total", &[])
 }
 
 #[tokio::test]
 async fn off_spec_fields_do_not_blind_the_tenant_and_are_counted() {
-    let sim = start_sim(Scenario::Empty, 1).await;
-    populate(&sim, 12);
-    with_habits(
-        &sim,
+    let (sim, mut exp, primed_at) = habit_world(
+        1,
+        12,
         Habits {
             off_spec_fields: true,
             ..Habits::default()
         },
-    );
-    let (mut exp, primed_at) = primed(&sim, |_| {}).await;
+    )
+    .await;
     // A pending task served with percentComplete 12.5 still has its per-task series,
     // with the field's default.
     let spoiled = sim
@@ -317,17 +329,16 @@ async fn finished_tasks_the_pending_view_keeps_showing_as_pending_count_once() {
 /// next lookup — 6 too many here).
 #[tokio::test]
 async fn a_pending_replica_that_lags_counts_each_task_once() {
-    let sim = start_sim(Scenario::Empty, 19).await;
-    populate(&sim, 12);
-    with_habits(
-        &sim,
+    let (sim, mut exp, primed_at) = habit_world(
+        19,
+        12,
         Habits {
             pending_replica_lag: Duration::from_secs(240),
             pending_replica_share: 0.3,
             ..Habits::default()
         },
-    );
-    let (mut exp, primed_at) = primed(&sim, |_| {}).await;
+    )
+    .await;
     run(&sim, &mut exp, 0..40).await;
     quiet_polls(&sim, &mut exp, 12).await;
     assert_matches_truth(&exp, &sim, primed_at);
@@ -336,16 +347,15 @@ async fn a_pending_replica_that_lags_counts_each_task_once() {
 
 #[tokio::test]
 async fn a_completed_list_that_lags_loses_nothing() {
-    let sim = start_sim(Scenario::Empty, 7).await;
-    populate(&sim, 12);
-    with_habits(
-        &sim,
+    let (sim, mut exp, primed_at) = habit_world(
+        7,
+        12,
         Habits {
             completed_list_lag: Duration::from_secs(90),
             ..Habits::default()
         },
-    );
-    let (mut exp, primed_at) = primed(&sim, |_| {}).await;
+    )
+    .await;
     run(&sim, &mut exp, 0..24).await;
     quiet_polls(&sim, &mut exp, 8).await;
     assert_matches_truth(&exp, &sim, primed_at);
@@ -353,16 +363,15 @@ async fn a_completed_list_that_lags_loses_nothing() {
 
 #[tokio::test]
 async fn equal_created_values_reordered_between_requests_hide_no_task() {
-    let sim = start_sim(Scenario::Empty, 8).await;
-    populate(&sim, 6);
-    with_habits(
-        &sim,
+    let (sim, mut exp, primed_at) = habit_world(
+        8,
+        6,
         Habits {
             reorder_ties: true,
             ..Habits::default()
         },
-    );
-    let (mut exp, primed_at) = primed(&sim, |_| {}).await;
+    )
+    .await;
     for step in 0..16usize {
         sim.advance(Duration::from_secs(30));
         // Bursts of tasks created in the same second, across page boundaries (page 5).
@@ -706,16 +715,15 @@ async fn an_unreadable_record_in_an_id_batch_costs_only_that_task() {
 
 #[tokio::test]
 async fn a_list_ignoring_sorters_is_counted_exactly() {
-    let sim = start_sim(Scenario::Empty, 24).await;
-    populate(&sim, 12);
-    with_habits(
-        &sim,
+    let (sim, mut exp, primed_at) = habit_world(
+        24,
+        12,
         Habits {
             ignore_sorters: true,
             ..Habits::default()
         },
-    );
-    let (mut exp, primed_at) = primed(&sim, |_| {}).await;
+    )
+    .await;
     for step in 0..16usize {
         sim.advance(Duration::from_secs(30));
         activity(&sim, step);
