@@ -12,13 +12,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use sailpoint_simulator::{
+    ClockMode, DEMO_CLIENT_SECRET, RequestCounts, Scenario, SimConfig, Simulator,
+};
 use sailpoint_task_exporter::collector::{PollOutcome, TenantPoller};
 use sailpoint_task_exporter::config::{Credentials, MetricsSettings, TenantSettings};
 use sailpoint_task_exporter::metrics::{Metrics, PollList};
 use sailpoint_task_exporter::sailpoint::Client;
-use sailpoint_task_exporter::simulator::{
-    ClockMode, DEMO_CLIENT_SECRET, RequestCounts, Scenario, SimConfig, Simulator,
-};
 
 /// CPU seconds (user + system) of the calling thread, from /proc (10 ms resolution).
 fn thread_cpu() -> f64 {

@@ -4,8 +4,8 @@
 //! Data flows one way: [`config`] → [`collector`] pollers (using the [`sailpoint`] client)
 //! → [`metrics`] state → [`http`] serving; the pollers also feed the on-call [`status`]
 //! page, and with `storage.path`, [`storage`] keeps each tenant's state across restarts.
-//! [`simulator`] is a faithful fake tenant used by
-//! `demo`, the tests and dashboard development; [`cli`] holds the command line.
+//! The simulated tenant is its own crate (`sailpoint_simulator`, in `crates/simulator`),
+//! used only by [`cli`] (`demo`, `simulate`) and the tests; [`cli`] holds the command line.
 
 #![warn(missing_docs)]
 
@@ -17,6 +17,5 @@ pub mod http;
 pub mod metrics;
 pub mod sailpoint;
 pub mod shard;
-pub mod simulator;
 pub mod status;
 pub mod storage;

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use sailpoint_task_exporter::simulator::{
+use sailpoint_simulator::{
     DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Scenario, SimConfig, SimHandle, Simulator,
 };
 

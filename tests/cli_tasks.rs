@@ -6,12 +6,12 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use chrono::{DateTime, SubsecRound, Utc};
-use sailpoint_task_exporter::sailpoint::model::{
-    CompletionStatus, LocalizedMessage, TaskStatus, TaskStatusMessage,
-};
-use sailpoint_task_exporter::simulator::{
+use sailpoint_simulator::{
     ClockMode, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, NewTask, Scenario, SimConfig, SimHandle,
     Simulator,
+};
+use sailpoint_task_exporter::sailpoint::model::{
+    CompletionStatus, LocalizedMessage, TaskStatus, TaskStatusMessage,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_sailpoint-task-exporter");

@@ -8,13 +8,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::TryStreamExt;
+use sailpoint_simulator::{Faults, Habits, NewTask, Scenario, SimConfig, SimHandle, Simulator};
 use sailpoint_task_exporter::config::{Credentials, TenantSettings};
 use sailpoint_task_exporter::sailpoint::filter::Filter;
 use sailpoint_task_exporter::sailpoint::model::{CompletionStatus, JsonPatchOperation, TaskStatus};
 use sailpoint_task_exporter::sailpoint::{ApiError, ApiObserver, Client, ListQuery, RetryReason};
-use sailpoint_task_exporter::simulator::{
-    Faults, Habits, NewTask, Scenario, SimConfig, SimHandle, Simulator,
-};
 use secrecy::SecretString;
 
 const ID: &str = "client-test";

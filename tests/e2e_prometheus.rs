@@ -37,11 +37,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use regex::Regex;
+use sailpoint_simulator::{DEMO_CLIENT_SECRET, Faults, Scenario, SimConfig, SimHandle, Simulator};
 use sailpoint_task_exporter::metrics::normalize;
 use sailpoint_task_exporter::sailpoint::model::{CompletionStatus, TaskStatus};
-use sailpoint_task_exporter::simulator::{
-    DEMO_CLIENT_SECRET, Faults, Scenario, SimConfig, SimHandle, Simulator,
-};
 use serde_json::Value;
 
 /// Everything after the processes are up must be true within this.
@@ -1266,7 +1264,7 @@ async fn exemplars_and_native_histograms_reach_a_real_prometheus() {
     .expect("start scripted");
     let now = scripted.now();
     scripted.add_task(
-        sailpoint_task_exporter::simulator::NewTask::account_aggregation("HR")
+        sailpoint_simulator::NewTask::account_aggregation("HR")
             .created(now - chrono::Duration::minutes(1))
             .launched(now - chrono::Duration::minutes(1)),
     );
@@ -1325,7 +1323,7 @@ async fn exemplars_and_native_histograms_reach_a_real_prometheus() {
     for seconds in SCRIPTED_DURATIONS {
         ids.insert(
             scripted.add_task(
-                sailpoint_task_exporter::simulator::NewTask::account_aggregation("HR")
+                sailpoint_simulator::NewTask::account_aggregation("HR")
                     .created(now - chrono::Duration::seconds(seconds + 5))
                     .launched(now - chrono::Duration::seconds(seconds)),
             ),

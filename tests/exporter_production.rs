@@ -12,11 +12,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use exporter_common::*;
+use sailpoint_simulator::{Faults, Habits, NewTask, Scenario, SimHandle};
 use sailpoint_task_exporter::collector::TenantPoller;
 use sailpoint_task_exporter::metrics::PollList;
 use sailpoint_task_exporter::sailpoint::Client;
 use sailpoint_task_exporter::sailpoint::model::{CompletionStatus, TaskStatus};
-use sailpoint_task_exporter::simulator::{Faults, Habits, NewTask, Scenario, SimHandle};
 
 const SOURCES: [&str; 3] = ["Active Directory", "Workday", "Salesforce"];
 

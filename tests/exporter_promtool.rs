@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use exporter_common::*;
-use sailpoint_task_exporter::simulator::Scenario;
+use sailpoint_simulator::Scenario;
 
 const PROMTOOL: &str = "promtool";
 

@@ -13,10 +13,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use exporter_common::*;
+use sailpoint_simulator::{Faults, Scenario, SimConfig, SimHandle, Simulator};
 use sailpoint_task_exporter::metrics::{PollList, normalize};
 use sailpoint_task_exporter::sailpoint::model::TaskStatus;
 use sailpoint_task_exporter::sailpoint::results::task_results;
-use sailpoint_task_exporter::simulator::{Faults, Scenario, SimConfig, SimHandle, Simulator};
 
 type Key = (String, String, String); // task_name, source, attribute
 type Rank = (DateTime<Utc>, DateTime<Utc>, String); // completed, created, id

@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use exporter_common::*;
+use sailpoint_simulator::{Faults, NewTask, Scenario, SimHandle, TaskKind};
 use sailpoint_task_exporter::collector::TaskSource;
 use sailpoint_task_exporter::metrics::PollList;
 use sailpoint_task_exporter::sailpoint::model::{CompletionStatus, TaskStatus, TaskStatusMessage};
 use sailpoint_task_exporter::sailpoint::{ApiError, Client, Page};
-use sailpoint_task_exporter::simulator::{Faults, NewTask, Scenario, SimHandle, TaskKind};
 
 const SOURCES: [&str; 3] = ["Active Directory", "Workday", "Salesforce"];
 

@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 use chrono::{SubsecRound, TimeDelta, Utc};
 use exporter_common::exposition::{self, Sample};
 use rand::{Rng, SeedableRng};
-use sailpoint_task_exporter::sailpoint::model::{CompletionStatus, TaskStatusMessage};
-use sailpoint_task_exporter::simulator::{
+use sailpoint_simulator::{
     DEMO_CLIENT_SECRET, Faults, NewTask, Scenario, SimConfig, SimHandle, Simulator,
 };
+use sailpoint_task_exporter::sailpoint::model::{CompletionStatus, TaskStatusMessage};
 
 mod common;
 mod exporter_common;

@@ -15,7 +15,7 @@ use exposition::Sample;
 use sailpoint_task_exporter::sailpoint::model::CompletionStatus;
 mod common;
 use common::Daemon;
-use sailpoint_task_exporter::simulator::{
+use sailpoint_simulator::{
     DEMO_CLIENT_SECRET, Faults, NewTask, Scenario, SimConfig, SimHandle, Simulator,
 };
 

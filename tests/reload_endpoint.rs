@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 use common::Daemon;
-use sailpoint_task_exporter::simulator::{
+use sailpoint_simulator::{
     DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Scenario, SimConfig, SimHandle, Simulator,
 };
 

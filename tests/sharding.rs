@@ -11,8 +11,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use sailpoint_simulator::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET};
 use sailpoint_task_exporter::shard::shard_of;
-use sailpoint_task_exporter::simulator::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET};
 
 mod common;
 use common::{Daemon, listen_address};

@@ -7,10 +7,10 @@ use chrono::{DateTime, Utc};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use sailpoint_task_exporter::sailpoint::model::{CompletionStatus, TaskStatus};
-use sailpoint_task_exporter::simulator::{
+use sailpoint_simulator::{
     DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Faults, NewTask, Scenario, SimConfig, SimHandle, Simulator,
 };
+use sailpoint_task_exporter::sailpoint::model::{CompletionStatus, TaskStatus};
 
 fn start_time() -> DateTime<Utc> {
     DateTime::parse_from_rfc3339("2026-03-02T09:00:00Z")
@@ -843,7 +843,7 @@ async fn payloads_have_every_required_key() {
 /// our server from another one; a failed bind is retried on a new port.
 #[tokio::test]
 async fn run_serves_until_shutdown() {
-    use sailpoint_task_exporter::simulator::{SimulateArgs, run};
+    use sailpoint_simulator::{SimulateArgs, run};
     const CLIENT_ID: &str = "run-serves-until-shutdown";
     const SECRET: &str = "run-serves-until-shutdown-secret";
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
@@ -1023,7 +1023,7 @@ async fn speed_divides_schedules() {
 
 #[tokio::test]
 async fn every_view_serves_the_tenant_clock_when_views_lag() {
-    use sailpoint_task_exporter::simulator::Habits;
+    use sailpoint_simulator::Habits;
     let sim = sim(manual(31, Scenario::Empty)).await;
     let now = sim.now();
     let running = sim.add_task(NewTask::account_aggregation("AD").created(now));

@@ -10,9 +10,7 @@
 
 use std::io::Write;
 
-use sailpoint_task_exporter::simulator::{
-    ClockMode, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, SimConfig, Simulator,
-};
+use sailpoint_simulator::{ClockMode, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, SimConfig, Simulator};
 
 #[tokio::test]
 async fn official_python_sdk_accepts_the_simulated_tenant() {

@@ -56,13 +56,13 @@ use rand::{Rng, SeedableRng};
 mod common;
 use common::Daemon;
 use exposition::Sample;
-use sailpoint_task_exporter::config::{Overrides, Rewrite, Settings};
-use sailpoint_task_exporter::metrics::normalize;
-use sailpoint_task_exporter::sailpoint::model::{CompletionStatus, TaskStatus};
-use sailpoint_task_exporter::simulator::{
+use sailpoint_simulator::{
     DEMO_CLIENT_SECRET, Faults, Habits, NewTask, RateLimit, RequestCounts, SimConfig, SimHandle,
     Simulator, TaskKind,
 };
+use sailpoint_task_exporter::config::{Overrides, Rewrite, Settings};
+use sailpoint_task_exporter::metrics::normalize;
+use sailpoint_task_exporter::sailpoint::model::{CompletionStatus, TaskStatus};
 
 const TENANT: &str = "soak";
 /// Real time between two driver steps.

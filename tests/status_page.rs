@@ -20,12 +20,12 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use common::Daemon;
-use sailpoint_task_exporter::sailpoint::model::{
-    CompletionStatus, LocalizedMessage, TaskStatus, TaskStatusMessage,
-};
-use sailpoint_task_exporter::simulator::{
+use sailpoint_simulator::{
     ClockMode, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, NewTask, Scenario, SimConfig, SimHandle,
     Simulator,
+};
+use sailpoint_task_exporter::sailpoint::model::{
+    CompletionStatus, LocalizedMessage, TaskStatus, TaskStatusMessage,
 };
 use serde_json::Value;
 

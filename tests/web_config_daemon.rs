@@ -9,9 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-use sailpoint_task_exporter::simulator::{
-    DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Scenario, SimConfig, Simulator,
-};
+use sailpoint_simulator::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Scenario, SimConfig, Simulator};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sailpoint-task-exporter");
 

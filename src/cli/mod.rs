@@ -144,7 +144,7 @@ impl ServeOpts {
 pub struct DemoArgs {
     /// The simulated tenant.
     #[command(flatten)]
-    pub simulator: crate::simulator::SimulateArgs,
+    pub simulator: sailpoint_simulator::SimulateArgs,
     /// How `/metrics` is served and where state is kept.
     #[command(flatten)]
     pub web: WebOpts,
@@ -167,7 +167,7 @@ pub enum Command {
     /// Start a simulated tenant and the exporter against it, and print the URLs.
     Demo(DemoArgs),
     /// Run only the simulated SailPoint tenant.
-    Simulate(crate::simulator::SimulateArgs),
+    Simulate(sailpoint_simulator::SimulateArgs),
     /// Validate the configuration and check each tenant can be reached.
     Check(ServeOpts),
     /// Inspect and clear tasks with the five task-status operations.
@@ -206,7 +206,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Serve(opts) => serve(&opts).await,
         Command::Demo(args) => demo(args).await,
         Command::Simulate(args) => {
-            match crate::simulator::run(args, crate::daemon::termination_signal()).await {
+            match sailpoint_simulator::run(args, crate::daemon::termination_signal()).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("simulate: {e:#}");
@@ -271,8 +271,8 @@ async fn demo(
     // and a status page with something to act on: a stuck aggregation, a failing source.
     args.speed.get_or_insert(60.0);
     args.scenario
-        .get_or_insert(crate::simulator::Scenario::Incident);
-    let sim = match crate::simulator::Simulator::start(args.config(), args.listen).await {
+        .get_or_insert(sailpoint_simulator::Scenario::Incident);
+    let sim = match sailpoint_simulator::Simulator::start(args.config(), args.listen).await {
         Ok(sim) => sim,
         Err(e) => {
             eprintln!(
@@ -360,9 +360,9 @@ async fn demo(
         args.client_id
     );
     let secret = if secrecy::ExposeSecret::expose_secret(&args.client_secret)
-        == crate::simulator::DEMO_CLIENT_SECRET
+        == sailpoint_simulator::DEMO_CLIENT_SECRET
     {
-        crate::simulator::DEMO_CLIENT_SECRET
+        sailpoint_simulator::DEMO_CLIENT_SECRET
     } else {
         "<the secret you gave the simulator>"
     };

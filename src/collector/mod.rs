@@ -262,7 +262,7 @@ mod tests;
 mod start_delay_tests {
     use super::*;
     use crate::config::Overrides;
-    use crate::simulator::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, SimConfig, Simulator};
+    use sailpoint_simulator::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, SimConfig, Simulator};
 
     /// A poller waiting out its startup delay sends nothing, and shutdown ends it at once
     /// with its (unprimed) state instead of after the delay.

@@ -5,7 +5,6 @@ pub mod auth;
 pub mod client;
 pub mod error;
 pub mod filter;
-pub mod model;
 pub mod operation;
 pub mod ratelimit;
 pub mod results;
@@ -14,4 +13,7 @@ pub mod transport;
 
 pub use client::{Client, ListQuery, Page, http_client};
 pub use error::ApiError;
+/// The wire types live in their own crate so the simulator can serve them without
+/// depending on the exporter; re-exported here so `sailpoint::model::...` paths keep working.
+pub use sailpoint_model as model;
 pub use transport::{ApiObserver, NoopObserver, RetryReason};

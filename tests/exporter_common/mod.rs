@@ -15,12 +15,10 @@ use sailpoint_task_exporter::config::{Credentials, MetricsSettings, TenantSettin
 pub mod exposition;
 
 use self::exposition::Sample;
+use sailpoint_simulator::{DEMO_CLIENT_SECRET, Faults, Scenario, SimConfig, SimHandle, Simulator};
 use sailpoint_task_exporter::metrics::{Metrics, PollList, normalize};
 use sailpoint_task_exporter::sailpoint::Client;
 use sailpoint_task_exporter::sailpoint::model::TaskStatus;
-use sailpoint_task_exporter::simulator::{
-    DEMO_CLIENT_SECRET, Faults, Scenario, SimConfig, SimHandle, Simulator,
-};
 
 pub const TENANT: &str = "sim";
 

@@ -9,6 +9,12 @@
 //! Serialisation writes the API's own field names and shapes (upper-case enums, RFC 3339
 //! UTC dates with milliseconds), so the simulator can serve these types and the CLI can
 //! print them as the API would.
+//!
+//! They are a crate of their own because both sides speak them: the exporter's client
+//! reads them (as `sailpoint_task_exporter::sailpoint::model`) and the simulated tenant
+//! (`sailpoint-simulator`) serves them, and the simulator must not depend on the exporter.
+
+#![warn(missing_docs)]
 
 use std::fmt;
 

@@ -17,7 +17,7 @@ pub const DEMO_CLIENT_SECRET: &str = "sim-secret-not-for-production";
 /// SailPoint's documented token lifetime (`expires_in: 749`).
 pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(749);
 
-/// Which tenant to simulate. See `src/simulator/README.md` for what each contains.
+/// Which tenant to simulate. See `crates/simulator/README.md` for what each contains.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Scenario {
     /// A realistic tenant: six sources on schedules, a few failures, three days of history.
@@ -137,7 +137,7 @@ pub struct Faults {
 }
 
 /// Ways a production tenant is unkind without failing a request (all off by default).
-/// The ground truth is unchanged; [`crate::simulator::SimHandle::tasks_as_served`] gives
+/// The ground truth is unchanged; [`crate::SimHandle::tasks_as_served`] gives
 /// it in the shape the API serves it (clock offset and second-precision applied).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Habits {

@@ -164,7 +164,7 @@ impl FaultState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::simulator::config::RateLimit;
+    use crate::config::RateLimit;
 
     #[test]
     fn every_nth_request_starts_a_burst() {

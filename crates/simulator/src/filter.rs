@@ -20,7 +20,7 @@
 
 use thiserror::Error;
 
-use crate::sailpoint::model::CompletionStatus;
+use sailpoint_model::CompletionStatus;
 
 /// Why a `filters` value was refused; the text goes into the 400 body.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]

@@ -12,7 +12,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
 use super::config::Habits;
-use crate::sailpoint::model::TaskStatus;
+use sailpoint_model::TaskStatus;
 
 /// Whether any habit changes which tasks a list shows or in which order (the slow path
 /// that renders the whole list per request).

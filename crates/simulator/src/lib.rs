@@ -7,13 +7,13 @@
 //! status codes and error bodies; its tasks follow a life cycle (scheduled
 //! aggregations and identity refreshes that run, finish, fail or hang) evaluated
 //! lazily against its clock. Scenarios, fault injection and the clock are described in
-//! `src/simulator/README.md`.
+//! `crates/simulator/README.md`.
 //!
 //! Tests start it in-process:
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
-//! use sailpoint_task_exporter::simulator::{ClockMode, SimConfig, Simulator};
+//! use sailpoint_simulator::{ClockMode, SimConfig, Simulator};
 //! let cfg = SimConfig::new(7).with_manual_clock(chrono::Utc::now());
 //! let sim = Simulator::start(cfg, "127.0.0.1:0".parse().unwrap()).await?;
 //! let url = sim.base_url(); // http://127.0.0.1:PORT
@@ -52,7 +52,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::sailpoint::model::{CompletionStatus, TaskStatus, TaskStatusMessage};
+use sailpoint_model::{CompletionStatus, TaskStatus, TaskStatusMessage};
 
 pub use args::{SimulateArgs, run};
 pub use config::{

@@ -18,7 +18,7 @@ use rand::Rng;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
-use crate::sailpoint::model::{ErrorMessageDto, ErrorResponseDto, JsonPatchOperation, TaskStatus};
+use sailpoint_model::{ErrorMessageDto, ErrorResponseDto, JsonPatchOperation, TaskStatus};
 
 use super::RequestCounts;
 use super::auth::TokenBook;

@@ -7,7 +7,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
-use crate::sailpoint::model::{
+use sailpoint_model::{
     CompletionStatus, LocalizedMessage, Target, TaskDefinitionSummary, TaskReturnDetails,
     TaskStatus, TaskStatusMessage, TaskType,
 };

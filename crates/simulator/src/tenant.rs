@@ -13,7 +13,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
-use crate::sailpoint::model::TaskStatus;
+use sailpoint_model::TaskStatus;
 
 use super::config::SimConfig;
 use super::generator::{self, Pace, Schedule, SourceSpec};
@@ -239,10 +239,10 @@ impl Tenant {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sailpoint::model::CompletionStatus;
-    use crate::simulator::config::Scenario;
-    use crate::simulator::generator::Profile;
+    use crate::config::Scenario;
+    use crate::generator::Profile;
     use chrono::Duration;
+    use sailpoint_model::CompletionStatus;
 
     fn start() -> DateTime<Utc> {
         DateTime::parse_from_rfc3339("2026-01-15T12:00:00Z")

@@ -7,7 +7,7 @@ use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{Response, StatusCode};
 use serde_json::{Value, json};
 
-use crate::sailpoint::model::TaskStatus;
+use sailpoint_model::TaskStatus;
 
 /// An HTTP answer of the simulator.
 pub(crate) type Reply = Response<Full<Bytes>>;

@@ -5,8 +5,8 @@ use chrono::{DateTime, Utc};
 use thiserror::Error;
 
 use super::Tenant;
-use crate::sailpoint::model::{CompletionStatus, JsonPatchOperation, TaskStatus, parse_timestamp};
-use crate::simulator::task::{Done, Messages, SimTask};
+use crate::task::{Done, Messages, SimTask};
+use sailpoint_model::{CompletionStatus, JsonPatchOperation, TaskStatus, parse_timestamp};
 
 /// Why a PATCH was refused.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]

@@ -4,9 +4,9 @@
 use chrono::{DateTime, Utc};
 
 use super::Tenant;
-use crate::sailpoint::model::TaskStatus;
-use crate::simulator::filter::FilterExpr;
-use crate::simulator::task::{FilterView, SimSource};
+use crate::filter::FilterExpr;
+use crate::task::{FilterView, SimSource};
+use sailpoint_model::TaskStatus;
 
 /// One page of a listing plus the total the query matches.
 pub(crate) struct Listing {

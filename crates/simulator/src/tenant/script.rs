@@ -5,13 +5,13 @@ use chrono::{DateTime, Utc};
 use rand::Rng;
 
 use super::Tenant;
-use crate::sailpoint::model::{CompletionStatus, TaskStatusMessage};
-use crate::simulator::generator::{self, Profile, SourceSpec, stream};
-use crate::simulator::task::{
+use crate::generator::{self, Profile, SourceSpec, stream};
+use crate::task::{
     AggregationResults, Done, Messages, Outcome, Plan, SimSource, SimTask, TaskKind, hex32,
 };
+use sailpoint_model::{CompletionStatus, TaskStatusMessage};
 
-/// A task a test adds to the tenant (see [`crate::simulator::SimHandle::add_task`]).
+/// A task a test adds to the tenant (see [`crate::SimHandle::add_task`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewTask {
     /// What the task does.
