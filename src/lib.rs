@@ -19,3 +19,6 @@ pub mod sailpoint;
 pub mod shard;
 pub mod status;
 pub mod storage;
+
+#[cfg(test)]
+mod layering_tests;

@@ -9,7 +9,7 @@ use chrono::{DateTime, Duration, SubsecRound, Utc};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use super::config::Habits;
 use sailpoint_model::TaskStatus;
@@ -160,23 +160,12 @@ pub(crate) fn spoil_fields(value: &mut Value, h: &Habits) {
     if !h.off_spec_fields {
         return;
     }
-    let spoil = |task: &mut Value| {
-        let Value::Object(map) = task else { return };
-        let chosen = map
-            .get("id")
-            .and_then(Value::as_str)
-            .and_then(|id| id.chars().last())
-            .is_some_and(|c| matches!(c, '0'..='3'));
-        if chosen {
-            map.insert("percentComplete".into(), json!(12.5));
-            map.insert("launcher".into(), json!(7));
-            map.insert("attributes".into(), json!(["not", "an", "object"]));
-        }
-    };
-    match value {
-        Value::Array(items) => items.iter_mut().for_each(spoil),
-        single => spoil(single),
-    }
+    let chosen = |id: &str| id.chars().last().is_some_and(|c| matches!(c, '0'..='3'));
+    spoil_chosen(value, chosen, |map| {
+        map.insert("percentComplete".into(), json!(12.5));
+        map.insert("launcher".into(), json!(7));
+        map.insert("attributes".into(), json!(["not", "an", "object"]));
+    });
 }
 
 /// Makes the records chosen by `unreadable_ids_ending` unreadable: a finished task's
@@ -186,27 +175,38 @@ pub(crate) fn spoil_unreadable(value: &mut Value, h: &Habits) {
     let Some(suffix) = h.unreadable_ids_ending.as_deref().filter(|s| !s.is_empty()) else {
         return;
     };
-    let spoil = |task: &mut Value| {
+    spoil_chosen(
+        value,
+        |id| id.ends_with(suffix),
+        |map| {
+            let finished = ["completed", "completionStatus"]
+                .iter()
+                .any(|k| map.get(*k).is_some_and(|v| !v.is_null()));
+            if finished {
+                map.insert("completed".into(), json!("not-a-date"));
+            } else {
+                map.insert("created".into(), json!("bogus"));
+            }
+        },
+    );
+}
+
+/// Applies `spoil` to each served record (one task or an array of them) whose `id`
+/// `chosen` picks; both field-spoiling habits choose their victims by id this way.
+fn spoil_chosen(
+    value: &mut Value,
+    chosen: impl Fn(&str) -> bool,
+    spoil: impl Fn(&mut Map<String, Value>),
+) {
+    let one = |task: &mut Value| {
         let Value::Object(map) = task else { return };
-        let chosen = map
-            .get("id")
-            .and_then(Value::as_str)
-            .is_some_and(|id| id.ends_with(suffix));
-        if !chosen {
-            return;
-        }
-        let finished = ["completed", "completionStatus"]
-            .iter()
-            .any(|k| map.get(*k).is_some_and(|v| !v.is_null()));
-        if finished {
-            map.insert("completed".into(), json!("not-a-date"));
-        } else {
-            map.insert("created".into(), json!("bogus"));
+        if map.get("id").and_then(Value::as_str).is_some_and(&chosen) {
+            spoil(map);
         }
     };
     match value {
-        Value::Array(items) => items.iter_mut().for_each(spoil),
-        single => spoil(single),
+        Value::Array(items) => items.iter_mut().for_each(one),
+        single => one(single),
     }
 }
 

@@ -113,17 +113,9 @@ impl Simulator {
     /// Builds the tenant of `cfg` and serves it on `listen` (port 0 = a free port).
     pub async fn start(cfg: SimConfig, listen: SocketAddr) -> std::io::Result<SimHandle> {
         let listener = TcpListener::bind(listen).await?;
-        let addr = listener.local_addr()?;
         let state = build_state(&cfg);
-        let (stop, stopped) = watch::channel(false);
-        let router = Arc::new(Router::Single(Arc::clone(&state)));
-        let accept = tokio::spawn(accept_loop(listener, router, stopped));
-        Ok(SimHandle {
-            addr,
-            state,
-            stop,
-            accept,
-        })
+        let serving = Serving::spawn(listener, Router::Single(Arc::clone(&state)))?;
+        Ok(SimHandle { serving, state })
     }
 
     /// Builds `count` independent tenants and serves them on one `listen` address under
@@ -143,7 +135,6 @@ impl Simulator {
             ));
         }
         let listener = TcpListener::bind(listen).await?;
-        let addr = listener.local_addr()?;
         let states: Vec<Arc<SimState>> = (0..count as u64)
             .map(|k| {
                 let mut one = cfg.clone();
@@ -151,15 +142,8 @@ impl Simulator {
                 build_state(&one)
             })
             .collect();
-        let (stop, stopped) = watch::channel(false);
-        let router = Arc::new(Router::Prefixed(states.clone()));
-        let accept = tokio::spawn(accept_loop(listener, router, stopped));
-        Ok(SimFleet {
-            addr,
-            states,
-            stop,
-            accept,
-        })
+        let serving = Serving::spawn(listener, Router::Prefixed(states.clone()))?;
+        Ok(SimFleet { serving, states })
     }
 }
 
@@ -231,6 +215,30 @@ fn split_prefix<'a, 'p>(
     states.get(k.checked_sub(1)?).map(|s| (s, rest))
 }
 
+/// A running accept loop: the address it listens on and how to stop it. A single tenant
+/// and a fleet differ only in their [`Router`], so they share this.
+struct Serving {
+    addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Serving {
+    /// Starts answering on `listener` with `router`.
+    fn spawn(listener: TcpListener, router: Router) -> std::io::Result<Serving> {
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = watch::channel(false);
+        let accept = tokio::spawn(accept_loop(listener, Arc::new(router), stopped));
+        Ok(Serving { addr, stop, accept })
+    }
+
+    /// Stops accepting, closes open connections and waits for the server to end.
+    async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.accept.await;
+    }
+}
+
 async fn accept_loop(
     listener: TcpListener,
     router: Arc<Router>,
@@ -267,22 +275,20 @@ async fn accept_loop(
 
 /// A running simulated tenant: its address, ground truth and controls.
 pub struct SimHandle {
-    addr: SocketAddr,
+    serving: Serving,
     state: Arc<SimState>,
-    stop: watch::Sender<bool>,
-    accept: tokio::task::JoinHandle<()>,
 }
 
 impl SimHandle {
     /// The listening address.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.serving.addr
     }
 
     /// `http://127.0.0.1:PORT`: the API base (`{base_url}/v2024/...`) and token host
     /// (`{base_url}/oauth/token`).
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.serving.addr)
     }
 
     /// The client id the tenant accepts.
@@ -303,16 +309,14 @@ impl SimHandle {
     /// Ground truth: every task (pending and completed) as the API would render it
     /// now, oldest `created` first.
     pub fn tasks(&self) -> Vec<TaskStatus> {
-        let now = self.now();
-        let mut tenant = lock(&self.state.tenant);
-        tenant.settle(now);
+        let (tenant, now) = self.state.settled();
         tenant.all(now)
     }
 
     /// Ground truth in the shape the API serves it under the current habits (clock offset
     /// and whole-second `created` applied): what an exporter must report.
     pub fn tasks_as_served(&self) -> Vec<TaskStatus> {
-        let habits = lock(&self.state.faults).faults().habits.clone();
+        let habits = self.state.habits();
         self.tasks()
             .into_iter()
             .map(|t| habits::served(t, &habits))
@@ -329,9 +333,7 @@ impl SimHandle {
 
     /// Ground truth: one task by id.
     pub fn task(&self, id: &str) -> Option<TaskStatus> {
-        let now = self.now();
-        let mut tenant = lock(&self.state.tenant);
-        tenant.settle(now);
+        let (tenant, now) = self.state.settled();
         tenant.get(id, now)
     }
 
@@ -354,9 +356,7 @@ impl SimHandle {
         status: CompletionStatus,
         messages: Vec<TaskStatusMessage>,
     ) -> bool {
-        let now = self.now();
-        let mut tenant = lock(&self.state.tenant);
-        tenant.settle(now);
+        let (mut tenant, now) = self.state.settled();
         tenant.complete(id, status, messages, now)
     }
 
@@ -395,23 +395,20 @@ impl SimHandle {
 
     /// Stops accepting, closes open connections and waits for the server to end.
     pub async fn shutdown(self) {
-        let _ = self.stop.send(true);
-        let _ = self.accept.await;
+        self.serving.shutdown().await;
     }
 }
 
 /// Many simulated tenants behind one address (see [`Simulator::start_many`]).
 pub struct SimFleet {
-    addr: SocketAddr,
+    serving: Serving,
     states: Vec<Arc<SimState>>,
-    stop: watch::Sender<bool>,
-    accept: tokio::task::JoinHandle<()>,
 }
 
 impl SimFleet {
     /// The listening address.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.serving.addr
     }
 
     /// How many tenants are served.
@@ -426,15 +423,13 @@ impl SimFleet {
 
     /// `http://127.0.0.1:PORT/tk`, the base URL of tenant `k` (1-based).
     pub fn base_url(&self, k: usize) -> String {
-        format!("http://{}/t{k}", self.addr)
+        format!("http://{}/t{k}", self.serving.addr)
     }
 
     /// Ground truth of tenant `k` (1-based): its pending tasks, oldest first.
     pub fn pending_tasks(&self, k: usize) -> Option<Vec<TaskStatus>> {
         let state = self.states.get(k.checked_sub(1)?)?;
-        let now = state.clock.now();
-        let mut tenant = lock(&state.tenant);
-        tenant.settle(now);
+        let (tenant, now) = state.settled();
         Some(
             tenant
                 .all(now)
@@ -452,8 +447,7 @@ impl SimFleet {
 
     /// Stops accepting, closes open connections and waits for the server to end.
     pub async fn shutdown(self) {
-        let _ = self.stop.send(true);
-        let _ = self.accept.await;
+        self.serving.shutdown().await;
     }
 }
 

@@ -1,6 +1,7 @@
-//! The HTTP face of the simulated tenant: routing, authentication, fault application
-//! and the five task-status operations plus `/oauth/token`, with SailPoint's status
-//! codes and error bodies.
+//! The HTTP face of the simulated tenant: routing, authentication, fault application,
+//! `/oauth/token` and SailPoint's error bodies: whether and how a request is answered.
+//! What the five task-status operations answer is in `operations.rs`; the bodies and
+//! headers they are built from in `reply.rs`; query parameters in `query.rs`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,16 +10,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use chrono::{DateTime, Utc};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::header::HeaderValue;
 use hyper::{Method, Request, Response, StatusCode};
 use rand::Rng;
 use secrecy::{ExposeSecret, SecretString};
-use serde_json::{Value, json};
+use serde_json::json;
 
-use sailpoint_model::{ErrorMessageDto, ErrorResponseDto, JsonPatchOperation, TaskStatus};
+use sailpoint_model::{ErrorMessageDto, ErrorResponseDto};
 
 use super::RequestCounts;
 use super::auth::TokenBook;
@@ -28,7 +28,7 @@ use super::faults::{BodyFault, FaultState, Verdict};
 use super::filter::FilterExpr;
 use super::generator::{self, stream};
 use super::habits;
-use super::tenant::{Listing, PatchError, Tenant};
+use super::tenant::Tenant;
 
 /// API versions the task-status paths exist under.
 const VERSIONS: [&str; 3] = ["v2024", "v2025", "beta"];
@@ -62,37 +62,13 @@ impl std::fmt::Display for ConnectionReset {
 
 impl std::error::Error for ConnectionReset {}
 
+mod operations;
 mod query;
 mod reply;
 
+use operations::Refusal;
 use query::Query;
-use reply::{
-    Reply, bytes_reply, empty_reply, json_reply, oauth_error, rate_limited, task_json, tasks_json,
-    with_total,
-};
-
-/// A refusal to answer an API request, sent as an ErrorResponseDto.
-struct Refusal {
-    status: StatusCode,
-    /// `None` = the spec's generic text for the status.
-    text: Option<String>,
-}
-
-impl Refusal {
-    fn bad_request(text: &str) -> Refusal {
-        Refusal {
-            status: StatusCode::BAD_REQUEST,
-            text: Some(text.to_string()),
-        }
-    }
-
-    fn not_found(id: &str) -> Refusal {
-        Refusal {
-            status: StatusCode::NOT_FOUND,
-            text: Some(format!("TaskStatus with id '{id}' was not found")),
-        }
-    }
-}
+use reply::{Reply, bytes_reply, json_reply, oauth_error, rate_limited};
 
 /// The five operations, by operationId.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -318,6 +294,7 @@ async fn token(state: &SimState, req: Request<Incoming>) -> Reply {
     )
 }
 
+/// The request body, at most [`MAX_BODY`] bytes (a token form or a JSON Patch).
 async fn read_body(req: Request<Incoming>) -> Result<Bytes, String> {
     Limited::new(req.into_body(), MAX_BODY)
         .collect()
@@ -357,140 +334,9 @@ impl SimState {
             .map_err(|r| r.text())
     }
 
-    /// The tenant brought up to the clock.
-    fn settled(&self) -> (std::sync::MutexGuard<'_, Tenant>, DateTime<Utc>) {
-        let now = self.clock.now();
-        let mut tenant = lock(&self.tenant);
-        tenant.settle(now);
-        (tenant, now)
-    }
-
-    fn page_shift(&self, offset: usize) -> bool {
-        offset > 0 && lock(&self.faults).faults().page_shift
-    }
-
-    fn pending(&self, query: &Query, head: bool) -> Result<Reply, Refusal> {
-        let (offset, limit, count) = query.paging().map_err(|e| Refusal::bad_request(&e))?;
-        let shift = self.page_shift(offset);
-        let habits = self.habits();
-        let (mut tenant, now) = self.settled();
-        if shift {
-            tenant.shift_pages(now);
-        }
-        let page = if habits::reshapes_lists(&habits) {
-            let pending = tenant.pending_page(0, usize::MAX, now).items;
-            let finished = tenant.list(None, true, 0, usize::MAX, now).items;
-            let request = lock(&self.counts).get_pending_tasks;
-            let view = if habits::from_replica(&habits, self.seed, request) {
-                habits::replica_view(pending, finished, &habits, now)
-            } else {
-                habits::pending_view(pending, finished, &habits, now)
-            };
-            Listing {
-                total: view.len(),
-                items: view
-                    .into_iter()
-                    .skip(offset)
-                    .take(limit)
-                    .map(|t| habits::served(t, &habits))
-                    .collect(),
-            }
-        } else {
-            tenant.pending_page(offset, limit, now)
-        };
-        drop(tenant);
-        let total = count.then_some(page.total);
-        let mut reply = if page.items.is_empty() {
-            empty_reply(StatusCode::NO_CONTENT)
-        } else if head {
-            empty_reply(StatusCode::OK)
-        } else {
-            json_reply(StatusCode::OK, &self.served_json(page.items))
-        };
-        reply
-            .headers_mut()
-            .insert("X-Deprecated", HeaderValue::from_static("true"));
-        Ok(with_total(reply, total))
-    }
-
-    fn list(&self, query: &Query) -> Result<Reply, Refusal> {
-        let (offset, limit, count) = query.paging().map_err(|e| Refusal::bad_request(&e))?;
-        let descending = query.descending().map_err(|e| Refusal::bad_request(&e))?;
-        let descending = descending && !self.habits().ignore_sorters;
-        let filter = query
-            .get("filters")
-            .map(FilterExpr::parse)
-            .transpose()
-            .map_err(|e| Refusal::bad_request(&e.to_string()))?;
-        let shift = self.page_shift(offset);
-        let habits = self.habits();
-        let (mut tenant, now) = self.settled();
-        if shift {
-            tenant.shift_pages(now);
-        }
-        let page = if habits::reshapes_lists(&habits) {
-            let mut all: Vec<TaskStatus> = tenant
-                .list(filter.as_ref(), descending, 0, usize::MAX, now)
-                .items
-                .into_iter()
-                .filter(|t| !habits::is_hidden(t, &habits))
-                .filter(|t| !habits::not_yet_listed(t, &habits, now))
-                .map(|t| habits::served(t, &habits))
-                .collect();
-            if habits.reorder_ties {
-                let request = lock(&self.counts).get_task_status_list;
-                habits::shuffle_ties(&mut all, self.seed, request);
-            }
-            Listing {
-                total: all.len(),
-                items: all.into_iter().skip(offset).take(limit).collect(),
-            }
-        } else {
-            tenant.list(filter.as_ref(), descending, offset, limit, now)
-        };
-        drop(tenant);
-        let reply = json_reply(StatusCode::OK, &self.served_json(page.items));
-        Ok(with_total(reply, count.then_some(page.total)))
-    }
-
-    fn task(&self, id: &str) -> Result<Reply, Refusal> {
-        let (tenant, now) = self.settled();
-        let task = tenant.get(id, now);
-        drop(tenant);
-        match task {
-            Some(task) => {
-                let habits = self.habits();
-                let mut value = task_json(&habits::served(task, &habits));
-                habits::spoil_fields(&mut value, &habits);
-                habits::spoil_unreadable(&mut value, &habits);
-                Ok(json_reply(StatusCode::OK, &value))
-            }
-            None => Err(Refusal::not_found(id)),
-        }
-    }
-
     /// The current habits.
     pub(crate) fn habits(&self) -> Habits {
         lock(&self.faults).faults().habits.clone()
-    }
-
-    /// Tasks as JSON in the served shape (clock offset, whole seconds, off-spec fields).
-    /// Lists reshaped by the habits are already in the served shape; `served` is
-    /// idempotent except for the clock offset, so it is applied only here otherwise.
-    fn served_json(&self, items: Vec<TaskStatus>) -> Value {
-        let habits = self.habits();
-        let items: Vec<TaskStatus> = if habits::reshapes_lists(&habits) {
-            items
-        } else {
-            items
-                .into_iter()
-                .map(|t| habits::served(t, &habits))
-                .collect()
-        };
-        let mut value = tasks_json(&items);
-        habits::spoil_fields(&mut value, &habits);
-        habits::spoil_unreadable(&mut value, &habits);
-        value
     }
 
     /// An answer the habits force: the pending list during an outage, the `GET` of the
@@ -521,33 +367,6 @@ impl SimState {
                 })
             }
             _ => None,
-        }
-    }
-
-    async fn update(&self, id: &str, req: Request<Incoming>) -> Result<Reply, Refusal> {
-        let media_type = req
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .map(|v| v.trim().to_ascii_lowercase());
-        if media_type.as_deref() != Some("application/json-patch+json") {
-            return Err(Refusal {
-                status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                text: Some("Content-Type must be application/json-patch+json".into()),
-            });
-        }
-        let body = read_body(req).await.map_err(|e| Refusal::bad_request(&e))?;
-        let ops: Vec<JsonPatchOperation> = serde_json::from_slice(&body).map_err(|e| {
-            Refusal::bad_request(&format!("the body is not a JSON Patch array: {e}"))
-        })?;
-        let (mut tenant, now) = self.settled();
-        let result = tenant.patch(id, &ops, now);
-        drop(tenant);
-        match result {
-            Ok(task) => Ok(json_reply(StatusCode::OK, &task_json(&task))),
-            Err(PatchError::NotFound) => Err(Refusal::not_found(id)),
-            Err(PatchError::Invalid(text)) => Err(Refusal::bad_request(&text)),
         }
     }
 
