@@ -22,17 +22,18 @@ bash scripts/install-test-deps.sh
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
-step "cargo clippy --all-targets -D warnings"
-cargo clippy --all-targets --quiet -- -D warnings
+step "cargo clippy --workspace --all-targets -D warnings"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 step "cargo doc (rustdoc warnings are errors)"
-RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 
 mkdir -p target
-step "cargo test"
+step "cargo test --workspace"
 cargo_rc=0
+# --workspace: every member (the exporter, crates/*) runs its tests, so they all count.
 # --no-fail-fast: every test binary runs, so the total counts every test even after a failure.
-cargo test --quiet --no-fail-fast 2>&1 | tee target/cargo-test.log || cargo_rc=$?
+cargo test --workspace --quiet --no-fail-fast 2>&1 | tee target/cargo-test.log || cargo_rc=$?
 # cargo prints one summary per test binary; a binary that did not build or crashed prints
 # none, so a non-zero exit with no failed test counts as one failure.
 read -r cargo_passed cargo_failed cargo_ignored < <(awk '/^test result:/ {p+=$4; f+=$6; i+=$8} END {print p+0, f+0, i+0}' target/cargo-test.log)
