@@ -1,8 +1,9 @@
 //! The command line: global flags, subcommands and the dispatch to each part.
 //!
 //! `main.rs` only parses and calls [`run`]; every subcommand lives in the module that owns
-//! its concern (the daemon in `collector`/`http`, `simulate` in `simulator`, `tasks` in
-//! [`tasks`]). Exit codes: 0 success, 1 runtime/API failure, 2 usage or configuration error.
+//! its concern (the daemon in `collector`/`http`, `simulate` in the `sailpoint_simulator`
+//! crate, `tasks` in [`tasks`]). Exit codes: 0 success, 1 runtime/API failure, 2 usage or
+//! configuration error.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
