@@ -9,7 +9,7 @@ use sailpoint_task_exporter::simulator::{
     DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Scenario, SimConfig, SimHandle, Simulator,
 };
 
-const BIN: &str = env!("CARGO_BIN_EXE_sailpoint-task-exporter");
+use crate::BIN;
 
 /// A frozen clock: the counts `check` prints must equal the ground truth read after it,
 /// so no scheduled run may start or finish in between.

@@ -14,7 +14,7 @@ use sailpoint_task_exporter::simulator::{
     Simulator,
 };
 
-const BIN: &str = env!("CARGO_BIN_EXE_sailpoint-task-exporter");
+use crate::BIN;
 
 /// The outcome of one run of the binary.
 #[derive(Debug)]

@@ -3,7 +3,7 @@
 
 use std::process::{Command, Output};
 
-const BIN: &str = env!("CARGO_BIN_EXE_sailpoint-task-exporter");
+use crate::BIN;
 
 /// Runs the binary from an empty directory with a clean environment for its variables.
 fn run(args: &[&str], secret: Option<&str>) -> (i32, String, String) {

@@ -54,7 +54,7 @@ fn a_bad_file_exits_2_naming_the_key_before_anything_starts() {
         "tenants:\n  - name: acme\n    base_url: http://127.0.0.1:1\n    client_id: x\n    client_secret: y\n    rate_limit: { requests: 0, per: 10s }\n",
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_sailpoint-task-exporter"))
+    let out = Command::new(crate::BIN)
         .arg("--config.file")
         .arg(&file)
         .arg("--web.listen-address")
@@ -71,7 +71,7 @@ fn a_bad_file_exits_2_naming_the_key_before_anything_starts() {
 
 #[test]
 fn a_missing_file_exits_2() {
-    let out = Command::new(env!("CARGO_BIN_EXE_sailpoint-task-exporter"))
+    let out = Command::new(crate::BIN)
         .args(["check", "--config.file", "/nonexistent/x.yaml"])
         .output()
         .unwrap();

@@ -1,8 +1,8 @@
 //! The configuration files shipped in `deploy/` are accepted by the daemon's own settings
 //! loader, so a deployment kit cannot drift from the config schema unnoticed.
 //!
-//! Cargo builds this as the integration test `deploy` (`tests/deploy/main.rs`):
-//! `cargo test --test deploy`. The secret paths of the examples (a Kubernetes Secret mount,
+//! `cargo test --test it deploy::` runs these (the kit's other checks are
+//! `tests/deploy/check.sh`). The secret paths of the examples (a Kubernetes Secret mount,
 //! a systemd credential) do not exist here, so each test points `client_secret_file` at a
 //! temporary file after checking the shipped path is the documented one.
 

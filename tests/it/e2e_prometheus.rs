@@ -24,8 +24,7 @@
 //! Needs `/usr/bin/prometheus` (Debian package `prometheus`, installed by
 //! `bash scripts/test.sh`) and `python3` (for `tests/deploy/promql_exprs.py`).
 
-#[path = "support/exposition.rs"]
-mod exposition;
+use test_support::exposition;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs::File;
@@ -1019,7 +1018,7 @@ async fn dashboard_and_alerts_work_against_a_real_prometheus() {
     let exporter_config = write_daemon_config(dir.path(), 0, &tenants);
     let mut exporter = ProcessGuard::spawn(
         "sailpoint-task-exporter",
-        Command::new(env!("CARGO_BIN_EXE_sailpoint-task-exporter"))
+        Command::new(crate::BIN)
             .arg("serve")
             .arg("--config.file")
             .arg(&exporter_config),
@@ -1285,7 +1284,7 @@ async fn exemplars_and_native_histograms_reach_a_real_prometheus() {
     .expect("write exporter config");
     let mut exporter = ProcessGuard::spawn(
         "sailpoint-task-exporter",
-        Command::new(env!("CARGO_BIN_EXE_sailpoint-task-exporter"))
+        Command::new(crate::BIN)
             .arg("serve")
             .arg("--config.file")
             .arg(&config),

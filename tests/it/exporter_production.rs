@@ -4,19 +4,17 @@
 //! an exporter clock that steps back. Every test ends with the rendered metrics equal to
 //! the simulator's ground truth, counters compared from 0.
 
-mod exporter_common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use exporter_common::*;
 use sailpoint_task_exporter::collector::TenantPoller;
 use sailpoint_task_exporter::metrics::PollList;
 use sailpoint_task_exporter::sailpoint::Client;
 use sailpoint_task_exporter::sailpoint::model::{CompletionStatus, TaskStatus};
 use sailpoint_task_exporter::simulator::{Faults, Habits, NewTask, Scenario, SimHandle};
+use test_support::exporter::*;
 
 const SOURCES: [&str; 3] = ["Active Directory", "Workday", "Salesforce"];
 
@@ -157,7 +155,7 @@ async fn off_spec_fields_do_not_blind_the_tenant_and_are_counted() {
         0.0
     );
     assert_eq!(
-        exporter_common::count(
+        test_support::exporter::count(
             &exp,
             "sailpoint_pending_task_progress_ratio",
             &[("id", spoiled.id.as_str())]

@@ -1,14 +1,12 @@
 //! The real rendered `/metrics` output of an exporter that polled a realistic simulated
 //! tenant must pass `promtool check metrics` with no finding at all (docs/metrics.md).
 
-mod exporter_common;
-
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use exporter_common::*;
 use sailpoint_task_exporter::simulator::Scenario;
+use test_support::exporter::*;
 
 const PROMTOOL: &str = "promtool";
 

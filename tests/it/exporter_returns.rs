@@ -4,19 +4,17 @@
 //! `lookback`), in the `aggregation-anomalies` scenario where one source suddenly finds no
 //! account and another deletes two in five.
 
-mod exporter_common;
-
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use exporter_common::*;
 use sailpoint_task_exporter::metrics::{PollList, normalize};
 use sailpoint_task_exporter::sailpoint::model::TaskStatus;
 use sailpoint_task_exporter::sailpoint::results::task_results;
 use sailpoint_task_exporter::simulator::{Faults, Scenario, SimConfig, SimHandle, Simulator};
+use test_support::exporter::*;
 
 type Key = (String, String, String); // task_name, source, attribute
 type Rank = (DateTime<Utc>, DateTime<Utc>, String); // completed, created, id

@@ -2,18 +2,16 @@
 //! scenario the rendered metrics must equal the simulator's ground truth exactly.
 //! Polls are driven one by one (`TenantPoller::poll`) on the simulator's manual clock.
 
-mod exporter_common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use exporter_common::*;
 use sailpoint_task_exporter::collector::TaskSource;
 use sailpoint_task_exporter::metrics::PollList;
 use sailpoint_task_exporter::sailpoint::model::{CompletionStatus, TaskStatus, TaskStatusMessage};
 use sailpoint_task_exporter::sailpoint::{ApiError, Client, Page};
 use sailpoint_task_exporter::simulator::{Faults, NewTask, Scenario, SimHandle, TaskKind};
+use test_support::exporter::*;
 
 const SOURCES: [&str; 3] = ["Active Directory", "Workday", "Salesforce"];
 
@@ -176,7 +174,7 @@ async fn a_task_that_starts_and_finishes_between_two_pending_polls_is_counted_on
         ("source", "Workday [source]"),
         ("status", "error"),
     ];
-    use exporter_common::exposition::value;
+    use test_support::exposition::value;
     assert_eq!(
         value(&s, "sailpoint_tasks_completed_total", &labels),
         Some(1.0)
@@ -356,7 +354,7 @@ async fn a_restarted_exporter_primes_without_counting_the_backlog() {
     }
     let (mut second, second_primed) = primed(&sim).await;
     assert_matches_truth(&second, &sim, second_primed);
-    use exporter_common::exposition::sum;
+    use test_support::exposition::sum;
     assert_eq!(
         sum(&second.samples(), "sailpoint_tasks_completed_total", &[]),
         0.0,

@@ -10,17 +10,17 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use chrono::{SubsecRound, TimeDelta, Utc};
-use exporter_common::exposition::{self, Sample};
 use rand::{Rng, SeedableRng};
 use sailpoint_task_exporter::sailpoint::model::{CompletionStatus, TaskStatusMessage};
 use sailpoint_task_exporter::simulator::{
     DEMO_CLIENT_SECRET, Faults, NewTask, Scenario, SimConfig, SimHandle, Simulator,
 };
+use test_support::exposition::{self, Sample};
 
-mod common;
-mod exporter_common;
-use common::Daemon;
-use exporter_common::{DURATION_BUCKETS, QUEUE_WAIT_BUCKETS, TENANT, assert_samples_match_truth};
+use test_support::daemon::Daemon;
+use test_support::exporter::{
+    DURATION_BUCKETS, QUEUE_WAIT_BUCKETS, TENANT, assert_samples_match_truth,
+};
 
 async fn scrape(daemon: &Daemon) -> Vec<Sample> {
     exposition::parse(&daemon.metrics_text().await)
@@ -125,7 +125,7 @@ fn completed_total(samples: &[Sample]) -> f64 {
 }
 
 async fn start(config: &Path, log: &Path) -> Daemon {
-    let daemon = Daemon::start(config, log).await;
+    let daemon = Daemon::start(crate::BIN, config, log).await;
     daemon.wait_ready().await;
     daemon
 }
@@ -514,7 +514,7 @@ async fn a_second_exporter_on_the_same_state_directory_exits_2_naming_the_holder
     let before = std::fs::read(&state_file).unwrap();
 
     let log = dir.path().join("second.log");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sailpoint-task-exporter"))
+    let mut child = std::process::Command::new(crate::BIN)
         .arg("serve")
         .arg("--config.file")
         .arg(&path)
@@ -646,7 +646,7 @@ async fn no_counter_goes_down_across_sigkills_at_random_moments() {
             daemon.wait_exit(Duration::from_secs(10)).await.is_some(),
             "KILL_SEED={seed}: the daemon did not die"
         );
-        daemon = Daemon::start(&config_path, &log(round)).await;
+        daemon = Daemon::start(crate::BIN, &config_path, &log(round)).await;
         let after = counter_series(&daemon.metrics_text().await);
         let before = counter_series(&before);
         assert!(

@@ -4,8 +4,6 @@
 //! connection it accepts; it must accept none, and the refusal must be visible in the
 //! log, on the status page and in `check`'s output.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
@@ -13,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::Daemon;
+use test_support::daemon::Daemon;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -76,7 +74,12 @@ fn expected_error(elsewhere: SocketAddr) -> String {
 async fn serve_follows_no_redirect_of_the_token_endpoint() {
     let (tenant, asked, elsewhere, received) = redirecting_tenant().await;
     let dir = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start(&config(dir.path(), tenant), &dir.path().join("log")).await;
+    let daemon = Daemon::start(
+        crate::BIN,
+        &config(dir.path(), tenant),
+        &dir.path().join("log"),
+    )
+    .await;
     let expected = expected_error(elsewhere);
     let deadline = Instant::now() + Duration::from_secs(30);
     // At least two token requests (the first poll and a later one), each refused.
@@ -111,7 +114,7 @@ async fn check_follows_no_redirect_of_the_token_endpoint() {
     let dir = tempfile::tempdir().unwrap();
     let path = config(dir.path(), tenant);
     let out = tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_sailpoint-task-exporter"))
+        Command::new(crate::BIN)
             .arg("check")
             .arg("--config.file")
             .arg(path)

@@ -4,8 +4,7 @@
 //! Each tenant has its own simulator on a manual clock with scripted tasks, so the number
 //! of completions each tenant must have counted is known exactly at every step.
 
-#[path = "support/exposition.rs"]
-mod exposition;
+use test_support::exposition;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -13,11 +12,10 @@ use std::time::{Duration, Instant};
 use chrono::{SubsecRound, TimeDelta, Utc};
 use exposition::Sample;
 use sailpoint_task_exporter::sailpoint::model::CompletionStatus;
-mod common;
-use common::Daemon;
 use sailpoint_task_exporter::simulator::{
     DEMO_CLIENT_SECRET, Faults, NewTask, Scenario, SimConfig, SimHandle, Simulator,
 };
+use test_support::daemon::Daemon;
 
 /// Scraping the daemon under test, parsed.
 trait Scrape {
@@ -148,7 +146,7 @@ async fn reload_restarts_only_the_changed_tenant_and_refuses_an_invalid_file() {
     let a_yaml = tenant_yaml("A", &a, &[]);
     let b_yaml = |interval: &str| tenant_yaml("B", &b, &[("pending_interval", interval)]);
     std::fs::write(&path, config_yaml(&[a_yaml.clone(), b_yaml("1s")])).unwrap();
-    let daemon = Daemon::start(&path, &dir.path().join("daemon.log")).await;
+    let daemon = Daemon::start(crate::BIN, &path, &dir.path().join("daemon.log")).await;
     daemon.wait_ready().await;
 
     complete_tasks(&a, 3);
@@ -262,7 +260,7 @@ async fn a_tenant_removed_by_reload_leaves_no_series_and_resumes_when_added_agai
     let with_storage = |tenants: &[String]| format!("{storage}{}", config_yaml(tenants));
     let (a_yaml, b_yaml) = (tenant_yaml("A", &a, &[]), tenant_yaml("B", &b, &[]));
     std::fs::write(&path, with_storage(&[a_yaml.clone(), b_yaml.clone()])).unwrap();
-    let daemon = Daemon::start(&path, &dir.path().join("daemon.log")).await;
+    let daemon = Daemon::start(crate::BIN, &path, &dir.path().join("daemon.log")).await;
     daemon.wait_ready().await;
     complete_tasks(&a, 3);
     complete_tasks(&b, 2);
@@ -328,7 +326,7 @@ async fn a_tenant_restarted_by_reload_counts_completions_of_the_restart_window()
         &[("pending_interval", "1m"), ("completed_interval", "2m")],
     );
     std::fs::write(&path, config_yaml(&[slow])).unwrap();
-    let daemon = Daemon::start(&path, &dir.path().join("daemon.log")).await;
+    let daemon = Daemon::start(crate::BIN, &path, &dir.path().join("daemon.log")).await;
     daemon.wait_ready().await;
 
     complete_tasks(&b, 3);
@@ -367,7 +365,7 @@ async fn reload_applies_a_changed_poll_timeout() {
         )])
     };
     std::fs::write(&path, with_timeout("1s")).unwrap();
-    let daemon = Daemon::start(&path, &dir.path().join("daemon.log")).await;
+    let daemon = Daemon::start(crate::BIN, &path, &dir.path().join("daemon.log")).await;
     daemon
         .wait_for("a failed poll under the 1 s deadline", |s| {
             exposition::sum(
@@ -393,7 +391,7 @@ async fn sigterm_stops_the_daemon_promptly_with_exit_code_zero() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("exporter.yaml");
     std::fs::write(&path, config_yaml(&[tenant_yaml("A", &a, &[])])).unwrap();
-    let mut daemon = Daemon::start(&path, &dir.path().join("daemon.log")).await;
+    let mut daemon = Daemon::start(crate::BIN, &path, &dir.path().join("daemon.log")).await;
     daemon.wait_ready().await;
     // A scrape is in flight or just done, and polls are running on their schedule.
     assert_eq!(daemon.get("/metrics").await.map(|r| r.0), Ok(200));

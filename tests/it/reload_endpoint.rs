@@ -5,11 +5,10 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-mod common;
-use common::Daemon;
 use sailpoint_task_exporter::simulator::{
     DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Scenario, SimConfig, SimHandle, Simulator,
 };
+use test_support::daemon::Daemon;
 
 /// The daemon listens on port 0; its address comes from its log.
 fn write_config(path: &Path, sim: &SimHandle, pending_interval: &str) {
@@ -30,7 +29,7 @@ async fn start(config: &Path, lifecycle: bool) -> (Daemon, String) {
     } else {
         &[]
     };
-    let daemon = Daemon::start_with(config, &log, flags).await;
+    let daemon = Daemon::start_with(crate::BIN, config, &log, flags).await;
     let base = daemon.url("");
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {

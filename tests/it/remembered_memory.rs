@@ -3,10 +3,10 @@
 //! `lookback`, measured with a counting allocator, for 10 000 completions (a busy tenant's
 //! day at the default lookback of 24 h).
 //!
-//! Run: `cargo test --test remembered_memory -- --nocapture` prints the figures.
+//! Run: `cargo test --test it remembered_memory -- --nocapture` prints the figures.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicIsize, Ordering};
+use std::cell::Cell;
 
 use chrono::{DateTime, Duration, Utc};
 use sailpoint_task_exporter::collector::tracker::{
@@ -14,29 +14,53 @@ use sailpoint_task_exporter::collector::tracker::{
 };
 use sailpoint_task_exporter::sailpoint::model::TaskStatus;
 
-/// The system allocator, keeping the number of live heap bytes.
+/// The system allocator, keeping the number of live heap bytes allocated and freed by a
+/// thread while that thread measures. The integration tests share one process and run
+/// concurrently, so a process-wide count would include other tests' allocations; counting
+/// per thread keeps the figure exact.
 struct Counting;
 
-static LIVE: AtomicIsize = AtomicIsize::new(0);
+thread_local! {
+    /// Whether this thread's allocations are counted.
+    static MEASURING: Cell<bool> = const { Cell::new(false) };
+    /// Live bytes allocated minus freed by this thread while measuring.
+    static LIVE: Cell<isize> = const { Cell::new(0) };
+}
+
+/// Adds `delta` to this thread's count when it measures. Const-initialised cells without
+/// destructors: reading them never allocates, so the allocator may use them.
+fn record(delta: isize) {
+    let _ = MEASURING.try_with(|on| {
+        if on.get() {
+            let _ = LIVE.try_with(|live| live.set(live.get() + delta));
+        }
+    });
+}
+
+/// Runs `f` with this thread's allocations counted; returns the heap bytes it left live.
+fn measure(f: impl FnOnce()) -> isize {
+    LIVE.with(|live| live.set(0));
+    MEASURING.with(|on| on.set(true));
+    f();
+    MEASURING.with(|on| on.set(false));
+    LIVE.with(Cell::get)
+}
 
 // SAFETY: every call is forwarded to the system allocator with the same arguments; the
 // counter is only bookkeeping.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        record(layout.size() as isize);
         // SAFETY: forwarded unchanged.
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        record(-(layout.size() as isize));
         // SAFETY: forwarded unchanged.
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(
-            new_size as isize - layout.size() as isize,
-            Ordering::Relaxed,
-        );
+        record(new_size as isize - layout.size() as isize);
         // SAFETY: forwarded unchanged.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -84,24 +108,24 @@ fn a_remembered_completion_costs_a_few_dozen_bytes() {
         },
         start,
     );
-    let before = LIVE.load(Ordering::Relaxed);
     let step = 86_400 / COMPLETIONS as i64;
-    for batch in 0..COMPLETIONS / 100 {
-        let first = batch * 100;
-        let tasks: Vec<TaskStatus> = (first..first + 100)
-            .rev()
-            .map(|i| completed(i, start + Duration::seconds(step * i as i64)))
-            .collect();
-        let now = start + Duration::seconds(step * (first as i64 + 100));
-        let read = CompletedRead {
-            lower_bound: start,
-            tasks,
-            unsorted: false,
-        };
-        let counted = tracker.apply_completed(read, now);
-        assert_eq!(counted.len(), 100);
-    }
-    let bytes = LIVE.load(Ordering::Relaxed) - before;
+    let bytes = measure(|| {
+        for batch in 0..COMPLETIONS / 100 {
+            let first = batch * 100;
+            let tasks: Vec<TaskStatus> = (first..first + 100)
+                .rev()
+                .map(|i| completed(i, start + Duration::seconds(step * i as i64)))
+                .collect();
+            let now = start + Duration::seconds(step * (first as i64 + 100));
+            let read = CompletedRead {
+                lower_bound: start,
+                tasks,
+                unsorted: false,
+            };
+            let counted = tracker.apply_completed(read, now);
+            assert_eq!(counted.len(), 100);
+        }
+    });
     let per_completion = bytes as f64 / COMPLETIONS as f64;
     println!(
         "{COMPLETIONS} remembered completions: {bytes} bytes of heap, {per_completion:.1} bytes each"

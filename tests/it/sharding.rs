@@ -14,11 +14,10 @@ use std::time::{Duration, Instant};
 use sailpoint_task_exporter::shard::shard_of;
 use sailpoint_task_exporter::simulator::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET};
 
-mod common;
-use common::{Daemon, listen_address};
+use test_support::daemon::{Daemon, listen_address};
 
 const TENANTS: usize = 200;
-const BIN: &str = env!("CARGO_BIN_EXE_sailpoint-task-exporter");
+use crate::BIN;
 
 /// A child process killed when dropped.
 struct Guard(Child);
@@ -132,6 +131,7 @@ async fn two_shards_cover_two_hundred_tenants_exactly_once() {
     std::fs::write(&config_path, config).unwrap();
 
     let zero = Daemon::start_with(
+        crate::BIN,
         &config_path,
         &dir.path().join("shard-0.log"),
         &["--shard.count", "2", "--shard.index", "0"],

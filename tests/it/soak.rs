@@ -39,11 +39,10 @@
 //! long, so page shifts happen on every completed poll. (The simulated clock runs ahead of the
 //! daemon's by design; the `Date` header carries it, so the bounds follow it.)
 //!
-//! `cargo test --test soak` runs the short variant (two minutes of faults, part of the
+//! `cargo test --test it soak::` runs the short variant (two minutes of faults, part of the
 //! test suite); `scripts/soak.sh` runs the long one (`SOAK_SECONDS`, default 240).
 
-#[path = "support/exposition.rs"]
-mod exposition;
+use test_support::exposition;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -51,11 +50,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{SubsecRound, Utc};
+use exposition::Sample;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-mod common;
-use common::Daemon;
-use exposition::Sample;
 use sailpoint_task_exporter::config::{Overrides, Rewrite, Settings};
 use sailpoint_task_exporter::metrics::normalize;
 use sailpoint_task_exporter::sailpoint::model::{CompletionStatus, TaskStatus};
@@ -63,6 +60,7 @@ use sailpoint_task_exporter::simulator::{
     DEMO_CLIENT_SECRET, Faults, Habits, NewTask, RateLimit, RequestCounts, SimConfig, SimHandle,
     Simulator, TaskKind,
 };
+use test_support::daemon::Daemon;
 
 const TENANT: &str = "soak";
 /// Real time between two driver steps.
@@ -101,7 +99,7 @@ tenants:
     pending_interval: 1s
     completed_interval: 2s
     # 4 minutes of simulated time: the test runs the simulator clock at 4x real time
-    # (see the module docs of tests/soak.rs).
+    # (see the module docs of tests/it/soak.rs).
     overlap: 4m
     request_timeout: 2s
     poll_timeout: 8s
@@ -677,7 +675,7 @@ async fn soak(run: Duration, assert_flat: bool) {
         .expect("the soak configuration is valid");
     let config_path = dir.path().join("soak.yaml");
     std::fs::write(&config_path, &yaml).unwrap();
-    let mut daemon = Daemon::start(&config_path, &dir.path().join("daemon.log")).await;
+    let mut daemon = Daemon::start(crate::BIN, &config_path, &dir.path().join("daemon.log")).await;
     let client = http_client();
 
     // Prime against the frozen clock, then take the backlog.

@@ -12,14 +12,11 @@
 //! Without `chromium` on PATH the browser test FAILS, unless `SKIP_BROWSER_TESTS=1` is
 //! set, in which case it prints a SKIP line.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use common::Daemon;
 use sailpoint_task_exporter::sailpoint::model::{
     CompletionStatus, LocalizedMessage, TaskStatus, TaskStatusMessage,
 };
@@ -28,6 +25,7 @@ use sailpoint_task_exporter::simulator::{
     Simulator,
 };
 use serde_json::Value;
+use test_support::daemon::Daemon;
 
 const TENANT: &str = "sim";
 /// The name of the hostile source (the simulator shows it as `<name> [source]`).
@@ -245,7 +243,7 @@ async fn the_page_shows_what_is_stuck_and_what_failed_in_a_real_browser() {
     let dir = tempfile::tempdir().expect("temp dir");
     let config = dir.path().join("exporter.yaml");
     std::fs::write(&config, config_yaml(&sim, &[TENANT], None)).expect("write config");
-    let daemon = Daemon::start(&config, &dir.path().join("daemon.log")).await;
+    let daemon = Daemon::start(crate::BIN, &config, &dir.path().join("daemon.log")).await;
     let status = status_when_up(&daemon, &[TENANT], None).await;
     let now = time(&status["generated_at"]);
     let tenant = &status["tenants"][0];
@@ -279,7 +277,7 @@ async fn the_page_shows_what_is_stuck_and_what_failed_in_a_real_browser() {
     // Pasted in another directory, the command works: it reads the task and prints the
     // patch that would clear it (sending nothing without --yes).
     let elsewhere = tempfile::tempdir().expect("temp dir");
-    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_sailpoint-task-exporter"))
+    let bin_dir = std::path::Path::new(crate::BIN)
         .parent()
         .expect("the binary's directory");
     let path = format!(
@@ -427,7 +425,7 @@ async fn the_page_and_its_json_need_the_same_basic_auth_as_the_metrics() {
     std::fs::write(&web, format!("basic_auth_users:\n  oncall: {hash}\n")).expect("web config");
     let config = dir.path().join("exporter.yaml");
     std::fs::write(&config, config_yaml(&sim, &[TENANT], Some(&web))).expect("write config");
-    let daemon = Daemon::start(&config, &dir.path().join("daemon.log")).await;
+    let daemon = Daemon::start(crate::BIN, &config, &dir.path().join("daemon.log")).await;
     status_when_up(&daemon, &[TENANT], Some(("oncall", "on-call-secret"))).await;
     for path in ["/", "/api/v1/status", "/status.css", "/metrics"] {
         let anonymous = http().get(daemon.url(path)).send().await.expect("GET");
@@ -483,7 +481,7 @@ async fn tenants_added_or_removed_by_a_reload_appear_and_disappear() {
     let dir = tempfile::tempdir().expect("temp dir");
     let config = dir.path().join("exporter.yaml");
     std::fs::write(&config, config_yaml(&sim, &["alpha"], None)).expect("write config");
-    let daemon = Daemon::start(&config, &dir.path().join("daemon.log")).await;
+    let daemon = Daemon::start(crate::BIN, &config, &dir.path().join("daemon.log")).await;
     status_when_up(&daemon, &["alpha"], None).await;
 
     std::fs::write(&config, config_yaml(&sim, &["alpha", "beta"], None)).expect("write config");
@@ -538,7 +536,7 @@ async fn demo_prints_the_page_url_and_the_page_shows_its_incident() {
     for attempt in 0..3 {
         let port = free_port();
         let out = dir.path().join(format!("demo-{attempt}.out"));
-        let child = Command::new(env!("CARGO_BIN_EXE_sailpoint-task-exporter"))
+        let child = Command::new(crate::BIN)
             .args(["demo", "--listen", "127.0.0.1:0", "--web.listen-address"])
             .arg(format!("127.0.0.1:{port}"))
             .stdin(Stdio::null())
@@ -641,7 +639,7 @@ async fn demo_prints_the_page_url_and_the_page_shows_its_incident() {
 fn demo_on_a_busy_port_fails_before_announcing_any_url() {
     let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("hold a port");
     let port = busy.local_addr().expect("its address").port();
-    let out = Command::new(env!("CARGO_BIN_EXE_sailpoint-task-exporter"))
+    let out = Command::new(crate::BIN)
         .args(["demo", "--listen", "127.0.0.1:0", "--web.listen-address"])
         .arg(format!("127.0.0.1:{port}"))
         .stdin(Stdio::null())
@@ -687,7 +685,7 @@ async fn an_exemplar_links_to_the_task_page_of_the_task_it_names() {
     let dir = tempfile::tempdir().expect("temp dir");
     let config = dir.path().join("exporter.yaml");
     std::fs::write(&config, config_yaml(&sim, &[TENANT], None)).expect("write config");
-    let daemon = Daemon::start(&config, &dir.path().join("daemon.log")).await;
+    let daemon = Daemon::start(crate::BIN, &config, &dir.path().join("daemon.log")).await;
     let status = status_when_up(&daemon, &[TENANT], None).await;
 
     // A task that ends after priming is counted, and becomes the exemplar.

@@ -13,7 +13,7 @@ use sailpoint_task_exporter::simulator::{
     DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Scenario, SimConfig, Simulator,
 };
 
-const BIN: &str = env!("CARGO_BIN_EXE_sailpoint-task-exporter");
+use crate::BIN;
 
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)

@@ -1,7 +1,5 @@
-//! Helpers shared by the integration tests that run the real binary.
-//!
-//! Each test crate that needs them says `mod common;`; not every crate uses every item.
-#![allow(dead_code)]
+//! The real binary as a child process, for the integration tests that run it: start it,
+//! wait for its listen address, scrape it, signal it, wait for it to exit.
 
 use std::fs::File;
 use std::net::SocketAddr;
@@ -17,15 +15,17 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// Starts `serve` with `config`, stderr to `log`, and waits for its listen address.
-    pub async fn start(config: &Path, log: &Path) -> Daemon {
-        Daemon::start_with(config, log, &[]).await
+    /// Starts `bin serve` with `config`, stderr to `log`, and waits for its listen address.
+    /// `bin` is the binary Cargo built for the test (`CARGO_BIN_EXE_*`, which only the
+    /// integration-test crate can name).
+    pub async fn start(bin: &str, config: &Path, log: &Path) -> Daemon {
+        Daemon::start_with(bin, config, log, &[]).await
     }
 
     /// [`Daemon::start`] with extra flags (e.g. `--web.enable-lifecycle`).
-    pub async fn start_with(config: &Path, log: &Path, flags: &[&str]) -> Daemon {
+    pub async fn start_with(bin: &str, config: &Path, log: &Path, flags: &[&str]) -> Daemon {
         let stderr = File::create(log).expect("create the daemon log");
-        let child = Command::new(env!("CARGO_BIN_EXE_sailpoint-task-exporter"))
+        let child = Command::new(bin)
             .arg("serve")
             .arg("--config.file")
             .arg(config)
@@ -58,14 +58,17 @@ impl Daemon {
         }
     }
 
+    /// The child's process id (for `/proc` figures and signals).
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
 
+    /// The URL of `path` on the daemon's listen address.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
 
+    /// Everything the daemon has logged so far (empty when the log cannot be read).
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }

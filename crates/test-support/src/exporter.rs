@@ -1,20 +1,16 @@
 //! Shared harness of the exporter integration tests: a simulated tenant on loopback, the
 //! real client and poller against it, and an exact comparison of the rendered metrics
 //! with the simulator's ground truth.
-#![allow(dead_code)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::exposition::{self, Sample};
 use chrono::{DateTime, Utc};
 use sailpoint_task_exporter::collector::{TaskSource, TenantPoller};
 use sailpoint_task_exporter::config::{Credentials, MetricsSettings, TenantSettings};
-#[path = "../support/exposition.rs"]
-pub mod exposition;
-
-use self::exposition::Sample;
 use sailpoint_task_exporter::metrics::{Metrics, PollList, normalize};
 use sailpoint_task_exporter::sailpoint::Client;
 use sailpoint_task_exporter::sailpoint::model::TaskStatus;
@@ -22,6 +18,7 @@ use sailpoint_task_exporter::simulator::{
     DEMO_CLIENT_SECRET, Faults, Scenario, SimConfig, SimHandle, Simulator,
 };
 
+/// The tenant name of every exporter in these tests.
 pub const TENANT: &str = "sim";
 
 /// The simulated tenant, shared with the poller's clock.
@@ -77,11 +74,15 @@ pub fn metrics_settings() -> MetricsSettings {
 
 /// One exporter instance (metrics + poller) against the simulator.
 pub struct Exporter<S: TaskSource = Client> {
+    /// The metric state the poller writes to.
     pub metrics: Arc<Metrics>,
+    /// The tenant's poller, on the simulator's clock.
     pub poller: TenantPoller<S>,
+    /// The settings the poller was built from.
     pub settings: TenantSettings,
 }
 
+/// An exporter against `sim`, with [`tenant_settings`] changed by `tweak`.
 pub fn exporter(sim: &Arc<SimHandle>, tweak: impl FnOnce(&mut TenantSettings)) -> Exporter {
     exporter_with(sim, tweak, |client| client)
 }
@@ -108,6 +109,7 @@ pub fn exporter_with<S: TaskSource>(
 }
 
 impl<S: TaskSource> Exporter<S> {
+    /// The rendered exposition, read back.
     pub fn samples(&self) -> Vec<Sample> {
         exposition::parse(&String::from_utf8(self.metrics.render()).unwrap())
     }
@@ -144,7 +146,8 @@ pub async fn settle<S: TaskSource>(sim: &SimHandle, exp: &mut Exporter<S>) -> us
     panic!("the exporter did not recover after the faults were removed");
 }
 
-type Key = (String, String, String); // task_name, source, status
+/// A series key: (task_name, source, status).
+pub type Key = (String, String, String);
 
 fn group(t: &TaskStatus) -> (String, String) {
     (
@@ -171,15 +174,21 @@ fn duration(t: &TaskStatus) -> f64 {
 /// What the metrics must say, computed independently from the simulator's tasks.
 #[derive(Debug, Default)]
 pub struct Truth {
+    /// Completions counted per (task_name, source, status).
     pub counted: BTreeMap<Key, u64>,
+    /// Sum of the counted durations, in seconds.
     pub duration_sum: BTreeMap<Key, f64>,
     /// Every counted duration, for the histogram buckets.
     pub durations: BTreeMap<Key, Vec<f64>>,
+    /// Counted queue waits per (task_name, source): how many, and their sum in seconds.
     pub queue_wait: BTreeMap<(String, String), (u64, f64)>,
     /// Every counted queue wait, for the histogram buckets.
     pub queue_waits: BTreeMap<(String, String), Vec<f64>>,
+    /// The latest completion per key: its timestamp and duration, in seconds.
     pub last: BTreeMap<Key, (f64, f64)>,
+    /// Pending tasks per (task_name, source): how many, and the oldest `created`.
     pub pending: BTreeMap<(String, String), (u64, f64)>,
+    /// The ids of the oldest pending tasks that get a series of their own.
     pub oldest_pending_ids: BTreeSet<String>,
 }
 

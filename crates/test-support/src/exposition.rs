@@ -1,7 +1,6 @@
 //! A reader of the text exposition format, so tests can check rendered values exactly
-//! rather than by substring. Test support only: the library's unit tests include it with
-//! `#[path]`, the integration tests as a module of their own.
-#![allow(dead_code)]
+//! rather than by substring. Plain text in, plain data out: the library's unit tests and
+//! the integration tests both use it.
 
 use std::collections::BTreeMap;
 
