@@ -102,6 +102,63 @@ const LIST_PAGES: u64 = 13;
 /// Requests that read the 600 pending tasks of `large()`: two full pages and a short one.
 const PENDING_PAGES: u64 = 3;
 
+/// Lists every completed task and asserts the listing is the ground truth, newest first,
+/// each task once.
+async fn assert_lists_the_truth(client: &Client, sim: &SimHandle) {
+    let listed = all_completed(client, ListQuery::newest_first())
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(&listed),
+        ids(&completed_truth(sim)),
+        "the completed listing"
+    );
+}
+
+/// A tenant started from `cfg`, and a client of it with the default settings.
+async fn started(cfg: SimConfig) -> (SimHandle, Client, Arc<Recorder>) {
+    let sim = sim(cfg).await;
+    let (client, rec) = client(&sim);
+    (sim, client, rec)
+}
+
+/// A tenant started from `cfg`, and a client retrying up to `max_retries` times.
+async fn retrying(cfg: SimConfig, max_retries: u32) -> (SimHandle, Client, Arc<Recorder>) {
+    let sim = sim(cfg).await;
+    let (client, rec) = client_with(TenantSettings {
+        max_retries,
+        ..tenant(&sim, SECRET)
+    });
+    (sim, client, rec)
+}
+
+/// Under `faults` the listing still comes back exactly, every retry was for `reason`, and
+/// only the answers that failed were asked again. Returns the retries.
+async fn assert_retried_to_the_truth(
+    faults: Faults,
+    max_retries: u32,
+    reason: RetryReason,
+) -> (SimHandle, Vec<RetryReason>) {
+    let (sim, client, rec) = retrying(large().with_faults(faults), max_retries).await;
+    assert_lists_the_truth(&client, &sim).await;
+    let retries = rec.retries.lock().unwrap().clone();
+    assert!(!retries.is_empty(), "no {reason:?} retry");
+    assert!(retries.iter().all(|r| *r == reason), "{retries:?}");
+    assert_eq!(
+        sim.request_count().get_task_status_list,
+        LIST_PAGES + retries.len() as u64,
+        "each {reason:?} retried once, nothing else re-read"
+    );
+    (sim, retries)
+}
+
+/// An error answered with HTTP `status`: typed, and its message starts with the operation.
+fn assert_http_error(err: &ApiError, operation: &str, status: u16) {
+    assert_eq!(err.status(), Some(status), "{err}");
+    let prefix = format!("{operation}: HTTP {status}");
+    assert!(err.to_string().starts_with(&prefix), "{err}");
+}
+
 fn large() -> SimConfig {
     SimConfig::new(11)
         .with_scenario(Scenario::LargeHistory)
@@ -112,8 +169,7 @@ fn large() -> SimConfig {
 
 #[tokio::test]
 async fn pages_through_thousands_of_tasks_exactly() {
-    let sim = sim(large()).await;
-    let (client, rec) = client(&sim);
+    let (sim, client, rec) = started(large()).await;
     let pending = client.pending_tasks().await.unwrap();
     assert_eq!(pending.len(), 600);
     assert_eq!(sorted(ids(&pending)), sorted(ids(&sim.pending_tasks())));
@@ -198,8 +254,7 @@ async fn unreadable_records_in_full_pages_end_no_listing() {
 
 #[tokio::test]
 async fn filters_and_sorters_reach_the_tenant_intact() {
-    let sim = sim(large()).await;
-    let (client, _) = client(&sim);
+    let (sim, client, _) = started(large()).await;
     let truth = completed_truth(&sim);
     let errors: Vec<String> = truth
         .iter()
@@ -233,11 +288,7 @@ async fn filters_and_sorters_reach_the_tenant_intact() {
         )
         .await
         .unwrap_err();
-    assert_eq!(err.status(), Some(400), "{err}");
-    assert!(
-        err.to_string().starts_with("getTaskStatusList: HTTP 400"),
-        "{err}"
-    );
+    assert_http_error(&err, "getTaskStatusList", 400);
     sim.shutdown().await;
 }
 
@@ -249,26 +300,9 @@ async fn survives_a_429_storm_with_the_right_data() {
         retry_after: Duration::ZERO,
         ..Faults::none()
     };
-    let sim = sim(large().with_faults(faults)).await;
-    let (client, rec) = client_with(TenantSettings {
-        max_retries: 4,
-        ..tenant(&sim, SECRET)
-    });
-    let truth = completed_truth(&sim);
-    let listed = all_completed(&client, ListQuery::newest_first())
-        .await
-        .unwrap();
-    assert_eq!(ids(&listed), ids(&truth));
-    let retries = rec.retries.lock().unwrap().clone();
+    let (sim, retries) = assert_retried_to_the_truth(faults, 4, RetryReason::RateLimited).await;
     assert!(retries.len() >= 10, "{} retries", retries.len());
-    assert!(retries.iter().all(|r| *r == RetryReason::RateLimited));
-    let counts = sim.request_count();
-    assert_eq!(counts.rate_limited, retries.len() as u64);
-    assert_eq!(
-        counts.get_task_status_list,
-        LIST_PAGES + retries.len() as u64,
-        "each 429 retried once, nothing else re-read"
-    );
+    assert_eq!(sim.request_count().rate_limited, retries.len() as u64);
     sim.shutdown().await;
 }
 
@@ -304,25 +338,8 @@ async fn server_errors_are_retried_until_the_data_is_right() {
         server_error_rate: 0.3,
         ..Faults::none()
     };
-    let sim = sim(large().with_faults(faults)).await;
-    let (client, rec) = client_with(TenantSettings {
-        max_retries: 10,
-        ..tenant(&sim, SECRET)
-    });
-    let truth = completed_truth(&sim);
-    let listed = all_completed(&client, ListQuery::newest_first())
-        .await
-        .unwrap();
-    assert_eq!(ids(&listed), ids(&truth));
-    let retries = rec.retries.lock().unwrap().clone();
-    assert!(!retries.is_empty());
-    assert!(retries.iter().all(|r| *r == RetryReason::ServerError));
-    let counts = sim.request_count();
-    assert_eq!(counts.server_errors, retries.len() as u64);
-    assert_eq!(
-        counts.get_task_status_list,
-        LIST_PAGES + retries.len() as u64
-    );
+    let (sim, retries) = assert_retried_to_the_truth(faults, 10, RetryReason::ServerError).await;
+    assert_eq!(sim.request_count().server_errors, retries.len() as u64);
     sim.shutdown().await;
 }
 
@@ -332,11 +349,7 @@ async fn persistent_server_errors_end_in_a_typed_error() {
         server_error_rate: 1.0,
         ..Faults::none()
     };
-    let sim = sim(SimConfig::new(4).with_faults(faults)).await;
-    let (client, rec) = client_with(TenantSettings {
-        max_retries: 2,
-        ..tenant(&sim, SECRET)
-    });
+    let (sim, client, rec) = retrying(SimConfig::new(4).with_faults(faults), 2).await;
     let err = client.pending_tasks().await.unwrap_err();
     assert_eq!(err.status(), Some(500), "{err}");
     assert!(err.to_string().contains("trackingId"), "{err}");
@@ -346,8 +359,7 @@ async fn persistent_server_errors_end_in_a_typed_error() {
 
 #[tokio::test]
 async fn a_token_revoked_in_the_middle_of_paging_is_refreshed_once() {
-    let sim = sim(large()).await;
-    let (client, rec) = client(&sim);
+    let (sim, client, rec) = started(large()).await;
     let truth = completed_truth(&sim);
     let mut stream = Box::pin(client.list_stream(ListQuery::newest_first()));
     let mut listed = Vec::new();
@@ -383,11 +395,7 @@ async fn tokens_expiring_during_a_slow_listing_are_refreshed() {
         .with_faults(faults))
     .await;
     let (client, rec) = client(&sim);
-    let truth = completed_truth(&sim);
-    let listed = all_completed(&client, ListQuery::newest_first())
-        .await
-        .unwrap();
-    assert_eq!(ids(&listed), ids(&truth));
+    assert_lists_the_truth(&client, &sim).await;
     // Seven 150 ms pages outlast a token refreshed at 0.8 s: at least one refresh on top
     // of the first token (more when the machine is slow, so no exact count).
     let refreshes = rec.refreshes.load(Ordering::SeqCst);
@@ -408,35 +416,15 @@ async fn malformed_and_truncated_bodies_are_retried_or_reported() {
             truncated_rate: truncated,
             ..Faults::none()
         };
-        let sim = sim(large().with_faults(faults)).await;
-        let (client, rec) = client_with(TenantSettings {
-            max_retries: 10,
-            ..tenant(&sim, SECRET)
-        });
-        let truth = completed_truth(&sim);
-        let listed = all_completed(&client, ListQuery::newest_first())
-            .await
-            .unwrap();
-        assert_eq!(ids(&listed), ids(&truth));
         // A body that does not decode is retried like a server error.
-        let retries = rec.retries.lock().unwrap().clone();
-        assert!(!retries.is_empty(), "{malformed} {truncated}");
-        assert!(retries.iter().all(|r| *r == RetryReason::ServerError));
-        assert_eq!(
-            sim.request_count().get_task_status_list,
-            LIST_PAGES + retries.len() as u64
-        );
+        let (sim, _) = assert_retried_to_the_truth(faults, 10, RetryReason::ServerError).await;
         sim.shutdown().await;
     }
     let faults = Faults {
         malformed_rate: 1.0,
         ..Faults::none()
     };
-    let sim = sim(large().with_faults(faults)).await;
-    let (client, _) = client_with(TenantSettings {
-        max_retries: 1,
-        ..tenant(&sim, SECRET)
-    });
+    let (sim, client, _) = retrying(large().with_faults(faults), 1).await;
     let err = client.pending_tasks().await.unwrap_err();
     assert!(
         matches!(
@@ -457,18 +445,10 @@ async fn connection_resets_are_retried() {
         reset_rate: 0.2,
         ..Faults::none()
     };
-    let sim = sim(large().with_faults(faults)).await;
-    let (client, rec) = client_with(TenantSettings {
-        max_retries: 10,
-        ..tenant(&sim, SECRET)
-    });
+    let (sim, client, rec) = retrying(large().with_faults(faults), 10).await;
     let pending = client.pending_tasks().await.unwrap();
     assert_eq!(sorted(ids(&pending)), sorted(ids(&sim.pending_tasks())));
-    let truth = completed_truth(&sim);
-    let listed = all_completed(&client, ListQuery::newest_first())
-        .await
-        .unwrap();
-    assert_eq!(ids(&listed), ids(&truth));
+    assert_lists_the_truth(&client, &sim).await;
     let retries = rec.retries.lock().unwrap().clone();
     assert!(!retries.is_empty(), "no connection was reset");
     assert!(
@@ -494,8 +474,7 @@ async fn shifting_pending_pages_skip_entries_but_never_invent_or_duplicate() {
         page_shift: true,
         ..Faults::none()
     };
-    let sim = sim(large().with_faults(faults)).await;
-    let (client, _) = client(&sim);
+    let (sim, client, _) = started(large().with_faults(faults)).await;
     let before = ids(&sim.pending_tasks());
     let listed = ids(&client.pending_tasks().await.unwrap());
     let after: HashSet<String> = ids(&sim.pending_tasks()).into_iter().collect();
@@ -523,8 +502,7 @@ async fn shifting_pending_pages_skip_entries_but_never_invent_or_duplicate() {
 
 #[tokio::test]
 async fn get_patch_and_not_found() {
-    let sim = sim(SimConfig::new(6).with_scenario(Scenario::Empty)).await;
-    let (client, _) = client(&sim);
+    let (sim, client, _) = started(SimConfig::new(6).with_scenario(Scenario::Empty)).await;
     let id = sim.add_task(NewTask::account_aggregation("Active Directory"));
     let task = client.task_status(&id).await.unwrap();
     assert!(task.is_pending());
@@ -560,10 +538,7 @@ async fn get_patch_and_not_found() {
         .await
         .unwrap_err();
     assert!(err.is_not_found(), "{err}");
-    assert!(
-        err.to_string().starts_with("getTaskStatus: HTTP 404"),
-        "{err}"
-    );
+    assert_http_error(&err, "getTaskStatus", 404);
     sim.shutdown().await;
 }
 

@@ -127,6 +127,59 @@ fn header<'a>(response: &'a reqwest::Response, name: &str) -> Option<&'a str> {
     response.headers().get(name).map(|v| v.to_str().unwrap())
 }
 
+/// `GET path`, with `Accept-Encoding: accept_encoding` when given.
+async fn get(server: &Running, path: &str, accept_encoding: Option<&str>) -> reqwest::Response {
+    let mut request = client().get(server.url(path));
+    if let Some(accept) = accept_encoding {
+        request = request.header("Accept-Encoding", accept);
+    }
+    request.send().await.unwrap()
+}
+
+/// A 200 answer of `/metrics` in the text format, with `content-encoding: encoding` (none
+/// when `None`) and the `vary` header caches need.
+fn assert_text_metrics(response: &reqwest::Response, encoding: Option<&str>) {
+    assert_eq!(response.status(), 200);
+    assert_eq!(header(response, "content-encoding"), encoding);
+    assert_eq!(header(response, "vary"), Some("Accept, Accept-Encoding"));
+    assert_eq!(header(response, "content-type"), Some(METRICS_CONTENT_TYPE));
+}
+
+/// `GET path` with `accept_encoding` answers the exposition uncompressed.
+async fn assert_served_uncompressed(path: &str, accept_encoding: Option<&str>) {
+    let server = start(config(), FakeSource::ready()).await;
+    let response = get(&server, path, accept_encoding).await;
+    assert_text_metrics(&response, None);
+    let body = response.text().await.unwrap();
+    assert_eq!(body, EXPOSITION, "{path} {accept_encoding:?}");
+    server.shutdown().await;
+}
+
+/// `GET path` answers `status` with `body`.
+async fn assert_get(server: &Running, path: &str, status: u16, body: &str) {
+    let response = get(server, path, None).await;
+    assert_eq!(response.status(), status, "{path}");
+    assert_eq!(response.text().await.unwrap(), body, "{path}");
+}
+
+/// A server with `config()` changed by `tweak`, whose source holds every render until
+/// released.
+async fn start_held(tweak: impl FnOnce(&mut ServerConfig)) -> (Running, Arc<FakeSource>) {
+    let mut config = config();
+    tweak(&mut config);
+    let source = FakeSource::held();
+    (start(config, source.clone()).await, source)
+}
+
+/// Decompresses a gzip body.
+fn gunzip(body: &[u8]) -> String {
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(body)
+        .read_to_string(&mut text)
+        .unwrap();
+    text
+}
+
 /// Writes `request` on a fresh connection and reads until the server closes it. A reset
 /// after the response counts as a close; the bytes read before it are kept.
 async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
@@ -152,18 +205,12 @@ async fn read_until_closed(stream: &mut TcpStream) -> Vec<u8> {
 #[tokio::test]
 async fn metrics_serves_exact_text_and_headers() {
     let server = start(config(), FakeSource::ready()).await;
-    let response = client().get(server.url("/metrics")).send().await.unwrap();
-    assert_eq!(response.status(), 200);
-    assert_eq!(
-        header(&response, "content-type"),
-        Some(METRICS_CONTENT_TYPE)
-    );
+    let response = get(&server, "/metrics", None).await;
+    assert_text_metrics(&response, None);
     assert_eq!(
         METRICS_CONTENT_TYPE,
         "text/plain; version=0.0.4; charset=utf-8"
     );
-    assert_eq!(header(&response, "vary"), Some("Accept, Accept-Encoding"));
-    assert_eq!(header(&response, "content-encoding"), None);
     let length = EXPOSITION.len().to_string();
     assert_eq!(header(&response, "content-length"), Some(length.as_str()));
     assert_eq!(response.text().await.unwrap(), EXPOSITION);
@@ -173,26 +220,11 @@ async fn metrics_serves_exact_text_and_headers() {
 #[tokio::test]
 async fn metrics_are_gzipped_when_the_client_accepts_gzip() {
     let server = start(config(), FakeSource::ready()).await;
-    let response = client()
-        .get(server.url("/metrics"))
-        .header("Accept-Encoding", "gzip")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    assert_eq!(header(&response, "content-encoding"), Some("gzip"));
-    assert_eq!(header(&response, "vary"), Some("Accept, Accept-Encoding"));
-    assert_eq!(
-        header(&response, "content-type"),
-        Some(METRICS_CONTENT_TYPE)
-    );
+    let response = get(&server, "/metrics", Some("gzip")).await;
+    assert_text_metrics(&response, Some("gzip"));
     let compressed = response.bytes().await.unwrap();
     assert_eq!(&compressed[..2], &[0x1f, 0x8b], "gzip magic number");
-    let mut text = String::new();
-    flate2::read::GzDecoder::new(&compressed[..])
-        .read_to_string(&mut text)
-        .unwrap();
-    assert_eq!(text, EXPOSITION);
+    assert_eq!(gunzip(&compressed), EXPOSITION);
     server.shutdown().await;
 }
 
@@ -229,21 +261,13 @@ async fn a_kept_gzip_is_decoded_while_sent_to_a_plain_client_and_copied_to_a_gzi
     let compressed = bytes::Bytes::from(encoder.finish().unwrap());
     let server = start(config(), Arc::new(GzipOnlySource(compressed.clone()))).await;
 
-    let plain = client().get(server.url("/metrics")).send().await.unwrap();
-    assert_eq!(plain.status(), 200);
-    assert_eq!(header(&plain, "content-encoding"), None);
-    assert_eq!(header(&plain, "content-type"), Some(METRICS_CONTENT_TYPE));
-    assert_eq!(header(&plain, "vary"), Some("Accept, Accept-Encoding"));
+    let plain = get(&server, "/metrics", None).await;
+    assert_text_metrics(&plain, None);
     assert_eq!(header(&plain, "transfer-encoding"), Some("chunked"));
     assert_eq!(plain.text().await.unwrap(), text);
 
-    let gzipped = client()
-        .get(server.url("/metrics"))
-        .header("Accept-Encoding", "gzip")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(header(&gzipped, "content-encoding"), Some("gzip"));
+    let gzipped = get(&server, "/metrics", Some("gzip")).await;
+    assert_text_metrics(&gzipped, Some("gzip"));
     assert_eq!(gzipped.bytes().await.unwrap(), compressed, "the kept bytes");
 
     // HEAD: the head of the plain answer, no body.
@@ -310,18 +334,7 @@ async fn the_accept_header_chooses_the_format_as_prometheus_asks_for_it() {
 
 #[tokio::test]
 async fn metrics_are_not_gzipped_when_gzip_has_q_zero() {
-    let server = start(config(), FakeSource::ready()).await;
-    let response = client()
-        .get(server.url("/metrics"))
-        .header("Accept-Encoding", "gzip;q=0, identity")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    assert_eq!(header(&response, "content-encoding"), None);
-    assert_eq!(header(&response, "vary"), Some("Accept, Accept-Encoding"));
-    assert_eq!(response.text().await.unwrap(), EXPOSITION);
-    server.shutdown().await;
+    assert_served_uncompressed("/metrics", Some("gzip;q=0, identity")).await;
 }
 
 #[tokio::test]
@@ -390,9 +403,7 @@ async fn landing_page_links_the_configured_metrics_path() {
 #[tokio::test]
 async fn healthy_is_ok_even_before_ready() {
     let server = start(config(), Arc::new(FakeSource::default())).await;
-    let response = client().get(server.url("/-/healthy")).send().await.unwrap();
-    assert_eq!(response.status(), 200);
-    assert_eq!(response.text().await.unwrap(), "OK");
+    assert_get(&server, "/-/healthy", 200, "OK").await;
     server.shutdown().await;
 }
 
@@ -400,30 +411,18 @@ async fn healthy_is_ok_even_before_ready() {
 async fn ready_is_503_until_the_source_is_ready_then_200() {
     let source = Arc::new(FakeSource::default());
     let server = start(config(), source.clone()).await;
-    let client = client();
-
-    let response = client.get(server.url("/-/ready")).send().await.unwrap();
-    assert_eq!(response.status(), 503);
-    assert_eq!(
-        response.text().await.unwrap(),
-        "not ready: waiting for the first poll of every tenant\n"
-    );
-
+    let waiting = "not ready: waiting for the first poll of every tenant\n";
+    assert_get(&server, "/-/ready", 503, waiting).await;
     source.ready.store(true, Ordering::SeqCst);
-    let response = client.get(server.url("/-/ready")).send().await.unwrap();
-    assert_eq!(response.status(), 200);
-    assert_eq!(response.text().await.unwrap(), "OK");
+    assert_get(&server, "/-/ready", 200, "OK").await;
     server.shutdown().await;
 }
 
 #[tokio::test]
 async fn unknown_paths_are_404() {
     let server = start(config(), FakeSource::ready()).await;
-    let client = client();
     for path in ["/nope", "/metrics/", "/-/", "/metricsx", "/-/healthy/x"] {
-        let response = client.get(server.url(path)).send().await.unwrap();
-        assert_eq!(response.status(), 404, "{path}");
-        assert_eq!(response.text().await.unwrap(), "not found\n");
+        assert_get(&server, path, 404, "not found\n").await;
     }
     server.shutdown().await;
 }
@@ -452,15 +451,7 @@ async fn other_methods_are_405_with_allow() {
 
 #[tokio::test]
 async fn query_strings_do_not_change_the_route() {
-    let server = start(config(), FakeSource::ready()).await;
-    let response = client()
-        .get(server.url("/metrics?name[]=sailpoint_up"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    assert_eq!(response.text().await.unwrap(), EXPOSITION);
-    server.shutdown().await;
+    assert_served_uncompressed("/metrics?name[]=sailpoint_up", None).await;
 }
 
 #[tokio::test]
@@ -571,10 +562,8 @@ async fn connections_over_the_cap_get_503_and_are_closed() {
 
 #[tokio::test]
 async fn request_timeout_answers_503() {
-    let mut config = config();
-    config.limits.request_timeout = Duration::from_millis(200);
-    let source = FakeSource::held();
-    let server = start(config, source.clone()).await;
+    let (server, source) =
+        start_held(|c| c.limits.request_timeout = Duration::from_millis(200)).await;
 
     let response = client().get(server.url("/metrics")).send().await.unwrap();
     assert_eq!(response.status(), 503);
@@ -585,8 +574,7 @@ async fn request_timeout_answers_503() {
 
 #[tokio::test]
 async fn graceful_shutdown_lets_the_in_flight_request_finish() {
-    let source = FakeSource::held();
-    let mut server = start(config(), source.clone()).await;
+    let (mut server, source) = start_held(|_| {}).await;
 
     let scrape = tokio::spawn(client().get(server.url("/metrics")).send());
     source.rendering.notified().await;
@@ -609,17 +597,15 @@ async fn graceful_shutdown_lets_the_in_flight_request_finish() {
 
     source.release();
     let response = scrape.await.unwrap().unwrap();
-    assert_eq!(response.status(), 200);
+    assert_text_metrics(&response, None);
     assert_eq!(response.text().await.unwrap(), EXPOSITION);
     server.shutdown().await;
 }
 
 #[tokio::test]
 async fn shutdown_gives_up_on_stuck_requests_after_the_grace_period() {
-    let mut config = config();
-    config.limits.shutdown_grace = Duration::from_millis(200);
-    let source = FakeSource::held();
-    let mut server = start(config, source.clone()).await;
+    let (mut server, source) =
+        start_held(|c| c.limits.shutdown_grace = Duration::from_millis(200)).await;
 
     let scrape = tokio::spawn(client().get(server.url("/metrics")).send());
     source.rendering.notified().await;
@@ -652,14 +638,11 @@ async fn many_parallel_scrapes_all_succeed() {
     });
     for (status, gzipped, body) in futures::future::join_all(scrapes).await {
         assert_eq!(status, 200);
-        let mut text = String::new();
-        if gzipped {
-            flate2::read::GzDecoder::new(&body[..])
-                .read_to_string(&mut text)
-                .unwrap();
+        let text = if gzipped {
+            gunzip(&body)
         } else {
-            text = String::from_utf8(body.to_vec()).unwrap();
-        }
+            String::from_utf8(body.to_vec()).unwrap()
+        };
         assert_eq!(text, EXPOSITION);
     }
     server.shutdown().await;
@@ -696,44 +679,35 @@ async fn access_policy_gates_every_path_but_healthy() {
     }
     let healthy = client.get(server.url("/-/healthy")).send().await.unwrap();
     assert_eq!(healthy.status(), 200);
-    let allowed = client
-        .get(server.url("/metrics"))
-        .header("Authorization", "Bearer letmein")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(allowed.status(), 200);
+    let allowed = client.get(server.url("/metrics"));
+    let allowed = allowed.header("Authorization", "Bearer letmein");
+    let allowed = allowed.send().await.unwrap();
+    assert_text_metrics(&allowed, None);
     assert_eq!(allowed.text().await.unwrap(), EXPOSITION);
     server.shutdown().await;
 }
 
 #[tokio::test]
 async fn unusable_config_is_rejected_before_serving() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let mut config = config();
-    config.telemetry_path = "metrics".to_string();
-    let error = serve(
-        listener,
-        config,
-        FakeSource::ready(),
-        std::future::pending(),
-    )
-    .await
-    .unwrap_err();
-    assert_eq!(error.kind(), std::io::ErrorKind::InvalidInput);
-
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let mut config = self::config();
-    config.limits.max_connections = 0;
-    let error = serve(
-        listener,
-        config,
-        FakeSource::ready(),
-        std::future::pending(),
-    )
-    .await
-    .unwrap_err();
-    assert_eq!(error.kind(), std::io::ErrorKind::InvalidInput);
+    let relative_path: fn(&mut ServerConfig) = |c| c.telemetry_path = "metrics".to_string();
+    let no_connections: fn(&mut ServerConfig) = |c| c.limits.max_connections = 0;
+    for (what, unusable) in [
+        ("a relative telemetry path", relative_path),
+        ("no connections", no_connections),
+    ] {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut config = config();
+        unusable(&mut config);
+        let error = serve(
+            listener,
+            config,
+            FakeSource::ready(),
+            std::future::pending(),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::InvalidInput, "{what}");
+    }
 }
 
 /// A source whose exposition is far larger than the loopback socket buffers.
