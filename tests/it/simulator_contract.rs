@@ -30,6 +30,13 @@ fn manual(seed: u64, scenario: Scenario) -> SimConfig {
         .with_manual_clock(start_time())
 }
 
+/// A tenant on a manual clock, and the API signed in to it.
+async fn manual_api(seed: u64, scenario: Scenario) -> (SimHandle, Api) {
+    let sim = sim(manual(seed, scenario)).await;
+    let api = Api::new(&sim).await;
+    (sim, api)
+}
+
 struct Api {
     http: reqwest::Client,
     base: String,
@@ -39,16 +46,7 @@ struct Api {
 impl Api {
     async fn new(sim: &SimHandle) -> Api {
         let http = reqwest::Client::builder().no_proxy().build().unwrap();
-        let resp = http
-            .post(format!("{}/oauth/token", sim.base_url()))
-            .form(&[
-                ("grant_type", "client_credentials"),
-                ("client_id", DEMO_CLIENT_ID),
-                ("client_secret", DEMO_CLIENT_SECRET),
-            ])
-            .send()
-            .await
-            .unwrap();
+        let resp = client_credentials(&http, sim, DEMO_CLIENT_SECRET).await;
         assert_eq!(resp.status(), StatusCode::OK);
         let body: Value = resp.json().await.unwrap();
         Api {
@@ -85,6 +83,12 @@ impl Api {
         (status, total, resp.json().await.unwrap())
     }
 
+    /// The tasks matching `filter`, and the total count the tenant reports for it.
+    async fn counted(&self, filter: &str) -> (Option<u64>, Value) {
+        let (_, total, body) = self.list(&[("filters", filter), ("count", "true")]).await;
+        (total, body)
+    }
+
     async fn patch(&self, id: &str, content_type: &str, body: &Value) -> reqwest::Response {
         self.http
             .patch(format!("{}/v2024/task-status/{id}", self.base))
@@ -95,6 +99,21 @@ impl Api {
             .await
             .unwrap()
     }
+}
+
+/// A client-credentials token request for the demo client with `secret`, as a form.
+async fn client_credentials(
+    http: &reqwest::Client,
+    sim: &SimHandle,
+    secret: &str,
+) -> reqwest::Response {
+    let form = [
+        ("grant_type", "client_credentials"),
+        ("client_id", DEMO_CLIENT_ID),
+        ("client_secret", secret),
+    ];
+    let url = format!("{}/oauth/token", sim.base_url());
+    http.post(url).form(&form).send().await.unwrap()
 }
 
 fn total_count(resp: &reqwest::Response) -> Option<u64> {
@@ -110,6 +129,18 @@ fn ids(value: &Value) -> Vec<String> {
         .iter()
         .map(|t| t["id"].as_str().unwrap().to_string())
         .collect()
+}
+
+/// The ids of the finished tasks among `tasks` (oldest first, as the simulator keeps
+/// them), newest first.
+fn completed_newest_first(tasks: &[TaskStatus]) -> Vec<String> {
+    let mut ids: Vec<String> = tasks
+        .iter()
+        .filter(|t| !t.is_pending())
+        .map(|t| t.id.clone())
+        .collect();
+    ids.reverse();
+    ids
 }
 
 fn truth_ids<'a>(tasks: impl IntoIterator<Item = &'a TaskStatus>) -> Vec<String> {
@@ -140,16 +171,7 @@ async fn token_flow_and_401s() {
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
     let token_url = format!("{}/oauth/token", sim.base_url());
 
-    let resp = http
-        .post(&token_url)
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", DEMO_CLIENT_ID),
-            ("client_secret", DEMO_CLIENT_SECRET),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let resp = client_credentials(&http, &sim, DEMO_CLIENT_SECRET).await;
     assert_eq!(resp.status(), 200);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["token_type"], "bearer");
@@ -169,16 +191,7 @@ async fn token_flow_and_401s() {
         .unwrap();
     assert_eq!(resp.status(), 200);
 
-    let resp = http
-        .post(&token_url)
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", DEMO_CLIENT_ID),
-            ("client_secret", "wrong"),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let resp = client_credentials(&http, &sim, "wrong").await;
     assert_eq!(resp.status(), 401);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"], "unauthorized");
@@ -298,8 +311,7 @@ async fn paging_over_thousands_with_exact_totals() {
 
 #[tokio::test]
 async fn empty_pending_is_204_and_head_counts() {
-    let sim = sim(manual(2, Scenario::Empty)).await;
-    let api = Api::new(&sim).await;
+    let (sim, api) = manual_api(2, Scenario::Empty).await;
     let resp = api.get("/v2024/task-status/pending-tasks").await;
     assert_eq!(resp.status(), 204);
     assert!(resp.bytes().await.unwrap().is_empty());
@@ -339,8 +351,7 @@ async fn empty_pending_is_204_and_head_counts() {
 
 #[tokio::test]
 async fn sorters_both_ways_and_bad_sorter() {
-    let sim = sim(manual(3, Scenario::Steady)).await;
-    let api = Api::new(&sim).await;
+    let (sim, api) = manual_api(3, Scenario::Steady).await;
     let completed: Vec<TaskStatus> = sim
         .tasks()
         .into_iter()
@@ -366,8 +377,7 @@ async fn sorters_both_ways_and_bad_sorter() {
 
 #[tokio::test]
 async fn filters_eq_in_isnull_and_escaping() {
-    let sim = sim(manual(4, Scenario::FailingSource)).await;
-    let api = Api::new(&sim).await;
+    let (sim, api) = manual_api(4, Scenario::FailingSource).await;
     let truth = sim.tasks();
     let completed: Vec<&TaskStatus> = truth.iter().filter(|t| !t.is_pending()).collect();
     let some = completed[17];
@@ -387,12 +397,7 @@ async fn filters_eq_in_isnull_and_escaping() {
         .copied()
         .filter(|t| t.completion_status == Some(CompletionStatus::Success))
         .collect();
-    let (_, total, body) = api
-        .list(&[
-            ("filters", "completionStatus eq \"Success\""),
-            ("count", "true"),
-        ])
-        .await;
+    let (total, body) = api.counted("completionStatus eq \"Success\"").await;
     assert_eq!(total, Some(success.len() as u64));
     assert_eq!(ids(&body), truth_ids(success.iter().copied().take(250)));
 
@@ -406,11 +411,8 @@ async fn filters_eq_in_isnull_and_escaping() {
             )
         })
         .collect();
-    let (_, total, _) = api
-        .list(&[
-            ("filters", "completionStatus in (\"ERROR\",\"warning\")"),
-            ("count", "true"),
-        ])
+    let (total, _) = api
+        .counted("completionStatus in (\"ERROR\",\"warning\")")
         .await;
     assert_eq!(total, Some(bad.len() as u64));
 
@@ -444,18 +446,11 @@ async fn filters_eq_in_isnull_and_escaping() {
         .iter()
         .filter(|t| t.unique_name == "Cloud Account Aggregation")
         .count();
-    let (_, total, _) = api
-        .list(&[
-            ("filters", "type eq \"CLOUD_ACCOUNT_AGGREGATION\""),
-            ("count", "true"),
-        ])
-        .await;
+    let (total, _) = api.counted("type eq \"CLOUD_ACCOUNT_AGGREGATION\"").await;
     assert_eq!(total, Some(accounts as u64));
 
     let pending: Vec<&TaskStatus> = truth.iter().filter(|t| t.is_pending()).collect();
-    let (_, total, body) = api
-        .list(&[("filters", "completionStatus isnull"), ("count", "true")])
-        .await;
+    let (total, body) = api.counted("completionStatus isnull").await;
     assert_eq!(total, Some(pending.len() as u64));
     assert_eq!(ids(&body), truth_ids(pending.iter().copied()));
 
@@ -481,8 +476,7 @@ async fn filters_eq_in_isnull_and_escaping() {
 
 #[tokio::test]
 async fn bad_paging_parameters_and_404s() {
-    let sim = sim(manual(5, Scenario::Steady)).await;
-    let api = Api::new(&sim).await;
+    let (sim, api) = manual_api(5, Scenario::Steady).await;
     for query in [
         "limit=251",
         "limit=-1",
@@ -527,8 +521,7 @@ async fn bad_paging_parameters_and_404s() {
 
 #[tokio::test]
 async fn patch_completes_a_pending_task() {
-    let sim = sim(manual(6, Scenario::StuckAggregation)).await;
-    let api = Api::new(&sim).await;
+    let (sim, api) = manual_api(6, Scenario::StuckAggregation).await;
     let stuck = sim.pending_tasks()[0].clone();
     assert_eq!(stuck.unique_name, "Cloud Account Aggregation");
     let pending_before = sim.pending_tasks().len();
@@ -537,32 +530,33 @@ async fn patch_completes_a_pending_task() {
         {"op": "replace", "path": "/completionStatus", "value": "Error"},
         {"op": "replace", "path": "/completed", "value": "2024-05-17 19:33:16.470000+00:00"}
     ]);
-    let resp = api.patch(&stuck.id, "application/json", &body).await;
-    assert_eq!(resp.status(), 415);
-    let resp = api
-        .patch(
-            &stuck.id,
-            "application/json-patch+json",
-            &json!([{"op": "replace", "path": "/description", "value": "x"}]),
-        )
-        .await;
-    assert_eq!(resp.status(), 400);
-    let resp = api
-        .patch(
-            &stuck.id,
-            "application/json-patch+json",
-            &json!([{"op": "replace", "path": "/completionStatus", "value": "Finished"}]),
-        )
-        .await;
-    assert_eq!(resp.status(), 400);
-    let resp = api
-        .patch(
-            "ffffffffffffffffffffffffffffffff",
-            "application/json-patch+json",
-            &body,
-        )
-        .await;
-    assert_eq!(resp.status(), 404);
+    let other_field = json!([{"op": "replace", "path": "/description", "value": "x"}]);
+    let unknown_status =
+        json!([{"op": "replace", "path": "/completionStatus", "value": "Finished"}]);
+    let patch_type = "application/json-patch+json";
+    let stuck_id = stuck.id.as_str();
+    let nobody = "ffffffffffffffffffffffffffffffff";
+    for (what, id, content_type, patch, status) in [
+        ("plain JSON", stuck_id, "application/json", &body, 415),
+        (
+            "a field no patch may change",
+            stuck_id,
+            patch_type,
+            &other_field,
+            400,
+        ),
+        (
+            "an unknown status",
+            stuck_id,
+            patch_type,
+            &unknown_status,
+            400,
+        ),
+        ("an unknown task", nobody, patch_type, &body, 404),
+    ] {
+        let resp = api.patch(id, content_type, patch).await;
+        assert_eq!(resp.status(), status, "{what}");
+    }
     assert_eq!(
         sim.pending_tasks().len(),
         pending_before,
@@ -614,8 +608,7 @@ async fn patch_completes_a_pending_task() {
 
 #[tokio::test]
 async fn injected_faults_have_the_spec_shapes() {
-    let sim = sim(manual(7, Scenario::Steady)).await;
-    let api = Api::new(&sim).await;
+    let (sim, api) = manual_api(7, Scenario::Steady).await;
     let path = "/v2024/task-status?limit=5";
 
     sim.set_faults(Faults {
@@ -679,15 +672,9 @@ async fn injected_faults_have_the_spec_shapes() {
 
 #[tokio::test]
 async fn page_shift_moves_offsets_like_a_live_tenant() {
-    let sim = sim(manual(8, Scenario::Steady)).await;
-    let api = Api::new(&sim).await;
+    let (sim, api) = manual_api(8, Scenario::Steady).await;
     let before = sim.tasks();
-    let mut before_desc: Vec<String> = before
-        .iter()
-        .filter(|t| !t.is_pending())
-        .map(|t| t.id.clone())
-        .collect();
-    before_desc.reverse();
+    let before_desc = completed_newest_first(&before);
     sim.set_faults(Faults {
         page_shift: true,
         ..Faults::default()
@@ -699,12 +686,7 @@ async fn page_shift_moves_offsets_like_a_live_tenant() {
     let first = ids(&first);
     let second = ids(&second);
     let after = sim.tasks();
-    let mut newest_first: Vec<String> = after
-        .iter()
-        .filter(|t| !t.is_pending())
-        .map(|t| t.id.clone())
-        .collect();
-    newest_first.reverse();
+    let newest_first = completed_newest_first(&after);
     assert_eq!(second, newest_first[10..20].to_vec());
     assert_eq!(first, before_desc[..10].to_vec());
     assert!(
@@ -773,8 +755,7 @@ async fn same_seed_gives_identical_json() {
 
 #[tokio::test]
 async fn payloads_have_every_required_key() {
-    let sim = sim(manual(10, Scenario::Steady)).await;
-    let api = Api::new(&sim).await;
+    let (sim, api) = manual_api(10, Scenario::Steady).await;
     let required = [
         "id",
         "type",
@@ -827,14 +808,14 @@ async fn payloads_have_every_required_key() {
         levels.contains("WARN") && levels.contains("ERROR"),
         "{levels:?}"
     );
-    for want in [
+    let kinds = [
         "Cloud Account Aggregation",
         "Cloud Group Aggregation",
         "Identity Refresh",
         "Entitlement Source Reset",
-    ] {
-        assert!(names.contains(want), "{want} in {names:?}");
-    }
+    ];
+    let missing: Vec<&str> = kinds.into_iter().filter(|k| !names.contains(*k)).collect();
+    assert!(missing.is_empty(), "{missing:?} not in {names:?}");
     sim.shutdown().await;
 }
 
@@ -907,8 +888,7 @@ async fn run_serves_until_shutdown() {
 
 #[tokio::test]
 async fn large_history_has_exact_benchmark_numbers() {
-    let sim = sim(manual(12, Scenario::LargeHistory)).await;
-    let api = Api::new(&sim).await;
+    let (sim, api) = manual_api(12, Scenario::LargeHistory).await;
     let (status, total, body) = api
         .list(&[("count", "true"), ("sorters", "-created"), ("limit", "250")])
         .await;
