@@ -7,10 +7,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use rcgen::KeyPair;
 use sailpoint_task_exporter::http::{
     MetricsSource, ServerConfig, WebConfig, WebConfigError, serve,
 };
+use test_support::web::{Pki, get_as};
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
@@ -30,53 +31,38 @@ impl MetricsSource for ReadySource {
     }
 }
 
-/// A test CA plus a server certificate for 127.0.0.1 and a client certificate, as PEM.
-struct Pki {
-    ca_pem: String,
-    server_pem: String,
-    server_key_pem: String,
-    client_identity_pem: String,
+/// Writes the CA, server certificate and key of `pki` next to a web config file with
+/// `body`; returns the file.
+fn write(pki: &Pki, dir: &Path, body: &str) -> std::path::PathBuf {
+    std::fs::write(dir.join("ca.pem"), &pki.ca_pem).unwrap();
+    std::fs::write(dir.join("server.pem"), &pki.server_pem).unwrap();
+    std::fs::write(dir.join("server.key"), &pki.server_key_pem).unwrap();
+    let path = dir.join("web.yml");
+    std::fs::write(&path, body).unwrap();
+    path
 }
 
-impl Pki {
-    fn generate() -> Pki {
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "exporter test CA");
-        let ca_key = KeyPair::generate().unwrap();
-        let ca_pem = ca_params.self_signed(&ca_key).unwrap().pem();
-        let issuer = Issuer::new(ca_params, ca_key);
+/// A fresh PKI in a temporary folder, and the web config `body` loaded from there.
+fn web_config(body: &str) -> (Pki, tempfile::TempDir, WebConfig) {
+    let pki = Pki::generate();
+    let dir = tempfile::tempdir().unwrap();
+    let web = WebConfig::load(&write(&pki, dir.path(), body)).unwrap();
+    (pki, dir, web)
+}
 
-        let server_key = KeyPair::generate().unwrap();
-        let server_params = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
-        let server_pem = server_params.signed_by(&server_key, &issuer).unwrap().pem();
-
-        let client_key = KeyPair::generate().unwrap();
-        let mut client_params = CertificateParams::new(vec!["prometheus".to_string()]).unwrap();
-        client_params
-            .distinguished_name
-            .push(DnType::CommonName, "prometheus");
-        let client_pem = client_params.signed_by(&client_key, &issuer).unwrap().pem();
-
-        Pki {
-            ca_pem,
-            server_pem,
-            server_key_pem: server_key.serialize_pem(),
-            client_identity_pem: format!("{}{}", client_pem, client_key.serialize_pem()),
-        }
-    }
-
-    /// Writes the CA, server certificate and key next to a web config file with `body`.
-    fn write(&self, dir: &Path, body: &str) -> std::path::PathBuf {
-        std::fs::write(dir.join("ca.pem"), &self.ca_pem).unwrap();
-        std::fs::write(dir.join("server.pem"), &self.server_pem).unwrap();
-        std::fs::write(dir.join("server.key"), &self.server_key_pem).unwrap();
-        let path = dir.join("web.yml");
-        std::fs::write(&path, body).unwrap();
-        path
-    }
+/// `GET url` with `login` answers 200 with the exposition.
+async fn assert_serves_exposition(
+    client: &reqwest::Client,
+    url: &str,
+    login: Option<(&str, &str)>,
+) {
+    let response = get_as(client, url, login).await.unwrap();
+    assert_eq!(response.status(), 200, "{url} as {login:?}");
+    assert_eq!(
+        response.text().await.unwrap(),
+        EXPOSITION,
+        "{url} as {login:?}"
+    );
 }
 
 const TLS_ONLY: &str = "tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n";
@@ -127,19 +113,11 @@ fn trusting_client(pki: &Pki) -> reqwest::ClientBuilder {
 
 #[tokio::test]
 async fn tls_serves_metrics_to_a_client_trusting_the_ca() {
-    let pki = Pki::generate();
-    let dir = tempfile::tempdir().unwrap();
-    let web = WebConfig::load(&pki.write(dir.path(), TLS_ONLY)).unwrap();
+    let (pki, _dir, web) = web_config(TLS_ONLY);
     let server = start(web, None).await;
 
     let client = trusting_client(&pki).build().unwrap();
-    let response = client
-        .get(server.url("https", "/metrics"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    assert_eq!(response.text().await.unwrap(), EXPOSITION);
+    assert_serves_exposition(&client, &server.url("https", "/metrics"), None).await;
 
     // Plain HTTP on the TLS port gets no HTTP response.
     let plain = reqwest::Client::builder()
@@ -158,9 +136,7 @@ async fn tls_serves_metrics_to_a_client_trusting_the_ca() {
 
 #[tokio::test]
 async fn stalled_tls_handshake_is_disconnected_after_header_timeout() {
-    let pki = Pki::generate();
-    let dir = tempfile::tempdir().unwrap();
-    let web = WebConfig::load(&pki.write(dir.path(), TLS_ONLY)).unwrap();
+    let (_pki, _dir, web) = web_config(TLS_ONLY);
     let timeout = Duration::from_millis(300);
     let server = start(web, Some(timeout)).await;
 
@@ -177,12 +153,10 @@ async fn stalled_tls_handshake_is_disconnected_after_header_timeout() {
 
 #[tokio::test]
 async fn mutual_tls_requires_a_client_certificate_from_the_ca() {
-    let pki = Pki::generate();
-    let dir = tempfile::tempdir().unwrap();
     let body = format!(
         "{TLS_ONLY}  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.pem\n"
     );
-    let web = WebConfig::load(&pki.write(dir.path(), &body)).unwrap();
+    let (pki, _dir, web) = web_config(&body);
     let server = start(web, None).await;
 
     let anonymous = trusting_client(&pki).build().unwrap();
@@ -191,72 +165,41 @@ async fn mutual_tls_requires_a_client_certificate_from_the_ca() {
 
     let identity = reqwest::Identity::from_pem(pki.client_identity_pem.as_bytes()).unwrap();
     let client = trusting_client(&pki).identity(identity).build().unwrap();
-    let response = client
-        .get(server.url("https", "/metrics"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    assert_eq!(response.text().await.unwrap(), EXPOSITION);
+    assert_serves_exposition(&client, &server.url("https", "/metrics"), None).await;
     server.shutdown().await;
 }
 
 #[tokio::test]
 async fn basic_auth_users_gate_everything_but_healthy() {
-    let pki = Pki::generate();
-    let dir = tempfile::tempdir().unwrap();
     // Cost 4 keeps the unoptimised test build fast; real configs use 10 or more.
     let hash = bcrypt::hash("s3cret", 4).unwrap();
-    let body = format!("basic_auth_users:\n  Prometheus: '{hash}'\n");
-    let web = WebConfig::load(&pki.write(dir.path(), &body)).unwrap();
+    let (_pki, _dir, web) = web_config(&format!("basic_auth_users:\n  Prometheus: '{hash}'\n"));
     assert!(web.tls.is_none());
     let server = start(web, None).await;
     let client = reqwest::Client::new();
+    let metrics = server.url("http", "/metrics");
 
-    let anonymous = client
-        .get(server.url("http", "/metrics"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(anonymous.status(), 401);
-    assert_eq!(
-        anonymous.headers()["www-authenticate"],
-        "Basic realm=\"sailpoint-task-exporter\""
-    );
-    let wrong = client
-        .get(server.url("http", "/metrics"))
-        .basic_auth("Prometheus", Some("wrong"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(wrong.status(), 401);
-    let lowercase_user = client
-        .get(server.url("http", "/metrics"))
-        .basic_auth("prometheus", Some("s3cret"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        lowercase_user.status(),
-        401,
-        "user names are case-sensitive"
-    );
-    for _ in 0..2 {
-        let allowed = client
-            .get(server.url("http", "/metrics"))
-            .basic_auth("Prometheus", Some("s3cret"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(allowed.status(), 200);
-        assert_eq!(allowed.text().await.unwrap(), EXPOSITION);
+    for (what, login) in [
+        ("anonymous", None),
+        ("a wrong password", Some(("Prometheus", "wrong"))),
+        (
+            "user names are case-sensitive",
+            Some(("prometheus", "s3cret")),
+        ),
+    ] {
+        let refused = get_as(&client, &metrics, login).await.unwrap();
+        assert_eq!(refused.status(), 401, "{what}");
+        assert_eq!(
+            refused.headers()["www-authenticate"],
+            "Basic realm=\"sailpoint-task-exporter\"",
+            "{what}"
+        );
     }
-    let healthy = client
-        .get(server.url("http", "/-/healthy"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(healthy.status(), 200);
+    for _ in 0..2 {
+        assert_serves_exposition(&client, &metrics, Some(("Prometheus", "s3cret"))).await;
+    }
+    let healthy = get_as(&client, &server.url("http", "/-/healthy"), None).await;
+    assert_eq!(healthy.unwrap().status(), 200);
     server.shutdown().await;
 }
 
@@ -268,27 +211,17 @@ fn empty_web_config_means_plain_open_http() {
 
 #[test]
 fn unsupported_settings_are_refused_not_ignored() {
-    let result = WebConfig::from_yaml("http_server_config:\n  http2: false\n", Path::new("."));
-    assert!(
-        matches!(result, Err(WebConfigError::Syntax(_))),
-        "{result:?}"
-    );
-    let result = WebConfig::from_yaml(
+    for yaml in [
+        "http_server_config:\n  http2: false\n",
         "tls_server_config:\n  cert_file: a\n  key_file: b\n  cipher_suites: [x]\n",
-        Path::new("."),
-    );
-    assert!(
-        matches!(result, Err(WebConfigError::Syntax(_))),
-        "{result:?}"
-    );
-    let result = WebConfig::from_yaml(
         "tls_server_config:\n  cert_file: a\n  key_file: b\n  client_auth_type: RequestClientCert\n",
-        Path::new("."),
-    );
-    assert!(
-        matches!(result, Err(WebConfigError::Syntax(_))),
-        "{result:?}"
-    );
+    ] {
+        let result = WebConfig::from_yaml(yaml, Path::new("."));
+        assert!(
+            matches!(result, Err(WebConfigError::Syntax(_))),
+            "{yaml}: {result:?}"
+        );
+    }
 }
 
 #[test]
@@ -309,7 +242,7 @@ fn missing_or_mismatched_tls_files_are_clear_errors() {
     );
 
     let pki = Pki::generate();
-    pki.write(dir.path(), "");
+    write(&pki, dir.path(), "");
     let other_key = KeyPair::generate().unwrap().serialize_pem();
     std::fs::write(dir.path().join("server.key"), other_key).unwrap();
     let mismatched = WebConfig::from_yaml(TLS_ONLY, dir.path()).unwrap_err();
@@ -319,7 +252,7 @@ fn missing_or_mismatched_tls_files_are_clear_errors() {
     );
 
     let needs_ca = format!("{TLS_ONLY}  client_auth_type: RequireAndVerifyClientCert\n");
-    pki.write(dir.path(), "");
+    write(&pki, dir.path(), "");
     let error = WebConfig::from_yaml(&needs_ca, dir.path()).unwrap_err();
     assert!(matches!(error, WebConfigError::Tls(_)), "{error:?}");
 

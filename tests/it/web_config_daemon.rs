@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use sailpoint_task_exporter::simulator::{
     DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Scenario, SimConfig, Simulator,
 };
+use test_support::web::{Pki, get_as};
 
 use crate::BIN;
 
@@ -29,47 +29,11 @@ impl Drop for Daemon {
     }
 }
 
-struct Pki {
-    ca: String,
-    server: String,
-    server_key: String,
-    client_identity: String,
-}
-
-fn pki() -> Pki {
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "test CA");
-    let ca_key = KeyPair::generate().unwrap();
-    let ca = ca_params.self_signed(&ca_key).unwrap().pem();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let server_key = KeyPair::generate().unwrap();
-    let server = CertificateParams::new(vec!["127.0.0.1".to_string()])
-        .unwrap()
-        .signed_by(&server_key, &issuer)
-        .unwrap()
-        .pem();
-    let client_key = KeyPair::generate().unwrap();
-    let client = CertificateParams::new(vec!["prometheus".to_string()])
-        .unwrap()
-        .signed_by(&client_key, &issuer)
-        .unwrap()
-        .pem();
-    Pki {
-        ca,
-        server,
-        server_key: server_key.serialize_pem(),
-        client_identity: format!("{client}{}", client_key.serialize_pem()),
-    }
-}
-
 /// The shipped example with its certificate paths pointing at files in `dir`.
 fn example_in(dir: &Path, pki: &Pki) -> PathBuf {
-    std::fs::write(dir.join("server.crt"), &pki.server).unwrap();
-    std::fs::write(dir.join("server.key"), &pki.server_key).unwrap();
-    std::fs::write(dir.join("client-ca.crt"), &pki.ca).unwrap();
+    std::fs::write(dir.join("server.crt"), &pki.server_pem).unwrap();
+    std::fs::write(dir.join("server.key"), &pki.server_key_pem).unwrap();
+    std::fs::write(dir.join("client-ca.crt"), &pki.ca_pem).unwrap();
     let text = std::fs::read_to_string(repo("config/web-config.yml"))
         .unwrap()
         .replace(
@@ -119,7 +83,7 @@ fn daemon_config(dir: &Path, base_url: &str, web: &Path) -> PathBuf {
 #[test]
 fn promtool_accepts_the_shipped_example() {
     let dir = tempfile::tempdir().unwrap();
-    let web = example_in(dir.path(), &pki());
+    let web = example_in(dir.path(), &Pki::generate());
     let out = Command::new("promtool")
         .args(["check", "web-config"])
         .arg(&web)
@@ -142,7 +106,7 @@ async fn the_daemon_serves_https_with_mtls_and_basic_auth() {
     .await
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let pki = pki();
+    let pki = Pki::generate();
     let web = example_in(dir.path(), &pki);
     let config = daemon_config(dir.path(), &sim.base_url(), &web);
     let log = dir.path().join("daemon.log");
@@ -157,8 +121,8 @@ async fn the_daemon_serves_https_with_mtls_and_basic_auth() {
             .unwrap(),
     );
     let port = listen_address(&mut daemon, &log).await.port();
-    let ca = reqwest::Certificate::from_pem(pki.ca.as_bytes()).unwrap();
-    let identity = reqwest::Identity::from_pem(pki.client_identity.as_bytes()).unwrap();
+    let ca = reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).unwrap();
+    let identity = reqwest::Identity::from_pem(pki.client_identity_pem.as_bytes()).unwrap();
     let with_cert = reqwest::Client::builder()
         .no_proxy()
         .use_rustls_tls()
@@ -193,33 +157,23 @@ async fn the_daemon_serves_https_with_mtls_and_basic_auth() {
     );
 
     let metrics = format!("{base}/metrics");
-    let anonymous = with_cert.get(&metrics).send().await.unwrap();
-    assert_eq!(anonymous.status(), 401);
-    assert!(anonymous.headers().contains_key("www-authenticate"));
-    let wrong = with_cert
-        .get(&metrics)
-        .basic_auth("prometheus", Some("wrong"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(wrong.status(), 401);
-    let ok = with_cert
-        .get(&metrics)
-        .basic_auth("prometheus", Some("change-me"))
-        .send()
-        .await
-        .unwrap();
+    for (what, login) in [
+        ("anonymous", None),
+        ("wrong", Some(("prometheus", "wrong"))),
+    ] {
+        let refused = get_as(&with_cert, &metrics, login).await.unwrap();
+        assert_eq!(refused.status(), 401, "{what}");
+        assert!(refused.headers().contains_key("www-authenticate"), "{what}");
+    }
+    let ok = get_as(&with_cert, &metrics, Some(("prometheus", "change-me"))).await;
+    let ok = ok.unwrap();
     assert_eq!(ok.status(), 200);
     let body = ok.text().await.unwrap();
     assert!(body.contains("sailpoint_exporter_build_info{"), "{body}");
 
+    let refused = get_as(&without_cert, &metrics, Some(("prometheus", "change-me"))).await;
     assert!(
-        without_cert
-            .get(&metrics)
-            .basic_auth("prometheus", Some("change-me"))
-            .send()
-            .await
-            .is_err(),
+        refused.is_err(),
         "mTLS: a client without a certificate is refused"
     );
     let plain = reqwest::Client::builder()

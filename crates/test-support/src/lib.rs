@@ -5,10 +5,12 @@
 //!   the exporter crosses it, so the library's unit tests use it too);
 //! - [`exporter`]: the real client and poller against a simulated tenant, and an exact
 //!   comparison of the rendered metrics with the simulator's ground truth;
-//! - [`daemon`]: the `serve` binary as a child process, started and waited for.
+//! - [`daemon`]: the `serve` binary as a child process, started and waited for;
+//! - [`web`]: a throwaway PKI for the TLS tests, and requests with basic credentials.
 
 #![warn(missing_docs)]
 
 pub mod daemon;
 pub mod exporter;
 pub mod exposition;
+pub mod web;
