@@ -130,6 +130,28 @@ impl Drop for ProcessGuard {
     }
 }
 
+/// The exporter started with `config` (log in `dir`), once ready: its process, its port
+/// and an HTTP client for it.
+async fn start_exporter(config: &Path, dir: &Path) -> (ProcessGuard, u16, reqwest::Client) {
+    let mut exporter = ProcessGuard::spawn(
+        "sailpoint-task-exporter",
+        Command::new(crate::BIN)
+            .arg("serve")
+            .arg("--config.file")
+            .arg(config),
+        dir.join("exporter.log"),
+    );
+    let port = exporter.logged_listen_port().await;
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let ready = format!("http://127.0.0.1:{port}/-/ready");
+    wait_ready(&http, &ready, &mut exporter).await;
+    (exporter, port, http)
+}
+
 /// A loopback port nobody listens on right now.
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -394,16 +416,14 @@ impl PromApi {
 }
 
 async fn wait_ready(http: &reqwest::Client, url: &str, proc: &mut ProcessGuard) {
-    let started = Instant::now();
-    loop {
+    let deadline = Instant::now() + STARTUP;
+    let answers_ok =
+        async |url| matches!(http.get(url).send().await, Ok(r) if r.status().is_success());
+    while !answers_ok(url).await {
         proc.assert_running();
-        if let Ok(r) = http.get(url).send().await
-            && r.status().is_success()
-        {
-            return;
-        }
+        let late = Instant::now() >= deadline;
         assert!(
-            started.elapsed() < STARTUP,
+            !late,
             "{} not ready at {url} after {STARTUP:?}; log:\n{}",
             proc.name,
             proc.log_tail()
@@ -1016,28 +1036,9 @@ async fn dashboard_and_alerts_work_against_a_real_prometheus() {
     // process to take first. (Prometheus cannot say which port it got; it keeps
     // free_port(), and exits loudly if the port was taken.)
     let exporter_config = write_daemon_config(dir.path(), 0, &tenants);
-    let mut exporter = ProcessGuard::spawn(
-        "sailpoint-task-exporter",
-        Command::new(crate::BIN)
-            .arg("serve")
-            .arg("--config.file")
-            .arg(&exporter_config),
-        dir.path().join("exporter.log"),
-    );
-    let exporter_port = exporter.logged_listen_port().await;
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap();
     // Every tenant primed against the frozen clocks: the backlog is known exactly; then
     // the clocks move at wall-clock pace.
-    wait_ready(
-        &http,
-        &format!("http://127.0.0.1:{exporter_port}/-/ready"),
-        &mut exporter,
-    )
-    .await;
+    let (mut exporter, exporter_port, http) = start_exporter(&exporter_config, dir.path()).await;
     let backlogs = backlogs(&tenants);
     let clocks_stop = Arc::new(AtomicBool::new(false));
     let clocks = tokio::spawn(run_clocks(
@@ -1215,19 +1216,17 @@ async fn first_value(api: &PromApi, expr: &str, time: &str) -> f64 {
     }
 }
 
+/// The samples of the text exposition at `url` (none when its body cannot be read).
+async fn scrape(http: &reqwest::Client, url: &str) -> Vec<exposition::Sample> {
+    let response = http.get(url).send().await;
+    let response = response.unwrap_or_else(|e| panic!("scrape {url}: {e}"));
+    exposition::parse(&response.text().await.unwrap_or_default())
+}
+
 /// `prometheus_tsdb_head_series` from the server's own `/metrics` (it does not scrape
 /// itself here): every series it holds in memory, the exporter's and the rules'.
 async fn head_series(api: &PromApi) -> f64 {
-    let text = api
-        .http
-        .get(format!("{}/metrics", api.base))
-        .send()
-        .await
-        .expect("Prometheus's own metrics")
-        .text()
-        .await
-        .unwrap_or_default();
-    let samples = exposition::parse(&text);
+    let samples = scrape(&api.http, &format!("{}/metrics", api.base)).await;
     exposition::value(&samples, "prometheus_tsdb_head_series", &[])
         .unwrap_or_else(|| panic!("no prometheus_tsdb_head_series at {}", api.base))
 }
@@ -1282,26 +1281,7 @@ async fn exemplars_and_native_histograms_reach_a_real_prometheus() {
         ),
     )
     .expect("write exporter config");
-    let mut exporter = ProcessGuard::spawn(
-        "sailpoint-task-exporter",
-        Command::new(crate::BIN)
-            .arg("serve")
-            .arg("--config.file")
-            .arg(&config),
-        dir.path().join("exporter.log"),
-    );
-    let exporter_port = exporter.logged_listen_port().await;
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap();
-    wait_ready(
-        &http,
-        &format!("http://127.0.0.1:{exporter_port}/-/ready"),
-        &mut exporter,
-    )
-    .await;
+    let (mut exporter, exporter_port, http) = start_exporter(&config, dir.path()).await;
     let started = Instant::now();
     let (mut classic_prom, classic) =
         start_prometheus(dir.path(), "exemplar-storage", exporter_port, &http).await;
@@ -1334,15 +1314,7 @@ async fn exemplars_and_native_histograms_reach_a_real_prometheus() {
     let deadline = Instant::now() + Duration::from_secs(20);
     let metrics_url = format!("http://127.0.0.1:{exporter_port}/metrics");
     loop {
-        let text = http
-            .get(&metrics_url)
-            .send()
-            .await
-            .expect("scrape the exporter")
-            .text()
-            .await
-            .unwrap_or_default();
-        let samples = exposition::parse(&text);
+        let samples = scrape(&http, &metrics_url).await;
         let value = exposition::value(
             &samples,
             "sailpoint_tasks_pending",
@@ -1353,11 +1325,11 @@ async fn exemplars_and_native_histograms_reach_a_real_prometheus() {
         }
         assert!(
             Instant::now() < deadline,
-            "the exporter never saw {pending} 6, but {value:?}:\n{}",
-            text.lines()
-                .filter(|l| l.contains(SCRIPTED))
+            "the exporter never saw {pending} 6, but {value:?}:\n{:?}",
+            samples
+                .iter()
+                .filter(|s| s.labels.get("tenant").map(String::as_str) == Some(SCRIPTED))
                 .collect::<Vec<_>>()
-                .join("\n")
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

@@ -16,12 +16,6 @@ use sailpoint_task_exporter::sailpoint::model::{CompletionStatus, TaskStatus};
 use sailpoint_task_exporter::simulator::{Faults, Habits, NewTask, Scenario, SimHandle};
 use test_support::exporter::*;
 
-const SOURCES: [&str; 3] = ["Active Directory", "Workday", "Salesforce"];
-
-fn secs(n: i64) -> chrono::Duration {
-    chrono::Duration::seconds(n)
-}
-
 fn status(i: usize) -> CompletionStatus {
     match i % 4 {
         0 | 1 => CompletionStatus::Success,
@@ -49,12 +43,24 @@ fn populate(sim: &SimHandle, pending: usize) {
                 .completes(created + secs(60 + i as i64), status(i)),
         );
     }
-    for i in 0..pending {
-        let created = now - secs(3000) + secs(97 * i as i64);
+    add_running_groups(sim, pending, now - secs(3000), secs(97), secs(5));
+}
+
+/// `n` group aggregations over the three sources, the first created at `first`, one every
+/// `every`, each launched `wait` after it was created, none finished.
+fn add_running_groups(
+    sim: &SimHandle,
+    n: usize,
+    first: DateTime<Utc>,
+    every: chrono::Duration,
+    wait: chrono::Duration,
+) {
+    for i in 0..n {
+        let created = first + every * i as i32;
         sim.add_task(
             NewTask::group_aggregation(SOURCES[i % 3])
                 .created(created)
-                .launched(created + secs(5)),
+                .launched(created + wait),
         );
     }
 }
@@ -109,16 +115,51 @@ async fn primed(
     (exp, primed_at)
 }
 
+/// A populated tenant (seed `seed`, 10 pending) and an exporter primed against it whose
+/// clock is the tenant's plus `offset()`.
+async fn primed_off_the_tenant_clock(
+    seed: u64,
+    offset: impl Fn() -> chrono::Duration + Send + Sync + 'static,
+) -> (Arc<SimHandle>, Exporter, DateTime<Utc>) {
+    let sim = start_sim(Scenario::Empty, seed).await;
+    populate(&sim, 10);
+    let clock_sim = Arc::clone(&sim);
+    let mut exp = exporter(&sim, |_| {});
+    exp.poller = exp
+        .poller
+        .with_clock(Arc::new(move || clock_sim.now() + offset()));
+    exp.poller.prime().await.unwrap();
+    let primed_at = sim.now();
+    (sim, exp, primed_at)
+}
+
+/// Eight quiet polls later the metrics equal the ground truth, the tenant is up, and no
+/// poll failed.
+async fn settles_exactly_without_errors(
+    sim: &Arc<SimHandle>,
+    exp: &mut Exporter,
+    primed_at: DateTime<Utc>,
+) {
+    quiet_polls(sim, exp, 8).await;
+    assert_matches_truth(exp, sim, primed_at);
+    assert_eq!(total(exp, "sailpoint_up", &[]), 1.0);
+    let errors = total(exp, "sailpoint_exporter_poll_errors_total", &[]);
+    assert_eq!(errors, 0.0, "poll errors");
+}
+
 type TenantSettingsAlias = sailpoint_task_exporter::config::TenantSettings;
 
-/// A tenant with `pending` tasks and `habits`, and an exporter primed against it.
+/// A tenant with `pending` tasks and the production habits `habit` sets, and an exporter
+/// primed against it.
 async fn habit_world(
     seed: u64,
     pending: usize,
-    habits: Habits,
+    habit: impl FnOnce(&mut Habits),
 ) -> (Arc<SimHandle>, Exporter, DateTime<Utc>) {
     let sim = start_sim(Scenario::Empty, seed).await;
     populate(&sim, pending);
+    let mut habits = Habits::default();
+    habit(&mut habits);
     with_habits(&sim, habits);
     let (exp, primed_at) = primed(&sim, |_| {}).await;
     (sim, exp, primed_at)
@@ -130,15 +171,7 @@ fn counted(exp: &Exporter) -> f64 {
 
 #[tokio::test]
 async fn off_spec_fields_do_not_blind_the_tenant_and_are_counted() {
-    let (sim, mut exp, primed_at) = habit_world(
-        1,
-        12,
-        Habits {
-            off_spec_fields: true,
-            ..Habits::default()
-        },
-    )
-    .await;
+    let (sim, mut exp, primed_at) = habit_world(1, 12, |h| h.off_spec_fields = true).await;
     // A pending task served with percentComplete 12.5 still has its per-task series,
     // with the field's default.
     let spoiled = sim
@@ -163,13 +196,7 @@ async fn off_spec_fields_do_not_blind_the_tenant_and_are_counted() {
         1
     );
     run(&sim, &mut exp, 0..12).await;
-    quiet_polls(&sim, &mut exp, 8).await;
-    assert_matches_truth(&exp, &sim, primed_at);
-    assert_eq!(total(&exp, "sailpoint_up", &[]), 1.0);
-    assert_eq!(
-        total(&exp, "sailpoint_exporter_poll_errors_total", &[]),
-        0.0
-    );
+    settles_exactly_without_errors(&sim, &mut exp, primed_at).await;
     let defaulted = total(
         &exp,
         "sailpoint_exporter_invalid_records_total",
@@ -236,16 +263,10 @@ async fn a_reload_that_raises_overlap_recounts_nothing() {
 
 #[tokio::test]
 async fn an_exporter_clock_that_steps_back_recounts_nothing() {
-    let sim = start_sim(Scenario::Empty, 4).await;
-    populate(&sim, 10);
     let step_back = Arc::new(AtomicI64::new(0));
-    let (clock_sim, back) = (Arc::clone(&sim), Arc::clone(&step_back));
-    let mut exp = exporter(&sim, |_| {});
-    exp.poller = exp.poller.with_clock(Arc::new(move || {
-        clock_sim.now() - secs(back.load(Ordering::Relaxed))
-    }));
-    exp.poller.prime().await.unwrap();
-    let primed_at = sim.now();
+    let back = Arc::clone(&step_back);
+    let (sim, mut exp, primed_at) =
+        primed_off_the_tenant_clock(4, move || -secs(back.load(Ordering::Relaxed))).await;
     run(&sim, &mut exp, 0..30).await;
     step_back.store(3600, Ordering::Relaxed);
     run(&sim, &mut exp, 30..40).await;
@@ -259,15 +280,7 @@ async fn an_exporter_clock_that_steps_back_recounts_nothing() {
 /// and every task the pending path did not see was missed).
 #[tokio::test]
 async fn an_exporter_clock_two_days_ahead_is_reported_and_not_obeyed() {
-    let sim = start_sim(Scenario::Empty, 20).await;
-    populate(&sim, 10);
-    let clock_sim = Arc::clone(&sim);
-    let mut exp = exporter(&sim, |_| {});
-    exp.poller = exp
-        .poller
-        .with_clock(Arc::new(move || clock_sim.now() + secs(2 * 86_400)));
-    exp.poller.prime().await.unwrap();
-    let primed_at = sim.now();
+    let (sim, mut exp, primed_at) = primed_off_the_tenant_clock(20, || secs(2 * 86_400)).await;
     run(&sim, &mut exp, 0..10).await;
     // Tasks that start and finish between two pending polls: only the completed path
     // can count them.
@@ -327,15 +340,10 @@ async fn finished_tasks_the_pending_view_keeps_showing_as_pending_count_once() {
 /// next lookup — 6 too many here).
 #[tokio::test]
 async fn a_pending_replica_that_lags_counts_each_task_once() {
-    let (sim, mut exp, primed_at) = habit_world(
-        19,
-        12,
-        Habits {
-            pending_replica_lag: Duration::from_secs(240),
-            pending_replica_share: 0.3,
-            ..Habits::default()
-        },
-    )
+    let (sim, mut exp, primed_at) = habit_world(19, 12, |h| {
+        h.pending_replica_lag = Duration::from_secs(240);
+        h.pending_replica_share = 0.3;
+    })
     .await;
     run(&sim, &mut exp, 0..40).await;
     quiet_polls(&sim, &mut exp, 12).await;
@@ -345,15 +353,8 @@ async fn a_pending_replica_that_lags_counts_each_task_once() {
 
 #[tokio::test]
 async fn a_completed_list_that_lags_loses_nothing() {
-    let (sim, mut exp, primed_at) = habit_world(
-        7,
-        12,
-        Habits {
-            completed_list_lag: Duration::from_secs(90),
-            ..Habits::default()
-        },
-    )
-    .await;
+    let (sim, mut exp, primed_at) =
+        habit_world(7, 12, |h| h.completed_list_lag = Duration::from_secs(90)).await;
     run(&sim, &mut exp, 0..24).await;
     quiet_polls(&sim, &mut exp, 8).await;
     assert_matches_truth(&exp, &sim, primed_at);
@@ -361,15 +362,7 @@ async fn a_completed_list_that_lags_loses_nothing() {
 
 #[tokio::test]
 async fn equal_created_values_reordered_between_requests_hide_no_task() {
-    let (sim, mut exp, primed_at) = habit_world(
-        8,
-        6,
-        Habits {
-            reorder_ties: true,
-            ..Habits::default()
-        },
-    )
-    .await;
+    let (sim, mut exp, primed_at) = habit_world(8, 6, |h| h.reorder_ties = true).await;
     for step in 0..16usize {
         sim.advance(Duration::from_secs(30));
         // Bursts of tasks created in the same second, across page boundaries (page 5).
@@ -631,15 +624,7 @@ async fn a_burst_of_600_with_one_unreadable_record_counts_599_and_skips_1() {
 #[tokio::test]
 async fn a_pending_list_of_300_with_one_unreadable_record_follows_every_other_task() {
     let sim = start_sim(Scenario::Empty, 22).await;
-    let now = sim.now();
-    for i in 0..300i64 {
-        let created = now - secs(4000) + secs(10 * i);
-        sim.add_task(
-            NewTask::group_aggregation(SOURCES[i as usize % 3])
-                .created(created)
-                .launched(created + secs(2)),
-        );
-    }
+    add_running_groups(&sim, 300, sim.now() - secs(4000), secs(10), secs(2));
     // The oldest pending task, the first record of the first page, cannot be read.
     let oldest = sim
         .pending_tasks()
@@ -670,15 +655,7 @@ async fn a_pending_list_of_300_with_one_unreadable_record_follows_every_other_ta
 #[tokio::test]
 async fn an_unreadable_record_in_an_id_batch_costs_only_that_task() {
     let sim = start_sim(Scenario::Empty, 23).await;
-    let now = sim.now();
-    for i in 0..60i64 {
-        let created = now - secs(4000) + secs(10 * i);
-        sim.add_task(
-            NewTask::group_aggregation(SOURCES[i as usize % 3])
-                .created(created)
-                .launched(created + secs(2)),
-        );
-    }
+    add_running_groups(&sim, 60, sim.now() - secs(4000), secs(10), secs(2));
     let (mut exp, primed_at) = primed(&sim, |_| {}).await;
     quiet_polls(&sim, &mut exp, 1).await;
     // All 60 finish; the oldest one becomes unreadable. The pending poll looks them up in
@@ -713,15 +690,7 @@ async fn an_unreadable_record_in_an_id_batch_costs_only_that_task() {
 
 #[tokio::test]
 async fn a_list_ignoring_sorters_is_counted_exactly() {
-    let (sim, mut exp, primed_at) = habit_world(
-        24,
-        12,
-        Habits {
-            ignore_sorters: true,
-            ..Habits::default()
-        },
-    )
-    .await;
+    let (sim, mut exp, primed_at) = habit_world(24, 12, |h| h.ignore_sorters = true).await;
     for step in 0..16usize {
         sim.advance(Duration::from_secs(30));
         activity(&sim, step);
@@ -737,13 +706,7 @@ async fn a_list_ignoring_sorters_is_counted_exactly() {
         );
         exp.poller.poll(PollList::Completed).await.unwrap();
     }
-    quiet_polls(&sim, &mut exp, 8).await;
-    assert_matches_truth(&exp, &sim, primed_at);
-    assert_eq!(total(&exp, "sailpoint_up", &[]), 1.0);
-    assert_eq!(
-        total(&exp, "sailpoint_exporter_poll_errors_total", &[]),
-        0.0
-    );
+    settles_exactly_without_errors(&sim, &mut exp, primed_at).await;
     assert_eq!(
         total(&exp, "sailpoint_exporter_unsorted_reads_total", &[]),
         25.0,

@@ -13,12 +13,6 @@ use sailpoint_task_exporter::sailpoint::{ApiError, Client, Page};
 use sailpoint_task_exporter::simulator::{Faults, NewTask, Scenario, SimHandle, TaskKind};
 use test_support::exporter::*;
 
-const SOURCES: [&str; 3] = ["Active Directory", "Workday", "Salesforce"];
-
-fn secs(n: i64) -> chrono::Duration {
-    chrono::Duration::seconds(n)
-}
-
 fn status(i: usize) -> CompletionStatus {
     match i % 5 {
         0 | 1 => CompletionStatus::Success,
@@ -334,18 +328,28 @@ async fn a_token_expiring_mid_poll_is_refreshed_and_nothing_is_lost() {
     );
 }
 
+/// Activity `steps`, one poll cycle each, then settled: the metrics equal the ground truth.
+async fn run_and_settle(
+    sim: &SimHandle,
+    exp: &mut Exporter,
+    steps: std::ops::Range<usize>,
+    primed_at: DateTime<Utc>,
+) {
+    for step in steps {
+        sim.advance(Duration::from_secs(30));
+        activity(sim, step);
+        exp.cycle().await;
+    }
+    settle(sim, exp).await;
+    assert_matches_truth(exp, sim, primed_at);
+}
+
 #[tokio::test]
 async fn a_restarted_exporter_primes_without_counting_the_backlog() {
     let sim = start_sim(Scenario::Empty, 6).await;
     populate(&sim, 10);
     let (mut first, first_primed) = primed(&sim).await;
-    for step in 0..8 {
-        sim.advance(Duration::from_secs(30));
-        activity(&sim, step);
-        first.cycle().await;
-    }
-    settle(&sim, &mut first).await;
-    assert_matches_truth(&first, &sim, first_primed);
+    run_and_settle(&sim, &mut first, 0..8, first_primed).await;
     drop(first);
     // Down for ten minutes while tasks keep completing.
     for step in 8..28 {
@@ -360,11 +364,5 @@ async fn a_restarted_exporter_primes_without_counting_the_backlog() {
         0.0,
         "backlog not counted"
     );
-    for step in 28..40 {
-        sim.advance(Duration::from_secs(30));
-        activity(&sim, step);
-        second.cycle().await;
-    }
-    settle(&sim, &mut second).await;
-    assert_matches_truth(&second, &sim, second_primed);
+    run_and_settle(&sim, &mut second, 28..40, second_primed).await;
 }

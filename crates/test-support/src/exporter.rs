@@ -21,6 +21,14 @@ use sailpoint_task_exporter::simulator::{
 /// The tenant name of every exporter in these tests.
 pub const TENANT: &str = "sim";
 
+/// The sources the tests spread their tasks over.
+pub const SOURCES: [&str; 3] = ["Active Directory", "Workday", "Salesforce"];
+
+/// `n` seconds, as the simulator's clock counts.
+pub fn secs(n: i64) -> chrono::Duration {
+    chrono::Duration::seconds(n)
+}
+
 /// The simulated tenant, shared with the poller's clock.
 pub async fn start_sim(scenario: Scenario, seed: u64) -> Arc<SimHandle> {
     let start = DateTime::parse_from_rfc3339("2026-03-02T08:00:00Z")
@@ -163,12 +171,12 @@ fn status(t: &TaskStatus) -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-fn secs(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
+fn seconds_between(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
     ((to - from).num_milliseconds() as f64 / 1000.0).max(0.0)
 }
 
 fn duration(t: &TaskStatus) -> f64 {
-    secs(t.launched.unwrap_or(t.created), t.completed.unwrap())
+    seconds_between(t.launched.unwrap_or(t.created), t.completed.unwrap())
 }
 
 /// What the metrics must say, computed independently from the simulator's tasks.
@@ -227,11 +235,11 @@ pub fn truth(
                     .entry((name.clone(), source.clone()))
                     .or_default();
                 q.0 += 1;
-                q.1 += secs(task.created, l);
+                q.1 += seconds_between(task.created, l);
                 t.queue_waits
                     .entry((name, source))
                     .or_default()
-                    .push(secs(task.created, l));
+                    .push(seconds_between(task.created, l));
             }
         }
         if counted || task.created >= horizon {
