@@ -37,7 +37,7 @@ fn config(dir: &tempfile::TempDir, tenants: &[String]) -> PathBuf {
 }
 
 /// Runs `check` off the async runtime's threads and returns (exit code, stdout).
-async fn check(path: PathBuf) -> (Option<i32>, String) {
+pub(crate) async fn check(path: PathBuf) -> (Option<i32>, String) {
     let out = tokio::task::spawn_blocking(move || {
         Command::new(BIN)
             .arg("check")
@@ -54,7 +54,8 @@ async fn check(path: PathBuf) -> (Option<i32>, String) {
     )
 }
 
-fn line<'a>(out: &'a str, step: &str) -> &'a str {
+/// The line of `check`'s output that reports `step`.
+pub(crate) fn line<'a>(out: &'a str, step: &str) -> &'a str {
     out.lines()
         .find(|l| l.trim_start().starts_with(step))
         .unwrap_or_else(|| panic!("no `{step}` line in:\n{out}"))

@@ -441,15 +441,7 @@ async fn a_hammering_scraper_never_sees_half_a_poll() {
 
 /// The OpenMetrics exposition (exemplars), as Prometheus asks for it.
 async fn openmetrics(daemon: &Daemon) -> String {
-    reqwest::Client::new()
-        .get(daemon.url("/metrics"))
-        .header("Accept", "application/openmetrics-text;version=1.0.0")
-        .send()
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("body")
+    daemon.openmetrics_text().await
 }
 
 /// The lines of `text` that carry an exemplar naming `id`.

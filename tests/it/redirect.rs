@@ -6,11 +6,11 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::check_command::{check, line};
 use test_support::daemon::Daemon;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -113,22 +113,9 @@ async fn check_follows_no_redirect_of_the_token_endpoint() {
     let (tenant, asked, elsewhere, received) = redirecting_tenant().await;
     let dir = tempfile::tempdir().unwrap();
     let path = config(dir.path(), tenant);
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(crate::BIN)
-            .arg("check")
-            .arg("--config.file")
-            .arg(path)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{stdout}");
-    let line = stdout
-        .lines()
-        .find(|l| l.trim_start().starts_with("reachable"))
-        .unwrap_or_else(|| panic!("no reachable line: {stdout}"));
+    let (code, stdout) = check(path).await;
+    assert_eq!(code, Some(1), "{stdout}");
+    let line = line(&stdout, "reachable");
     assert!(
         line.starts_with(&format!(
             "  reachable       FAILED: {}",

@@ -123,6 +123,27 @@ fn log_lines(log: &str, tenant: &str, text: &str) -> usize {
         .count()
 }
 
+/// Writes `yaml` to `path` (in a temporary folder, next to the daemon's log), starts the
+/// daemon with it and waits until it is ready.
+async fn start_ready(path: &Path, yaml: impl AsRef<[u8]>) -> Daemon {
+    std::fs::write(path, yaml).unwrap();
+    let log = path.with_file_name("daemon.log");
+    let daemon = Daemon::start(crate::BIN, path, &log).await;
+    daemon.wait_ready().await;
+    daemon
+}
+
+/// Completes three tasks on `a` and two on `b` and waits until tenants A and B count them.
+async fn three_on_a_two_on_b(daemon: &Daemon, a: &SimHandle, b: &SimHandle) {
+    complete_tasks(a, 3);
+    complete_tasks(b, 2);
+    daemon
+        .wait_for("A = 3 and B = 2 completions", |s| {
+            completed(s, "A") == 3.0 && completed(s, "B") == 2.0
+        })
+        .await;
+}
+
 /// Reloads with `yaml` and waits until the daemon reports a successful load after now.
 async fn reload(daemon: &Daemon, path: &Path, yaml: &str) -> Vec<Sample> {
     let before = gauge(&daemon.metrics().await, RELOAD_TIME, &[]).unwrap_or(0.0);
@@ -145,17 +166,9 @@ async fn reload_restarts_only_the_changed_tenant_and_refuses_an_invalid_file() {
     let path = dir.path().join("exporter.yaml");
     let a_yaml = tenant_yaml("A", &a, &[]);
     let b_yaml = |interval: &str| tenant_yaml("B", &b, &[("pending_interval", interval)]);
-    std::fs::write(&path, config_yaml(&[a_yaml.clone(), b_yaml("1s")])).unwrap();
-    let daemon = Daemon::start(crate::BIN, &path, &dir.path().join("daemon.log")).await;
-    daemon.wait_ready().await;
+    let daemon = start_ready(&path, config_yaml(&[a_yaml.clone(), b_yaml("1s")])).await;
 
-    complete_tasks(&a, 3);
-    complete_tasks(&b, 2);
-    daemon
-        .wait_for("A = 3 and B = 2 completions", |s| {
-            completed(s, "A") == 3.0 && completed(s, "B") == 2.0
-        })
-        .await;
+    three_on_a_two_on_b(&daemon, &a, &b).await;
 
     // B's pending interval changes: only B restarts; A keeps its counters and state.
     let samples = reload(
@@ -259,16 +272,8 @@ async fn a_tenant_removed_by_reload_leaves_no_series_and_resumes_when_added_agai
     let storage = format!("storage:\n  path: {}\n", dir.path().join("state").display());
     let with_storage = |tenants: &[String]| format!("{storage}{}", config_yaml(tenants));
     let (a_yaml, b_yaml) = (tenant_yaml("A", &a, &[]), tenant_yaml("B", &b, &[]));
-    std::fs::write(&path, with_storage(&[a_yaml.clone(), b_yaml.clone()])).unwrap();
-    let daemon = Daemon::start(crate::BIN, &path, &dir.path().join("daemon.log")).await;
-    daemon.wait_ready().await;
-    complete_tasks(&a, 3);
-    complete_tasks(&b, 2);
-    daemon
-        .wait_for("A = 3 and B = 2 completions", |s| {
-            completed(s, "A") == 3.0 && completed(s, "B") == 2.0
-        })
-        .await;
+    let daemon = start_ready(&path, with_storage(&[a_yaml.clone(), b_yaml.clone()])).await;
+    three_on_a_two_on_b(&daemon, &a, &b).await;
 
     let samples = reload(&daemon, &path, &with_storage(std::slice::from_ref(&a_yaml))).await;
     let of_b: Vec<&Sample> = samples
@@ -325,9 +330,7 @@ async fn a_tenant_restarted_by_reload_counts_completions_of_the_restart_window()
         &b,
         &[("pending_interval", "1m"), ("completed_interval", "2m")],
     );
-    std::fs::write(&path, config_yaml(&[slow])).unwrap();
-    let daemon = Daemon::start(crate::BIN, &path, &dir.path().join("daemon.log")).await;
-    daemon.wait_ready().await;
+    let daemon = start_ready(&path, config_yaml(&[slow])).await;
 
     complete_tasks(&b, 3);
     let fast = tenant_yaml("B", &b, &[]);
@@ -390,9 +393,7 @@ async fn sigterm_stops_the_daemon_promptly_with_exit_code_zero() {
     let a = sim().await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("exporter.yaml");
-    std::fs::write(&path, config_yaml(&[tenant_yaml("A", &a, &[])])).unwrap();
-    let mut daemon = Daemon::start(crate::BIN, &path, &dir.path().join("daemon.log")).await;
-    daemon.wait_ready().await;
+    let mut daemon = start_ready(&path, config_yaml(&[tenant_yaml("A", &a, &[])])).await;
     // A scrape is in flight or just done, and polls are running on their schedule.
     assert_eq!(daemon.get("/metrics").await.map(|r| r.0), Ok(200));
 

@@ -26,6 +26,7 @@ use sailpoint_task_exporter::simulator::{
 };
 use serde_json::Value;
 use test_support::daemon::Daemon;
+use test_support::web::get_as;
 
 const TENANT: &str = "sim";
 /// The name of the hostile source (the simulator shows it as `<name> [source]`).
@@ -94,6 +95,19 @@ fn config_yaml(sim: &SimHandle, tenants: &[&str], web_config: Option<&Path>) -> 
         ));
     }
     text
+}
+
+/// The daemon started with `yaml` written to `dir`/exporter.yaml (its log beside it).
+async fn start_daemon(dir: &Path, yaml: &str) -> Daemon {
+    let config = dir.join("exporter.yaml");
+    std::fs::write(&config, yaml).expect("write config");
+    Daemon::start(crate::BIN, &config, &dir.join("daemon.log")).await
+}
+
+/// The status page at `url`.
+async fn page_at(url: &str) -> String {
+    let response = http().get(url).send().await.expect("GET /");
+    response.text().await.expect("page")
 }
 
 fn http() -> reqwest::Client {
@@ -241,11 +255,10 @@ async fn the_page_shows_what_is_stuck_and_what_failed_in_a_real_browser() {
     };
     let sim = incident_tenant().await;
     let dir = tempfile::tempdir().expect("temp dir");
-    let config = dir.path().join("exporter.yaml");
-    std::fs::write(&config, config_yaml(&sim, &[TENANT], None)).expect("write config");
-    let daemon = Daemon::start(crate::BIN, &config, &dir.path().join("daemon.log")).await;
+    let daemon = start_daemon(dir.path(), &config_yaml(&sim, &[TENANT], None)).await;
     let status = status_when_up(&daemon, &[TENANT], None).await;
     let now = time(&status["generated_at"]);
+    let config = dir.path().join("exporter.yaml");
     let tenant = &status["tenants"][0];
     let truth = sim.tasks();
 
@@ -423,26 +436,19 @@ async fn the_page_and_its_json_need_the_same_basic_auth_as_the_metrics() {
     let hash = bcrypt::hash("on-call-secret", 4).expect("bcrypt");
     let web = dir.path().join("web-config.yml");
     std::fs::write(&web, format!("basic_auth_users:\n  oncall: {hash}\n")).expect("web config");
-    let config = dir.path().join("exporter.yaml");
-    std::fs::write(&config, config_yaml(&sim, &[TENANT], Some(&web))).expect("write config");
-    let daemon = Daemon::start(crate::BIN, &config, &dir.path().join("daemon.log")).await;
+    let daemon = start_daemon(dir.path(), &config_yaml(&sim, &[TENANT], Some(&web))).await;
     status_when_up(&daemon, &[TENANT], Some(("oncall", "on-call-secret"))).await;
     for path in ["/", "/api/v1/status", "/status.css", "/metrics"] {
-        let anonymous = http().get(daemon.url(path)).send().await.expect("GET");
-        assert_eq!(anonymous.status(), 401, "{path} without credentials");
-        let wrong = http()
-            .get(daemon.url(path))
-            .basic_auth("oncall", Some("guess"))
-            .send()
-            .await
-            .expect("GET");
-        assert_eq!(wrong.status(), 401, "{path} with a wrong password");
-        let allowed = http()
-            .get(daemon.url(path))
-            .basic_auth("oncall", Some("on-call-secret"))
-            .send()
-            .await
-            .expect("GET");
+        let url = daemon.url(path);
+        for (what, login) in [
+            ("without credentials", None),
+            ("with a wrong password", Some(("oncall", "guess"))),
+        ] {
+            let refused = get_as(&http(), &url, login).await.expect("GET");
+            assert_eq!(refused.status(), 401, "{path} {what}");
+        }
+        let allowed = get_as(&http(), &url, Some(("oncall", "on-call-secret"))).await;
+        let allowed = allowed.expect("GET");
         assert_eq!(allowed.status(), 200, "{path} with the password");
         if path != "/metrics" {
             let csp = allowed.headers()["content-security-policy"]
@@ -479,9 +485,8 @@ async fn the_page_and_its_json_need_the_same_basic_auth_as_the_metrics() {
 async fn tenants_added_or_removed_by_a_reload_appear_and_disappear() {
     let sim = incident_tenant().await;
     let dir = tempfile::tempdir().expect("temp dir");
+    let daemon = start_daemon(dir.path(), &config_yaml(&sim, &["alpha"], None)).await;
     let config = dir.path().join("exporter.yaml");
-    std::fs::write(&config, config_yaml(&sim, &["alpha"], None)).expect("write config");
-    let daemon = Daemon::start(crate::BIN, &config, &dir.path().join("daemon.log")).await;
     status_when_up(&daemon, &["alpha"], None).await;
 
     std::fs::write(&config, config_yaml(&sim, &["alpha", "beta"], None)).expect("write config");
@@ -495,14 +500,7 @@ async fn tenants_added_or_removed_by_a_reload_appear_and_disappear() {
     std::fs::write(&config, config_yaml(&sim, &["beta"], None)).expect("write config");
     daemon.signal("HUP");
     status_when_up(&daemon, &["beta"], None).await;
-    let page = http()
-        .get(daemon.url("/"))
-        .send()
-        .await
-        .expect("GET /")
-        .text()
-        .await
-        .expect("page");
+    let page = page_at(&daemon.url("/")).await;
     assert!(page.contains("Tenant beta"), "{page}");
     assert!(
         !page.contains("Tenant alpha"),
@@ -605,14 +603,7 @@ async fn demo_prints_the_page_url_and_the_page_shows_its_incident() {
             serde_json::json!([{"level": "ERROR",
                 "text": "Error connecting to Salesforce: java.net.ConnectException: Connection refused"}])
         );
-        let page = http()
-            .get(format!("http://127.0.0.1:{port}/"))
-            .send()
-            .await
-            .expect("GET /")
-            .text()
-            .await
-            .expect("page");
+        let page = page_at(&format!("http://127.0.0.1:{port}/")).await;
         assert!(page.contains("Error connecting to Salesforce"));
         let command = stuck[0]["clear_command"].as_str().expect("a command");
         let sim_url = std::fs::read_to_string(dir.path().join(format!("demo-{attempt}.out")))
@@ -659,15 +650,7 @@ fn demo_on_a_busy_port_fails_before_announcing_any_url() {
 async fn openmetrics_with(daemon: &Daemon, needle: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let text = http()
-            .get(daemon.url("/metrics"))
-            .header("Accept", "application/openmetrics-text;version=1.0.0")
-            .send()
-            .await
-            .expect("GET /metrics")
-            .text()
-            .await
-            .unwrap_or_default();
+        let text = daemon.openmetrics_text().await;
         if text.contains(needle) {
             return text;
         }
@@ -683,9 +666,7 @@ async fn openmetrics_with(daemon: &Daemon, needle: &str) -> String {
 async fn an_exemplar_links_to_the_task_page_of_the_task_it_names() {
     let sim = incident_tenant().await;
     let dir = tempfile::tempdir().expect("temp dir");
-    let config = dir.path().join("exporter.yaml");
-    std::fs::write(&config, config_yaml(&sim, &[TENANT], None)).expect("write config");
-    let daemon = Daemon::start(crate::BIN, &config, &dir.path().join("daemon.log")).await;
+    let daemon = start_daemon(dir.path(), &config_yaml(&sim, &[TENANT], None)).await;
     let status = status_when_up(&daemon, &[TENANT], None).await;
 
     // A task that ends after priming is counted, and becomes the exemplar.

@@ -100,6 +100,22 @@ impl Daemon {
         Ok((status, response.text().await.map_err(|e| e.to_string())?))
     }
 
+    /// `/metrics` in OpenMetrics (with exemplars), asked for as Prometheus asks for it
+    /// (panics with the log when the request fails).
+    pub async fn openmetrics_text(&self) -> String {
+        let response = reqwest::Client::new()
+            .get(self.url("/metrics"))
+            .header("Accept", "application/openmetrics-text;version=1.0.0")
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await;
+        let body = match response {
+            Ok(response) => response.text().await,
+            Err(e) => Err(e),
+        };
+        body.unwrap_or_else(|e| panic!("GET /metrics: {e}\n{}", self.log_text()))
+    }
+
     /// The body of a successful `/metrics` scrape (panics with the log otherwise).
     pub async fn metrics_text(&self) -> String {
         match self.get("/metrics").await {
