@@ -72,10 +72,20 @@ async fn empty_sim() -> (SimHandle, DateTime<Utc>) {
     let cfg = SimConfig::new(11)
         .with_scenario(Scenario::Empty)
         .with_manual_clock(start);
-    let sim = Simulator::start(cfg, "127.0.0.1:0".parse().unwrap())
+    (started(cfg).await, start)
+}
+
+/// The stuck-aggregation scenario (seed `seed`), its clock frozen at the wall clock.
+async fn stuck_tenant(seed: u64) -> SimHandle {
+    let cfg = SimConfig::new(seed).with_scenario(Scenario::StuckAggregation);
+    started(cfg.with_manual_clock(Utc::now())).await
+}
+
+/// A simulated tenant started from `cfg` on loopback.
+async fn started(cfg: SimConfig) -> SimHandle {
+    Simulator::start(cfg, "127.0.0.1:0".parse().unwrap())
         .await
-        .unwrap();
-    (sim, start)
+        .unwrap()
 }
 
 fn hours(h: i64) -> chrono::Duration {
@@ -128,17 +138,22 @@ fn parse_table(text: &str) -> (Vec<String>, Vec<Vec<String>>) {
     (cut(&header_line), lines.map(cut).collect())
 }
 
-const COLUMNS: [&str; 9] = [
-    "ID",
-    "TASK",
-    "SOURCE",
-    "STATUS",
-    "CREATED",
-    "LAUNCHED",
-    "COMPLETED",
-    "DURATION",
-    "PROGRESS",
-];
+/// A run that failed on an API answer: exit 1, nothing on stdout, and an error that starts
+/// with `what` (operation and status) and carries SailPoint's tracking id.
+fn assert_api_error(run: &Run, what: &str) {
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(run.stdout, "");
+    let prefix = format!("error: {what} (trackingId ");
+    assert!(run.stderr.starts_with(&prefix), "{}", run.stderr);
+}
+
+/// The table's header, as an operator reads it.
+const HEADER: &str = "ID TASK SOURCE STATUS CREATED LAUNCHED COMPLETED DURATION PROGRESS";
+
+/// The table's column names.
+fn columns() -> Vec<&'static str> {
+    HEADER.split(' ').collect()
+}
 
 fn row_of<'a>(rows: &'a [Vec<String>], id: &str) -> &'a Vec<String> {
     rows.iter()
@@ -188,7 +203,7 @@ async fn pending_table_shows_the_stuck_task_with_exact_values() {
     let run = tasks(&sim, &["pending"]).await;
     assert_eq!(run.code, 0, "stderr: {}", run.stderr);
     let (header, rows) = parse_table(&run.stdout);
-    assert_eq!(header, COLUMNS);
+    assert_eq!(header, columns());
     assert_eq!(rows.len(), 2);
     let truth = sim.task(&stuck).unwrap();
     let created_text = created.format("%Y-%m-%dT%H:%M:%SZ").to_string();
@@ -216,12 +231,7 @@ async fn pending_table_shows_the_stuck_task_with_exact_values() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pending_json_and_count_equal_the_ground_truth() {
-    let cfg = SimConfig::new(5)
-        .with_scenario(Scenario::StuckAggregation)
-        .with_manual_clock(Utc::now());
-    let sim = Simulator::start(cfg, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let sim = stuck_tenant(5).await;
     let truth = sim.pending_tasks();
     assert!(!truth.is_empty(), "the scenario has pending tasks");
 
@@ -254,7 +264,7 @@ async fn list_table_row_has_exact_values() {
     let run = tasks(&sim, &["list"]).await;
     assert_eq!(run.code, 0, "stderr: {}", run.stderr);
     let (header, rows) = parse_table(&run.stdout);
-    assert_eq!(header, COLUMNS);
+    assert_eq!(header, columns());
     let truth = sim.task(&id).unwrap();
     let fmt = |t: DateTime<Utc>| t.format("%Y-%m-%dT%H:%M:%SZ").to_string();
     assert_eq!(
@@ -276,12 +286,12 @@ async fn list_table_row_has_exact_values() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn list_all_json_equals_the_ground_truth_across_pages() {
-    let cfg = SimConfig::new(3)
-        .with_history(620)
-        .with_manual_clock(Utc::now());
-    let sim = Simulator::start(cfg, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let sim = started(
+        SimConfig::new(3)
+            .with_history(620)
+            .with_manual_clock(Utc::now()),
+    )
+    .await;
     let mut truth: Vec<TaskStatus> = sim
         .tasks()
         .into_iter()
@@ -523,14 +533,7 @@ async fn an_unknown_id_is_an_api_error_naming_the_operation() {
         vec!["complete", missing, "--status", "error"],
     ] {
         let run = tasks(&sim, &args).await;
-        assert_eq!(run.code, 1, "{args:?}");
-        assert_eq!(run.stdout, "");
-        assert!(
-            run.stderr
-                .starts_with("error: getTaskStatus: HTTP 404 (trackingId "),
-            "{}",
-            run.stderr
-        );
+        assert_api_error(&run, "getTaskStatus: HTTP 404");
     }
     sim.shutdown().await;
 }
@@ -551,14 +554,7 @@ async fn bad_credentials_exit_1_without_showing_the_secret() {
 async fn a_bad_filter_is_an_api_error_with_tracking_id() {
     let (sim, _) = empty_sim().await;
     let run = tasks(&sim, &["list", "--filters", r#"nosuchfield eq "x""#]).await;
-    assert_eq!(run.code, 1);
-    assert_eq!(run.stdout, "");
-    assert!(
-        run.stderr
-            .starts_with("error: getTaskStatusList: HTTP 400 (trackingId "),
-        "{}",
-        run.stderr
-    );
+    assert_api_error(&run, "getTaskStatusList: HTTP 400");
     sim.shutdown().await;
 }
 
@@ -625,12 +621,7 @@ async fn a_configured_tenant_is_used_by_name() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_stuck_aggregation_walkthrough_clears_the_stuck_task() {
-    let cfg = SimConfig::new(9)
-        .with_scenario(Scenario::StuckAggregation)
-        .with_manual_clock(Utc::now());
-    let sim = Simulator::start(cfg, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let sim = stuck_tenant(9).await;
     let now = sim.now();
     let before = sim.pending_tasks();
     let stuck = before
@@ -683,12 +674,12 @@ async fn list_all_shows_progress_on_a_terminal_only() {
         .arg("--version")
         .output()
         .expect("script(1) is missing: install util-linux (Debian: bsdutils)");
-    let cfg = SimConfig::new(3)
-        .with_history(600)
-        .with_manual_clock(Utc::now());
-    let sim = Simulator::start(cfg, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let sim = started(
+        SimConfig::new(3)
+            .with_history(600)
+            .with_manual_clock(Utc::now()),
+    )
+    .await;
     let completed = sim.tasks().iter().filter(|t| !t.is_pending()).count();
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("tasks.json");
