@@ -50,6 +50,17 @@ fn secret_file(dir: &tempfile::TempDir) -> PathBuf {
     path
 }
 
+/// Loads the shipped config `what` with its secret path (checked to be `secret_path`)
+/// pointing at a temporary file, and checks the shipped defaults.
+fn load_shipped(what: &str, config: &str, secret_path: &str) -> Settings {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = with_secret_file(config, secret_path, &secret_file(&dir));
+    let settings = Settings::from_text(&text, FileFormat::Yaml, &Overrides::default())
+        .unwrap_or_else(|e| panic!("{what} rejected: {e}\n{text}"));
+    assert_shipped_defaults(&settings);
+    settings
+}
+
 fn assert_shipped_defaults(settings: &Settings) {
     assert_eq!(settings.web.listen_address, "0.0.0.0:11011");
     assert_eq!(settings.tenants.len(), 1);
@@ -78,15 +89,8 @@ fn assert_shipped_defaults(settings: &Settings) {
 fn kubernetes_configmap_config_is_valid() {
     let manifest = repo_file("deploy/kubernetes/configmap.yaml");
     let config = configmap_block(&manifest, "sailpoint-task-exporter.yaml");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let text = with_secret_file(
-        &config,
-        "/etc/sailpoint-task-exporter/secrets/client-secret",
-        &secret_file(&dir),
-    );
-    let settings = Settings::from_text(&text, FileFormat::Yaml, &Overrides::default())
-        .unwrap_or_else(|e| panic!("ConfigMap config rejected: {e}\n{text}"));
-    assert_shipped_defaults(&settings);
+    let secret = "/etc/sailpoint-task-exporter/secrets/client-secret";
+    let settings = load_shipped("ConfigMap config", &config, secret);
     assert_eq!(settings.metrics.max_pending_task_series, 50);
     assert_eq!(settings.tenants[0].page_size, 250);
 }
@@ -94,15 +98,8 @@ fn kubernetes_configmap_config_is_valid() {
 #[test]
 fn systemd_example_config_is_valid() {
     let config = repo_file("deploy/systemd/sailpoint-task-exporter.yaml");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let text = with_secret_file(
-        &config,
-        "/run/credentials/sailpoint-task-exporter.service/client-secret",
-        &secret_file(&dir),
-    );
-    let settings = Settings::from_text(&text, FileFormat::Yaml, &Overrides::default())
-        .unwrap_or_else(|e| panic!("systemd example config rejected: {e}\n{text}"));
-    assert_shipped_defaults(&settings);
+    let secret = "/run/credentials/sailpoint-task-exporter.service/client-secret";
+    load_shipped("systemd example config", &config, secret);
 }
 
 #[test]

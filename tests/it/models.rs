@@ -157,24 +157,21 @@ fn error_response_dtos() {
 
 #[test]
 fn unauthorized_and_rate_limited_bodies() {
-    let err = ApiError::from_response(
-        "getTaskStatus",
-        401,
-        fixture("401-unauthorized.schema-example.json").as_bytes(),
-    );
-    assert_eq!(
-        err.to_string(),
-        "getTaskStatus: HTTP 401: JWT validation failed: JWT is expired"
-    );
-    let err = ApiError::from_response(
-        "getTaskStatus",
-        429,
-        fixture("429-too-many-requests.schema-example.json").as_bytes(),
-    );
-    assert_eq!(
-        err.to_string(),
-        "getTaskStatus: HTTP 429: Rate Limit Exceeded"
-    );
+    for (status, file, message) in [
+        (
+            401,
+            "401-unauthorized.schema-example.json",
+            "getTaskStatus: HTTP 401: JWT validation failed: JWT is expired",
+        ),
+        (
+            429,
+            "429-too-many-requests.schema-example.json",
+            "getTaskStatus: HTTP 429: Rate Limit Exceeded",
+        ),
+    ] {
+        let err = ApiError::from_response("getTaskStatus", status, fixture(file).as_bytes());
+        assert_eq!(err.to_string(), message, "{file}");
+    }
 }
 
 #[test]

@@ -3,7 +3,6 @@
 //! other methods get 405, and without the flag the endpoint answers 403.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use sailpoint_task_exporter::simulator::{
     DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Scenario, SimConfig, SimHandle, Simulator,
@@ -22,36 +21,27 @@ fn write_config(path: &Path, sim: &SimHandle, pending_interval: &str) {
     .unwrap();
 }
 
-async fn start(config: &Path, lifecycle: bool) -> (Daemon, String) {
-    let log = config.with_extension("log");
+/// A daemon for `sim` in a temporary folder (pending interval 1 s), with the lifecycle API
+/// when `lifecycle`, once ready: the folder, the config file, the daemon and its base URL.
+async fn start(sim: &SimHandle, lifecycle: bool) -> (tempfile::TempDir, PathBuf, Daemon, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("exporter.yaml");
+    write_config(&path, sim, "1s");
     let flags: &[&str] = if lifecycle {
         &["--web.enable-lifecycle"]
     } else {
         &[]
     };
-    let daemon = Daemon::start_with(crate::BIN, config, &log, flags).await;
+    let log = path.with_extension("log");
+    let daemon = Daemon::start_with(crate::BIN, &path, &log, flags).await;
+    daemon.wait_ready().await;
     let base = daemon.url("");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        match reqwest::get(format!("{base}/-/ready")).await {
-            Ok(r) if r.status() == 200 => break,
-            _ if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(50)).await,
-            other => panic!(
-                "daemon never became ready: {other:?}\n{}",
-                daemon.log_text()
-            ),
-        }
-    }
-    (daemon, base)
+    (dir, path, daemon, base)
 }
 
-async fn reload_gauge(base: &str) -> String {
-    let body = reqwest::get(format!("{base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+/// The line of the last reload's outcome in the daemon's exposition.
+async fn reload_gauge(daemon: &Daemon) -> String {
+    let body = daemon.metrics_text().await;
     body.lines()
         .find(|l| l.starts_with("sailpoint_exporter_config_last_reload_successful "))
         .unwrap_or_else(|| panic!("no reload gauge in:\n{body}"))
@@ -67,17 +57,10 @@ async fn sim() -> SimHandle {
     .unwrap()
 }
 
-fn config_path(dir: &tempfile::TempDir) -> PathBuf {
-    dir.path().join("exporter.yaml")
-}
-
 #[tokio::test]
 async fn post_reload_applies_a_valid_file_and_refuses_an_invalid_one() {
     let sim = sim().await;
-    let dir = tempfile::tempdir().unwrap();
-    let path = config_path(&dir);
-    write_config(&path, &sim, "1s");
-    let (_daemon, base) = start(&path, true).await;
+    let (_dir, path, daemon, base) = start(&sim, true).await;
     let client = reqwest::Client::new();
     let url = format!("{base}/-/reload");
 
@@ -86,7 +69,7 @@ async fn post_reload_applies_a_valid_file_and_refuses_an_invalid_one() {
     assert_eq!(ok.status(), 200);
     assert_eq!(ok.text().await.unwrap(), "OK\n");
     assert_eq!(
-        reload_gauge(&base).await,
+        reload_gauge(&daemon).await,
         "sailpoint_exporter_config_last_reload_successful 1"
     );
 
@@ -98,15 +81,10 @@ async fn post_reload_applies_a_valid_file_and_refuses_an_invalid_one() {
         "reload refused: configuration key `tenants`: at least one tenant is required\n"
     );
     assert_eq!(
-        reload_gauge(&base).await,
+        reload_gauge(&daemon).await,
         "sailpoint_exporter_config_last_reload_successful 0"
     );
-    let up = reqwest::get(format!("{base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let up = daemon.metrics_text().await;
     assert!(
         up.contains("sailpoint_up{tenant=\"a\"}"),
         "the old configuration keeps running"
@@ -121,10 +99,7 @@ async fn post_reload_applies_a_valid_file_and_refuses_an_invalid_one() {
 #[tokio::test]
 async fn without_the_flag_the_endpoint_is_forbidden() {
     let sim = sim().await;
-    let dir = tempfile::tempdir().unwrap();
-    let path = config_path(&dir);
-    write_config(&path, &sim, "1s");
-    let (_daemon, base) = start(&path, false).await;
+    let (_dir, _path, _daemon, base) = start(&sim, false).await;
     let r = reqwest::Client::new()
         .post(format!("{base}/-/reload"))
         .send()

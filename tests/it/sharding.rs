@@ -104,20 +104,30 @@ async fn wait_all_up(
     }
 }
 
+/// Starts `command` with stderr to `log` (nothing on stdin or stdout), killed when dropped.
+fn spawn_logged(command: &mut Command, log: &Path) -> Guard {
+    let stderr = File::create(log).unwrap();
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr);
+    Guard(
+        child
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {command:?}: {e}")),
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_shards_cover_two_hundred_tenants_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
     let sim_log = dir.path().join("simulate.log");
-    let mut sim = Guard(
+    let mut sim = spawn_logged(
         Command::new(BIN)
             .args(["simulate", "--listen", "127.0.0.1:0", "--tenants", "200"])
             .args(["--scenario", "steady", "--speed", "60"])
-            .env("SAILPOINT_SIM_CLIENT_SECRET", DEMO_CLIENT_SECRET)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(File::create(&sim_log).unwrap())
-            .spawn()
-            .expect("start simulate --tenants"),
+            .env("SAILPOINT_SIM_CLIENT_SECRET", DEMO_CLIENT_SECRET),
+        &sim_log,
     );
     let sim_addr = wait_log(&mut sim.0, &sim_log, simulator_address).await;
 
@@ -138,18 +148,14 @@ async fn two_shards_cover_two_hundred_tenants_exactly_once() {
     )
     .await;
     let one_log = dir.path().join("shard-1.log");
-    let mut one = Guard(
+    let mut one = spawn_logged(
         Command::new(BIN)
             .arg("serve")
             .arg("--config.file")
             .arg(&config_path)
             .args(["--shard.count", "2", "--shard.index-from-hostname"])
-            .env("HOSTNAME", "sailpoint-task-exporter-1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(File::create(&one_log).unwrap())
-            .spawn()
-            .expect("start shard 1"),
+            .env("HOSTNAME", "sailpoint-task-exporter-1"),
+        &one_log,
     );
     let one_addr = wait_log(&mut one.0, &one_log, listen_address).await;
 
