@@ -6,7 +6,7 @@
 //! random moments and the downtimes between them — counters, histograms and
 //! last-completed gauges compared from 0.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use chrono::{SubsecRound, TimeDelta, Utc};
@@ -17,22 +17,28 @@ use sailpoint_task_exporter::simulator::{
 };
 use test_support::exposition::{self, Sample};
 
-use test_support::daemon::Daemon;
+use test_support::daemon::{Daemon, config_dir};
 use test_support::exporter::{
     DURATION_BUCKETS, QUEUE_WAIT_BUCKETS, TENANT, assert_samples_match_truth,
 };
 
 async fn scrape(daemon: &Daemon) -> Vec<Sample> {
-    exposition::parse(&daemon.metrics_text().await)
+    daemon.samples().await
 }
 
+/// Scrapes until `check` holds (up to 60 s); returns the samples that satisfied it.
 async fn wait_for(daemon: &Daemon, what: &str, check: impl Fn(&[Sample]) -> bool) -> Vec<Sample> {
-    let text = daemon
-        .wait_for_metrics(what, Duration::from_secs(60), |text| {
-            check(&exposition::parse(text))
-        })
-        .await;
-    exposition::parse(&text)
+    daemon
+        .wait_for_samples(what, Duration::from_secs(60), check)
+        .await
+}
+
+/// A temporary folder with an empty `state` directory in it (the `storage.path`).
+fn with_state_dir() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().join("state");
+    std::fs::create_dir(&storage).unwrap();
+    (dir, storage)
 }
 
 /// An empty simulated tenant on a manual clock.
@@ -221,8 +227,7 @@ fn as_harness_tenant(samples: &[Sample], tenant: &str) -> Vec<Sample> {
 async fn several_tenants_in_one_daemon_each_count_exactly_through_a_kill() {
     const NAMES: [&str; 4] = ["acme", "globex", "initech", "umbrella"];
     let sims = futures::future::join_all((0..NAMES.len() as u64).map(|k| sim_seeded(31 + k))).await;
-    let dir = tempfile::tempdir().unwrap();
-    let config_path = dir.path().join("exporter.yaml");
+    let (dir, config_path) = config_dir();
     let tenants: Vec<(&str, &SimHandle)> = NAMES.iter().copied().zip(sims.iter()).collect();
     std::fs::write(
         &config_path,
@@ -283,9 +288,7 @@ async fn several_tenants_in_one_daemon_each_count_exactly_through_a_kill() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_foreign_state_file_is_set_aside_counted_and_the_tenant_starts_fresh() {
     let sim = sim().await;
-    let dir = tempfile::tempdir().unwrap();
-    let storage = dir.path().join("state");
-    std::fs::create_dir_all(&storage).unwrap();
+    let (dir, storage) = with_state_dir();
     let foreign = format!(
         "{{\"format\":1,\"tenant\":\"{TENANT}\",\"base_url\":\"https://elsewhere.example/\",\"saved_at\":\"{}\"}}",
         Utc::now().to_rfc3339()
@@ -367,8 +370,7 @@ async fn an_unwritable_storage_path_is_counted_while_serving_goes_on() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hammering_scraper_never_sees_half_a_poll() {
     let sim = sim().await;
-    let dir = tempfile::tempdir().unwrap();
-    let config_path = dir.path().join("exporter.yaml");
+    let (dir, config_path) = config_dir();
     let yaml = config(&sim, &dir.path().join("state"))
         .replace("pending_interval: 1s", "pending_interval: 100ms")
         .replace("completed_interval: 1s", "completed_interval: 100ms");
@@ -459,8 +461,7 @@ fn exemplar_lines(text: &str, id: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exemplars_survive_a_restart_with_the_values() {
     let sim = sim().await;
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("exporter.yaml");
+    let (dir, path) = config_dir();
     std::fs::write(&path, config(&sim, &dir.path().join("state"))).unwrap();
     let daemon = start(&path, &dir.path().join("first.log")).await;
     let now = sim.now();
@@ -494,9 +495,7 @@ async fn exemplars_survive_a_restart_with_the_values() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_exporter_on_the_same_state_directory_exits_2_naming_the_holder() {
     let sim = sim().await;
-    let dir = tempfile::tempdir().unwrap();
-    let storage = dir.path().join("state");
-    std::fs::create_dir(&storage).unwrap();
+    let (dir, storage) = with_state_dir();
     std::fs::write(storage.join(".someone-else.tmp"), b"not ours").unwrap();
     let path = dir.path().join("exporter.yaml");
     std::fs::write(&path, config(&sim, &storage)).unwrap();

@@ -15,7 +15,7 @@ use sailpoint_task_exporter::sailpoint::model::CompletionStatus;
 use sailpoint_task_exporter::simulator::{
     DEMO_CLIENT_SECRET, Faults, NewTask, Scenario, SimConfig, SimHandle, Simulator,
 };
-use test_support::daemon::Daemon;
+use test_support::daemon::{Daemon, config_dir};
 
 /// Scraping the daemon under test, parsed.
 trait Scrape {
@@ -25,17 +25,13 @@ trait Scrape {
 
 impl Scrape for Daemon {
     async fn metrics(&self) -> Vec<Sample> {
-        exposition::parse(&self.metrics_text().await)
+        self.samples().await
     }
 
     /// Scrapes until `check` holds (up to 30 s); returns the samples that satisfied it.
     async fn wait_for(&self, what: &str, check: impl Fn(&[Sample]) -> bool) -> Vec<Sample> {
-        let text = self
-            .wait_for_metrics(what, Duration::from_secs(30), |text| {
-                check(&exposition::parse(text))
-            })
-            .await;
-        exposition::parse(&text)
+        self.wait_for_samples(what, Duration::from_secs(30), check)
+            .await
     }
 }
 
@@ -162,8 +158,7 @@ async fn reload(daemon: &Daemon, path: &Path, yaml: &str) -> Vec<Sample> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_restarts_only_the_changed_tenant_and_refuses_an_invalid_file() {
     let (a, b, c) = (sim().await, sim().await, sim().await);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("exporter.yaml");
+    let (_dir, path) = config_dir();
     let a_yaml = tenant_yaml("A", &a, &[]);
     let b_yaml = |interval: &str| tenant_yaml("B", &b, &[("pending_interval", interval)]);
     let daemon = start_ready(&path, config_yaml(&[a_yaml.clone(), b_yaml("1s")])).await;
@@ -267,8 +262,7 @@ async fn reload_restarts_only_the_changed_tenant_and_refuses_an_invalid_file() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_removed_by_reload_leaves_no_series_and_resumes_when_added_again() {
     let (a, b) = (sim().await, sim().await);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("exporter.yaml");
+    let (dir, path) = config_dir();
     let storage = format!("storage:\n  path: {}\n", dir.path().join("state").display());
     let with_storage = |tenants: &[String]| format!("{storage}{}", config_yaml(tenants));
     let (a_yaml, b_yaml) = (tenant_yaml("A", &a, &[]), tenant_yaml("B", &b, &[]));
@@ -322,8 +316,7 @@ async fn a_tenant_removed_by_reload_leaves_no_series_and_resumes_when_added_agai
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_restarted_by_reload_counts_completions_of_the_restart_window() {
     let b = sim().await;
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("exporter.yaml");
+    let (_dir, path) = config_dir();
     // Long intervals: after priming, B does not poll again before the reload.
     let slow = tenant_yaml(
         "B",
@@ -358,8 +351,7 @@ async fn reload_applies_a_changed_poll_timeout() {
         latency: Duration::from_millis(1500),
         ..Faults::none()
     });
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("exporter.yaml");
+    let (dir, path) = config_dir();
     let with_timeout = |t: &str| {
         config_yaml(&[tenant_yaml(
             "B",
@@ -391,8 +383,7 @@ async fn reload_applies_a_changed_poll_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_stops_the_daemon_promptly_with_exit_code_zero() {
     let a = sim().await;
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("exporter.yaml");
+    let (_dir, path) = config_dir();
     let mut daemon = start_ready(&path, config_yaml(&[tenant_yaml("A", &a, &[])])).await;
     // A scrape is in flight or just done, and polls are running on their schedule.
     assert_eq!(daemon.get("/metrics").await.map(|r| r.0), Ok(200));

@@ -605,6 +605,20 @@ fn print_daemon_view(samples: &[Sample]) {
         })
         .collect();
     println!("  daemon retries: {}", retries.join(", "));
+    let poll_errors = |list| {
+        value(
+            samples,
+            "sailpoint_exporter_poll_errors_total",
+            &[t, ("list", list)],
+        )
+    };
+    let tracked = |state| {
+        value(
+            samples,
+            "sailpoint_exporter_tracked_tasks",
+            &[t, ("state", state)],
+        )
+    };
     println!(
         "  daemon: requests without an answer (resets, timeouts) {}, failed polls pending {} / completed {}, token refreshes {}",
         exposition::sum(
@@ -612,30 +626,14 @@ fn print_daemon_view(samples: &[Sample]) {
             "sailpoint_exporter_api_requests_total",
             &[t, ("code", "error")]
         ),
-        value(
-            samples,
-            "sailpoint_exporter_poll_errors_total",
-            &[t, ("list", "pending")]
-        ),
-        value(
-            samples,
-            "sailpoint_exporter_poll_errors_total",
-            &[t, ("list", "completed")]
-        ),
+        poll_errors("pending"),
+        poll_errors("completed"),
         value(samples, "sailpoint_exporter_token_refreshes_total", &[t]),
     );
     println!(
         "  daemon tracked tasks at the end: pending {}, recent (dedupe set) {}",
-        value(
-            samples,
-            "sailpoint_exporter_tracked_tasks",
-            &[t, ("state", "pending")]
-        ),
-        value(
-            samples,
-            "sailpoint_exporter_tracked_tasks",
-            &[t, ("state", "recent")]
-        ),
+        tracked("pending"),
+        tracked("recent"),
     );
     println!(
         "  daemon: unsorted completed reads {}, records skipped {}, lookups set aside {}",

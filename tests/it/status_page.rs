@@ -120,34 +120,30 @@ fn http() -> reqwest::Client {
 /// `/api/v1/status` once every listed tenant is up with a pending and completed poll.
 async fn status_when_up(daemon: &Daemon, tenants: &[&str], auth: Option<(&str, &str)>) -> Value {
     let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let mut request = http().get(daemon.url("/api/v1/status"));
-        if let Some((user, password)) = auth {
-            request = request.basic_auth(user, Some(password));
-        }
-        let last = match request.send().await {
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        last = match get_as(&http(), &daemon.url("/api/v1/status"), auth).await {
             Ok(r) => r.text().await.unwrap_or_default(),
             Err(e) => e.to_string(),
         };
-        if let Ok(json) = serde_json::from_str::<Value>(&last) {
-            let names: Vec<&str> = json["tenants"]
-                .as_array()
-                .map(|t| t.iter().filter_map(|t| t["name"].as_str()).collect())
-                .unwrap_or_default();
-            let up = json["tenants"]
-                .as_array()
-                .is_some_and(|t| t.iter().all(|t| t["state"] == "up"));
-            if names == tenants && up {
-                return json;
-            }
+        if let Some(json) = all_up(&last, tenants) {
+            return json;
         }
-        assert!(
-            Instant::now() < deadline,
-            "tenants {tenants:?} not up in time; last answer: {last}\n{}",
-            daemon.log_text()
-        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    panic!(
+        "tenants {tenants:?} not up in time; last answer: {last}\n{}",
+        daemon.log_text()
+    )
+}
+
+/// The status JSON in `body` when it lists exactly `tenants`, each up.
+fn all_up(body: &str, tenants: &[&str]) -> Option<Value> {
+    let json = serde_json::from_str::<Value>(body).ok()?;
+    let listed = json["tenants"].as_array()?;
+    let names: Vec<&str> = listed.iter().filter_map(|t| t["name"].as_str()).collect();
+    let up = listed.iter().all(|t| t["state"] == "up");
+    (names == tenants && up).then_some(json)
 }
 
 fn time(v: &Value) -> DateTime<Utc> {

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::exposition::{self, Sample};
+
 /// The daemon as a child process; killed when dropped.
 pub struct Daemon {
     child: Child,
@@ -156,6 +158,25 @@ impl Daemon {
         }
     }
 
+    /// The samples of a successful `/metrics` scrape.
+    pub async fn samples(&self) -> Vec<Sample> {
+        exposition::parse(&self.metrics_text().await)
+    }
+
+    /// [`Daemon::wait_for_metrics`] with `check` on the samples; returns the samples that
+    /// satisfied it.
+    pub async fn wait_for_samples(
+        &self,
+        what: &str,
+        limit: Duration,
+        check: impl Fn(&[Sample]) -> bool,
+    ) -> Vec<Sample> {
+        let text = self
+            .wait_for_metrics(what, limit, |text| check(&exposition::parse(text)))
+            .await;
+        exposition::parse(&text)
+    }
+
     /// Waits up to `limit` for the process to exit.
     pub async fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + limit;
@@ -174,6 +195,14 @@ impl Drop for Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A temporary folder for one daemon (config, log, state), and the path its config file
+/// gets there (`exporter.yaml`); the folder is removed when dropped.
+pub fn config_dir() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let path = dir.path().join("exporter.yaml");
+    (dir, path)
 }
 
 /// The `address=` of the daemon's "serving metrics" log line.
