@@ -22,11 +22,11 @@ bash scripts/install-test-deps.sh
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
-step "cargo clippy --all-targets -D warnings"
-cargo clippy --all-targets --quiet -- -D warnings
+step "cargo clippy --workspace --all-targets -D warnings"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 step "cargo doc (rustdoc warnings are errors)"
-RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 
 mkdir -p target
 step "cargo test"
