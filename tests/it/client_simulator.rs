@@ -75,6 +75,11 @@ fn ids(tasks: &[TaskStatus]) -> Vec<String> {
     tasks.iter().map(|t| t.id.clone()).collect()
 }
 
+/// The ids of `tasks`, in order, without `id`.
+fn ids_but(tasks: &[TaskStatus], id: &str) -> Vec<String> {
+    ids(tasks).into_iter().filter(|t| t != id).collect()
+}
+
 fn sorted(mut v: Vec<String>) -> Vec<String> {
     v.sort();
     v
@@ -159,6 +164,17 @@ fn assert_http_error(err: &ApiError, operation: &str, status: u16) {
     assert!(err.to_string().starts_with(&prefix), "{err}");
 }
 
+/// A tenant that answers `burst` requests with 429 and `Retry-After: retry_after` after
+/// every `every` others.
+fn rate_limited(every: u64, burst: u32, retry_after: Duration) -> Faults {
+    Faults {
+        rate_limit_every: Some(every),
+        rate_limit_burst: burst,
+        retry_after,
+        ..Faults::none()
+    }
+}
+
 fn large() -> SimConfig {
     SimConfig::new(11)
         .with_scenario(Scenario::LargeHistory)
@@ -227,11 +243,7 @@ async fn unreadable_records_in_full_pages_end_no_listing() {
         });
         let (client, _) = client(&sim);
         let pending = client.pending_tasks().await.unwrap();
-        let want: Vec<String> = pending_truth
-            .iter()
-            .map(|t| t.id.clone())
-            .filter(|t| t != id)
-            .collect();
+        let want = ids_but(&pending_truth, id);
         assert_eq!(pending.len(), want.len(), "pending, {id} unreadable");
         assert!(
             sorted(ids(&pending)) == sorted(want),
@@ -240,11 +252,7 @@ async fn unreadable_records_in_full_pages_end_no_listing() {
         let listed = all_completed(&client, ListQuery::newest_first())
             .await
             .unwrap();
-        let want: Vec<String> = truth
-            .iter()
-            .map(|t| t.id.clone())
-            .filter(|t| t != id)
-            .collect();
+        let want = ids_but(&truth, id);
         // Lengths first: a failing comparison of 3 000 ids would bury the message.
         assert_eq!(listed.len(), want.len(), "completed, {id} unreadable");
         assert!(ids(&listed) == want, "completed, {id} unreadable");
@@ -294,12 +302,7 @@ async fn filters_and_sorters_reach_the_tenant_intact() {
 
 #[tokio::test]
 async fn survives_a_429_storm_with_the_right_data() {
-    let faults = Faults {
-        rate_limit_every: Some(4),
-        rate_limit_burst: 2,
-        retry_after: Duration::ZERO,
-        ..Faults::none()
-    };
+    let faults = rate_limited(4, 2, Duration::ZERO);
     let (sim, retries) = assert_retried_to_the_truth(faults, 4, RetryReason::RateLimited).await;
     assert!(retries.len() >= 10, "{} retries", retries.len());
     assert_eq!(sim.request_count().rate_limited, retries.len() as u64);
@@ -308,12 +311,7 @@ async fn survives_a_429_storm_with_the_right_data() {
 
 #[tokio::test]
 async fn honours_retry_after_seconds() {
-    let faults = Faults {
-        rate_limit_every: Some(2),
-        rate_limit_burst: 1,
-        retry_after: Duration::from_secs(1),
-        ..Faults::none()
-    };
+    let faults = rate_limited(2, 1, Duration::from_secs(1));
     let sim = sim(SimConfig::new(3)
         .with_scenario(Scenario::Steady)
         .with_faults(faults))
@@ -334,10 +332,8 @@ async fn honours_retry_after_seconds() {
 
 #[tokio::test]
 async fn server_errors_are_retried_until_the_data_is_right() {
-    let faults = Faults {
-        server_error_rate: 0.3,
-        ..Faults::none()
-    };
+    let mut faults = Faults::none();
+    faults.server_error_rate = 0.3;
     let (sim, retries) = assert_retried_to_the_truth(faults, 10, RetryReason::ServerError).await;
     assert_eq!(sim.request_count().server_errors, retries.len() as u64);
     sim.shutdown().await;
@@ -345,10 +341,8 @@ async fn server_errors_are_retried_until_the_data_is_right() {
 
 #[tokio::test]
 async fn persistent_server_errors_end_in_a_typed_error() {
-    let faults = Faults {
-        server_error_rate: 1.0,
-        ..Faults::none()
-    };
+    let mut faults = Faults::none();
+    faults.server_error_rate = 1.0;
     let (sim, client, rec) = retrying(SimConfig::new(4).with_faults(faults), 2).await;
     let err = client.pending_tasks().await.unwrap_err();
     assert_eq!(err.status(), Some(500), "{err}");
@@ -383,10 +377,8 @@ async fn a_token_revoked_in_the_middle_of_paging_is_refreshed_once() {
 
 #[tokio::test]
 async fn tokens_expiring_during_a_slow_listing_are_refreshed() {
-    let faults = Faults {
-        latency: Duration::from_millis(150),
-        ..Faults::none()
-    };
+    let mut faults = Faults::none();
+    faults.latency = Duration::from_millis(150);
     let sim = sim(SimConfig::new(5)
         .with_scenario(Scenario::LargeHistory)
         .with_history(1_500)
@@ -420,10 +412,8 @@ async fn malformed_and_truncated_bodies_are_retried_or_reported() {
         let (sim, _) = assert_retried_to_the_truth(faults, 10, RetryReason::ServerError).await;
         sim.shutdown().await;
     }
-    let faults = Faults {
-        malformed_rate: 1.0,
-        ..Faults::none()
-    };
+    let mut faults = Faults::none();
+    faults.malformed_rate = 1.0;
     let (sim, client, _) = retrying(large().with_faults(faults), 1).await;
     let err = client.pending_tasks().await.unwrap_err();
     assert!(
@@ -441,10 +431,8 @@ async fn malformed_and_truncated_bodies_are_retried_or_reported() {
 
 #[tokio::test]
 async fn connection_resets_are_retried() {
-    let faults = Faults {
-        reset_rate: 0.2,
-        ..Faults::none()
-    };
+    let mut faults = Faults::none();
+    faults.reset_rate = 0.2;
     let (sim, client, rec) = retrying(large().with_faults(faults), 10).await;
     let pending = client.pending_tasks().await.unwrap();
     assert_eq!(sorted(ids(&pending)), sorted(ids(&sim.pending_tasks())));
@@ -470,10 +458,8 @@ async fn connection_resets_are_retried() {
 /// moves up by one before pages 2 and 3: exactly the tasks at 250 and 501 are skipped.
 #[tokio::test]
 async fn shifting_pending_pages_skip_entries_but_never_invent_or_duplicate() {
-    let faults = Faults {
-        page_shift: true,
-        ..Faults::none()
-    };
+    let mut faults = Faults::none();
+    faults.page_shift = true;
     let (sim, client, _) = started(large().with_faults(faults)).await;
     let before = ids(&sim.pending_tasks());
     let listed = ids(&client.pending_tasks().await.unwrap());
@@ -589,16 +575,10 @@ async fn an_oversized_body_is_a_typed_error_not_a_memory_spike() {
         ..tenant(&sim, SECRET)
     });
     let err = client.pending_tasks().await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            ApiError::BodyTooLarge {
-                operation: "getPendingTasks",
-                limit: 4096
-            }
-        ),
-        "{err:?}"
-    );
+    let ApiError::BodyTooLarge { operation, limit } = &err else {
+        panic!("not BodyTooLarge: {err:?}");
+    };
+    assert_eq!((*operation, *limit), ("getPendingTasks", 4096));
     assert_eq!(
         err.to_string(),
         "getPendingTasks: response body larger than 4096 bytes"
