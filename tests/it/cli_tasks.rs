@@ -75,6 +75,20 @@ async fn empty_sim() -> (SimHandle, DateTime<Utc>) {
     (started(cfg).await, start)
 }
 
+/// An empty tenant with one Active Directory aggregation queued for four hours: the
+/// tenant, its start and the task's id.
+async fn with_a_queued_aggregation() -> (SimHandle, DateTime<Utc>, String) {
+    let (sim, start) = empty_sim().await;
+    let task = NewTask::account_aggregation("Active Directory").created(start - hours(4));
+    let id = sim.add_task(task);
+    (sim, start, id)
+}
+
+/// `task` created and launched `at` (no queue wait).
+fn launched_at(task: NewTask, at: DateTime<Utc>) -> NewTask {
+    task.created(at).launched(at)
+}
+
 /// The stuck-aggregation scenario (seed `seed`), its clock frozen at the wall clock.
 async fn stuck_tenant(seed: u64) -> SimHandle {
     let cfg = SimConfig::new(seed).with_scenario(Scenario::StuckAggregation);
@@ -193,11 +207,10 @@ async fn pending_table_shows_the_stuck_task_with_exact_values() {
     // 3h 30m 15s ago: the CLI's wall clock runs a little ahead of the frozen simulator,
     // and the row must read "3h 30m" for the next 44 seconds.
     let created = start - hours(3) - chrono::Duration::minutes(30) - chrono::Duration::seconds(15);
-    let stuck = sim.add_task(
-        NewTask::account_aggregation("Active Directory")
-            .created(created)
-            .launched(created),
-    );
+    let stuck = sim.add_task(launched_at(
+        NewTask::account_aggregation("Active Directory"),
+        created,
+    ));
     let queued = sim.add_task(NewTask::identity_refresh().created(start - hours(1)));
 
     let run = tasks(&sim, &["pending"]).await;
@@ -358,9 +371,7 @@ async fn list_all_json_equals_the_ground_truth_across_pages() {
 async fn get_shows_one_task_with_its_messages() {
     let (sim, start) = empty_sim().await;
     let id = sim.add_task(
-        NewTask::group_aggregation("Salesforce")
-            .created(start - hours(1))
-            .launched(start - hours(1))
+        launched_at(NewTask::group_aggregation("Salesforce"), start - hours(1))
             .completes(
                 start - chrono::Duration::minutes(10),
                 CompletionStatus::Warning,
@@ -401,9 +412,7 @@ async fn get_shows_one_task_with_its_messages() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn complete_without_yes_prints_the_patch_and_sends_nothing() {
-    let (sim, start) = empty_sim().await;
-    let id =
-        sim.add_task(NewTask::account_aggregation("Active Directory").created(start - hours(4)));
+    let (sim, _, id) = with_a_queued_aggregation().await;
     // The patch stamps the CLI's wall clock, in milliseconds.
     let before = Utc::now().trunc_subsecs(3);
     let run = tasks(&sim, &["complete", &id, "--status", "error"]).await;
@@ -434,9 +443,7 @@ async fn complete_without_yes_prints_the_patch_and_sends_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn complete_with_yes_moves_the_task_out_of_the_pending_list() {
-    let (sim, start) = empty_sim().await;
-    let id =
-        sim.add_task(NewTask::account_aggregation("Active Directory").created(start - hours(4)));
+    let (sim, start, id) = with_a_queued_aggregation().await;
     let other = sim.add_task(NewTask::identity_refresh().created(start - hours(1)));
 
     let run = tasks(
@@ -490,10 +497,11 @@ async fn complete_prints_the_updated_task_for_people() {
 async fn complete_refuses_a_task_that_is_not_pending() {
     let (sim, start) = empty_sim().await;
     let id = sim.add_task(
-        NewTask::account_aggregation("Active Directory")
-            .created(start - hours(3))
-            .launched(start - hours(3))
-            .completes(start - hours(2), CompletionStatus::Success),
+        launched_at(
+            NewTask::account_aggregation("Active Directory"),
+            start - hours(3),
+        )
+        .completes(start - hours(2), CompletionStatus::Success),
     );
     let before = sim.task(&id).unwrap();
     let run = tasks(&sim, &["complete", &id, "--status", "error", "--yes"]).await;
