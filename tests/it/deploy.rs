@@ -73,16 +73,18 @@ fn assert_shipped_defaults(settings: &Settings) {
     assert_eq!(tenant.lookback, Duration::from_secs(48 * 3600));
     assert_eq!(tenant.rate_limit.requests, 90);
     assert_eq!(tenant.rate_limit.per, Duration::from_secs(10));
-    match tenant.credentials() {
-        Credentials::ClientCredentials {
-            client_id,
-            client_secret,
-        } => {
-            assert_eq!(client_id, "0123456789abcdef0123456789abcdef");
-            assert_eq!(client_secret.expose_secret(), "deploy-test-secret");
-        }
-        other => panic!("expected client credentials, got {other:?}"),
-    }
+    let Credentials::ClientCredentials {
+        client_id,
+        client_secret,
+    } = tenant.credentials()
+    else {
+        panic!("expected client credentials");
+    };
+    let secret = client_secret.expose_secret();
+    assert_eq!(
+        (client_id.as_str(), secret),
+        ("0123456789abcdef0123456789abcdef", "deploy-test-secret")
+    );
 }
 
 #[test]

@@ -169,13 +169,12 @@ async fn a_task_that_starts_and_finishes_between_two_pending_polls_is_counted_on
         ("status", "error"),
     ];
     use test_support::exposition::value;
+    let counted = value(&s, "sailpoint_tasks_completed_total", &labels);
+    let seconds = value(&s, "sailpoint_task_duration_seconds_sum", &labels);
     assert_eq!(
-        value(&s, "sailpoint_tasks_completed_total", &labels),
-        Some(1.0)
-    );
-    assert_eq!(
-        value(&s, "sailpoint_task_duration_seconds_sum", &labels),
-        Some(14.0)
+        (counted, seconds),
+        (Some(1.0), Some(14.0)),
+        "count, duration"
     );
 }
 
