@@ -11,4 +11,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export SOAK_SECONDS="${SOAK_SECONDS:-240}"
 echo "soak: ${SOAK_SECONDS} s of faults (plus priming and settling)"
-exec cargo test --test soak long_soak_counts_exactly_and_stays_flat -- --ignored --nocapture --test-threads=1
+exec cargo test --test it soak::long_soak_counts_exactly_and_stays_flat -- --ignored --nocapture --test-threads=1

@@ -17,6 +17,9 @@ import json
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from generated import write_or_check  # noqa: E402  (deploy/generated.py)
+
 OUT = Path(__file__).resolve().parent / "sailpoint-task-exporter.json"
 DS = {"type": "prometheus", "uid": "${datasource}"}
 T = 'tenant=~"$tenant"'
@@ -383,18 +386,7 @@ def render():
 
 
 def main(argv):
-    text = render()
-    if argv[1:] == ["--check"]:
-        if not OUT.exists() or OUT.read_text(encoding="utf-8") != text:
-            print(f"{OUT} is stale: run python3 deploy/grafana/generate-dashboard.py", file=sys.stderr)
-            return 1
-        return 0
-    if argv[1:]:
-        print(__doc__, file=sys.stderr)
-        return 2
-    OUT.write_text(text, encoding="utf-8")
-    print(f"wrote {OUT}")
-    return 0
+    return write_or_check(OUT, render(), argv, __doc__)
 
 
 if __name__ == "__main__":

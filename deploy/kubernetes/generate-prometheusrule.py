@@ -17,6 +17,9 @@ also parses both files and compares `spec.groups` with `groups` as data.
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from generated import write_or_check  # noqa: E402  (deploy/generated.py)
+
 HERE = Path(__file__).resolve().parent
 RULES = HERE.parent / "prometheus" / "sailpoint-task-exporter.rules.yml"
 OUT = HERE / "prometheusrule.yaml"
@@ -64,25 +67,20 @@ def data_equal():
     )
 
 
+def check_groups():
+    """With PyYAML: 1 when spec.groups differs from the rules file's groups, else 0."""
+    equal = data_equal()
+    if equal is False:
+        print(f"{OUT}: spec.groups differs from the groups of {RULES}", file=sys.stderr)
+        return 1
+    how = "text and parsed data" if equal else "text (PyYAML missing: data not compared)"
+    print(f"prometheusrule.yaml spec.groups == rules file groups ({how})")
+    return 0
+
+
 def main(argv):
     text = render(RULES.read_text(encoding="utf-8"))
-    if argv[1:] == ["--check"]:
-        if not OUT.exists() or OUT.read_text(encoding="utf-8") != text:
-            print(f"{OUT} is stale: run python3 {Path(argv[0]).as_posix()}", file=sys.stderr)
-            return 1
-        equal = data_equal()
-        if equal is False:
-            print(f"{OUT}: spec.groups differs from the groups of {RULES}", file=sys.stderr)
-            return 1
-        how = "text and parsed data" if equal else "text (PyYAML missing: data not compared)"
-        print(f"prometheusrule.yaml spec.groups == rules file groups ({how})")
-        return 0
-    if argv[1:]:
-        print(__doc__, file=sys.stderr)
-        return 2
-    OUT.write_text(text, encoding="utf-8")
-    print(f"wrote {OUT}")
-    return 0
+    return write_or_check(OUT, text, argv, __doc__, also_check=check_groups)
 
 
 if __name__ == "__main__":

@@ -11,10 +11,10 @@ use serde_json::json;
 use super::poller::{PollOutcome, TenantPoller};
 use super::source::TaskSource;
 use crate::config::{Credentials, MetricsSettings, TenantSettings};
-use crate::metrics::exposition::{self, Sample};
 use crate::metrics::{Metrics, PollList};
 use crate::sailpoint::Page;
 use crate::sailpoint::model::TaskStatus;
+use test_support::exposition::{self, Sample};
 
 #[derive(Debug, thiserror::Error)]
 #[error("injected failure")]

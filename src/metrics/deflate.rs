@@ -97,7 +97,7 @@ impl Compressor {
     /// can make any text. miniz_oxide (flate2's default backend) may leave a sync flush
     /// incomplete when its output does not fit (its issue #105; at the fastest level a
     /// continued flush lost the final marker, found by the property test in
-    /// `tests/properties.rs`), so the piece is accepted only when the whole text went in
+    /// `tests/it/properties.rs`), so the piece is accepted only when the whole text went in
     /// and the output ends with the sync marker with room to spare; otherwise the caller
     /// stores the text uncompressed, which is always valid.
     fn compress(&mut self, text: &[u8]) -> Result<(), String> {
@@ -210,7 +210,7 @@ mod tests {
 
     #[test]
     fn incompressible_text_that_outgrows_the_first_buffer_decodes() {
-        // Found by the property test in tests/properties.rs: flushing in several calls
+        // Found by the property test in tests/it/properties.rs: flushing in several calls
         // lost the sync marker at the fastest level.
         use rand::{Rng, SeedableRng};
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);

@@ -11,15 +11,13 @@
 //!   kept compressed, per [`Format`] (Prometheus text, [`openmetrics`], [`protobuf`]);
 //!   the `prometheus` crate supplies the process metrics;
 //! - [`deflate`]: separately compressed pieces joined into one gzip stream;
-//! - `exposition` (tests only, in `tests/support`): a reader of the text format.
+//! - the unit tests read the text format back with `test_support::exposition`
+//!   (crates/test-support).
 //!
 //! `/metrics` reads memory only and never calls SailPoint.
 
 pub mod catalogue;
 pub mod deflate;
-#[cfg(test)]
-#[path = "../../tests/support/exposition.rs"]
-pub(crate) mod exposition;
 pub mod format;
 pub mod native;
 pub mod normalize;

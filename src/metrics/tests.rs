@@ -7,6 +7,8 @@ use super::normalize::{strip_id_suffix, task_name};
 use super::*;
 use crate::config::{MetricsSettings, Rewrite};
 use crate::sailpoint::model::TaskStatus;
+use test_support::exposition;
+
 fn rewrite(pattern: &str, replacement: &str) -> Rewrite {
     Rewrite {
         pattern: regex::Regex::new(pattern).unwrap(),

@@ -181,9 +181,9 @@ async fn an_unwritable_directory_is_counted_and_serving_goes_on() {
     writer
         .save(writer.snapshot(&tracker(), t.snapshot()), &t)
         .await;
-    let s = crate::metrics::exposition::parse(&String::from_utf8(m.render()).unwrap());
+    let s = test_support::exposition::parse(&String::from_utf8(m.render()).unwrap());
     assert_eq!(
-        crate::metrics::exposition::value(
+        test_support::exposition::value(
             &s,
             "sailpoint_exporter_state_writes_failed_total",
             &[("tenant", "acme")]
@@ -191,7 +191,7 @@ async fn an_unwritable_directory_is_counted_and_serving_goes_on() {
         Some(2.0)
     );
     assert_eq!(
-        crate::metrics::exposition::value(
+        test_support::exposition::value(
             &s,
             "sailpoint_exporter_state_last_write_success_timestamp_seconds",
             &[]

@@ -1,4 +1,4 @@
-"""The metric catalogue, shared by the deploy checks; `tests/catalogue.rs` checks it
+"""The metric catalogue, shared by the deploy checks; `tests/it/catalogue.rs` checks it
 against the exporter's own catalogue (`src/metrics/catalogue.rs`).
 
 Rules and dashboard may only read these families (plus Prometheus's own `up` and the
