@@ -7,6 +7,8 @@ use super::normalize::{strip_id_suffix, task_name};
 use super::*;
 use crate::config::{MetricsSettings, Rewrite};
 use crate::sailpoint::model::TaskStatus;
+use crate::sailpoint::{ApiObserver, RetryReason};
+
 fn rewrite(pattern: &str, replacement: &str) -> Rewrite {
     Rewrite {
         pattern: regex::Regex::new(pattern).unwrap(),
@@ -67,11 +69,11 @@ fn rewrites_apply_in_order_and_empty_names_become_unknown() {
 fn every_design_family_is_rendered_with_a_polling_help_text() {
     let m = Metrics::new(&MetricsSettings::default(), "1.2.3", "abc").unwrap();
     let t = m.tenant("acme");
-    t.poll_failed(PollList::Pending, Duration::from_millis(5));
+    t.apply(|u| u.poll_failed(PollList::Pending, Duration::from_millis(5)));
     t.request("getTaskStatusList", "200", Duration::from_millis(30));
     t.retry(RetryReason::RateLimited);
     t.token_refresh();
-    t.set_tracked(3, 4);
+    t.apply(|u| u.set_tracked(3, 4));
     let text = String::from_utf8(m.render()).unwrap();
     for (family, kind) in [
         ("sailpoint_up", "gauge"),
@@ -141,11 +143,11 @@ fn undocumented_statuses_are_kept_up_to_a_cap_then_folded() {
         }))
         .unwrap()
     };
-    t.record_completion(&task("s", "Success"));
+    t.apply(|u| u.record_completion(&task("s", "Success")));
     for i in 0..MAX_UNKNOWN_STATUSES + 3 {
-        t.record_completion(&task(&format!("x{i}"), &format!("Weird{i}")));
+        t.apply(|u| u.record_completion(&task(&format!("x{i}"), &format!("Weird{i}"))));
     }
-    t.record_completion(&task("again", "WEIRD0"));
+    t.apply(|u| u.record_completion(&task("again", "WEIRD0")));
     let s = exposition::parse(&String::from_utf8(m.render()).unwrap());
     let count = |status: &str| {
         exposition::value(&s, "sailpoint_tasks_completed_total", &[("status", status)])
@@ -255,12 +257,14 @@ fn a_group_known_from_priming_has_every_series_at_zero() {
 fn a_completion_moves_counter_histogram_and_messages_together() {
     let m = Metrics::new(&MetricsSettings::default(), "v", "r").unwrap();
     let t = m.tenant("a");
-    t.record_completion(&task(serde_json::json!({
-        "id": "c", "uniqueName": "Agg", "created": "2024-01-01T00:00:00Z",
-        "launched": "2024-01-01T00:00:10Z", "completed": "2024-01-01T00:01:10Z",
-        "completionStatus": "Error",
-        "messages": [{"type": "ERROR", "key": "k"}, {"type": "INFO", "key": "i"}]
-    })));
+    t.apply(|u| {
+        u.record_completion(&task(serde_json::json!({
+            "id": "c", "uniqueName": "Agg", "created": "2024-01-01T00:00:00Z",
+            "launched": "2024-01-01T00:00:10Z", "completed": "2024-01-01T00:01:10Z",
+            "completionStatus": "Error",
+            "messages": [{"type": "ERROR", "key": "k"}, {"type": "INFO", "key": "i"}]
+        })))
+    });
     let s = exposition::parse(&String::from_utf8(m.render()).unwrap());
     let err = [("task_name", "Agg"), ("status", "error")];
     let value = |name: &str, labels: &[(&str, &str)]| exposition::value(&s, name, labels);
@@ -293,7 +297,7 @@ fn the_prerendered_exposition_follows_every_applied_change() {
         m.prerendered(Format::Text).is_some(),
         "kept after rendering"
     );
-    t.poll_failed(PollList::Pending, Duration::from_millis(1));
+    t.apply(|u| u.poll_failed(PollList::Pending, Duration::from_millis(1)));
     assert!(
         m.prerendered(Format::Text).is_none(),
         "an applied change invalidates it"
@@ -326,20 +330,22 @@ fn the_prerendered_exposition_follows_every_applied_change() {
 fn a_large_exposition_is_kept_only_compressed() {
     let m = Metrics::new(&MetricsSettings::default(), "v", "r").unwrap();
     let mut groups = 0;
-    while m.render().len() as u64 <= render::KEEP_TEXT_UP_TO {
+    while m.render().len() as u64 <= source::KEEP_TEXT_UP_TO {
         for tenant in ["a", "b", "c", "d"] {
-            m.tenant(tenant).record_completion(&task(serde_json::json!({
-                "id": format!("{tenant}{groups}"), "uniqueName": format!("Job {groups}"),
-                "created": "2024-01-01T00:00:00Z", "completed": "2024-01-01T00:01:00Z",
-                "completionStatus": "Success"
-            })));
+            m.tenant(tenant).apply(|u| {
+                u.record_completion(&task(serde_json::json!({
+                    "id": format!("{tenant}{groups}"), "uniqueName": format!("Job {groups}"),
+                    "created": "2024-01-01T00:00:00Z", "completed": "2024-01-01T00:01:00Z",
+                    "completionStatus": "Success"
+                })))
+            });
         }
         groups += 1;
     }
     let kept = m.exposition(Format::Text);
     assert!(kept.text.is_none());
     let text = kept.decoded().unwrap();
-    assert!(text.len() as u64 > render::KEEP_TEXT_UP_TO);
+    assert!(text.len() as u64 > source::KEEP_TEXT_UP_TO);
     assert_eq!(
         std::str::from_utf8(&text)
             .unwrap()
@@ -391,11 +397,16 @@ fn rendering_only_changed_families_equals_rendering_everything() {
     for step in 0..40usize {
         let handle = if step % 3 == 0 { &b } else { &a };
         match step % 5 {
-            0 => handle.record_completion(&finished(step, "Agg", "Success")),
-            1 => handle.record_completion(&finished(step, &format!("Job {}", step % 4), "Error")),
-            2 => handle.set_pending([pending(step, "Agg"), pending(step + 1, "Other")].iter()),
-            3 => handle.poll_failed(PollList::Completed, Duration::from_millis(step as u64)),
-            _ => handle.set_pending(std::iter::empty()),
+            0 => handle.apply(|u| u.record_completion(&finished(step, "Agg", "Success"))),
+            1 => handle.apply(|u| {
+                u.record_completion(&finished(step, &format!("Job {}", step % 4), "Error"))
+            }),
+            2 => handle.apply(|u| {
+                u.set_pending([pending(step, "Agg"), pending(step + 1, "Other")].iter())
+            }),
+            3 => handle
+                .apply(|u| u.poll_failed(PollList::Completed, Duration::from_millis(step as u64))),
+            _ => handle.apply(|u| u.set_pending(std::iter::empty())),
         }
         if step % 4 == 0 {
             continue; // several changes between renderings
@@ -411,12 +422,14 @@ fn rendering_only_changed_families_equals_rendering_everything() {
 fn a_restored_state_continues_its_counters_with_up_at_zero() {
     let m = Metrics::new(&MetricsSettings::default(), "v", "r").unwrap();
     let t = m.tenant("a");
-    t.record_completion(&task(serde_json::json!({
-        "id": "c", "uniqueName": "Agg", "created": "2024-01-01T00:00:00Z",
-        "completed": "2024-01-01T00:01:00Z", "completionStatus": "Success"
-    })));
-    t.poll_succeeded(PollList::Pending, chrono::Utc::now(), Duration::ZERO);
-    t.poll_succeeded(PollList::Completed, chrono::Utc::now(), Duration::ZERO);
+    t.apply(|u| {
+        u.record_completion(&task(serde_json::json!({
+            "id": "c", "uniqueName": "Agg", "created": "2024-01-01T00:00:00Z",
+            "completed": "2024-01-01T00:01:00Z", "completionStatus": "Success"
+        })))
+    });
+    t.apply(|u| u.poll_succeeded(PollList::Pending, chrono::Utc::now(), Duration::ZERO));
+    t.apply(|u| u.poll_succeeded(PollList::Completed, chrono::Utc::now(), Duration::ZERO));
     let saved: TenantState =
         serde_json::from_slice(&serde_json::to_vec(&t.snapshot()).unwrap()).unwrap();
     let fresh = Metrics::new(&MetricsSettings::default(), "v", "r").unwrap();
@@ -439,10 +452,12 @@ fn a_restored_state_continues_its_counters_with_up_at_zero() {
 fn resumed_with(settings: MetricsSettings) -> Metrics {
     let m = Metrics::new(&MetricsSettings::default(), "v", "r").unwrap();
     let t = m.tenant("a");
-    t.record_completion(&task(serde_json::json!({
-        "id": "c", "uniqueName": "Agg", "created": "2024-01-01T00:00:00Z",
-        "completed": "2024-01-01T00:01:00Z", "completionStatus": "Success"
-    })));
+    t.apply(|u| {
+        u.record_completion(&task(serde_json::json!({
+            "id": "c", "uniqueName": "Agg", "created": "2024-01-01T00:00:00Z",
+            "completed": "2024-01-01T00:01:00Z", "completionStatus": "Success"
+        })))
+    });
     let fresh = Metrics::new(&settings, "v", "r").unwrap();
     fresh.restore("a", t.snapshot());
     fresh
@@ -488,7 +503,7 @@ fn without_status_the_duration_histogram_is_one_per_group_and_counts_every_compl
             "completionStatus": status
         }))
     };
-    t.record_primed(&finished("p", "Success", 10));
+    t.apply(|u| u.record_primed(&finished("p", "Success", 10)));
     let at_zero = series(&m, "sailpoint_task_duration_seconds");
     assert_eq!(
         at_zero,
@@ -499,9 +514,9 @@ fn without_status_the_duration_histogram_is_one_per_group_and_counts_every_compl
             "sailpoint_task_duration_seconds_sum{source=\"\",task_name=\"Agg\",tenant=\"a\"} 0",
         ]
     );
-    t.record_completion(&finished("1", "Success", 30));
-    t.record_completion(&finished("2", "Error", 90));
-    t.record_completion(&finished("3", "Warning", 45));
+    t.apply(|u| u.record_completion(&finished("1", "Success", 30)));
+    t.apply(|u| u.record_completion(&finished("2", "Error", 90)));
+    t.apply(|u| u.record_completion(&finished("3", "Warning", 45)));
     assert_eq!(
         series(&m, "sailpoint_task_duration_seconds"),
         [

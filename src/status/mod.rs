@@ -21,7 +21,26 @@ pub mod text;
 pub use board::{CliTarget, PageInfo, StatusBoard, TenantStatus};
 pub use snapshot::Snapshot;
 
-impl crate::http::StatusSource for StatusBoard {
+/// What the HTTP server serves of the status: the page at `/` (HTML), its data at
+/// `/api/v1/status` (JSON), its stylesheet, and one task at `/task/{id}`.
+///
+/// Defined here, by the producer, so the arrow runs status → http only; [`StatusBoard`]
+/// is the one implementation. Every method answers from memory (it is called on a
+/// blocking thread, so taking the board's locks is fine) and never calls SailPoint.
+pub trait StatusSource: Send + Sync + 'static {
+    /// The page, a complete HTML document (every value already escaped).
+    fn page(&self) -> Vec<u8>;
+    /// The same data as JSON.
+    fn json(&self) -> Vec<u8>;
+    /// The page's stylesheet, served at `/status.css` (the Content-Security-Policy allows
+    /// same-origin styles only).
+    fn stylesheet(&self) -> &'static str;
+    /// The page of one task, served at `/task/{id}` (where the exemplars of the task
+    /// metrics link): None when the source does not know the task (`404`).
+    fn task(&self, id: &str) -> Option<Vec<u8>>;
+}
+
+impl StatusSource for StatusBoard {
     fn page(&self) -> Vec<u8> {
         page::render(&self.snapshot(chrono::Utc::now()), self.page_info()).into_bytes()
     }
