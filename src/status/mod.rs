@@ -15,6 +15,7 @@
 
 pub mod board;
 pub mod page;
+pub mod record;
 pub mod snapshot;
 pub mod text;
 
