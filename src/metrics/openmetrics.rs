@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 
 use super::catalogue::{Family, Kind, POLLED};
 use super::state::Exemplar;
-use super::text::{escape, number};
+use super::text::{Samples, escape, number};
 
 /// The last line of an OpenMetrics exposition.
 pub const EOF: &str = "# EOF\n";
@@ -25,6 +25,13 @@ pub fn header(family: &Family) -> String {
         family.kind.as_str()
     )
 }
+
+/// How OpenMetrics writes a series' samples: bounds as floats, exemplars after the
+/// samples that have one.
+pub(super) const SAMPLES: Samples = Samples {
+    bound: float,
+    exemplar: Some(exemplar),
+};
 
 /// A number as OpenMetrics writes bucket bounds: integral values with `.0`.
 pub fn float(v: f64) -> String {

@@ -246,14 +246,12 @@ fn write(
         return out;
     }
     let mut text = String::new();
-    text::append(
-        family,
-        tenant,
-        state,
-        rules,
-        format == Format::OpenMetrics,
-        &mut text,
-    );
+    let samples = if format == Format::OpenMetrics {
+        &openmetrics::SAMPLES
+    } else {
+        &text::PLAIN
+    };
+    text::append(family, tenant, state, rules, samples, &mut text);
     text.into_bytes()
 }
 

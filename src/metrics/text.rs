@@ -1,13 +1,12 @@
 //! The Prometheus text format 0.0.4 and OpenMetrics text of one tenant family: HELP and
 //! TYPE lines, and the series in label-name order with escaped values. Apart from the
-//! rendering of pieces ([`render`](super::render)) so the two text formats share it
-//! without [`openmetrics`] and the renderer naming each other.
+//! rendering of pieces ([`render`](super::render)); [`openmetrics`](super::openmetrics)
+//! adds what OpenMetrics writes differently, and the renderer plugs it in (`Samples`).
 
 use std::fmt::Write as _;
 
 use super::Rules;
 use super::catalogue::{Family, POLLED};
-use super::openmetrics;
 use super::state::{Exemplar, TenantState, Value};
 
 /// A tenant family's HELP and TYPE lines.
@@ -21,27 +20,39 @@ pub(super) fn header(family: &Family) -> String {
     )
 }
 
-/// Writes one tenant's series of `family` in the text format, or in OpenMetrics (bucket
-/// bounds as OpenMetrics floats, exemplars after the samples that have one).
+/// What the two text formats write differently in a series' samples: the bucket bounds,
+/// and the exemplar after a sample (OpenMetrics only). The renderer passes OpenMetrics'
+/// own ([`openmetrics`](super::openmetrics)) so neither module names the other.
+pub(super) struct Samples {
+    /// A bucket bound.
+    pub(super) bound: fn(f64) -> String,
+    /// The exemplar suffix of a sample, None when the format has no exemplars.
+    pub(super) exemplar: Option<fn(&Exemplar) -> String>,
+}
+
+/// The Prometheus text format 0.0.4's samples: plain bounds, no exemplars.
+pub(super) const PLAIN: Samples = Samples {
+    bound: number,
+    exemplar: None,
+};
+
+/// Writes one tenant's series of `family` in a text format whose samples are written as
+/// `samples` says.
 pub(super) fn append(
     family: &Family,
     tenant: &str,
     state: &TenantState,
     rules: &Rules,
-    openmetrics: bool,
+    samples: &Samples,
     out: &mut String,
 ) {
     let Some(series) = state.values.series(family) else {
         return;
     };
     let bounds = rules.bounds(family.buckets);
-    let bound = if openmetrics {
-        openmetrics::float
-    } else {
-        number
-    };
-    let exemplar = |e: Option<&Exemplar>| match e {
-        Some(e) if openmetrics => openmetrics::exemplar(e),
+    let bound = samples.bound;
+    let exemplar = |e: Option<&Exemplar>| match (e, samples.exemplar) {
+        (Some(e), Some(write)) => write(e),
         _ => String::new(),
     };
     for (labels, value) in &series.0 {
