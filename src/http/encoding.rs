@@ -136,56 +136,73 @@ mod tests {
     use super::*;
     use hyper::header::HeaderValue;
 
-    fn wants(values: &[&str]) -> bool {
-        let mut headers = HeaderMap::new();
-        for value in values {
-            headers.append(ACCEPT_ENCODING, HeaderValue::from_str(value).unwrap());
+    /// Asserts whether each list of `Accept-Encoding` values asks for gzip.
+    fn wants(cases: &[(&[&str], bool)]) {
+        for (values, expected) in cases {
+            let mut headers = HeaderMap::new();
+            for value in values.iter() {
+                headers.append(ACCEPT_ENCODING, HeaderValue::from_str(value).unwrap());
+            }
+            assert_eq!(
+                wants_gzip(&headers),
+                *expected,
+                "Accept-Encoding: {values:?}"
+            );
         }
-        wants_gzip(&headers)
     }
 
     #[test]
     fn no_header_means_identity() {
-        assert!(!wants(&[]));
+        wants(&[(&[], false)]);
     }
 
     #[test]
     fn plain_and_weighted_gzip_is_accepted() {
-        assert!(wants(&["gzip"]));
-        assert!(wants(&["GZIP"]));
-        assert!(wants(&["x-gzip"]));
-        assert!(wants(&["deflate, gzip;q=0.5"]));
-        assert!(wants(&["br", "gzip"]));
-        assert!(wants(&["gzip ; q=1.000"]));
+        wants(&[
+            (&["gzip"], true),
+            (&["GZIP"], true),
+            (&["x-gzip"], true),
+            (&["deflate, gzip;q=0.5"], true),
+            (&["br", "gzip"], true),
+            (&["gzip ; q=1.000"], true),
+        ]);
     }
 
     #[test]
     fn q_zero_refuses_gzip_even_with_star() {
-        assert!(!wants(&["gzip;q=0"]));
-        assert!(!wants(&["gzip;q=0.000"]));
-        assert!(!wants(&["*, gzip;q=0"]));
+        wants(&[
+            (&["gzip;q=0"], false),
+            (&["gzip;q=0.000"], false),
+            (&["*, gzip;q=0"], false),
+        ]);
     }
 
     #[test]
     fn star_stands_for_gzip_when_gzip_is_not_named() {
-        assert!(wants(&["*"]));
-        assert!(!wants(&["*;q=0"]));
-        assert!(!wants(&["deflate, br"]));
+        wants(&[
+            (&["*"], true),
+            (&["*;q=0"], false),
+            (&["deflate, br"], false),
+        ]);
     }
 
     #[test]
     fn explicit_identity_preference_wins() {
-        assert!(!wants(&["gzip;q=0.5, identity"]));
-        assert!(wants(&["gzip, identity;q=0.5"]));
+        wants(&[
+            (&["gzip;q=0.5, identity"], false),
+            (&["gzip, identity;q=0.5"], true),
+        ]);
     }
 
     #[test]
     fn malformed_weights_are_ignored() {
-        assert!(!wants(&["gzip;q=2"]));
-        assert!(!wants(&["gzip;q=abc"]));
-        assert!(!wants(&["gzip;q"]));
-        assert!(!wants(&["gzip;q=-1"]));
-        assert!(wants(&[",,gzip,,"]));
+        wants(&[
+            (&["gzip;q=2"], false),
+            (&["gzip;q=abc"], false),
+            (&["gzip;q"], false),
+            (&["gzip;q=-1"], false),
+            (&[",,gzip,,"], true),
+        ]);
     }
 
     /// `body` gzip-compressed, as the metric state keeps an exposition.

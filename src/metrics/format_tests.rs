@@ -44,6 +44,16 @@ fn families(bytes: &[u8]) -> Vec<MetricFamily> {
     out
 }
 
+/// The first series of histogram family `name` in `m`'s protobuf exposition.
+fn histogram(m: &Metrics, name: &str) -> super::protobuf::Histogram {
+    families(&m.render_as(Format::Protobuf))
+        .into_iter()
+        .find(|f| f.name.as_deref() == Some(name))
+        .and_then(|f| f.metric.into_iter().next())
+        .and_then(|m| m.histogram)
+        .unwrap()
+}
+
 const COMPLETED: &str = "sailpoint_tasks_completed_total{source=\"\",status=\"success\",task_name=\"Agg\",tenant=\"a\"}";
 const BUCKET_60: &str = "sailpoint_task_duration_seconds_bucket{source=\"\",status=\"success\",task_name=\"Agg\",tenant=\"a\",le=\"60.0\"}";
 
@@ -164,15 +174,7 @@ fn protobuf_writes_the_inf_bucket_only_to_carry_its_exemplar() {
     // Two days: past the last default bound (one day).
     m.tenant("a")
         .apply(|u| u.record_completion(&task("long", "Agg", "2024-01-03T00:00:30Z")));
-    let all = families(&m.render_as(Format::Protobuf));
-    let buckets = |name: &str| {
-        all.iter()
-            .find(|f| f.name.as_deref() == Some(name))
-            .and_then(|f| f.metric.first())
-            .and_then(|m| m.histogram.clone())
-            .unwrap()
-            .bucket
-    };
+    let buckets = |name: &str| histogram(&m, name).bucket;
     let duration = buckets("sailpoint_task_duration_seconds");
     let last = duration.last().unwrap();
     assert_eq!(last.upper_bound, Some(f64::INFINITY));
@@ -239,13 +241,7 @@ fn exemplars_and_native_buckets_survive_the_state_file() {
     fresh.restore("a", saved);
     let text = openmetrics(&fresh);
     assert!(line(&text, COMPLETED).ends_with("1 # {task_id=\"kept\"} 1 1704067260.000"));
-    let all = families(&fresh.render_as(Format::Protobuf));
-    let h = all
-        .iter()
-        .find(|f| f.name.as_deref() == Some("sailpoint_task_duration_seconds"))
-        .and_then(|f| f.metric.first())
-        .and_then(|m| m.histogram.clone())
-        .unwrap();
+    let h = histogram(&fresh, "sailpoint_task_duration_seconds");
     assert_eq!(h.positive_delta.iter().sum::<i64>(), 1);
 }
 
@@ -261,13 +257,7 @@ fn a_state_file_without_native_buckets_gets_them_from_the_classic_ones() {
     strip(&mut json, "exemplars");
     let fresh = metrics();
     fresh.restore("a", serde_json::from_value(json).unwrap());
-    let all = families(&fresh.render_as(Format::Protobuf));
-    let h = all
-        .iter()
-        .find(|f| f.name.as_deref() == Some("sailpoint_task_duration_seconds"))
-        .and_then(|f| f.metric.first())
-        .and_then(|m| m.histogram.clone())
-        .unwrap();
+    let h = histogram(&fresh, "sailpoint_task_duration_seconds");
     assert_eq!(h.sample_count, Some(1));
     // 30 s went to the classic 30 s bucket; its native stand-in is the bucket of 30 s.
     assert_eq!(h.positive_delta, vec![1]);

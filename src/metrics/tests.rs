@@ -121,10 +121,9 @@ fn the_tenant_handle_is_shared_per_name() {
     let m = Metrics::new(&MetricsSettings::default(), "v", "r").unwrap();
     m.tenant("a").token_refresh();
     m.tenant("a").token_refresh();
-    let s = exposition::parse(&String::from_utf8(m.render()).unwrap());
+    let value = reader(&m);
     assert_eq!(
-        exposition::value(
-            &s,
+        value(
             "sailpoint_exporter_token_refreshes_total",
             &[("tenant", "a")]
         ),
@@ -177,6 +176,20 @@ fn exposition_parser_reads_escaped_labels() {
 
 fn task(json: serde_json::Value) -> TaskStatus {
     serde_json::from_value(json).unwrap()
+}
+
+/// A successful "Agg" that ran a minute.
+fn agg_success() -> TaskStatus {
+    task(serde_json::json!({
+        "id": "c", "uniqueName": "Agg", "created": "2024-01-01T00:00:00Z",
+        "completed": "2024-01-01T00:01:00Z", "completionStatus": "Success"
+    }))
+}
+
+/// How the text exposition of `m`, rendered now, reads a sample: `value(name, labels)`.
+fn reader(m: &Metrics) -> impl Fn(&str, &[(&str, &str)]) -> Option<f64> {
+    let s = exposition::parse(&String::from_utf8(m.render()).unwrap());
+    move |name, labels| exposition::value(&s, name, labels)
 }
 
 /// Every series of the tenant whose name starts with `prefix`, as `name{labels}` lines.
@@ -265,9 +278,8 @@ fn a_completion_moves_counter_histogram_and_messages_together() {
             "messages": [{"type": "ERROR", "key": "k"}, {"type": "INFO", "key": "i"}]
         })))
     });
-    let s = exposition::parse(&String::from_utf8(m.render()).unwrap());
     let err = [("task_name", "Agg"), ("status", "error")];
-    let value = |name: &str, labels: &[(&str, &str)]| exposition::value(&s, name, labels);
+    let value = reader(&m);
     assert_eq!(value("sailpoint_tasks_completed_total", &err), Some(1.0));
     assert_eq!(
         value("sailpoint_task_duration_seconds_count", &err),
@@ -422,29 +434,21 @@ fn rendering_only_changed_families_equals_rendering_everything() {
 fn a_restored_state_continues_its_counters_with_up_at_zero() {
     let m = Metrics::new(&MetricsSettings::default(), "v", "r").unwrap();
     let t = m.tenant("a");
-    t.apply(|u| {
-        u.record_completion(&task(serde_json::json!({
-            "id": "c", "uniqueName": "Agg", "created": "2024-01-01T00:00:00Z",
-            "completed": "2024-01-01T00:01:00Z", "completionStatus": "Success"
-        })))
-    });
+    t.apply(|u| u.record_completion(&agg_success()));
     t.apply(|u| u.poll_succeeded(PollList::Pending, chrono::Utc::now(), Duration::ZERO));
     t.apply(|u| u.poll_succeeded(PollList::Completed, chrono::Utc::now(), Duration::ZERO));
     let saved: TenantState =
         serde_json::from_slice(&serde_json::to_vec(&t.snapshot()).unwrap()).unwrap();
     let fresh = Metrics::new(&MetricsSettings::default(), "v", "r").unwrap();
     fresh.restore("a", saved);
-    let s = exposition::parse(&String::from_utf8(fresh.render()).unwrap());
+    let value = reader(&fresh);
     let ok = [("task_name", "Agg"), ("status", "success")];
+    assert_eq!(value("sailpoint_tasks_completed_total", &ok), Some(1.0));
     assert_eq!(
-        exposition::value(&s, "sailpoint_tasks_completed_total", &ok),
+        value("sailpoint_task_duration_seconds_count", &ok),
         Some(1.0)
     );
-    assert_eq!(
-        exposition::value(&s, "sailpoint_task_duration_seconds_count", &ok),
-        Some(1.0)
-    );
-    assert_eq!(exposition::value(&s, "sailpoint_up", &[]), Some(0.0));
+    assert_eq!(value("sailpoint_up", &[]), Some(0.0));
 }
 
 /// The state of a tenant that counted one successful "Agg" with the default settings,
@@ -452,12 +456,7 @@ fn a_restored_state_continues_its_counters_with_up_at_zero() {
 fn resumed_with(settings: MetricsSettings) -> Metrics {
     let m = Metrics::new(&MetricsSettings::default(), "v", "r").unwrap();
     let t = m.tenant("a");
-    t.apply(|u| {
-        u.record_completion(&task(serde_json::json!({
-            "id": "c", "uniqueName": "Agg", "created": "2024-01-01T00:00:00Z",
-            "completed": "2024-01-01T00:01:00Z", "completionStatus": "Success"
-        })))
-    });
+    t.apply(|u| u.record_completion(&agg_success()));
     let fresh = Metrics::new(&settings, "v", "r").unwrap();
     fresh.restore("a", t.snapshot());
     fresh
@@ -473,7 +472,8 @@ fn a_restored_histogram_with_other_buckets_is_dropped_and_its_counter_kept() {
     let ok = [("task_name", "Agg"), ("status", "success")];
     assert_eq!(
         exposition::value(&s, "sailpoint_tasks_completed_total", &ok),
-        Some(1.0)
+        Some(1.0),
+        "the counter continues"
     );
     assert_eq!(
         exposition::value(&s, "sailpoint_task_duration_seconds_count", &ok),
@@ -549,10 +549,9 @@ fn a_restored_duration_histogram_with_the_other_label_choice_is_dropped() {
         duration_by_status: false,
         ..MetricsSettings::default()
     });
-    let s = exposition::parse(&String::from_utf8(fresh.render()).unwrap());
-    let duration_count = |labels: &[(&str, &str)]| {
-        exposition::value(&s, "sailpoint_task_duration_seconds_count", labels)
-    };
+    let value = reader(&fresh);
+    let duration_count =
+        |labels: &[(&str, &str)]| value("sailpoint_task_duration_seconds_count", labels);
     assert_eq!(duration_count(&[("status", "success")]), None);
     assert_eq!(
         duration_count(&[("task_name", "Agg")]),
@@ -560,11 +559,7 @@ fn a_restored_duration_histogram_with_the_other_label_choice_is_dropped() {
         "the group's histogram starts again at 0, without status"
     );
     assert_eq!(
-        exposition::value(
-            &s,
-            "sailpoint_tasks_completed_total",
-            &[("status", "success")]
-        ),
+        value("sailpoint_tasks_completed_total", &[("status", "success")]),
         Some(1.0),
         "the counter continues"
     );
