@@ -7,9 +7,14 @@
 //! - [`values`]: a tenant's series as plain data (serialisable, for `storage.path`),
 //!   with exemplars and [`native`] histogram buckets;
 //! - [`state`]: a tenant's state and the typed [`Update`]s a poll applies to it;
+//! - [`tenant`]: a tenant's update handle, [`TenantMetrics`], which applies them in one
+//!   step and notes which families changed (beside the state, not in the persisted
+//!   values); [`rules`]: the label limits and bucket layouts all tenants share;
 //! - [`render`]: snapshots → text, written directly for the families that changed and
-//!   kept compressed, per [`Format`] (Prometheus text, [`openmetrics`], [`protobuf`]);
-//!   the `prometheus` crate supplies the process metrics;
+//!   kept compressed, per [`Format`] ([`text`], [`openmetrics`], [`protobuf`]); the
+//!   `prometheus` crate supplies the process metrics;
+//! - [`source`]: the one [`Exposition`] type and the [`MetricsSource`] trait the HTTP
+//!   server reads (defined here, so the arrow runs metrics → http);
 //! - [`deflate`]: separately compressed pieces joined into one gzip stream;
 //! - `exposition` (tests only, in `tests/support`): a reader of the text format.
 //!

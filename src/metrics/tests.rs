@@ -121,14 +121,11 @@ fn the_tenant_handle_is_shared_per_name() {
     let m = Metrics::new(&MetricsSettings::default(), "v", "r").unwrap();
     m.tenant("a").token_refresh();
     m.tenant("a").token_refresh();
-    let value = reader(&m);
-    assert_eq!(
-        value(
-            "sailpoint_exporter_token_refreshes_total",
-            &[("tenant", "a")]
-        ),
-        Some(2.0)
+    let refreshes = reader(&m)(
+        "sailpoint_exporter_token_refreshes_total",
+        &[("tenant", "a")],
     );
+    assert_eq!(refreshes, Some(2.0));
 }
 
 #[test]
@@ -328,14 +325,12 @@ fn the_prerendered_exposition_follows_every_applied_change() {
         "a small exposition's text is kept decoded, equal to its gzip"
     );
     let s = exposition::parse(std::str::from_utf8(&text).unwrap());
-    assert_eq!(
-        exposition::value(
-            &s,
-            "sailpoint_exporter_poll_errors_total",
-            &[("list", "pending")]
-        ),
-        Some(1.0)
+    let errors = exposition::value(
+        &s,
+        "sailpoint_exporter_poll_errors_total",
+        &[("list", "pending")],
     );
+    assert_eq!(errors, Some(1.0));
 }
 
 #[test]
