@@ -39,10 +39,9 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-#[cfg(doc)]
-use crate::metrics::Exposition;
-pub use crate::metrics::Format;
 use crate::metrics::MetricsSource;
+#[cfg(doc)]
+use crate::metrics::{Exposition, Format};
 #[cfg(doc)]
 use crate::status::StatusSource;
 pub use access::{AccessPolicy, Denied};
