@@ -8,10 +8,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
 
-pub use super::record::{
-    MAX_ERROR_CHARS, MAX_FAILURE_TIMES, MAX_FINISHED, MAX_GROUPS, MAX_MESSAGES, MAX_OLDEST,
-    MAX_RESULTS, MAX_SOURCES, TenantStatus,
-};
+use super::record::TenantStatus;
 use super::snapshot::{ShownSettings, Snapshot, TaskDetail};
 use super::text::shell_word;
 use crate::config::{Credentials, StatusSettings, TenantSettings};

@@ -7,8 +7,9 @@
 //! `/`, and one task (the target of the metrics' exemplars) at `/task/{id}`. Every value that came from the API is truncated on the way in ([`text`]) and
 //! HTML-escaped on the way out.
 //!
-//! - [`board`]: [`StatusBoard`] (the registry of tenants, answering the HTTP server) and
-//!   [`TenantStatus`] (one tenant's handle, fed by its poller);
+//! - [`board`]: [`StatusBoard`], the registry of tenants, answering the HTTP server
+//!   through [`StatusSource`] (defined here, so the arrow runs status → http);
+//! - [`record`]: [`TenantStatus`], one tenant's bounded record, fed by its poller;
 //! - [`snapshot`]: the serialisable view, the one data structure behind both formats;
 //! - [`page`]: the HTML and its stylesheet;
 //! - [`text`]: escaping, truncation, shell quoting and age formatting.
@@ -19,7 +20,8 @@ pub mod record;
 pub mod snapshot;
 pub mod text;
 
-pub use board::{CliTarget, PageInfo, StatusBoard, TenantStatus};
+pub use board::{CliTarget, PageInfo, StatusBoard};
+pub use record::TenantStatus;
 pub use snapshot::Snapshot;
 
 /// What the HTTP server serves of the status: the page at `/` (HTML), its data at
