@@ -136,16 +136,17 @@ mod tests {
     use super::*;
     use hyper::header::HeaderValue;
 
-    /// Asserts whether each list of `Accept-Encoding` values asks for gzip.
-    fn wants(cases: &[(&[&str], bool)]) {
-        for (values, expected) in cases {
+    /// Asserts that each request, given as its `Accept-Encoding` values, asks for gzip
+    /// (`expected`) or not.
+    fn wants(expected: bool, requests: &[&[&str]]) {
+        for values in requests {
             let mut headers = HeaderMap::new();
             for value in values.iter() {
                 headers.append(ACCEPT_ENCODING, HeaderValue::from_str(value).unwrap());
             }
             assert_eq!(
                 wants_gzip(&headers),
-                *expected,
+                expected,
                 "Accept-Encoding: {values:?}"
             );
         }
@@ -153,56 +154,39 @@ mod tests {
 
     #[test]
     fn no_header_means_identity() {
-        wants(&[(&[], false)]);
+        wants(false, &[&[]]);
     }
 
     #[test]
     fn plain_and_weighted_gzip_is_accepted() {
-        wants(&[
-            (&["gzip"], true),
-            (&["GZIP"], true),
-            (&["x-gzip"], true),
-            (&["deflate, gzip;q=0.5"], true),
-            (&["br", "gzip"], true),
-            (&["gzip ; q=1.000"], true),
-        ]);
+        wants(true, &[&["gzip"], &["GZIP"], &["x-gzip"], &["br", "gzip"]]);
+        wants(true, &[&["deflate, gzip;q=0.5"], &["gzip ; q=1.000"]]);
     }
 
     #[test]
     fn q_zero_refuses_gzip_even_with_star() {
-        wants(&[
-            (&["gzip;q=0"], false),
-            (&["gzip;q=0.000"], false),
-            (&["*, gzip;q=0"], false),
-        ]);
+        wants(false, &[&["gzip;q=0"], &["gzip;q=0.000"], &["*, gzip;q=0"]]);
     }
 
     #[test]
     fn star_stands_for_gzip_when_gzip_is_not_named() {
-        wants(&[
-            (&["*"], true),
-            (&["*;q=0"], false),
-            (&["deflate, br"], false),
-        ]);
+        wants(true, &[&["*"]]);
+        wants(false, &[&["*;q=0"], &["deflate, br"]]);
     }
 
     #[test]
     fn explicit_identity_preference_wins() {
-        wants(&[
-            (&["gzip;q=0.5, identity"], false),
-            (&["gzip, identity;q=0.5"], true),
-        ]);
+        wants(false, &[&["gzip;q=0.5, identity"]]);
+        wants(true, &[&["gzip, identity;q=0.5"]]);
     }
 
     #[test]
     fn malformed_weights_are_ignored() {
-        wants(&[
-            (&["gzip;q=2"], false),
-            (&["gzip;q=abc"], false),
-            (&["gzip;q"], false),
-            (&["gzip;q=-1"], false),
-            (&[",,gzip,,"], true),
-        ]);
+        wants(
+            false,
+            &[&["gzip;q=2"], &["gzip;q=abc"], &["gzip;q"], &["gzip;q=-1"]],
+        );
+        wants(true, &[&[",,gzip,,"]]);
     }
 
     /// `body` gzip-compressed, as the metric state keeps an exposition.
