@@ -121,10 +121,8 @@ fn the_tenant_handle_is_shared_per_name() {
     let m = Metrics::new(&MetricsSettings::default(), "v", "r").unwrap();
     m.tenant("a").token_refresh();
     m.tenant("a").token_refresh();
-    let refreshes = reader(&m)(
-        "sailpoint_exporter_token_refreshes_total",
-        &[("tenant", "a")],
-    );
+    let tenant_a = [("tenant", "a")];
+    let refreshes = reader(&m)("sailpoint_exporter_token_refreshes_total", &tenant_a);
     assert_eq!(refreshes, Some(2.0));
 }
 
@@ -217,33 +215,23 @@ fn a_group_known_from_priming_has_every_series_at_zero() {
         })));
         u.set_pending(std::iter::empty());
     });
-    let mut want = Vec::new();
-    {
-        let l = "source=\"\",status=\"success\",task_name=\"Agg\",tenant=\"a\"";
-        want.push(format!(
-            "sailpoint_task_duration_seconds_bucket{{{l},le=\"60\"}} 0"
-        ));
-        want.push(format!(
-            "sailpoint_task_duration_seconds_bucket{{{l},le=\"+Inf\"}} 0"
-        ));
-        want.push(format!("sailpoint_task_duration_seconds_count{{{l}}} 0"));
-        want.push(format!("sailpoint_task_duration_seconds_sum{{{l}}} 0"));
-    }
+    let zero_histogram = |name: &str, labels: &str, bound: &str| {
+        [
+            format!("{name}_bucket{{{labels},le=\"{bound}\"}} 0"),
+            format!("{name}_bucket{{{labels},le=\"+Inf\"}} 0"),
+            format!("{name}_count{{{labels}}} 0"),
+            format!("{name}_sum{{{labels}}} 0"),
+        ]
+    };
+    let ok = "source=\"\",status=\"success\",task_name=\"Agg\",tenant=\"a\"";
+    let g = "source=\"\",task_name=\"Agg\",tenant=\"a\"";
+    let mut want = Vec::from(zero_histogram("sailpoint_task_duration_seconds", ok, "60"));
+    want.extend(zero_histogram("sailpoint_task_queue_wait_seconds", g, "1"));
     for level in ["error", "warn"] {
         want.push(format!(
-            "sailpoint_task_messages_total{{level=\"{level}\",source=\"\",task_name=\"Agg\",tenant=\"a\"}} 0"
+            "sailpoint_task_messages_total{{level=\"{level}\",{g}}} 0"
         ));
     }
-    let g = "source=\"\",task_name=\"Agg\",tenant=\"a\"";
-    want.push(format!(
-        "sailpoint_task_queue_wait_seconds_bucket{{{g},le=\"1\"}} 0"
-    ));
-    want.push(format!(
-        "sailpoint_task_queue_wait_seconds_bucket{{{g},le=\"+Inf\"}} 0"
-    ));
-    want.push(format!("sailpoint_task_queue_wait_seconds_count{{{g}}} 0"));
-    want.push(format!("sailpoint_task_queue_wait_seconds_sum{{{g}}} 0"));
-    let ok = "source=\"\",status=\"success\",task_name=\"Agg\",tenant=\"a\"";
     want.push(format!(
         "sailpoint_task_last_completed_timestamp_seconds{{{ok}}} 1704067320"
     ));
