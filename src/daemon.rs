@@ -19,8 +19,8 @@ use tokio::sync::{mpsc, watch};
 
 use crate::collector::{self, CollectorHandle, Readiness, Tracker};
 use crate::config::{Overrides, Settings, TenantSettings};
-use crate::http::{self, MetricsSource, ServerConfig};
-use crate::metrics::Metrics;
+use crate::http::{self, ServerConfig};
+use crate::metrics::{Exposition, Format, Metrics, MetricsSource};
 use crate::status::{CliTarget, PageInfo, StatusBoard};
 use crate::storage::Store;
 
@@ -50,16 +50,12 @@ struct ExporterState {
 }
 
 impl MetricsSource for ExporterState {
-    fn render(&self) -> Vec<u8> {
-        self.metrics.render()
+    fn prerendered(&self, format: Format) -> Option<Exposition> {
+        self.metrics.prerendered(format)
     }
 
-    fn prerendered(&self, format: http::Format) -> Option<http::Prerendered> {
-        self.metrics.prerendered(format).map(prerendered)
-    }
-
-    fn rerender(&self, format: http::Format) -> http::Prerendered {
-        prerendered(self.metrics.exposition(format))
+    fn exposition(&self, format: Format) -> Exposition {
+        self.metrics.exposition(format)
     }
 
     fn is_ready(&self) -> bool {
@@ -74,14 +70,6 @@ impl MetricsSource for ExporterState {
             self.ever_ready.store(true, Ordering::Release);
         }
         ready
-    }
-}
-
-fn prerendered(e: crate::metrics::Exposition) -> http::Prerendered {
-    http::Prerendered {
-        format: e.format,
-        text: e.text,
-        gzip: Some(e.gzip),
     }
 }
 

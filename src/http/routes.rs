@@ -20,7 +20,8 @@ use super::access::AccessPolicy;
 use super::encoding;
 use super::landing;
 use super::settings::ServerConfig;
-use super::{Format, MetricsSource, Prerendered, StatusSource};
+use crate::metrics::{Exposition, Format, MetricsSource};
+use crate::status::StatusSource;
 
 /// A response body: bytes at hand, or a kept gzip exposition decoded while it is sent.
 pub type Body = Either<Full<Bytes>, encoding::Gunzip>;
@@ -246,10 +247,9 @@ impl Routes {
     }
 
     /// Serves the exposition in the format the `Accept` header negotiates: the
-    /// pre-rendered one when the source has a current one that fits the client (its gzip
-    /// for a gzip client; its body, or its gzip decoded while sent, for any other);
-    /// otherwise renders or compresses off the async workers, so a large exposition or a
-    /// source holding a lock cannot stall other connections, and the deadline still bites.
+    /// pre-rendered one when the source has a current one, otherwise one rendered off the
+    /// async workers, so a large exposition or a source holding a lock cannot stall other
+    /// connections, and the deadline still bites. See [`choose`] for the body.
     async fn metrics(&self, headers: &HeaderMap) -> Response<Body> {
         let gzip = encoding::wants_gzip(headers);
         let format = Format::negotiate(
@@ -258,30 +258,24 @@ impl Routes {
                 .iter()
                 .filter_map(|value| value.to_str().ok()),
         );
-        let kept = self
-            .source
-            .prerendered(format)
-            .filter(|kept| kept.gzip.is_some() || !gzip && kept.text.is_some());
-        let chosen = match kept {
-            Some(kept) => choose(kept, gzip),
+        let exposition = match self.source.prerendered(format) {
+            Some(kept) => kept,
             None => {
                 let source = Arc::clone(&self.source);
-                let render = move || choose(source.rerender(format), gzip);
-                match tokio::task::spawn_blocking(render).await {
-                    Ok(chosen) => chosen,
+                match tokio::task::spawn_blocking(move || source.exposition(format)).await {
+                    Ok(rendered) => rendered,
                     Err(_) => {
                         tracing::error!("rendering metrics panicked");
-                        None
+                        return text(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "rendering metrics failed\n",
+                        );
                     }
                 }
             }
         };
-        let Some((body, gzipped, served)) = chosen else {
-            return text(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "rendering metrics failed\n",
-            );
-        };
+        let served = exposition.format;
+        let (body, gzipped) = choose(exposition, gzip);
         let mut response = Response::new(body);
         let response_headers = response.headers_mut();
         response_headers.insert(
@@ -296,32 +290,14 @@ impl Routes {
     }
 }
 
-/// The body to send, whether it is gzip, and its format: for a gzip client the kept
-/// gzip, else the body compressed now (the body itself if compression fails); for any
-/// other client the kept body, else the kept gzip decoded while it is sent. None when
-/// there is nothing.
-fn choose(rendered: Prerendered, gzip: bool) -> Option<(Body, bool, Format)> {
-    let format = rendered.format;
-    let chosen = choose_body(rendered, gzip)?;
-    Some((chosen.0, chosen.1, format))
-}
-
-fn choose_body(rendered: Prerendered, gzip: bool) -> Option<(Body, bool)> {
-    let full = |bytes| Either::Left(Full::new(bytes));
-    match (gzip, rendered.gzip, rendered.text) {
-        (true, Some(compressed), _) => Some((full(compressed), true)),
-        (true, None, Some(text)) => Some(match encoding::gzip(&text) {
-            Ok(compressed) => (full(Bytes::from(compressed)), true),
-            Err(error) => {
-                tracing::warn!(%error, "gzip failed; sending uncompressed");
-                (full(text), false)
-            }
-        }),
-        (false, _, Some(text)) => Some((full(text), false)),
-        (false, Some(compressed), None) => {
-            Some((Either::Right(encoding::Gunzip::new(compressed)), false))
-        }
-        (_, None, None) => None,
+/// The body to send and whether it is gzip: the kept gzip for a gzip client; for any
+/// other the kept body, or, when only the gzip is kept (a large exposition), the gzip
+/// decoded while it is sent.
+fn choose(exposition: Exposition, gzip: bool) -> (Body, bool) {
+    match (gzip, exposition.text) {
+        (true, _) => (Either::Left(Full::new(exposition.gzip)), true),
+        (false, Some(text)) => (Either::Left(Full::new(text)), false),
+        (false, None) => (Either::Right(encoding::Gunzip::new(exposition.gzip)), false),
     }
 }
 

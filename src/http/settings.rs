@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::access::AccessPolicy;
+use crate::status::StatusSource;
 
 /// One `POST /-/reload`: the slot the daemon answers with the reload's outcome (an error
 /// message that names the problem when the new configuration was refused).
@@ -41,7 +42,7 @@ pub struct ServerConfig {
     pub reload: Option<tokio::sync::mpsc::Sender<ReloadRequest>>,
     /// The status page: when set, `/` serves it and `/api/v1/status` its JSON, behind the
     /// same access policy as the metrics. `None` keeps the static landing page.
-    pub status: Option<Arc<dyn super::StatusSource>>,
+    pub status: Option<Arc<dyn StatusSource>>,
 }
 
 impl ServerConfig {

@@ -111,72 +111,75 @@ mod tests {
     const PROMETHEUS: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
     const PROMETHEUS_NATIVE: &str = "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited,application/openmetrics-text;version=1.0.0;q=0.8,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
 
-    fn negotiate(values: &[&str]) -> Format {
-        Format::negotiate(values.iter().copied())
+    /// Asserts the format each list of `Accept` values negotiates.
+    fn negotiates(cases: &[(&[&str], Format)]) {
+        for (accept, expected) in cases {
+            let got = Format::negotiate(accept.iter().copied());
+            assert_eq!(got, *expected, "Accept: {accept:?}");
+        }
     }
 
     #[test]
     fn prometheus_gets_openmetrics_by_default_and_protobuf_with_native_histograms() {
-        assert_eq!(negotiate(&[PROMETHEUS]), Format::OpenMetrics);
-        assert_eq!(negotiate(&[PROMETHEUS_NATIVE]), Format::Protobuf);
+        negotiates(&[
+            (&[PROMETHEUS], Format::OpenMetrics),
+            (&[PROMETHEUS_NATIVE], Format::Protobuf),
+        ]);
     }
 
     #[test]
     fn anything_else_gets_the_text_format() {
-        assert_eq!(negotiate(&[]), Format::Text);
-        assert_eq!(negotiate(&["*/*"]), Format::Text);
-        assert_eq!(negotiate(&["text/html, application/json"]), Format::Text);
-        assert_eq!(negotiate(&["text/plain"]), Format::Text);
-        assert_eq!(negotiate(&["text/plain;version=0.0.4"]), Format::Text);
-        assert_eq!(
-            negotiate(&["application/openmetrics-text;version=2.0.0"]),
-            Format::Text
-        );
-        assert_eq!(
-            negotiate(&[
-                "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=text"
-            ]),
-            Format::Text
-        );
-        assert_eq!(
-            negotiate(&["application/vnd.google.protobuf"]),
-            Format::Text
-        );
+        negotiates(&[
+            (&[], Format::Text),
+            (&["*/*"], Format::Text),
+            (&["text/html, application/json"], Format::Text),
+            (&["text/plain"], Format::Text),
+            (&["text/plain;version=0.0.4"], Format::Text),
+            (
+                &["application/openmetrics-text;version=2.0.0"],
+                Format::Text,
+            ),
+            (
+                &[
+                    "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=text",
+                ],
+                Format::Text,
+            ),
+            (&["application/vnd.google.protobuf"], Format::Text),
+        ]);
     }
 
     #[test]
     fn weights_order_the_entries_and_zero_refuses() {
-        assert_eq!(
-            negotiate(&["text/plain;q=0.9, application/openmetrics-text"]),
-            Format::OpenMetrics
-        );
-        assert_eq!(
-            negotiate(&[
-                "application/openmetrics-text;q=0.4",
-                "text/plain;version=0.0.4;q=0.5"
-            ]),
-            Format::Text
-        );
-        assert_eq!(
-            negotiate(&["application/openmetrics-text;q=0"]),
-            Format::Text
-        );
-        // Equal weights: the first entry wins.
-        assert_eq!(
-            negotiate(&["text/plain, application/openmetrics-text"]),
-            Format::Text
-        );
+        negotiates(&[
+            (
+                &["text/plain;q=0.9, application/openmetrics-text"],
+                Format::OpenMetrics,
+            ),
+            (
+                &[
+                    "application/openmetrics-text;q=0.4",
+                    "text/plain;version=0.0.4;q=0.5",
+                ],
+                Format::Text,
+            ),
+            (&["application/openmetrics-text;q=0"], Format::Text),
+            // Equal weights: the first entry wins.
+            (&["text/plain, application/openmetrics-text"], Format::Text),
+        ]);
     }
 
     #[test]
     fn malformed_entries_are_skipped() {
-        assert_eq!(
-            negotiate(&["application/openmetrics-text;q=abc, ;;, text/plain;q=2"]),
-            Format::Text
-        );
-        assert_eq!(
-            negotiate(&["garbage;=, application/openmetrics-text ; version = 1.0.0"]),
-            Format::OpenMetrics
-        );
+        negotiates(&[
+            (
+                &["application/openmetrics-text;q=abc, ;;, text/plain;q=2"],
+                Format::Text,
+            ),
+            (
+                &["garbage;=, application/openmetrics-text ; version = 1.0.0"],
+                Format::OpenMetrics,
+            ),
+        ]);
     }
 }

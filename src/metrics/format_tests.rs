@@ -44,6 +44,16 @@ fn families(bytes: &[u8]) -> Vec<MetricFamily> {
     out
 }
 
+/// The first series of histogram family `name` in `m`'s protobuf exposition.
+fn histogram(m: &Metrics, name: &str) -> super::protobuf::Histogram {
+    families(&m.render_as(Format::Protobuf))
+        .into_iter()
+        .find(|f| f.name.as_deref() == Some(name))
+        .and_then(|f| f.metric.into_iter().next())
+        .and_then(|m| m.histogram)
+        .unwrap()
+}
+
 const COMPLETED: &str = "sailpoint_tasks_completed_total{source=\"\",status=\"success\",task_name=\"Agg\",tenant=\"a\"}";
 const BUCKET_60: &str = "sailpoint_task_duration_seconds_bucket{source=\"\",status=\"success\",task_name=\"Agg\",tenant=\"a\",le=\"60.0\"}";
 
@@ -51,8 +61,8 @@ const BUCKET_60: &str = "sailpoint_task_duration_seconds_bucket{source=\"\",stat
 fn openmetrics_carries_the_last_counted_task_on_the_counter_and_its_bucket() {
     let m = metrics();
     let t = m.tenant("a");
-    t.record_completion(&task("first", "Agg", "2024-01-01T00:01:00Z"));
-    t.record_completion(&task("second", "Agg", "2024-01-01T00:01:00.250Z"));
+    t.apply(|u| u.record_completion(&task("first", "Agg", "2024-01-01T00:01:00Z")));
+    t.apply(|u| u.record_completion(&task("second", "Agg", "2024-01-01T00:01:00.250Z")));
     let text = openmetrics(&m);
     assert_eq!(
         line(&text, COMPLETED),
@@ -77,9 +87,9 @@ fn openmetrics_carries_the_last_counted_task_on_the_counter_and_its_bucket() {
 fn protobuf_joins_every_tenant_into_one_family_with_exemplars_and_native_buckets() {
     let m = metrics();
     m.tenant("a")
-        .record_completion(&task("ta", "Agg", "2024-01-01T00:01:00Z"));
+        .apply(|u| u.record_completion(&task("ta", "Agg", "2024-01-01T00:01:00Z")));
     m.tenant("b")
-        .record_completion(&task("tb", "Agg", "2024-01-01T00:00:31Z"));
+        .apply(|u| u.record_completion(&task("tb", "Agg", "2024-01-01T00:00:31Z")));
     let all = families(&m.render_as(Format::Protobuf));
     let named = |name: &str| {
         all.iter()
@@ -163,16 +173,8 @@ fn protobuf_writes_the_inf_bucket_only_to_carry_its_exemplar() {
     let m = metrics();
     // Two days: past the last default bound (one day).
     m.tenant("a")
-        .record_completion(&task("long", "Agg", "2024-01-03T00:00:30Z"));
-    let all = families(&m.render_as(Format::Protobuf));
-    let buckets = |name: &str| {
-        all.iter()
-            .find(|f| f.name.as_deref() == Some(name))
-            .and_then(|f| f.metric.first())
-            .and_then(|m| m.histogram.clone())
-            .unwrap()
-            .bucket
-    };
+        .apply(|u| u.record_completion(&task("long", "Agg", "2024-01-03T00:00:30Z")));
+    let buckets = |name: &str| histogram(&m, name).bucket;
     let duration = buckets("sailpoint_task_duration_seconds");
     let last = duration.last().unwrap();
     assert_eq!(last.upper_bound, Some(f64::INFINITY));
@@ -195,9 +197,9 @@ fn protobuf_writes_the_inf_bucket_only_to_carry_its_exemplar() {
 fn each_format_catches_up_with_changes_another_format_rendered_first() {
     let m = metrics();
     let t = m.tenant("a");
-    t.record_completion(&task("one", "Agg", "2024-01-01T00:01:00Z"));
+    t.apply(|u| u.record_completion(&task("one", "Agg", "2024-01-01T00:01:00Z")));
     assert!(openmetrics(&m).contains(&format!("{COMPLETED} 1 #")));
-    t.record_completion(&task("two", "Agg", "2024-01-01T00:02:00Z"));
+    t.apply(|u| u.record_completion(&task("two", "Agg", "2024-01-01T00:02:00Z")));
     // The text format takes the change first; OpenMetrics must still see it.
     assert!(
         String::from_utf8(m.render())
@@ -215,7 +217,7 @@ fn each_format_catches_up_with_changes_another_format_rendered_first() {
 fn only_the_formats_a_scrape_asked_for_are_kept_rendered() {
     let m = metrics();
     m.tenant("a")
-        .poll_failed(PollList::Pending, Duration::from_millis(1));
+        .apply(|u| u.poll_failed(PollList::Pending, Duration::from_millis(1)));
     assert_eq!(m.cache.asked(), vec![Format::Text]);
     assert!(m.prerendered(Format::Protobuf).is_none());
     assert_eq!(m.cache.asked(), vec![Format::Text, Format::Protobuf]);
@@ -232,20 +234,14 @@ fn only_the_formats_a_scrape_asked_for_are_kept_rendered() {
 fn exemplars_and_native_buckets_survive_the_state_file() {
     let m = metrics();
     m.tenant("a")
-        .record_completion(&task("kept", "Agg", "2024-01-01T00:01:00Z"));
+        .apply(|u| u.record_completion(&task("kept", "Agg", "2024-01-01T00:01:00Z")));
     let saved: TenantState =
         serde_json::from_slice(&serde_json::to_vec(&m.tenant("a").snapshot()).unwrap()).unwrap();
     let fresh = metrics();
     fresh.restore("a", saved);
     let text = openmetrics(&fresh);
     assert!(line(&text, COMPLETED).ends_with("1 # {task_id=\"kept\"} 1 1704067260.000"));
-    let all = families(&fresh.render_as(Format::Protobuf));
-    let h = all
-        .iter()
-        .find(|f| f.name.as_deref() == Some("sailpoint_task_duration_seconds"))
-        .and_then(|f| f.metric.first())
-        .and_then(|m| m.histogram.clone())
-        .unwrap();
+    let h = histogram(&fresh, "sailpoint_task_duration_seconds");
     assert_eq!(h.positive_delta.iter().sum::<i64>(), 1);
 }
 
@@ -253,7 +249,7 @@ fn exemplars_and_native_buckets_survive_the_state_file() {
 fn a_state_file_without_native_buckets_gets_them_from_the_classic_ones() {
     let m = metrics();
     m.tenant("a")
-        .record_completion(&task("old", "Agg", "2024-01-01T00:01:00Z"));
+        .apply(|u| u.record_completion(&task("old", "Agg", "2024-01-01T00:01:00Z")));
     let mut json = serde_json::to_value(m.tenant("a").snapshot()).unwrap();
     let text = json.to_string();
     assert!(text.contains("\"native\""));
@@ -261,13 +257,7 @@ fn a_state_file_without_native_buckets_gets_them_from_the_classic_ones() {
     strip(&mut json, "exemplars");
     let fresh = metrics();
     fresh.restore("a", serde_json::from_value(json).unwrap());
-    let all = families(&fresh.render_as(Format::Protobuf));
-    let h = all
-        .iter()
-        .find(|f| f.name.as_deref() == Some("sailpoint_task_duration_seconds"))
-        .and_then(|f| f.metric.first())
-        .and_then(|m| m.histogram.clone())
-        .unwrap();
+    let h = histogram(&fresh, "sailpoint_task_duration_seconds");
     assert_eq!(h.sample_count, Some(1));
     // 30 s went to the classic 30 s bucket; its native stand-in is the bucket of 30 s.
     assert_eq!(h.positive_delta, vec![1]);

@@ -7,9 +7,14 @@
 //! - [`values`]: a tenant's series as plain data (serialisable, for `storage.path`),
 //!   with exemplars and [`native`] histogram buckets;
 //! - [`state`]: a tenant's state and the typed [`Update`]s a poll applies to it;
+//! - [`tenant`]: a tenant's update handle, [`TenantMetrics`], which applies them in one
+//!   step and notes which families changed (beside the state, not in the persisted
+//!   values); [`rules`]: the label limits and bucket layouts all tenants share;
 //! - [`render`]: snapshots → text, written directly for the families that changed and
-//!   kept compressed, per [`Format`] (Prometheus text, [`openmetrics`], [`protobuf`]);
-//!   the `prometheus` crate supplies the process metrics;
+//!   kept compressed, per [`Format`] ([`text`], [`openmetrics`], [`protobuf`]); the
+//!   `prometheus` crate supplies the process metrics;
+//! - [`source`]: the one [`Exposition`] type and the [`MetricsSource`] trait the HTTP
+//!   server reads (defined here, so the arrow runs metrics → http);
 //! - [`deflate`]: separately compressed pieces joined into one gzip stream;
 //! - the unit tests read the text format back with `test_support::exposition`
 //!   (crates/test-support).
@@ -24,7 +29,11 @@ pub mod normalize;
 pub mod openmetrics;
 pub mod protobuf;
 pub mod render;
+pub mod rules;
+pub mod source;
 pub mod state;
+pub mod tenant;
+pub mod text;
 pub mod values;
 
 use std::collections::BTreeMap;
@@ -36,15 +45,15 @@ use chrono::{DateTime, Utc};
 use prometheus::Registry;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{MetricsSettings, Rewrite};
+use crate::config::MetricsSettings;
 use crate::sailpoint::model::TaskStatus;
-use crate::sailpoint::tolerant::RecordFault;
-use crate::sailpoint::{ApiObserver, RetryReason};
 
 pub use catalogue::API_DURATION_BUCKETS;
 pub use format::Format;
-pub use render::Exposition;
+pub use rules::Rules;
+pub use source::{Exposition, MetricsSource};
 pub use state::{TenantState, Update};
+pub use tenant::TenantMetrics;
 
 /// Label value of the group that absorbs everything beyond `max_groups`.
 pub const OTHER: &str = "other";
@@ -93,77 +102,6 @@ impl Group {
         Group {
             task_name: OTHER.to_string(),
             source: OTHER.to_string(),
-        }
-    }
-}
-
-/// Label rules and bucket layouts shared by all tenants.
-#[derive(Debug)]
-pub struct Rules {
-    max_groups: usize,
-    max_pending_task_series: usize,
-    rewrites: Vec<Rewrite>,
-    duration_buckets: Vec<f64>,
-    queue_wait_buckets: Vec<f64>,
-    max_return_attributes: usize,
-    /// [`catalogue::DURATION`], or [`catalogue::DURATION_BY_GROUP`] without `status`.
-    duration: &'static catalogue::Family,
-}
-
-impl Rules {
-    fn new(settings: &MetricsSettings) -> Rules {
-        Rules {
-            max_groups: settings.max_groups.max(1),
-            max_pending_task_series: settings.max_pending_task_series,
-            rewrites: settings.task_name_rewrites.clone(),
-            duration_buckets: settings.duration_buckets.clone(),
-            queue_wait_buckets: settings.queue_wait_buckets.clone(),
-            max_return_attributes: settings.max_return_attributes,
-            duration: if settings.duration_by_status {
-                &catalogue::DURATION
-            } else {
-                &catalogue::DURATION_BY_GROUP
-            },
-        }
-    }
-
-    /// The family served under `family`'s name: the configured duration histogram for
-    /// [`catalogue::DURATION`], `family` itself otherwise.
-    pub fn family(&self, family: &'static catalogue::Family) -> &'static catalogue::Family {
-        if family.name == catalogue::DURATION.name {
-            self.duration
-        } else {
-            family
-        }
-    }
-
-    /// The tenant families as served, in catalogue order (see [`Rules::family`]).
-    pub fn tenant_families(&self) -> impl Iterator<Item = &'static catalogue::Family> + '_ {
-        catalogue::tenant_families().map(|f| self.family(f))
-    }
-
-    /// The duration histogram's label values after `tenant` for a task of `group`
-    /// that ended with `status`.
-    fn duration_labels<'l>(&self, group: &'l Group, status: &'l str) -> Vec<&'l str> {
-        let mut labels = vec![group.task_name.as_str(), group.source.as_str()];
-        if self.duration.labels.contains(&"status") {
-            labels.push(status);
-        }
-        labels
-    }
-
-    /// Distinct result attributes a group may have as labels of their own.
-    pub fn max_return_attributes(&self) -> usize {
-        self.max_return_attributes
-    }
-
-    /// The upper bounds of a histogram family's buckets (empty for other families).
-    pub fn bounds(&self, buckets: catalogue::Buckets) -> &[f64] {
-        match buckets {
-            catalogue::Buckets::None => &[],
-            catalogue::Buckets::TaskDuration => &self.duration_buckets,
-            catalogue::Buckets::QueueWait => &self.queue_wait_buckets,
-            catalogue::Buckets::ApiDuration => &API_DURATION_BUCKETS,
         }
     }
 }
@@ -352,14 +290,8 @@ impl Metrics {
         tenants
             .entry(name.to_string())
             .or_insert_with(|| {
-                let handle = TenantMetrics {
-                    tenant: name.to_string(),
-                    rules: Arc::clone(&self.rules),
-                    state: Arc::new(Mutex::new(TenantState::default())),
-                    changes: Arc::clone(&self.changes),
-                    text: Arc::default(),
-                    held: Arc::default(),
-                };
+                let handle =
+                    TenantMetrics::new(name, Arc::clone(&self.rules), Arc::clone(&self.changes));
                 handle.apply(|u| u.start());
                 handle
             })
@@ -392,60 +324,6 @@ impl Metrics {
     }
 }
 
-/// One tenant's update handle; cheap to clone. Also the client's [`ApiObserver`].
-#[derive(Clone)]
-pub struct TenantMetrics {
-    tenant: String,
-    rules: Arc<Rules>,
-    state: Arc<Mutex<TenantState>>,
-    changes: Arc<Changes>,
-    /// The tenant's series as last rendered, a compressed piece per family.
-    text: Arc<Mutex<render::TenantText>>,
-    /// With a state file ([`TenantMetrics::hold_telemetry`]): the client's telemetry
-    /// observed since the last applied step, applied with the next one (which is
-    /// written first), so no counter is served before it is on disk.
-    held: Arc<Mutex<Option<Vec<Observed>>>>,
-}
-
-/// One piece of the client's telemetry (see [`ApiObserver`]).
-#[derive(Debug, Clone)]
-enum Observed {
-    Request {
-        operation: String,
-        code: String,
-        elapsed: Duration,
-    },
-    Retry(RetryReason),
-    TokenRefresh,
-    InvalidRecord {
-        operation: String,
-        fault: RecordFault,
-    },
-}
-
-impl Observed {
-    fn apply(&self, u: &mut Update<'_>) {
-        match self {
-            Observed::Request {
-                operation,
-                code,
-                elapsed,
-            } => u.request(operation, code, *elapsed),
-            Observed::Retry(reason) => u.retry(*reason),
-            Observed::TokenRefresh => u.token_refresh(),
-            Observed::InvalidRecord { operation, fault } => u.invalid_record(operation, *fault),
-        }
-    }
-}
-
-impl std::fmt::Debug for TenantMetrics {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TenantMetrics")
-            .field("tenant", &self.tenant)
-            .finish_non_exhaustive()
-    }
-}
-
 /// When a finished task ended: `completed`, else `modified` (a task with a status but no
 /// `completed`), else None.
 pub fn task_end(task: &TaskStatus) -> Option<DateTime<Utc>> {
@@ -459,190 +337,6 @@ pub fn task_duration(task: &TaskStatus) -> f64 {
     match task_end(task) {
         Some(end) => state::span(task.launched.as_ref().unwrap_or(&task.created), &end),
         None => 0.0,
-    }
-}
-
-impl TenantMetrics {
-    /// The tenant label value.
-    pub fn tenant(&self) -> &str {
-        &self.tenant
-    }
-
-    fn lock(&self) -> MutexGuard<'_, TenantState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Applies `change` in one step under the tenant's lock: a scrape sees the state
-    /// before it or after it, never half of it. The pre-rendered exposition is renewed.
-    /// Telemetry held since the last step is applied first.
-    pub fn apply<R>(&self, change: impl FnOnce(&mut Update<'_>) -> R) -> R {
-        self.apply_step(true, change)
-    }
-
-    /// [`TenantMetrics::apply`] for a gauge set in the middle of a poll: held telemetry
-    /// stays held (it is served only with the poll's step, after that is written).
-    fn apply_gauge(&self, change: impl FnOnce(&mut Update<'_>)) {
-        self.apply_step(false, change)
-    }
-
-    fn apply_step<R>(&self, with_held: bool, change: impl FnOnce(&mut Update<'_>) -> R) -> R {
-        let result = {
-            let mut state = self.lock();
-            let held = if with_held {
-                self.take_held()
-            } else {
-                Vec::new()
-            };
-            let mut update = Update::new(&mut state, &self.rules);
-            for observed in &held {
-                observed.apply(&mut update);
-            }
-            change(&mut update)
-        };
-        self.changes.mark();
-        result
-    }
-
-    /// The state `apply(change)` would make, without making it (nothing is served): the
-    /// poller writes it to the state file first, then applies `change` for real, so a
-    /// scrape never sees a value a crash could take back. The same `change` must give the
-    /// same state both times (it reads no clock).
-    pub fn staged(&self, change: impl FnOnce(&mut Update<'_>)) -> TenantState {
-        let mut copy = self.lock().clone();
-        let held = self.held_copy();
-        let mut update = Update::new(&mut copy, &self.rules);
-        for observed in &held {
-            observed.apply(&mut update);
-        }
-        change(&mut update);
-        copy
-    }
-
-    /// From now on the client's telemetry waits for the next applied step instead of
-    /// being applied at once (see [`TenantMetrics::staged`]); for tenants with a state
-    /// file.
-    pub fn hold_telemetry(&self) {
-        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-        held.get_or_insert_with(Vec::new);
-    }
-
-    fn take_held(&self) -> Vec<Observed> {
-        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-        held.as_mut().map(std::mem::take).unwrap_or_default()
-    }
-
-    fn held_copy(&self) -> Vec<Observed> {
-        let held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-        held.clone().unwrap_or_default()
-    }
-
-    /// Telemetry between polls (API requests, retries, token refreshes): applied now,
-    /// showing at the next applied poll or process-metrics refresh — or, when held
-    /// ([`TenantMetrics::hold_telemetry`]), kept for the next applied step.
-    fn observe(&self, observed: Observed) {
-        {
-            let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(held) = held.as_mut() {
-                held.push(observed);
-                return;
-            }
-        }
-        let mut state = self.lock();
-        observed.apply(&mut Update::new(&mut state, &self.rules));
-    }
-
-    /// A copy of the tenant's state, consistent as of the last applied step plus the
-    /// telemetry held since (for the state file).
-    pub fn snapshot(&self) -> TenantState {
-        self.staged(|_| {})
-    }
-
-    /// Reads the state under the lock (rendering, which also takes the record of which
-    /// families changed).
-    fn with_state<R>(&self, f: impl FnOnce(&mut TenantState, &Rules) -> R) -> R {
-        let mut state = self.lock();
-        f(&mut state, &self.rules)
-    }
-
-    /// The labels a task is reported under, after normalisation and the cardinality
-    /// guard; `true` when the task was folded into `other`.
-    pub fn group_of(&self, task: &TaskStatus) -> (Group, bool) {
-        self.apply(|u| u.group_of(task))
-    }
-
-    /// Counts one completed task (see [`Update::record_completion`]).
-    pub fn record_completion(&self, task: &TaskStatus) {
-        self.apply(|u| u.record_completion(task));
-    }
-
-    /// Startup backlog (see [`Update::record_primed`]).
-    pub fn record_primed(&self, task: &TaskStatus) {
-        self.apply(|u| u.record_primed(task));
-    }
-
-    /// Replaces the pending gauges with this snapshot (see [`Update::set_pending`]).
-    pub fn set_pending<'a>(&self, tasks: impl IntoIterator<Item = &'a TaskStatus>) {
-        self.apply(|u| u.set_pending(tasks));
-    }
-
-    /// A poll of `list` succeeded at `at` after `elapsed`.
-    pub fn poll_succeeded(&self, list: PollList, at: DateTime<Utc>, elapsed: Duration) {
-        self.apply(|u| u.poll_succeeded(list, at, elapsed));
-    }
-
-    /// A poll of `list` failed after `elapsed`; nothing of it was applied.
-    pub fn poll_failed(&self, list: PollList, elapsed: Duration) {
-        self.apply(|u| u.poll_failed(list, elapsed));
-    }
-
-    /// Sizes of the tracker's pending set and dedupe set.
-    pub fn set_tracked(&self, pending: usize, recent: usize) {
-        self.apply(|u| u.set_tracked(pending, recent));
-    }
-
-    /// The tenant's clock minus the exporter's, in seconds.
-    pub fn set_clock_skew(&self, seconds: f64) {
-        self.apply_gauge(|u| u.set_clock_skew(seconds));
-    }
-
-    /// `n` departed tasks were set aside after repeated failed lookups.
-    pub fn lookups_set_aside(&self, n: usize) {
-        self.apply(|u| u.lookups_set_aside(n));
-    }
-
-    /// One completed read met an unsorted page and read the whole list.
-    pub fn unsorted_read(&self) {
-        self.apply(|u| u.unsorted_read());
-    }
-
-    /// Whether exactly-once counting is currently given up (see the family's help).
-    pub fn set_counting_degraded(&self, degraded: bool) {
-        self.apply_gauge(|u| u.set_counting_degraded(degraded));
-    }
-}
-
-impl ApiObserver for TenantMetrics {
-    fn request(&self, operation: &str, code: &str, elapsed: Duration) {
-        self.observe(Observed::Request {
-            operation: operation.to_string(),
-            code: code.to_string(),
-            elapsed,
-        });
-    }
-
-    fn retry(&self, reason: RetryReason) {
-        self.observe(Observed::Retry(reason));
-    }
-
-    fn token_refresh(&self) {
-        self.observe(Observed::TokenRefresh);
-    }
-
-    fn invalid_record(&self, operation: &str, fault: RecordFault) {
-        self.observe(Observed::InvalidRecord {
-            operation: operation.to_string(),
-            fault,
-        });
     }
 }
 

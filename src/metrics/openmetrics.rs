@@ -2,13 +2,13 @@
 //! counter families are named without `_total` in HELP and TYPE (the samples keep it),
 //! histogram bounds are floats (`1.0`), samples may carry an exemplar (` # {task_id="…"}
 //! value timestamp`), and the exposition ends with `# EOF`. The series themselves are
-//! written by [`render`](super::render), shared with the text format.
+//! written by [`text`](super::text), shared with the text format.
 
 use std::fmt::Write as _;
 
 use super::catalogue::{Family, Kind, POLLED};
-use super::render::{escape, number};
 use super::state::Exemplar;
+use super::text::{Samples, escape, number};
 
 /// The last line of an OpenMetrics exposition.
 pub const EOF: &str = "# EOF\n";
@@ -25,6 +25,13 @@ pub fn header(family: &Family) -> String {
         family.kind.as_str()
     )
 }
+
+/// How OpenMetrics writes a series' samples: bounds as floats, exemplars after the
+/// samples that have one.
+pub(super) const SAMPLES: Samples = Samples {
+    bound: float,
+    exemplar: Some(exemplar),
+};
 
 /// A number as OpenMetrics writes bucket bounds: integral values with `.0`.
 pub fn float(v: f64) -> String {

@@ -10,24 +10,22 @@
 //! A format is rendered only once some scrape asked for it: until then no tenant keeps
 //! pieces of it and the background renderer leaves it alone (the text format is always
 //! kept). The formats differ only in how one family of one tenant is written: the text
-//! formats here, [`protobuf`] for protobuf.
+//! formats by [`text`], [`protobuf`] for protobuf.
 
-use std::io::Read as _;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use std::fmt::Write as _;
-
 use bytes::Bytes;
 use prometheus::{Encoder, TextEncoder};
 
-use super::catalogue::{Family, POLLED};
+use super::catalogue::Family;
 use super::deflate::{self, Compressor, Piece};
 use super::format::Format;
-use super::state::{Exemplar, TenantState, Value};
+use super::source::{Exposition, KEEP_TEXT_UP_TO, decode};
+use super::state::TenantState;
 use super::values::Changed;
-use super::{Metrics, Rules, TenantMetrics, openmetrics, protobuf};
+use super::{Metrics, Rules, TenantMetrics, openmetrics, protobuf, text};
 
 /// How old the process metrics of the pre-rendered exposition may get: the background
 /// renderer renders at least this often.
@@ -36,39 +34,6 @@ pub const PROCESS_REFRESH: Duration = Duration::from_secs(5);
 /// A pre-rendered exposition is served at most this old (twice the refresh, so a
 /// renderer that is a little late does not push the rendering onto a scrape).
 const MAX_AGE: Duration = Duration::from_secs(10);
-
-/// Up to this size the body is also kept decoded (so small expositions are served
-/// plain without decoding); a larger one is decoded while it is sent, never held whole.
-pub const KEEP_TEXT_UP_TO: u64 = 1024 * 1024;
-
-/// One rendering of the whole exposition in one format, cheap to clone.
-#[derive(Debug, Clone)]
-pub struct Exposition {
-    /// The format of the body.
-    pub format: Format,
-    /// The body, gzip-compressed.
-    pub gzip: Bytes,
-    /// The same body uncompressed (text, or protobuf bytes), when it is at most
-    /// [`KEEP_TEXT_UP_TO`] bytes.
-    pub text: Option<Bytes>,
-}
-
-impl Exposition {
-    /// The body, decoded from the gzip stream unless it is kept already.
-    pub fn decoded(&self) -> std::io::Result<Bytes> {
-        if let Some(text) = &self.text {
-            return Ok(text.clone());
-        }
-        decode(&self.gzip, 0)
-    }
-}
-
-/// The body `gzip` encodes; `size` (its length, when known) sizes the buffer at once.
-fn decode(gzip: &[u8], size: usize) -> std::io::Result<Bytes> {
-    let mut text = Vec::with_capacity(size);
-    flate2::read::GzDecoder::new(gzip).read_to_end(&mut text)?;
-    Ok(Bytes::from(text))
-}
 
 struct Rendered {
     applied: u64,
@@ -237,8 +202,7 @@ fn refresh(
     compressor: &mut Compressor,
 ) -> Vec<Option<Piece>> {
     let mut text = handle.text.lock().unwrap_or_else(|p| p.into_inner());
-    let written: Vec<(usize, Vec<u8>)> = handle.with_state(|state, rules| {
-        let changed = state.values.take_changed();
+    let written: Vec<(usize, Vec<u8>)> = handle.with_changes(|state, changed, rules| {
         for kept in &mut text.formats {
             kept.stale.merge(&changed);
         }
@@ -282,14 +246,12 @@ fn write(
         return out;
     }
     let mut text = String::new();
-    append(
-        family,
-        tenant,
-        state,
-        rules,
-        format == Format::OpenMetrics,
-        &mut text,
-    );
+    let samples = if format == Format::OpenMetrics {
+        &openmetrics::SAMPLES
+    } else {
+        &text::PLAIN
+    };
+    text::append(family, tenant, state, rules, samples, &mut text);
     text.into_bytes()
 }
 
@@ -303,20 +265,9 @@ pub(super) fn headers(rules: &Rules) -> Headers {
             .map(|family| compressor.piece(header(family).as_bytes()))
             .collect()
     };
-    let text = pieces(header);
+    let text = pieces(text::header);
     let openmetrics = pieces(openmetrics::header);
     [text, openmetrics, Vec::new()]
-}
-
-/// A tenant family's HELP and TYPE lines.
-fn header(family: &Family) -> String {
-    format!(
-        "# HELP {} {}\n# TYPE {} {}\n",
-        family.name,
-        escape(&format!("{} {POLLED}", family.help), false),
-        family.name,
-        family.kind.as_str()
-    )
 }
 
 /// The process-wide families, encoded from the `prometheus` registry: by the crate
@@ -337,131 +288,5 @@ fn process(metrics: &Metrics, format: Format) -> Vec<u8> {
         }
         Format::OpenMetrics => openmetrics::process(&families).into_bytes(),
         Format::Protobuf => protobuf::process(&families),
-    }
-}
-
-/// Writes one tenant's series of `family` in the text format, or in OpenMetrics (bucket
-/// bounds as OpenMetrics floats, exemplars after the samples that have one).
-fn append(
-    family: &Family,
-    tenant: &str,
-    state: &TenantState,
-    rules: &Rules,
-    openmetrics: bool,
-    out: &mut String,
-) {
-    let Some(series) = state.values.series(family) else {
-        return;
-    };
-    let bounds = rules.bounds(family.buckets);
-    let bound = if openmetrics {
-        openmetrics::float
-    } else {
-        number
-    };
-    let exemplar = |e: Option<&Exemplar>| match e {
-        Some(e) if openmetrics => openmetrics::exemplar(e),
-        _ => String::new(),
-    };
-    for (labels, value) in &series.0 {
-        if labels.len() + 1 != family.labels.len() {
-            continue;
-        }
-        let pairs = label_pairs(family, tenant, labels);
-        let name = family.name;
-        match value {
-            Value::Counter(c) => {
-                let e = exemplar(state.values.exemplar(family, labels));
-                let _ = writeln!(out, "{name}{{{pairs}}} {c}{e}");
-            }
-            Value::Sum(v) | Value::Gauge(v) => {
-                let _ = writeln!(out, "{name}{{{pairs}}} {}", number(*v));
-            }
-            Value::Histogram(h) => {
-                let sep = if pairs.is_empty() { "" } else { "," };
-                let mut cumulative = 0u64;
-                for (index, (upper, count)) in bounds.iter().zip(&h.counts).enumerate() {
-                    cumulative = cumulative.saturating_add(*count);
-                    let e = exemplar(h.exemplar(index));
-                    let _ = writeln!(
-                        out,
-                        "{name}_bucket{{{pairs}{sep}le=\"{}\"}} {cumulative}{e}",
-                        bound(*upper)
-                    );
-                }
-                let e = exemplar(h.exemplar(bounds.len()));
-                let _ = writeln!(
-                    out,
-                    "{name}_bucket{{{pairs}{sep}le=\"+Inf\"}} {}{e}",
-                    h.count
-                );
-                let _ = writeln!(out, "{name}_sum{{{pairs}}} {}", number(h.sum));
-                let _ = writeln!(out, "{name}_count{{{pairs}}} {}", h.count);
-            }
-        }
-    }
-}
-
-/// The label pairs of a series, in name order like the `prometheus` crate writes them.
-fn label_pairs(family: &Family, tenant: &str, labels: &[String]) -> String {
-    let mut named: Vec<(&str, &str)> = family
-        .labels
-        .iter()
-        .copied()
-        .zip(std::iter::once(tenant).chain(labels.iter().map(String::as_str)))
-        .collect();
-    named.sort_unstable_by_key(|(name, _)| *name);
-    let mut pairs = String::new();
-    for (name, value) in named {
-        if !pairs.is_empty() {
-            pairs.push(',');
-        }
-        let _ = write!(pairs, "{name}=\"{}\"", escape(value, true));
-    }
-    pairs
-}
-
-/// A sample value or bucket bound as the text format writes it.
-pub(super) fn number(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".to_string()
-    } else if v.is_infinite() {
-        if v > 0.0 { "+Inf" } else { "-Inf" }.to_string()
-    } else {
-        v.to_string()
-    }
-}
-
-/// Escapes a label value (backslash, double quote, newline) or a HELP text (backslash,
-/// newline).
-pub(super) fn escape(s: &str, quote: bool) -> std::borrow::Cow<'_, str> {
-    if !(s.contains(['\\', '\n']) || quote && s.contains('"')) {
-        return std::borrow::Cow::Borrowed(s);
-    }
-    let mut out = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '"' if quote => out.push_str("\\\""),
-            c => out.push(c),
-        }
-    }
-    std::borrow::Cow::Owned(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn label_values_and_help_are_escaped_as_the_text_format_requires() {
-        assert_eq!(escape("plain", true), "plain");
-        assert_eq!(escape("a\"b\\c\nd", true), "a\\\"b\\\\c\\nd");
-        assert_eq!(escape("say \"hi\"\n", false), "say \"hi\"\\n");
-        assert_eq!(number(f64::INFINITY), "+Inf");
-        assert_eq!(number(f64::NEG_INFINITY), "-Inf");
-        assert_eq!(number(0.1), "0.1");
-        assert_eq!(number(86400.0), "86400");
     }
 }

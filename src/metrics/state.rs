@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::catalogue as cat;
 use super::values::pairs;
+use super::values::{Changed, Writer};
 pub use super::values::{Exemplar, Histogram, Labels, Series, Value, Values};
 use super::{
     Group, MAX_UNKNOWN_STATUSES, OTHER, PollList, Rules, normalize, task_duration, task_end,
@@ -65,6 +66,8 @@ pub const SELECTED_CODES: [&str; 1] = ["429"];
 /// The typed changes of a tenant's state, applied inside [`super::TenantMetrics::apply`].
 pub struct Update<'a> {
     state: &'a mut TenantState,
+    /// The families this update changed, for the exposition.
+    changed: &'a mut Changed,
     rules: &'a Rules,
 }
 
@@ -92,14 +95,27 @@ pub const ZERO_DURATION_STATUS: &str = "success";
 pub const SET_ASIDE_REASONS: [&str; 5] = ["corrupt", "foreign", "version", "too_old", "unreadable"];
 
 impl<'a> Update<'a> {
-    pub(super) fn new(state: &'a mut TenantState, rules: &'a Rules) -> Update<'a> {
-        Update { state, rules }
+    pub(super) fn new(
+        state: &'a mut TenantState,
+        changed: &'a mut Changed,
+        rules: &'a Rules,
+    ) -> Update<'a> {
+        Update {
+            state,
+            changed,
+            rules,
+        }
+    }
+
+    /// The values, for one change.
+    fn values(&mut self) -> Writer<'_> {
+        Writer::new(&mut self.state.values, self.changed)
     }
 
     /// A new tenant: `up 0`, and the counters alerts take `increase()` of at 0 so the
     /// first poll error or 429 is a visible increase, not a new series at 1.
     pub(super) fn start(&mut self) {
-        let v = &mut self.state.values;
+        let mut v = Writer::new(&mut self.state.values, self.changed);
         v.set(&cat::UP, &[], 0.0);
         for list in [PollList::Pending, PollList::Completed] {
             v.touch_counter(&cat::POLL_ERRORS, &[list.as_str()]);
@@ -147,6 +163,7 @@ impl<'a> Update<'a> {
             );
         }
         *self.state = state;
+        *self.changed = Changed::default();
         self.state.pending_ok = false;
         self.state.completed_ok = false;
         self.start();
@@ -158,7 +175,7 @@ impl<'a> Update<'a> {
 
     /// `storage.path` is set: its counters exist at 0 from the start.
     pub fn storage_enabled(&mut self) {
-        let v = &mut self.state.values;
+        let mut v = Writer::new(&mut self.state.values, self.changed);
         v.touch_counter(&cat::STATE_WRITES_FAILED, &[]);
         for reason in SET_ASIDE_REASONS {
             v.touch_counter(&cat::STATE_SET_ASIDE, &[reason]);
@@ -167,20 +184,18 @@ impl<'a> Update<'a> {
 
     /// The state file was written at `at`.
     pub fn state_written(&mut self, at: DateTime<Utc>) {
-        self.state
-            .values
-            .set(&cat::STATE_LAST_WRITE, &[], seconds(&at));
+        self.values().set(&cat::STATE_LAST_WRITE, &[], seconds(&at));
     }
 
     /// Writing the state file failed.
     pub fn state_write_failed(&mut self) {
-        self.state.values.add(&cat::STATE_WRITES_FAILED, &[], 1);
+        self.values().add(&cat::STATE_WRITES_FAILED, &[], 1);
     }
 
     /// A state file was set aside at start for `reason` (one of [`SET_ASIDE_REASONS`]).
     pub fn state_set_aside(&mut self, reason: &str) {
         self.storage_enabled();
-        self.state.values.add(&cat::STATE_SET_ASIDE, &[reason], 1);
+        self.values().add(&cat::STATE_SET_ASIDE, &[reason], 1);
     }
 
     /// The labels a task is reported under, after normalisation and the cardinality
@@ -217,7 +232,7 @@ impl<'a> Update<'a> {
         let queue_wait = self.rules.bounds(cat::QUEUE_WAIT.buckets).to_vec();
         let duration_labels = self.rules.duration_labels(group, ZERO_DURATION_STATUS);
         let (t, s) = (group.task_name.as_str(), group.source.as_str());
-        let v = &mut self.state.values;
+        let mut v = Writer::new(&mut self.state.values, self.changed);
         for status in CompletionStatus::KNOWN_LABELS {
             v.touch_counter(&cat::COMPLETED_TOTAL, &[t, s, status]);
         }
@@ -236,7 +251,7 @@ impl<'a> Update<'a> {
     pub fn record_completion(&mut self, task: &TaskStatus) {
         let (group, folded) = self.group_of(task);
         if folded {
-            self.state.values.add(&cat::GROUPS_FOLDED, &[], 1);
+            self.values().add(&cat::GROUPS_FOLDED, &[], 1);
         }
         let status = self.status_label(task);
         let (t, s) = (group.task_name.as_str(), group.source.as_str());
@@ -246,7 +261,7 @@ impl<'a> Update<'a> {
         let at_ms = task_end(task).map(|end| end.timestamp_millis());
         let exemplar = |value| Exemplar::of_task(&task.id, value, at_ms);
         let duration = task_duration(task);
-        let v = &mut self.state.values;
+        let mut v = Writer::new(&mut self.state.values, self.changed);
         v.add_with_exemplar(&cat::COMPLETED_TOTAL, &[t, s, &status], 1, exemplar(1.0));
         v.observe(
             self.rules.duration,
@@ -309,9 +324,7 @@ impl<'a> Update<'a> {
                 admitted.insert(attribute.clone());
                 attribute
             } else {
-                self.state
-                    .values
-                    .add(&cat::RETURN_ATTRIBUTES_FOLDED, &[], 1);
+                self.values().add(&cat::RETURN_ATTRIBUTES_FOLDED, &[], 1);
                 OTHER.to_string()
             };
             match labelled.iter_mut().find(|(l, _)| *l == label) {
@@ -322,8 +335,7 @@ impl<'a> Update<'a> {
         let (t, s) = (group.task_name.as_str(), group.source.as_str());
         for (attribute, value) in &labelled {
             let amount = if counted { *value } else { 0.0 };
-            self.state
-                .values
+            self.values()
                 .add_amount(&cat::RETURNS_TOTAL, &[t, s, attribute], amount);
         }
         let rank = (
@@ -341,8 +353,7 @@ impl<'a> Update<'a> {
         }
         self.state.latest_results.insert(group.clone(), rank);
         for (attribute, value) in &labelled {
-            self.state
-                .values
+            self.values()
                 .set(&cat::RETURN_VALUE, &[t, s, attribute], *value);
         }
     }
@@ -384,7 +395,7 @@ impl<'a> Update<'a> {
         }
         self.state.latest.insert(key, rank);
         let labels = [group.task_name.as_str(), group.source.as_str(), status];
-        let v = &mut self.state.values;
+        let mut v = Writer::new(&mut self.state.values, self.changed);
         v.set(&cat::LAST_COMPLETED, &labels, seconds(&completed));
         v.set(&cat::LAST_DURATION, &labels, duration);
     }
@@ -400,7 +411,7 @@ impl<'a> Update<'a> {
             let (group, folded) = self.group_of(task);
             if folded {
                 if !self.state.folded_pending.contains(&task.id) {
-                    self.state.values.add(&cat::GROUPS_FOLDED, &[], 1);
+                    self.values().add(&cat::GROUPS_FOLDED, &[], 1);
                 }
                 folded_now.insert(task.id.clone());
             }
@@ -410,7 +421,7 @@ impl<'a> Update<'a> {
             with_group.push((task, group));
         }
         self.state.folded_pending = folded_now;
-        let v = &mut self.state.values;
+        let mut v = Writer::new(&mut self.state.values, self.changed);
         for family in [
             &cat::TASKS_PENDING,
             &cat::PENDING_OLDEST,
@@ -443,7 +454,7 @@ impl<'a> Update<'a> {
 
     /// A poll of `list` succeeded at `at` after `elapsed`.
     pub fn poll_succeeded(&mut self, list: PollList, at: DateTime<Utc>, elapsed: Duration) {
-        let v = &mut self.state.values;
+        let mut v = Writer::new(&mut self.state.values, self.changed);
         v.set(&cat::LAST_POLL_SUCCESS, &[list.as_str()], seconds(&at));
         v.set(
             &cat::LAST_POLL_DURATION,
@@ -455,7 +466,7 @@ impl<'a> Update<'a> {
 
     /// A poll of `list` failed after `elapsed`; nothing of it was applied.
     pub fn poll_failed(&mut self, list: PollList, elapsed: Duration) {
-        let v = &mut self.state.values;
+        let mut v = Writer::new(&mut self.state.values, self.changed);
         v.add(&cat::POLL_ERRORS, &[list.as_str()], 1);
         v.set(
             &cat::LAST_POLL_DURATION,
@@ -471,14 +482,12 @@ impl<'a> Update<'a> {
             PollList::Completed => self.state.completed_ok = ok,
         }
         let up = self.state.pending_ok && self.state.completed_ok;
-        self.state
-            .values
-            .set(&cat::UP, &[], if up { 1.0 } else { 0.0 });
+        self.values().set(&cat::UP, &[], if up { 1.0 } else { 0.0 });
     }
 
     /// Sizes of the tracker's pending set and dedupe set.
     pub fn set_tracked(&mut self, pending: usize, recent: usize) {
-        let v = &mut self.state.values;
+        let mut v = Writer::new(&mut self.state.values, self.changed);
         v.set(&cat::TRACKED, &["pending"], pending as f64);
         v.set(&cat::TRACKED, &["recent"], recent as f64);
     }
@@ -486,7 +495,7 @@ impl<'a> Update<'a> {
     /// One HTTP request to the API.
     pub fn request(&mut self, operation: &str, code: &str, elapsed: Duration) {
         let bounds = self.rules.bounds(cat::API_DURATION.buckets);
-        let v = &mut self.state.values;
+        let mut v = Writer::new(&mut self.state.values, self.changed);
         v.add(&cat::API_REQUESTS, &[operation, code], 1);
         v.observe(
             &cat::API_DURATION,
@@ -499,42 +508,39 @@ impl<'a> Update<'a> {
 
     /// One retried request.
     pub fn retry(&mut self, reason: RetryReason) {
-        self.state
-            .values
-            .add(&cat::API_RETRIES, &[reason.as_str()], 1);
+        self.values().add(&cat::API_RETRIES, &[reason.as_str()], 1);
     }
 
     /// One access token fetched.
     pub fn token_refresh(&mut self) {
-        self.state.values.add(&cat::TOKEN_REFRESHES, &[], 1);
+        self.values().add(&cat::TOKEN_REFRESHES, &[], 1);
     }
 
     /// One off-spec record read by `operation`, and what was done with it.
     pub fn invalid_record(&mut self, operation: &str, fault: RecordFault) {
-        self.state
-            .values
+        self.values()
             .add(&cat::INVALID_RECORDS, &[operation, fault.as_str()], 1);
     }
 
     /// The tenant's clock minus the exporter's, in seconds.
     pub fn set_clock_skew(&mut self, seconds: f64) {
-        self.state.values.set(&cat::CLOCK_SKEW, &[], seconds);
+        self.values().set(&cat::CLOCK_SKEW, &[], seconds);
     }
 
     /// `n` departed tasks were set aside after repeated failed lookups.
     pub fn lookups_set_aside(&mut self, n: usize) {
         let n = u64::try_from(n).unwrap_or(u64::MAX);
-        self.state.values.add(&cat::LOOKUPS_SET_ASIDE, &[], n);
+        self.values().add(&cat::LOOKUPS_SET_ASIDE, &[], n);
     }
 
     /// One completed read met an unsorted page and read the whole list.
     pub fn unsorted_read(&mut self) {
-        self.state.values.add(&cat::UNSORTED_READS, &[], 1);
+        self.values().add(&cat::UNSORTED_READS, &[], 1);
     }
 
     /// Whether exactly-once counting is currently given up (see the family's help).
     pub fn set_counting_degraded(&mut self, degraded: bool) {
         let value = if degraded { 1.0 } else { 0.0 };
-        self.state.values.set(&cat::COUNTING_DEGRADED, &[], value);
+        self.values().set(&cat::COUNTING_DEGRADED, &[], value);
     }
 }

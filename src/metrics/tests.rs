@@ -7,6 +7,7 @@ use super::normalize::{strip_id_suffix, task_name};
 use super::*;
 use crate::config::{MetricsSettings, Rewrite};
 use crate::sailpoint::model::TaskStatus;
+use crate::sailpoint::{ApiObserver, RetryReason};
 use test_support::exposition;
 
 fn rewrite(pattern: &str, replacement: &str) -> Rewrite {
@@ -69,11 +70,11 @@ fn rewrites_apply_in_order_and_empty_names_become_unknown() {
 fn every_design_family_is_rendered_with_a_polling_help_text() {
     let m = Metrics::new(&MetricsSettings::default(), "1.2.3", "abc").unwrap();
     let t = m.tenant("acme");
-    t.poll_failed(PollList::Pending, Duration::from_millis(5));
+    t.apply(|u| u.poll_failed(PollList::Pending, Duration::from_millis(5)));
     t.request("getTaskStatusList", "200", Duration::from_millis(30));
     t.retry(RetryReason::RateLimited);
     t.token_refresh();
-    t.set_tracked(3, 4);
+    t.apply(|u| u.set_tracked(3, 4));
     let text = String::from_utf8(m.render()).unwrap();
     for (family, kind) in [
         ("sailpoint_up", "gauge"),
@@ -121,15 +122,9 @@ fn the_tenant_handle_is_shared_per_name() {
     let m = Metrics::new(&MetricsSettings::default(), "v", "r").unwrap();
     m.tenant("a").token_refresh();
     m.tenant("a").token_refresh();
-    let s = exposition::parse(&String::from_utf8(m.render()).unwrap());
-    assert_eq!(
-        exposition::value(
-            &s,
-            "sailpoint_exporter_token_refreshes_total",
-            &[("tenant", "a")]
-        ),
-        Some(2.0)
-    );
+    let tenant_a = [("tenant", "a")];
+    let refreshes = reader(&m)("sailpoint_exporter_token_refreshes_total", &tenant_a);
+    assert_eq!(refreshes, Some(2.0));
 }
 
 #[test]
@@ -143,11 +138,11 @@ fn undocumented_statuses_are_kept_up_to_a_cap_then_folded() {
         }))
         .unwrap()
     };
-    t.record_completion(&task("s", "Success"));
+    t.apply(|u| u.record_completion(&task("s", "Success")));
     for i in 0..MAX_UNKNOWN_STATUSES + 3 {
-        t.record_completion(&task(&format!("x{i}"), &format!("Weird{i}")));
+        t.apply(|u| u.record_completion(&task(&format!("x{i}"), &format!("Weird{i}"))));
     }
-    t.record_completion(&task("again", "WEIRD0"));
+    t.apply(|u| u.record_completion(&task("again", "WEIRD0")));
     let s = exposition::parse(&String::from_utf8(m.render()).unwrap());
     let count = |status: &str| {
         exposition::value(&s, "sailpoint_tasks_completed_total", &[("status", status)])
@@ -179,6 +174,20 @@ fn task(json: serde_json::Value) -> TaskStatus {
     serde_json::from_value(json).unwrap()
 }
 
+/// A successful "Agg" that ran a minute.
+fn agg_success() -> TaskStatus {
+    task(serde_json::json!({
+        "id": "c", "uniqueName": "Agg", "created": "2024-01-01T00:00:00Z",
+        "completed": "2024-01-01T00:01:00Z", "completionStatus": "Success"
+    }))
+}
+
+/// How the text exposition of `m`, rendered now, reads a sample: `value(name, labels)`.
+fn reader(m: &Metrics) -> impl Fn(&str, &[(&str, &str)]) -> Option<f64> {
+    let s = exposition::parse(&String::from_utf8(m.render()).unwrap());
+    move |name, labels| exposition::value(&s, name, labels)
+}
+
 /// Every series of the tenant whose name starts with `prefix`, as `name{labels}` lines.
 fn series(m: &Metrics, prefix: &str) -> Vec<String> {
     let mut lines: Vec<String> = String::from_utf8(m.render())
@@ -207,33 +216,23 @@ fn a_group_known_from_priming_has_every_series_at_zero() {
         })));
         u.set_pending(std::iter::empty());
     });
-    let mut want = Vec::new();
-    {
-        let l = "source=\"\",status=\"success\",task_name=\"Agg\",tenant=\"a\"";
-        want.push(format!(
-            "sailpoint_task_duration_seconds_bucket{{{l},le=\"60\"}} 0"
-        ));
-        want.push(format!(
-            "sailpoint_task_duration_seconds_bucket{{{l},le=\"+Inf\"}} 0"
-        ));
-        want.push(format!("sailpoint_task_duration_seconds_count{{{l}}} 0"));
-        want.push(format!("sailpoint_task_duration_seconds_sum{{{l}}} 0"));
-    }
+    let zero_histogram = |name: &str, labels: &str, bound: &str| {
+        [
+            format!("{name}_bucket{{{labels},le=\"{bound}\"}} 0"),
+            format!("{name}_bucket{{{labels},le=\"+Inf\"}} 0"),
+            format!("{name}_count{{{labels}}} 0"),
+            format!("{name}_sum{{{labels}}} 0"),
+        ]
+    };
+    let ok = "source=\"\",status=\"success\",task_name=\"Agg\",tenant=\"a\"";
+    let g = "source=\"\",task_name=\"Agg\",tenant=\"a\"";
+    let mut want = Vec::from(zero_histogram("sailpoint_task_duration_seconds", ok, "60"));
+    want.extend(zero_histogram("sailpoint_task_queue_wait_seconds", g, "1"));
     for level in ["error", "warn"] {
         want.push(format!(
-            "sailpoint_task_messages_total{{level=\"{level}\",source=\"\",task_name=\"Agg\",tenant=\"a\"}} 0"
+            "sailpoint_task_messages_total{{level=\"{level}\",{g}}} 0"
         ));
     }
-    let g = "source=\"\",task_name=\"Agg\",tenant=\"a\"";
-    want.push(format!(
-        "sailpoint_task_queue_wait_seconds_bucket{{{g},le=\"1\"}} 0"
-    ));
-    want.push(format!(
-        "sailpoint_task_queue_wait_seconds_bucket{{{g},le=\"+Inf\"}} 0"
-    ));
-    want.push(format!("sailpoint_task_queue_wait_seconds_count{{{g}}} 0"));
-    want.push(format!("sailpoint_task_queue_wait_seconds_sum{{{g}}} 0"));
-    let ok = "source=\"\",status=\"success\",task_name=\"Agg\",tenant=\"a\"";
     want.push(format!(
         "sailpoint_task_last_completed_timestamp_seconds{{{ok}}} 1704067320"
     ));
@@ -257,15 +256,16 @@ fn a_group_known_from_priming_has_every_series_at_zero() {
 fn a_completion_moves_counter_histogram_and_messages_together() {
     let m = Metrics::new(&MetricsSettings::default(), "v", "r").unwrap();
     let t = m.tenant("a");
-    t.record_completion(&task(serde_json::json!({
-        "id": "c", "uniqueName": "Agg", "created": "2024-01-01T00:00:00Z",
-        "launched": "2024-01-01T00:00:10Z", "completed": "2024-01-01T00:01:10Z",
-        "completionStatus": "Error",
-        "messages": [{"type": "ERROR", "key": "k"}, {"type": "INFO", "key": "i"}]
-    })));
-    let s = exposition::parse(&String::from_utf8(m.render()).unwrap());
+    t.apply(|u| {
+        u.record_completion(&task(serde_json::json!({
+            "id": "c", "uniqueName": "Agg", "created": "2024-01-01T00:00:00Z",
+            "launched": "2024-01-01T00:00:10Z", "completed": "2024-01-01T00:01:10Z",
+            "completionStatus": "Error",
+            "messages": [{"type": "ERROR", "key": "k"}, {"type": "INFO", "key": "i"}]
+        })))
+    });
     let err = [("task_name", "Agg"), ("status", "error")];
-    let value = |name: &str, labels: &[(&str, &str)]| exposition::value(&s, name, labels);
+    let value = reader(&m);
     assert_eq!(value("sailpoint_tasks_completed_total", &err), Some(1.0));
     assert_eq!(
         value("sailpoint_task_duration_seconds_count", &err),
@@ -295,7 +295,7 @@ fn the_prerendered_exposition_follows_every_applied_change() {
         m.prerendered(Format::Text).is_some(),
         "kept after rendering"
     );
-    t.poll_failed(PollList::Pending, Duration::from_millis(1));
+    t.apply(|u| u.poll_failed(PollList::Pending, Duration::from_millis(1)));
     assert!(
         m.prerendered(Format::Text).is_none(),
         "an applied change invalidates it"
@@ -314,34 +314,34 @@ fn the_prerendered_exposition_follows_every_applied_change() {
         "a small exposition's text is kept decoded, equal to its gzip"
     );
     let s = exposition::parse(std::str::from_utf8(&text).unwrap());
-    assert_eq!(
-        exposition::value(
-            &s,
-            "sailpoint_exporter_poll_errors_total",
-            &[("list", "pending")]
-        ),
-        Some(1.0)
+    let errors = exposition::value(
+        &s,
+        "sailpoint_exporter_poll_errors_total",
+        &[("list", "pending")],
     );
+    assert_eq!(errors, Some(1.0));
 }
 
 #[test]
 fn a_large_exposition_is_kept_only_compressed() {
     let m = Metrics::new(&MetricsSettings::default(), "v", "r").unwrap();
     let mut groups = 0;
-    while m.render().len() as u64 <= render::KEEP_TEXT_UP_TO {
+    while m.render().len() as u64 <= source::KEEP_TEXT_UP_TO {
         for tenant in ["a", "b", "c", "d"] {
-            m.tenant(tenant).record_completion(&task(serde_json::json!({
-                "id": format!("{tenant}{groups}"), "uniqueName": format!("Job {groups}"),
-                "created": "2024-01-01T00:00:00Z", "completed": "2024-01-01T00:01:00Z",
-                "completionStatus": "Success"
-            })));
+            m.tenant(tenant).apply(|u| {
+                u.record_completion(&task(serde_json::json!({
+                    "id": format!("{tenant}{groups}"), "uniqueName": format!("Job {groups}"),
+                    "created": "2024-01-01T00:00:00Z", "completed": "2024-01-01T00:01:00Z",
+                    "completionStatus": "Success"
+                })))
+            });
         }
         groups += 1;
     }
     let kept = m.exposition(Format::Text);
     assert!(kept.text.is_none());
     let text = kept.decoded().unwrap();
-    assert!(text.len() as u64 > render::KEEP_TEXT_UP_TO);
+    assert!(text.len() as u64 > source::KEEP_TEXT_UP_TO);
     assert_eq!(
         std::str::from_utf8(&text)
             .unwrap()
@@ -393,11 +393,16 @@ fn rendering_only_changed_families_equals_rendering_everything() {
     for step in 0..40usize {
         let handle = if step % 3 == 0 { &b } else { &a };
         match step % 5 {
-            0 => handle.record_completion(&finished(step, "Agg", "Success")),
-            1 => handle.record_completion(&finished(step, &format!("Job {}", step % 4), "Error")),
-            2 => handle.set_pending([pending(step, "Agg"), pending(step + 1, "Other")].iter()),
-            3 => handle.poll_failed(PollList::Completed, Duration::from_millis(step as u64)),
-            _ => handle.set_pending(std::iter::empty()),
+            0 => handle.apply(|u| u.record_completion(&finished(step, "Agg", "Success"))),
+            1 => handle.apply(|u| {
+                u.record_completion(&finished(step, &format!("Job {}", step % 4), "Error"))
+            }),
+            2 => handle.apply(|u| {
+                u.set_pending([pending(step, "Agg"), pending(step + 1, "Other")].iter())
+            }),
+            3 => handle
+                .apply(|u| u.poll_failed(PollList::Completed, Duration::from_millis(step as u64))),
+            _ => handle.apply(|u| u.set_pending(std::iter::empty())),
         }
         if step % 4 == 0 {
             continue; // several changes between renderings
@@ -413,27 +418,21 @@ fn rendering_only_changed_families_equals_rendering_everything() {
 fn a_restored_state_continues_its_counters_with_up_at_zero() {
     let m = Metrics::new(&MetricsSettings::default(), "v", "r").unwrap();
     let t = m.tenant("a");
-    t.record_completion(&task(serde_json::json!({
-        "id": "c", "uniqueName": "Agg", "created": "2024-01-01T00:00:00Z",
-        "completed": "2024-01-01T00:01:00Z", "completionStatus": "Success"
-    })));
-    t.poll_succeeded(PollList::Pending, chrono::Utc::now(), Duration::ZERO);
-    t.poll_succeeded(PollList::Completed, chrono::Utc::now(), Duration::ZERO);
+    t.apply(|u| u.record_completion(&agg_success()));
+    t.apply(|u| u.poll_succeeded(PollList::Pending, chrono::Utc::now(), Duration::ZERO));
+    t.apply(|u| u.poll_succeeded(PollList::Completed, chrono::Utc::now(), Duration::ZERO));
     let saved: TenantState =
         serde_json::from_slice(&serde_json::to_vec(&t.snapshot()).unwrap()).unwrap();
     let fresh = Metrics::new(&MetricsSettings::default(), "v", "r").unwrap();
     fresh.restore("a", saved);
-    let s = exposition::parse(&String::from_utf8(fresh.render()).unwrap());
+    let value = reader(&fresh);
     let ok = [("task_name", "Agg"), ("status", "success")];
+    assert_eq!(value("sailpoint_tasks_completed_total", &ok), Some(1.0));
     assert_eq!(
-        exposition::value(&s, "sailpoint_tasks_completed_total", &ok),
+        value("sailpoint_task_duration_seconds_count", &ok),
         Some(1.0)
     );
-    assert_eq!(
-        exposition::value(&s, "sailpoint_task_duration_seconds_count", &ok),
-        Some(1.0)
-    );
-    assert_eq!(exposition::value(&s, "sailpoint_up", &[]), Some(0.0));
+    assert_eq!(value("sailpoint_up", &[]), Some(0.0));
 }
 
 /// The state of a tenant that counted one successful "Agg" with the default settings,
@@ -441,10 +440,7 @@ fn a_restored_state_continues_its_counters_with_up_at_zero() {
 fn resumed_with(settings: MetricsSettings) -> Metrics {
     let m = Metrics::new(&MetricsSettings::default(), "v", "r").unwrap();
     let t = m.tenant("a");
-    t.record_completion(&task(serde_json::json!({
-        "id": "c", "uniqueName": "Agg", "created": "2024-01-01T00:00:00Z",
-        "completed": "2024-01-01T00:01:00Z", "completionStatus": "Success"
-    })));
+    t.apply(|u| u.record_completion(&agg_success()));
     let fresh = Metrics::new(&settings, "v", "r").unwrap();
     fresh.restore("a", t.snapshot());
     fresh
@@ -460,7 +456,8 @@ fn a_restored_histogram_with_other_buckets_is_dropped_and_its_counter_kept() {
     let ok = [("task_name", "Agg"), ("status", "success")];
     assert_eq!(
         exposition::value(&s, "sailpoint_tasks_completed_total", &ok),
-        Some(1.0)
+        Some(1.0),
+        "the counter continues"
     );
     assert_eq!(
         exposition::value(&s, "sailpoint_task_duration_seconds_count", &ok),
@@ -490,7 +487,7 @@ fn without_status_the_duration_histogram_is_one_per_group_and_counts_every_compl
             "completionStatus": status
         }))
     };
-    t.record_primed(&finished("p", "Success", 10));
+    t.apply(|u| u.record_primed(&finished("p", "Success", 10)));
     let at_zero = series(&m, "sailpoint_task_duration_seconds");
     assert_eq!(
         at_zero,
@@ -501,9 +498,9 @@ fn without_status_the_duration_histogram_is_one_per_group_and_counts_every_compl
             "sailpoint_task_duration_seconds_sum{source=\"\",task_name=\"Agg\",tenant=\"a\"} 0",
         ]
     );
-    t.record_completion(&finished("1", "Success", 30));
-    t.record_completion(&finished("2", "Error", 90));
-    t.record_completion(&finished("3", "Warning", 45));
+    t.apply(|u| u.record_completion(&finished("1", "Success", 30)));
+    t.apply(|u| u.record_completion(&finished("2", "Error", 90)));
+    t.apply(|u| u.record_completion(&finished("3", "Warning", 45)));
     assert_eq!(
         series(&m, "sailpoint_task_duration_seconds"),
         [
@@ -536,10 +533,9 @@ fn a_restored_duration_histogram_with_the_other_label_choice_is_dropped() {
         duration_by_status: false,
         ..MetricsSettings::default()
     });
-    let s = exposition::parse(&String::from_utf8(fresh.render()).unwrap());
-    let duration_count = |labels: &[(&str, &str)]| {
-        exposition::value(&s, "sailpoint_task_duration_seconds_count", labels)
-    };
+    let value = reader(&fresh);
+    let duration_count =
+        |labels: &[(&str, &str)]| value("sailpoint_task_duration_seconds_count", labels);
     assert_eq!(duration_count(&[("status", "success")]), None);
     assert_eq!(
         duration_count(&[("task_name", "Agg")]),
@@ -547,11 +543,7 @@ fn a_restored_duration_histogram_with_the_other_label_choice_is_dropped() {
         "the group's histogram starts again at 0, without status"
     );
     assert_eq!(
-        exposition::value(
-            &s,
-            "sailpoint_tasks_completed_total",
-            &[("status", "success")]
-        ),
+        value("sailpoint_tasks_completed_total", &[("status", "success")]),
         Some(1.0),
         "the counter continues"
     );

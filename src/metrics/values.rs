@@ -145,14 +145,12 @@ pub struct Values {
     /// per bucket).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     exemplars: BTreeMap<String, Exemplars>,
-    /// Families changed since the exposition last read them (not persisted).
-    #[serde(skip)]
-    changed: Changed,
 }
 
-/// Which families changed since [`Values::take_changed`]: the exposition re-renders a
-/// tenant's text only for those. Starts as "all" (new or resumed values). Not part of
-/// the values: equal values compare equal whatever was read of them.
+/// Which families changed: the exposition re-renders a tenant's pieces only for those.
+/// Starts as "all" (new or resumed values). Not part of the [`Values`] (it is not
+/// persisted, and equal values are equal whatever was rendered of them): every change
+/// goes through a `Writer` that notes it, and the renderer keeps it with the pieces.
 #[derive(Debug, Clone)]
 pub struct Changed {
     all: bool,
@@ -165,12 +163,6 @@ impl Default for Changed {
             all: true,
             families: BTreeSet::new(),
         }
-    }
-}
-
-impl PartialEq for Changed {
-    fn eq(&self, _: &Self) -> bool {
-        true
     }
 }
 
@@ -212,6 +204,82 @@ impl Values {
         self.exemplars.get(family.name)?.0.get(labels)
     }
 
+    /// The value of one series.
+    pub fn get(&self, family: &Family, labels: &[&str]) -> Option<&Value> {
+        self.series(family)?.0.get(&key(labels))
+    }
+
+    /// Drops whatever does not fit the catalogue and the current buckets (a state file
+    /// from another version or with other buckets, or tampered with): unknown families,
+    /// wrong label counts, wrong value kinds, histograms with another bucket count.
+    /// Returns the number of series dropped.
+    pub fn sanitize(&mut self, rules: &Rules) -> usize {
+        let mut dropped = 0;
+        self.families.retain(|name, series| {
+            let Some(family) = cat::find(name)
+                .filter(|f| f.scope == cat::Scope::Tenant)
+                .map(|f| rules.family(f))
+            else {
+                dropped += series.0.len();
+                return false;
+            };
+            let bounds = rules.bounds(family.buckets);
+            let before = series.0.len();
+            series.0.retain(|labels, value| {
+                labels.len() + 1 == family.labels.len()
+                    && match (family.kind, value) {
+                        (Kind::Counter, Value::Counter(_)) => true,
+                        (Kind::Counter, Value::Sum(s)) => s.is_finite() && *s >= 0.0,
+                        (Kind::Gauge, Value::Gauge(v)) => v.is_finite(),
+                        (Kind::Histogram, Value::Histogram(h)) => {
+                            h.counts.len() == bounds.len() + 1
+                                && h.sum.is_finite()
+                                && h.counts.iter().try_fold(0u64, |a, c| a.checked_add(*c))
+                                    == Some(h.count)
+                        }
+                        _ => false,
+                    }
+            });
+            dropped += before - series.0.len();
+            for value in series.0.values_mut() {
+                if let Value::Histogram(h) = value {
+                    h.settle(family, bounds);
+                }
+            }
+            !series.0.is_empty()
+        });
+        let families = &self.families;
+        self.exemplars.retain(|name, exemplars| {
+            let series = families.get(name);
+            exemplars.0.retain(|labels, exemplar| {
+                series.is_some_and(|s| s.0.contains_key(labels))
+                    && Exemplar::of_task(&exemplar.task_id, exemplar.value, exemplar.at_ms)
+                        .is_some()
+            });
+            !exemplars.0.is_empty()
+        });
+        dropped
+    }
+}
+
+/// The one way to change [`Values`]: each change notes its family in a [`Changed`], so
+/// the exposition knows which pieces to write again.
+pub(super) struct Writer<'a> {
+    values: &'a mut Values,
+    changed: &'a mut Changed,
+}
+
+impl<'a> Writer<'a> {
+    /// Changes `values`, noting what changed in `changed`.
+    pub(super) fn new(values: &'a mut Values, changed: &'a mut Changed) -> Writer<'a> {
+        Writer { values, changed }
+    }
+
+    /// The value of one series (see [`Values::get`]).
+    pub(super) fn get(&self, family: &Family, labels: &[&str]) -> Option<&Value> {
+        self.values.get(family, labels)
+    }
+
     /// Adds `n` to a counter and makes `exemplar` its last counted task.
     pub(super) fn add_with_exemplar(
         &mut self,
@@ -222,7 +290,8 @@ impl Values {
     ) {
         self.add(family, labels, n);
         if let Some(exemplar) = exemplar {
-            self.exemplars
+            self.values
+                .exemplars
                 .entry(family.name.to_string())
                 .or_default()
                 .0
@@ -230,19 +299,14 @@ impl Values {
         }
     }
 
-    /// The value of one series.
-    pub fn get(&self, family: &Family, labels: &[&str]) -> Option<&Value> {
-        self.series(family)?.0.get(&key(labels))
-    }
-
     fn series_mut(&mut self, family: &Family) -> &mut BTreeMap<Labels, Value> {
         self.changed.families.insert(family.name);
-        &mut self.families.entry(family.name.to_string()).or_default().0
-    }
-
-    /// The families changed since the last call (all of them the first time).
-    pub fn take_changed(&mut self) -> Changed {
-        std::mem::replace(&mut self.changed, Changed::none())
+        &mut self
+            .values
+            .families
+            .entry(family.name.to_string())
+            .or_default()
+            .0
     }
 
     pub(super) fn add(&mut self, family: &Family, labels: &[&str], n: u64) {
@@ -311,61 +375,8 @@ impl Values {
 
     pub(super) fn clear(&mut self, family: &Family) {
         self.changed.families.insert(family.name);
-        self.families.remove(family.name);
-        self.exemplars.remove(family.name);
-    }
-
-    /// Drops whatever does not fit the catalogue and the current buckets (a state file
-    /// from another version or with other buckets, or tampered with): unknown families,
-    /// wrong label counts, wrong value kinds, histograms with another bucket count.
-    /// Returns the number of series dropped.
-    pub fn sanitize(&mut self, rules: &Rules) -> usize {
-        self.changed.all = true;
-        let mut dropped = 0;
-        self.families.retain(|name, series| {
-            let Some(family) = cat::find(name)
-                .filter(|f| f.scope == cat::Scope::Tenant)
-                .map(|f| rules.family(f))
-            else {
-                dropped += series.0.len();
-                return false;
-            };
-            let bounds = rules.bounds(family.buckets);
-            let before = series.0.len();
-            series.0.retain(|labels, value| {
-                labels.len() + 1 == family.labels.len()
-                    && match (family.kind, value) {
-                        (Kind::Counter, Value::Counter(_)) => true,
-                        (Kind::Counter, Value::Sum(s)) => s.is_finite() && *s >= 0.0,
-                        (Kind::Gauge, Value::Gauge(v)) => v.is_finite(),
-                        (Kind::Histogram, Value::Histogram(h)) => {
-                            h.counts.len() == bounds.len() + 1
-                                && h.sum.is_finite()
-                                && h.counts.iter().try_fold(0u64, |a, c| a.checked_add(*c))
-                                    == Some(h.count)
-                        }
-                        _ => false,
-                    }
-            });
-            dropped += before - series.0.len();
-            for value in series.0.values_mut() {
-                if let Value::Histogram(h) = value {
-                    h.settle(family, bounds);
-                }
-            }
-            !series.0.is_empty()
-        });
-        let families = &self.families;
-        self.exemplars.retain(|name, exemplars| {
-            let series = families.get(name);
-            exemplars.0.retain(|labels, exemplar| {
-                series.is_some_and(|s| s.0.contains_key(labels))
-                    && Exemplar::of_task(&exemplar.task_id, exemplar.value, exemplar.at_ms)
-                        .is_some()
-            });
-            !exemplars.0.is_empty()
-        });
-        dropped
+        self.values.families.remove(family.name);
+        self.values.exemplars.remove(family.name);
     }
 }
 

@@ -258,12 +258,20 @@ fn render_pending(out: &mut String, p: &PendingSnapshot, now: &DateTime<Utc>) {
             time_and_age(&g.oldest_created, now)
         );
     }
+    close_table(
+        out,
+        p.tasks_in_omitted_groups as u64,
+        "pending tasks of further task/source groups",
+    );
+}
+
+/// Ends a table, then says how many of `what` it leaves out, if any.
+fn close_table(out: &mut String, omitted: u64, what: &str) {
     out.push_str("</tbody></table>\n");
-    if p.tasks_in_omitted_groups > 0 {
+    if omitted > 0 {
         let _ = writeln!(
             out,
-            "<p class=\"warn\">{} pending tasks of further task/source groups are not listed.</p>",
-            p.tasks_in_omitted_groups
+            "<p class=\"warn\">{omitted} {what} are not listed.</p>"
         );
     }
 }
@@ -302,14 +310,7 @@ fn render_sources(out: &mut String, t: &TenantSnapshot, snapshot: &Snapshot) {
     for s in &t.sources {
         render_source(out, s, now);
     }
-    out.push_str("</tbody></table>\n");
-    if t.sources_omitted > 0 {
-        let _ = writeln!(
-            out,
-            "<p class=\"warn\">{} aggregations of further sources are not listed.</p>",
-            t.sources_omitted
-        );
-    }
+    close_table(out, t.sources_omitted, "aggregations of further sources");
 }
 
 fn render_source(out: &mut String, s: &SourceSnapshot, now: &DateTime<Utc>) {

@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use sailpoint_task_exporter::http::{
-    AccessPolicy, BUSY_RESPONSE, Denied, Format, METRICS_CONTENT_TYPE, MetricsSource, Prerendered,
-    ServerConfig, serve,
+    AccessPolicy, BUSY_RESPONSE, Denied, METRICS_CONTENT_TYPE, ServerConfig, serve,
 };
+use sailpoint_task_exporter::metrics::{Exposition, Format, MetricsSource};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, oneshot};
@@ -23,8 +23,20 @@ sailpoint_up{tenant=\"acme\"} 1\n\
 # TYPE sailpoint_tasks_pending gauge\n\
 sailpoint_tasks_pending{tenant=\"acme\",task_type=\"QUARTZ\"} 3\n";
 
-/// A metrics source with a fixed exposition, a readiness switch, and a gate that can hold
-/// `render` (to simulate a slow render or keep a request in flight).
+/// `body` in `format` as the metric state keeps it: gzip-compressed, and as it is.
+fn exposition(format: Format, body: &[u8]) -> Exposition {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut encoder, body).unwrap();
+    Exposition {
+        format,
+        gzip: encoder.finish().unwrap().into(),
+        text: Some(bytes::Bytes::copy_from_slice(body)),
+    }
+}
+
+/// A metrics source with a fixed exposition, kept nowhere (every scrape renders), a
+/// readiness switch, and a gate that can hold the rendering (to simulate a slow render
+/// or keep a request in flight).
 #[derive(Default)]
 struct FakeSource {
     ready: AtomicBool,
@@ -51,14 +63,18 @@ impl FakeSource {
 }
 
 impl MetricsSource for FakeSource {
-    fn render(&self) -> Vec<u8> {
+    fn prerendered(&self, _: Format) -> Option<Exposition> {
+        None
+    }
+
+    fn exposition(&self, _: Format) -> Exposition {
         self.rendering.notify_one();
         // Bounded, so a failing test cannot hang the runtime's shutdown on this thread.
         let deadline = Instant::now() + Duration::from_secs(15);
         while self.hold.load(Ordering::SeqCst) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(2));
         }
-        EXPOSITION.as_bytes().to_vec()
+        exposition(Format::Text, EXPOSITION.as_bytes())
     }
 
     fn is_ready(&self) -> bool {
@@ -233,16 +249,16 @@ async fn metrics_are_gzipped_when_the_client_accepts_gzip() {
 struct GzipOnlySource(bytes::Bytes);
 
 impl MetricsSource for GzipOnlySource {
-    fn render(&self) -> Vec<u8> {
-        panic!("a kept gzip is served without rendering");
+    fn prerendered(&self, _: Format) -> Option<Exposition> {
+        Some(Exposition {
+            format: Format::Text,
+            gzip: self.0.clone(),
+            text: None,
+        })
     }
 
-    fn prerendered(&self, _: Format) -> Option<Prerendered> {
-        Some(Prerendered {
-            format: Format::Text,
-            text: None,
-            gzip: Some(self.0.clone()),
-        })
+    fn exposition(&self, _: Format) -> Exposition {
+        panic!("a kept gzip is served without rendering");
     }
 
     fn is_ready(&self) -> bool {
@@ -279,16 +295,12 @@ async fn a_kept_gzip_is_decoded_while_sent_to_a_plain_client_and_copied_to_a_gzi
 struct FormatSource;
 
 impl MetricsSource for FormatSource {
-    fn render(&self) -> Vec<u8> {
-        panic!("every format is kept");
+    fn prerendered(&self, format: Format) -> Option<Exposition> {
+        Some(exposition(format, format!("{format:?}").as_bytes()))
     }
 
-    fn prerendered(&self, format: Format) -> Option<Prerendered> {
-        Some(Prerendered {
-            format,
-            text: Some(format!("{format:?}").into()),
-            gzip: None,
-        })
+    fn exposition(&self, _: Format) -> Exposition {
+        panic!("every format is kept");
     }
 
     fn is_ready(&self) -> bool {
@@ -716,8 +728,14 @@ struct HugeSource;
 const HUGE_BODY_BYTES: usize = 32 * 1024 * 1024;
 
 impl MetricsSource for HugeSource {
-    fn render(&self) -> Vec<u8> {
-        vec![b'#'; HUGE_BODY_BYTES]
+    fn prerendered(&self, _: Format) -> Option<Exposition> {
+        None
+    }
+
+    fn exposition(&self, format: Format) -> Exposition {
+        static HUGE: std::sync::OnceLock<Exposition> = std::sync::OnceLock::new();
+        HUGE.get_or_init(|| exposition(format, &vec![b'#'; HUGE_BODY_BYTES]))
+            .clone()
     }
 
     fn is_ready(&self) -> bool {

@@ -8,9 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rcgen::KeyPair;
-use sailpoint_task_exporter::http::{
-    MetricsSource, ServerConfig, WebConfig, WebConfigError, serve,
-};
+use sailpoint_task_exporter::http::{ServerConfig, WebConfig, WebConfigError, serve};
+use sailpoint_task_exporter::metrics::{Exposition, Format, MetricsSource};
 use test_support::web::{Pki, get_as};
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -22,8 +21,18 @@ const EXPOSITION: &str = "# TYPE sailpoint_up gauge\nsailpoint_up{tenant=\"acme\
 struct ReadySource;
 
 impl MetricsSource for ReadySource {
-    fn render(&self) -> Vec<u8> {
-        EXPOSITION.as_bytes().to_vec()
+    fn prerendered(&self, _: Format) -> Option<Exposition> {
+        None
+    }
+
+    fn exposition(&self, _: Format) -> Exposition {
+        let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gzip, EXPOSITION.as_bytes()).unwrap();
+        Exposition {
+            format: Format::Text,
+            gzip: gzip.finish().unwrap().into(),
+            text: Some(EXPOSITION.into()),
+        }
     }
 
     fn is_ready(&self) -> bool {

@@ -9,6 +9,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::sailpoint::model::TaskStatus;
+use crate::status::text::truncate;
 
 /// Column headers of the task table, in order.
 pub const COLUMNS: [&str; 9] = [
@@ -98,16 +99,6 @@ pub fn clean(text: &str) -> String {
     text.chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect()
-}
-
-/// Cuts `text` to at most `max` characters, the last one being `…` when cut.
-pub fn truncate(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        return text.to_string();
-    }
-    let mut out: String = text.chars().take(max.saturating_sub(1)).collect();
-    out.push('…');
-    out
 }
 
 /// The cells of one task's row, in [`COLUMNS`] order.

@@ -1,7 +1,12 @@
+use chrono::Duration;
 use serde_json::json;
 
 use super::*;
+use crate::sailpoint::model::{CompletionStatus, TaskStatus};
 use crate::status::page;
+use crate::status::record::{MAX_ERROR_CHARS, MAX_GROUPS, MAX_MESSAGES, MAX_OLDEST};
+use crate::status::snapshot::{Message, TenantState};
+use crate::status::text::{MAX_MESSAGE_CHARS, MAX_NAME_CHARS};
 
 fn at(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s)
