@@ -12,18 +12,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use rand::Rng;
-use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::read::{ReadError, read_completed, read_pending};
 use super::source::TaskSource;
 use super::tracker::{CompletedBound, PendingRead, PrimeRead, Tracker, TrackerConfig};
-use crate::config::{MAX_DURATION, TenantSettings};
+use crate::config::TenantSettings;
 use crate::metrics::{PollList, TenantMetrics, Update};
 use crate::sailpoint::model::TaskStatus;
 use crate::status::TenantStatus;
 use crate::storage::TenantStore;
+
+mod schedule;
 
 /// The largest clock skew between the exporter and the tenant taken as normal (a day):
 /// real tenants run on synchronised clocks. A larger one is still followed (the bounds
@@ -509,96 +509,5 @@ impl<S: TaskSource> TenantPoller<S> {
             tracing::warn!(tenant = self.metrics.tenant(), list = list.as_str(), %error, "poll failed; keeping the last good state");
         }
         result
-    }
-
-    /// Polls on both schedules until `shutdown` turns true (or its sender is dropped),
-    /// then writes the state once more (with `storage.path`). The first poll runs at
-    /// once; a poll still reading at shutdown is abandoned, which is safe because nothing
-    /// of an unfinished read is applied; a poll already applying finishes first.
-    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Tracker {
-        let start = Instant::now();
-        let mut due = [(PollList::Pending, start), (PollList::Completed, start)];
-        loop {
-            if *shutdown.borrow() {
-                break;
-            }
-            due.sort_by_key(|(_, at)| *at);
-            let [(list, at), _] = due;
-            tokio::select! {
-                changed = shutdown.changed() => {
-                    if changed.is_err() { break; }
-                    continue;
-                }
-                _ = tokio::time::sleep_until(at) => {}
-            }
-            let Some(outcome) = self.poll_until_stopped(list, &mut shutdown).await else {
-                break;
-            };
-            let now = Instant::now();
-            if let Ok(PollOutcome::Primed { .. }) = outcome {
-                due = [
-                    (PollList::Pending, now + self.interval(PollList::Pending)),
-                    (
-                        PollList::Completed,
-                        now + self.interval(PollList::Completed),
-                    ),
-                ];
-            } else {
-                due[0].1 = (at + self.interval(list)).max(now);
-            }
-        }
-        if self.store.is_some() {
-            self.persist().await;
-        }
-        tracing::debug!(tenant = self.metrics.tenant(), "poller stopped");
-        self.tracker
-    }
-
-    /// One poll of `list`, abandoned (`None`) if `shutdown` turns true while it is still
-    /// reading; once it applies, it finishes.
-    async fn poll_until_stopped(
-        &mut self,
-        list: PollList,
-        shutdown: &mut watch::Receiver<bool>,
-    ) -> Option<Result<PollOutcome, ReadError<S::Error>>> {
-        let committing = Arc::clone(&self.committing);
-        committing.store(false, Ordering::Release);
-        let poll = self.poll(list);
-        tokio::pin!(poll);
-        loop {
-            tokio::select! {
-                outcome = &mut poll => return Some(outcome),
-                changed = shutdown.changed() => {
-                    let stop = changed.is_err() || *shutdown.borrow();
-                    if stop && !committing.load(Ordering::Acquire) {
-                        return None;
-                    }
-                    if stop {
-                        // Applying: let it finish, then stop.
-                        let _ = poll.await;
-                        return None;
-                    }
-                }
-            }
-        }
-    }
-
-    /// The interval of `list` plus a small random jitter (up to 5 %, at most 2 s), so
-    /// tenants configured alike do not hit the API in lock-step. Capped at
-    /// [`MAX_DURATION`] so that adding it to an `Instant` cannot overflow.
-    fn interval(&self, list: PollList) -> Duration {
-        let base = match list {
-            PollList::Pending => self.settings.pending_interval,
-            PollList::Completed => self.settings.completed_interval,
-        }
-        .min(MAX_DURATION);
-        let max_jitter = (base / 20).min(Duration::from_secs(2));
-        let jitter_ms = u64::try_from(max_jitter.as_millis()).unwrap_or(0);
-        let jitter = if jitter_ms == 0 {
-            0
-        } else {
-            rand::thread_rng().gen_range(0..=jitter_ms)
-        };
-        base + Duration::from_millis(jitter)
     }
 }

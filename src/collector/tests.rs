@@ -1104,8 +1104,8 @@ async fn run_polls_both_lists_and_stops_on_shutdown() {
         .put(done(task("p", "Agg", None, -60, None), -30, "SUCCESS"));
     let fake = h.fake.clone();
     let ready = h.poller.ready_flag();
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    let job = tokio::spawn(h.poller.run(rx));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let job = tokio::spawn(h.poller.run(stop.clone()));
     tokio::time::sleep(Duration::from_secs(125)).await;
     assert!(ready.load(std::sync::atomic::Ordering::Acquire));
     let calls = fake.calls();
@@ -1113,7 +1113,7 @@ async fn run_polls_both_lists_and_stops_on_shutdown() {
     let pages = calls.iter().filter(|c| c.starts_with("page")).count();
     // Priming (1 pending + 1 page), then pending at ~30/60/90/120 s, completed at ~60/120 s.
     assert_eq!((pending, pages), (5, 3), "{calls:?}");
-    tx.send(true).unwrap();
+    stop.cancel();
     tokio::time::timeout(Duration::from_secs(1), job)
         .await
         .unwrap()
