@@ -164,7 +164,7 @@ impl TenantCollector<'_> {
 /// its metric values and returns its tracker; a file that cannot be resumed is set aside
 /// and counted, and the tenant starts fresh.
 fn load_state(store: &Store, tenant: &TenantSettings, metrics: &Metrics) -> Option<Tracker> {
-    match store.load(
+    match store.load::<Tracker>(
         &tenant.name,
         tenant.base_url.as_str(),
         tenant.lookback,
@@ -172,7 +172,7 @@ fn load_state(store: &Store, tenant: &TenantSettings, metrics: &Metrics) -> Opti
     ) {
         Loaded::Missing => None,
         Loaded::Resumed {
-            tracker,
+            counting: tracker,
             state,
             saved_at,
         } => {

@@ -1547,3 +1547,43 @@ async fn at_most_a_fixed_number_of_tenants_prime_at_once() {
         "{most} tenants primed at once"
     );
 }
+
+/// A state file written before issue 19 — the dedupe set as id → (created, recorded), no
+/// ceiling or degraded fields — still resumes into a tracker, with its ids remembered.
+#[tokio::test]
+async fn a_state_file_of_the_earlier_shape_resumes() {
+    use crate::storage::{Loaded, Store};
+    const URL: &str = "https://acme.api.identitynow.com/";
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let metrics = Metrics::new(&MetricsSettings::default(), "v", "r").unwrap();
+    let (writer, tenant) = (store.tenant("acme", URL), metrics.tenant("acme"));
+    let tracker = super::Tracker::new(super::tracker::TrackerConfig::default());
+    writer
+        .save(writer.snapshot(&tracker, tenant.snapshot()), &tenant)
+        .await;
+    let path = store.path("acme");
+    let mut file: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let tracker = file["tracker"].as_object_mut().unwrap();
+    tracker.remove("newest_shown");
+    tracker.remove("degraded_until");
+    tracker.insert(
+        "recent".into(),
+        json!({"entries": {
+            "2c9180835d2e5168015d32f890ca1581": ["2026-01-01T00:00:00Z", "2026-01-01T00:01:00Z"],
+            "t1": ["2026-01-01T00:00:00Z", "2026-01-01T00:01:00Z"]
+        }}),
+    );
+    std::fs::write(&path, serde_json::to_vec(&file).unwrap()).unwrap();
+    let day = Duration::from_secs(86_400);
+    match store.load::<super::Tracker>("acme", URL, day, Utc::now()) {
+        Loaded::Resumed { counting, .. } => {
+            let remembered = counting.recent();
+            assert_eq!(remembered.len(), 2);
+            assert!(remembered.contains("2c9180835d2e5168015d32f890ca1581"));
+            assert!(remembered.contains("t1"));
+        }
+        other => panic!("{other:?}"),
+    }
+}
