@@ -7,6 +7,7 @@ pub mod error;
 pub mod filter;
 pub mod model;
 pub mod operation;
+pub mod paging;
 pub mod ratelimit;
 pub mod results;
 pub mod tolerant;
