@@ -95,6 +95,16 @@ fn publish_state(u: &mut Update<'_>, tracker: &Tracker) {
     u.set_tracked(tracker.pending().len(), tracker.recent().len());
 }
 
+/// Logs a condition of a tenant once when it starts (`was` false, `now` true: a
+/// warning) and once when it ends, not on every poll while it lasts.
+fn log_change(was: bool, now: bool, started: impl FnOnce(), ended: impl FnOnce()) {
+    match (was, now) {
+        (false, true) => started(),
+        (true, false) => ended(),
+        _ => {}
+    }
+}
+
 /// What one successful poll did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PollOutcome {
@@ -361,19 +371,25 @@ impl<S: TaskSource> TenantPoller<S> {
             self.metrics
                 .set_clock_skew(skew.num_milliseconds() as f64 / 1000.0);
             let off = skew.abs() > MAX_PLAUSIBLE_SKEW;
-            if off && !self.clock_off {
-                tracing::warn!(
-                    tenant = self.metrics.tenant(),
-                    skew_seconds = skew.num_seconds(),
-                    "the exporter's clock is more than a day from the tenant's (its Date header); following the tenant's clock, counting marked degraded: fix the exporter's clock (or the proxy's Date)"
-                );
-            } else if !off && self.clock_off {
-                tracing::info!(
-                    tenant = self.metrics.tenant(),
-                    skew_seconds = skew.num_seconds(),
-                    "the exporter's clock is within a day of the tenant's again"
-                );
-            }
+            let (tenant, skew_seconds) = (self.metrics.tenant(), skew.num_seconds());
+            log_change(
+                self.clock_off,
+                off,
+                || {
+                    tracing::warn!(
+                        tenant,
+                        skew_seconds,
+                        "the exporter's clock is more than a day from the tenant's (its Date header); following the tenant's clock, counting marked degraded: fix the exporter's clock (or the proxy's Date)"
+                    )
+                },
+                || {
+                    tracing::info!(
+                        tenant,
+                        skew_seconds,
+                        "the exporter's clock is within a day of the tenant's again"
+                    )
+                },
+            );
             self.clock_off = off;
         }
         local.checked_add_signed(self.skew).unwrap_or(local)
@@ -403,19 +419,18 @@ impl<S: TaskSource> TenantPoller<S> {
         if unsorted {
             self.metrics.unsorted_read();
         }
-        if unsorted != self.unsorted {
-            if unsorted {
+        let tenant = self.metrics.tenant();
+        log_change(
+            self.unsorted,
+            unsorted,
+            || {
                 tracing::warn!(
-                    tenant = self.metrics.tenant(),
+                    tenant,
                     "the completed list is not sorted newest first (sorters=-created ignored?): every completed read now reads the whole list to stay exact"
-                );
-            } else {
-                tracing::info!(
-                    tenant = self.metrics.tenant(),
-                    "the completed list is sorted newest first again"
-                );
-            }
-        }
+                )
+            },
+            || tracing::info!(tenant, "the completed list is sorted newest first again"),
+        );
         self.unsorted = unsorted;
     }
 
@@ -423,20 +438,24 @@ impl<S: TaskSource> TenantPoller<S> {
     /// last `lookback`, or clocks more than a day apart — and logs a change.
     fn publish_degraded(&mut self) {
         let degraded = self.clock_off || self.tracker.is_degraded(self.tenant_now());
-        if degraded != self.degraded {
-            if degraded {
+        let (tenant, clock_off) = (self.metrics.tenant(), self.clock_off);
+        log_change(
+            self.degraded,
+            degraded,
+            || {
                 tracing::warn!(
-                    tenant = self.metrics.tenant(),
-                    clock_off = self.clock_off,
+                    tenant,
+                    clock_off,
                     "counting degraded: a list failed for longer than lookback (the completed read was capped at now - lookback, so a task created and finished during the failure may be missed), or the clocks are more than a day apart"
-                );
-            } else {
+                )
+            },
+            || {
                 tracing::info!(
-                    tenant = self.metrics.tenant(),
+                    tenant,
                     "exactly-once counting restored: the lookback window is exact again"
-                );
-            }
-        }
+                )
+            },
+        );
         self.degraded = degraded;
         self.metrics.set_counting_degraded(degraded);
     }

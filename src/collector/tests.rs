@@ -271,6 +271,16 @@ fn v(s: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     exposition::value(s, name, labels)
 }
 
+/// One expected value: family, labels, and the value (`None`: no such series).
+type Expected<'a> = (&'a str, &'a [(&'a str, &'a str)], Option<f64>);
+
+/// Asserts every expected value against the samples, naming the one that differs.
+fn assert_values(s: &[Sample], expected: &[Expected<'_>]) {
+    for (name, labels, want) in expected {
+        assert_eq!(v(s, name, labels), *want, "{name} {labels:?}");
+    }
+}
+
 const COMPLETED: &str = "sailpoint_tasks_completed_total";
 
 #[tokio::test]
@@ -290,14 +300,16 @@ async fn task_seen_pending_then_completed_is_counted_once_with_exact_values() {
         ("task_name", "Cloud Account Aggregation"),
         ("source", "AD"),
     ];
-    assert_eq!(v(&s, "sailpoint_tasks_pending", &group), Some(1.0));
-    assert_eq!(
-        v(
-            &s,
-            "sailpoint_tasks_pending_oldest_created_timestamp_seconds",
-            &group
-        ),
-        Some(at(-100).timestamp() as f64)
+    assert_values(
+        &s,
+        &[
+            ("sailpoint_tasks_pending", &group, Some(1.0)),
+            (
+                "sailpoint_tasks_pending_oldest_created_timestamp_seconds",
+                &group,
+                Some(at(-100).timestamp() as f64),
+            ),
+        ],
     );
 
     h.fake.complete("a", at(30), "SUCCESS");
@@ -325,25 +337,19 @@ async fn task_seen_pending_then_completed_is_counted_once_with_exact_values() {
             "{other}"
         );
     }
-    assert_eq!(
-        v(&s, "sailpoint_task_duration_seconds_count", &ok),
-        Some(1.0)
-    );
-    assert_eq!(
-        v(&s, "sailpoint_task_duration_seconds_sum", &ok),
-        Some(120.0)
-    );
-    assert_eq!(
-        v(&s, "sailpoint_task_queue_wait_seconds_sum", &group),
-        Some(10.0)
-    );
-    assert_eq!(
-        v(&s, "sailpoint_task_last_completed_timestamp_seconds", &ok),
-        Some(at(30).timestamp() as f64)
-    );
-    assert_eq!(
-        v(&s, "sailpoint_task_last_duration_seconds", &ok),
-        Some(120.0)
+    assert_values(
+        &s,
+        &[
+            ("sailpoint_task_duration_seconds_count", &ok, Some(1.0)),
+            ("sailpoint_task_duration_seconds_sum", &ok, Some(120.0)),
+            ("sailpoint_task_queue_wait_seconds_sum", &group, Some(10.0)),
+            (
+                "sailpoint_task_last_completed_timestamp_seconds",
+                &ok,
+                Some(at(30).timestamp() as f64),
+            ),
+            ("sailpoint_task_last_duration_seconds", &ok, Some(120.0)),
+        ],
     );
     assert_eq!(
         v(&s, "sailpoint_tasks_pending", &group),
@@ -383,10 +389,12 @@ async fn task_that_starts_and_finishes_between_pending_polls_is_counted_by_the_c
         ("source", "HR"),
         ("status", "error"),
     ];
-    assert_eq!(v(&s, COMPLETED, &labels), Some(1.0));
-    assert_eq!(
-        v(&s, "sailpoint_task_duration_seconds_sum", &labels),
-        Some(14.0)
+    assert_values(
+        &s,
+        &[
+            (COMPLETED, &labels, Some(1.0)),
+            ("sailpoint_task_duration_seconds_sum", &labels, Some(14.0)),
+        ],
     );
 }
 
@@ -427,10 +435,16 @@ async fn task_running_far_longer_than_the_overlap_is_counted_by_the_pending_path
         ("source", ""),
         ("status", "warning"),
     ];
-    assert_eq!(v(&s, COMPLETED, &labels), Some(1.0));
-    assert_eq!(
-        v(&s, "sailpoint_task_duration_seconds_sum", &labels),
-        Some((completed_at + 3600) as f64)
+    assert_values(
+        &s,
+        &[
+            (COMPLETED, &labels, Some(1.0)),
+            (
+                "sailpoint_task_duration_seconds_sum",
+                &labels,
+                Some((completed_at + 3600) as f64),
+            ),
+        ],
     );
 }
 
@@ -515,14 +529,16 @@ async fn a_failed_poll_applies_nothing_and_the_next_one_recovers() {
     assert!(h.poller.poll_pending().await.is_err());
     assert_eq!(h.poller.tracker().pending().len(), 2, "old snapshot kept");
     let s = h.samples();
-    assert_eq!(v(&s, "sailpoint_up", &[]), Some(0.0));
-    assert_eq!(
-        v(
-            &s,
-            "sailpoint_exporter_poll_errors_total",
-            &[("list", "pending")]
-        ),
-        Some(1.0)
+    assert_values(
+        &s,
+        &[
+            ("sailpoint_up", &[], Some(0.0)),
+            (
+                "sailpoint_exporter_poll_errors_total",
+                &[("list", "pending")],
+                Some(1.0),
+            ),
+        ],
     );
     assert_eq!(
         v(&s, "sailpoint_tasks_pending", &[("task_name", "Task")]),
@@ -620,24 +636,26 @@ async fn priming_sets_last_completed_without_counting_the_backlog() {
         ("status", "success"),
     ];
     let err = [("task_name", "Agg"), ("source", "AD"), ("status", "error")];
-    assert_eq!(v(&s, COMPLETED, &ok), Some(0.0));
-    assert_eq!(v(&s, COMPLETED, &err), Some(0.0));
+    assert_values(
+        &s,
+        &[(COMPLETED, &ok, Some(0.0)), (COMPLETED, &err, Some(0.0))],
+    );
     assert_eq!(
         v(&s, "sailpoint_task_duration_seconds_count", &ok),
         Some(0.0),
         "a primed group's histogram exists at 0"
     );
-    assert_eq!(
-        v(&s, "sailpoint_task_last_completed_timestamp_seconds", &ok),
-        Some(at(-300).timestamp() as f64)
-    );
-    assert_eq!(
-        v(&s, "sailpoint_task_last_duration_seconds", &ok),
-        Some(90.0)
-    );
-    assert_eq!(
-        v(&s, "sailpoint_task_last_duration_seconds", &err),
-        Some(100.0)
+    assert_values(
+        &s,
+        &[
+            (
+                "sailpoint_task_last_completed_timestamp_seconds",
+                &ok,
+                Some(at(-300).timestamp() as f64),
+            ),
+            ("sailpoint_task_last_duration_seconds", &ok, Some(90.0)),
+            ("sailpoint_task_last_duration_seconds", &err, Some(100.0)),
+        ],
     );
     assert_eq!(
         v(
@@ -758,25 +776,26 @@ async fn negative_durations_are_clamped_and_messages_counted_by_level() {
     h.set_now(60);
     assert_eq!(h.completed().await, 1);
     let s = h.samples();
-    assert_eq!(
-        v(
-            &s,
-            "sailpoint_task_duration_seconds_sum",
-            &[("status", "warning")]
-        ),
-        Some(0.0)
-    );
-    assert_eq!(
-        v(&s, "sailpoint_task_messages_total", &[("level", "warn")]),
-        Some(1.0)
-    );
-    assert_eq!(
-        v(&s, "sailpoint_task_messages_total", &[("level", "error")]),
-        Some(2.0)
-    );
-    assert_eq!(
-        v(&s, "sailpoint_task_messages_total", &[("level", "info")]),
-        None
+    assert_values(
+        &s,
+        &[
+            (
+                "sailpoint_task_duration_seconds_sum",
+                &[("status", "warning")],
+                Some(0.0),
+            ),
+            (
+                "sailpoint_task_messages_total",
+                &[("level", "warn")],
+                Some(1.0),
+            ),
+            (
+                "sailpoint_task_messages_total",
+                &[("level", "error")],
+                Some(2.0),
+            ),
+            ("sailpoint_task_messages_total", &[("level", "info")], None),
+        ],
     );
 }
 
@@ -792,21 +811,20 @@ async fn last_completed_only_moves_forward() {
     h.set_now(60);
     assert_eq!(h.completed().await, 2);
     let s = h.samples();
-    assert_eq!(
-        v(
-            &s,
-            "sailpoint_task_last_completed_timestamp_seconds",
-            &[("status", "success")]
-        ),
-        Some(at(50).timestamp() as f64)
-    );
-    assert_eq!(
-        v(
-            &s,
-            "sailpoint_task_last_duration_seconds",
-            &[("status", "success")]
-        ),
-        Some(30.0)
+    assert_values(
+        &s,
+        &[
+            (
+                "sailpoint_task_last_completed_timestamp_seconds",
+                &[("status", "success")],
+                Some(at(50).timestamp() as f64),
+            ),
+            (
+                "sailpoint_task_last_duration_seconds",
+                &[("status", "success")],
+                Some(30.0),
+            ),
+        ],
     );
 }
 
@@ -995,33 +1013,30 @@ async fn pending_gauges_are_replaced_and_per_task_series_capped() {
     h.set_now(30);
     assert_eq!(h.pending().await, 1);
     let s = h.samples();
-    assert_eq!(
-        v(
-            &s,
-            "sailpoint_pending_task_created_timestamp_seconds",
-            &[("id", "a")]
-        ),
-        None
-    );
-    assert_eq!(
-        v(
-            &s,
-            "sailpoint_pending_task_created_timestamp_seconds",
-            &[("id", "c")]
-        ),
-        Some(at(-10).timestamp() as f64)
-    );
-    assert_eq!(
-        v(&s, "sailpoint_tasks_pending", &[("task_name", "Agg")]),
-        Some(1.0)
-    );
-    assert_eq!(
-        v(
-            &s,
-            "sailpoint_tasks_pending_oldest_created_timestamp_seconds",
-            &[("task_name", "Agg")]
-        ),
-        Some(at(-20).timestamp() as f64)
+    assert_values(
+        &s,
+        &[
+            (
+                "sailpoint_pending_task_created_timestamp_seconds",
+                &[("id", "a")],
+                None,
+            ),
+            (
+                "sailpoint_pending_task_created_timestamp_seconds",
+                &[("id", "c")],
+                Some(at(-10).timestamp() as f64),
+            ),
+            (
+                "sailpoint_tasks_pending",
+                &[("task_name", "Agg")],
+                Some(1.0),
+            ),
+            (
+                "sailpoint_tasks_pending_oldest_created_timestamp_seconds",
+                &[("task_name", "Agg")],
+                Some(at(-20).timestamp() as f64),
+            ),
+        ],
     );
 }
 
@@ -1044,29 +1059,30 @@ async fn groups_beyond_max_groups_fold_into_other() {
     assert_eq!(h.completed().await, 4);
     let s = h.samples();
     // Newest first: D and C are admitted, B and A fold.
-    assert_eq!(
-        v(&s, COMPLETED, &[("task_name", "D"), ("status", "success")]),
-        Some(1.0)
-    );
-    assert_eq!(
-        v(&s, COMPLETED, &[("task_name", "C"), ("status", "success")]),
-        Some(1.0)
-    );
-    assert_eq!(
-        v(
-            &s,
-            COMPLETED,
-            &[
-                ("task_name", "other"),
-                ("source", "other"),
-                ("status", "success")
-            ]
-        ),
-        Some(2.0)
-    );
-    assert_eq!(
-        v(&s, "sailpoint_exporter_groups_folded_total", &[]),
-        Some(2.0)
+    assert_values(
+        &s,
+        &[
+            (
+                COMPLETED,
+                &[("task_name", "D"), ("status", "success")],
+                Some(1.0),
+            ),
+            (
+                COMPLETED,
+                &[("task_name", "C"), ("status", "success")],
+                Some(1.0),
+            ),
+            (
+                COMPLETED,
+                &[
+                    ("task_name", "other"),
+                    ("source", "other"),
+                    ("status", "success"),
+                ],
+                Some(2.0),
+            ),
+            ("sailpoint_exporter_groups_folded_total", &[], Some(2.0)),
+        ],
     );
     let names: HashSet<&str> = s
         .iter()
@@ -1086,15 +1102,17 @@ async fn a_hanging_poll_fails_at_its_deadline() {
     let err = h.poller.poll_completed().await.unwrap_err();
     assert!(err.to_string().contains("5s"), "{err}");
     let s = h.samples();
-    assert_eq!(
-        v(
-            &s,
-            "sailpoint_exporter_poll_errors_total",
-            &[("list", "completed")]
-        ),
-        Some(1.0)
+    assert_values(
+        &s,
+        &[
+            (
+                "sailpoint_exporter_poll_errors_total",
+                &[("list", "completed")],
+                Some(1.0),
+            ),
+            ("sailpoint_up", &[], Some(0.0)),
+        ],
     );
-    assert_eq!(v(&s, "sailpoint_up", &[]), Some(0.0));
 }
 
 #[tokio::test(start_paused = true)]
@@ -1404,10 +1422,12 @@ async fn an_unreadable_record_in_a_full_page_does_not_end_the_completed_read() {
          the kept tasks' positions: one record more than without the skipped one)"
     );
     let s = h.samples();
-    assert_eq!(v(&s, COMPLETED, &[("status", "success")]), Some(24.0));
-    assert_eq!(
-        v(&s, "sailpoint_exporter_unsorted_reads_total", &[]),
-        Some(0.0)
+    assert_values(
+        &s,
+        &[
+            (COMPLETED, &[("status", "success")], Some(24.0)),
+            ("sailpoint_exporter_unsorted_reads_total", &[], Some(0.0)),
+        ],
     );
 }
 

@@ -182,19 +182,8 @@ impl Client {
         }
     }
 
-    /// One page of `GET /task-status/pending-tasks`.
-    pub async fn pending_page(
-        &self,
-        offset: u32,
-        limit: u32,
-        count: bool,
-    ) -> Result<Page, ApiError> {
-        self.pending_page_dated(offset, limit, count)
-            .await
-            .map(|(page, _)| page)
-    }
-
-    async fn pending_page_dated(
+    /// One page of `GET /task-status/pending-tasks` and the answer's `Date` header.
+    async fn pending_page(
         &self,
         offset: u32,
         limit: u32,
@@ -206,15 +195,7 @@ impl Client {
             limit.clamp(1, MAX_PAGE_SIZE),
             if count { "&count=true" } else { "" }
         );
-        let decoded = self
-            .send(
-                operation::GET_PENDING_TASKS,
-                &move |http| http.get(&url),
-                decode_page,
-            )
-            .await?;
-        self.report_invalid(operation::GET_PENDING_TASKS, &decoded.invalid);
-        Ok((decoded.page, decoded.date))
+        self.get_page(operation::GET_PENDING_TASKS, url).await
     }
 
     /// The whole pending set, all pages, from the configured pending source. Tasks that
@@ -236,9 +217,7 @@ impl Client {
         let mut first_date = None;
         loop {
             let (page, date) = match self.inner.pending_source {
-                PendingSource::PendingTasks => {
-                    self.pending_page_dated(pages.offset, size, false).await?
-                }
+                PendingSource::PendingTasks => self.pending_page(pages.offset, size, false).await?,
                 PendingSource::CompletionStatusIsnull => {
                     let query = ListQuery::default().with_filter(&Filter::pending());
                     self.list_page_at(&query, pages.offset, size).await?
@@ -279,14 +258,20 @@ impl Client {
         limit: u32,
     ) -> Result<(Page, Option<DateTime<Utc>>), ApiError> {
         let url = self.list_url(query, offset, limit);
+        self.get_page(operation::GET_TASK_STATUS_LIST, url).await
+    }
+
+    /// `GET url` of either list: the page (its off-spec records counted and logged) and
+    /// the answer's `Date` header.
+    async fn get_page(
+        &self,
+        op: &'static str,
+        url: String,
+    ) -> Result<(Page, Option<DateTime<Utc>>), ApiError> {
         let decoded = self
-            .send(
-                operation::GET_TASK_STATUS_LIST,
-                &move |http| http.get(&url),
-                decode_page,
-            )
+            .send(op, &move |http| http.get(&url), decode_page)
             .await?;
-        self.report_invalid(operation::GET_TASK_STATUS_LIST, &decoded.invalid);
+        self.report_invalid(op, &decoded.invalid);
         Ok((decoded.page, decoded.date))
     }
 
