@@ -15,9 +15,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
-use crate::collector::{self, CollectorHandle, Readiness, Tracker};
+use crate::collector::{CollectorHandle, Readiness, TenantCollector, Tracker};
 use crate::config::{Overrides, Settings, TenantSettings};
 use crate::http::{self, ServerConfig};
 use crate::metrics::{Exposition, Format, Metrics, MetricsSource};
@@ -78,7 +79,9 @@ impl MetricsSource for ExporterState {
 /// secret restarts it too).
 struct RunningTenant {
     settings: TenantSettings,
-    stop: watch::Sender<bool>,
+    /// Stops the collector when cancelled — or dropped, so that no path out of the
+    /// daemon (an error included) leaves a poller running.
+    stop: DropGuard,
     handle: CollectorHandle,
 }
 
@@ -100,33 +103,21 @@ impl Tenants {
     fn start(
         &mut self,
         tenant: &TenantSettings,
-        base: &Settings,
         resume: Option<Tracker>,
-        delay: Duration,
+        start_delay: Duration,
     ) -> anyhow::Result<()> {
-        let one = Settings {
-            web: base.web.clone(),
-            metrics: base.metrics.clone(),
-            tenants: vec![tenant.clone()],
-            sharding: base.sharding.clone(),
-            storage: base.storage.clone(),
-            status: base.status.clone(),
-        };
-        let (stop, stopped) = watch::channel(false);
-        let resume: HashMap<String, Tracker> = resume
-            .map(|t| (tenant.name.clone(), t))
-            .into_iter()
-            .collect();
-        let handle = collector::spawn_shared(
-            &one,
-            self.metrics.clone(),
-            Some(&self.board),
-            stopped,
+        let stop = CancellationToken::new();
+        let handle = TenantCollector {
+            tenant,
+            metrics: self.metrics.clone(),
+            http: &self.http,
+            store: self.store.as_ref(),
+            board: Some(&self.board),
             resume,
-            &self.http,
-            self.store.as_ref(),
-            delay,
-        )?;
+            start_delay,
+            shutdown: stop.clone(),
+        }
+        .start()?;
         if let Ok(mut t) = self.state.tenants.lock() {
             t.insert(tenant.name.clone(), handle.readiness());
         }
@@ -134,7 +125,7 @@ impl Tenants {
             tenant.name.clone(),
             RunningTenant {
                 settings: tenant.clone(),
-                stop,
+                stop: stop.drop_guard(),
                 handle,
             },
         );
@@ -144,9 +135,9 @@ impl Tenants {
     /// Stops a tenant's collector and returns its exactly-once state.
     async fn stop(&mut self, name: &str) -> Option<Tracker> {
         let mut tracker = None;
-        if let Some(t) = self.running.remove(name) {
-            let _ = t.stop.send(true);
-            tracker = t.handle.join().await.remove(name);
+        if let Some(RunningTenant { stop, handle, .. }) = self.running.remove(name) {
+            drop(stop);
+            tracker = handle.join().await;
         }
         if let Ok(mut t) = self.state.tenants.lock() {
             t.remove(name);
@@ -157,12 +148,17 @@ impl Tenants {
     /// Stops every tenant: all are told at once, then each is awaited (each writes its
     /// state file a last time).
     async fn stop_all(&mut self) {
-        for tenant in self.running.values() {
-            let _ = tenant.stop.send(true);
+        let running = std::mem::take(&mut self.running);
+        let mut handles = Vec::with_capacity(running.len());
+        for (name, RunningTenant { stop, handle, .. }) in running {
+            drop(stop);
+            handles.push((name, handle));
         }
-        let names: Vec<String> = self.running.keys().cloned().collect();
-        for name in names {
-            self.stop(&name).await;
+        for (name, handle) in handles {
+            handle.join().await;
+            if let Ok(mut t) = self.state.tenants.lock() {
+                t.remove(&name);
+            }
         }
     }
 
@@ -209,7 +205,7 @@ impl Tenants {
         }
         for tenant in &new.tenants {
             if !self.running.contains_key(&tenant.name) {
-                self.start(tenant, new, resume.remove(&tenant.name), Duration::ZERO)?;
+                self.start(tenant, resume.remove(&tenant.name), Duration::ZERO)?;
             }
         }
         Ok(())
@@ -254,8 +250,10 @@ pub async fn run_on(
         .map(Store::open)
         .transpose()?;
     let metrics = Arc::new(Metrics::new(&settings.metrics, VERSION, REVISION)?);
-    let (renderer_stop, renderer_stopped) = watch::channel(false);
-    let renderer = metrics.spawn_renderer(renderer_stopped);
+    // Dropped on every way out (an error included), each guard stops what it guards.
+    let renderer_stop = CancellationToken::new();
+    let renderer = metrics.spawn_renderer(renderer_stop.clone());
+    let renderer_stop = renderer_stop.drop_guard();
     let state = Arc::new(ExporterState {
         metrics: metrics.clone(),
         tenants: Mutex::new(HashMap::new()),
@@ -292,7 +290,7 @@ pub async fn run_on(
     let count = settings.tenants.len();
     for (position, tenant) in settings.tenants.iter().enumerate() {
         let delay = startup_delay(position, count, tenant.pending_interval);
-        tenants.start(tenant, &settings, None, delay)?;
+        tenants.start(tenant, None, delay)?;
     }
     metrics.config_reloaded(true);
     let mut server_config = ServerConfig::new(
@@ -313,18 +311,22 @@ pub async fn run_on(
     } else {
         None
     };
-    let (server_stop, server_stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(http::serve(listener, server_config, state, async {
-        let _ = server_stopped.await;
-    }));
+    let server_stop = CancellationToken::new();
+    let server = tokio::spawn(http::serve(
+        listener,
+        server_config,
+        state,
+        server_stop.clone().cancelled_owned(),
+    ));
+    let server_stop = server_stop.drop_guard();
     supervise(&mut tenants, settings, reload, requests, &metrics, shutdown).await;
-    let _ = server_stop.send(());
+    drop(server_stop);
     match server.await {
         Ok(result) => result.context("HTTP server")?,
         Err(e) => tracing::error!(error = %e, "HTTP server task ended abnormally"),
     }
     tenants.stop_all().await;
-    let _ = renderer_stop.send(true);
+    drop(renderer_stop);
     let _ = renderer.await;
     tracing::info!("stopped");
     Ok(())

@@ -12,18 +12,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use rand::Rng;
-use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::read::{ReadError, read_completed, read_pending};
 use super::source::TaskSource;
 use super::tracker::{CompletedBound, PendingRead, PrimeRead, Tracker, TrackerConfig};
-use crate::config::{MAX_DURATION, TenantSettings};
+use crate::config::TenantSettings;
 use crate::metrics::{PollList, TenantMetrics, Update};
 use crate::sailpoint::model::TaskStatus;
 use crate::status::TenantStatus;
 use crate::storage::TenantStore;
+
+mod schedule;
 
 /// The largest clock skew between the exporter and the tenant taken as normal (a day):
 /// real tenants run on synchronised clocks. A larger one is still followed (the bounds
@@ -93,6 +93,16 @@ pub fn tracker_config(t: &TenantSettings) -> TrackerConfig {
 fn publish_state(u: &mut Update<'_>, tracker: &Tracker) {
     u.set_pending(tracker.pending().tasks());
     u.set_tracked(tracker.pending().len(), tracker.recent().len());
+}
+
+/// Logs a condition of a tenant once when it starts (`was` false, `now` true: a
+/// warning) and once when it ends, not on every poll while it lasts.
+fn log_change(was: bool, now: bool, started: impl FnOnce(), ended: impl FnOnce()) {
+    match (was, now) {
+        (false, true) => started(),
+        (true, false) => ended(),
+        _ => {}
+    }
 }
 
 /// What one successful poll did.
@@ -361,19 +371,25 @@ impl<S: TaskSource> TenantPoller<S> {
             self.metrics
                 .set_clock_skew(skew.num_milliseconds() as f64 / 1000.0);
             let off = skew.abs() > MAX_PLAUSIBLE_SKEW;
-            if off && !self.clock_off {
-                tracing::warn!(
-                    tenant = self.metrics.tenant(),
-                    skew_seconds = skew.num_seconds(),
-                    "the exporter's clock is more than a day from the tenant's (its Date header); following the tenant's clock, counting marked degraded: fix the exporter's clock (or the proxy's Date)"
-                );
-            } else if !off && self.clock_off {
-                tracing::info!(
-                    tenant = self.metrics.tenant(),
-                    skew_seconds = skew.num_seconds(),
-                    "the exporter's clock is within a day of the tenant's again"
-                );
-            }
+            let (tenant, skew_seconds) = (self.metrics.tenant(), skew.num_seconds());
+            log_change(
+                self.clock_off,
+                off,
+                || {
+                    tracing::warn!(
+                        tenant,
+                        skew_seconds,
+                        "the exporter's clock is more than a day from the tenant's (its Date header); following the tenant's clock, counting marked degraded: fix the exporter's clock (or the proxy's Date)"
+                    )
+                },
+                || {
+                    tracing::info!(
+                        tenant,
+                        skew_seconds,
+                        "the exporter's clock is within a day of the tenant's again"
+                    )
+                },
+            );
             self.clock_off = off;
         }
         local.checked_add_signed(self.skew).unwrap_or(local)
@@ -403,19 +419,18 @@ impl<S: TaskSource> TenantPoller<S> {
         if unsorted {
             self.metrics.unsorted_read();
         }
-        if unsorted != self.unsorted {
-            if unsorted {
+        let tenant = self.metrics.tenant();
+        log_change(
+            self.unsorted,
+            unsorted,
+            || {
                 tracing::warn!(
-                    tenant = self.metrics.tenant(),
+                    tenant,
                     "the completed list is not sorted newest first (sorters=-created ignored?): every completed read now reads the whole list to stay exact"
-                );
-            } else {
-                tracing::info!(
-                    tenant = self.metrics.tenant(),
-                    "the completed list is sorted newest first again"
-                );
-            }
-        }
+                )
+            },
+            || tracing::info!(tenant, "the completed list is sorted newest first again"),
+        );
         self.unsorted = unsorted;
     }
 
@@ -423,20 +438,24 @@ impl<S: TaskSource> TenantPoller<S> {
     /// last `lookback`, or clocks more than a day apart — and logs a change.
     fn publish_degraded(&mut self) {
         let degraded = self.clock_off || self.tracker.is_degraded(self.tenant_now());
-        if degraded != self.degraded {
-            if degraded {
+        let (tenant, clock_off) = (self.metrics.tenant(), self.clock_off);
+        log_change(
+            self.degraded,
+            degraded,
+            || {
                 tracing::warn!(
-                    tenant = self.metrics.tenant(),
-                    clock_off = self.clock_off,
+                    tenant,
+                    clock_off,
                     "counting degraded: a list failed for longer than lookback (the completed read was capped at now - lookback, so a task created and finished during the failure may be missed), or the clocks are more than a day apart"
-                );
-            } else {
+                )
+            },
+            || {
                 tracing::info!(
-                    tenant = self.metrics.tenant(),
+                    tenant,
                     "exactly-once counting restored: the lookback window is exact again"
-                );
-            }
-        }
+                )
+            },
+        );
         self.degraded = degraded;
         self.metrics.set_counting_degraded(degraded);
     }
@@ -509,96 +528,5 @@ impl<S: TaskSource> TenantPoller<S> {
             tracing::warn!(tenant = self.metrics.tenant(), list = list.as_str(), %error, "poll failed; keeping the last good state");
         }
         result
-    }
-
-    /// Polls on both schedules until `shutdown` turns true (or its sender is dropped),
-    /// then writes the state once more (with `storage.path`). The first poll runs at
-    /// once; a poll still reading at shutdown is abandoned, which is safe because nothing
-    /// of an unfinished read is applied; a poll already applying finishes first.
-    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Tracker {
-        let start = Instant::now();
-        let mut due = [(PollList::Pending, start), (PollList::Completed, start)];
-        loop {
-            if *shutdown.borrow() {
-                break;
-            }
-            due.sort_by_key(|(_, at)| *at);
-            let [(list, at), _] = due;
-            tokio::select! {
-                changed = shutdown.changed() => {
-                    if changed.is_err() { break; }
-                    continue;
-                }
-                _ = tokio::time::sleep_until(at) => {}
-            }
-            let Some(outcome) = self.poll_until_stopped(list, &mut shutdown).await else {
-                break;
-            };
-            let now = Instant::now();
-            if let Ok(PollOutcome::Primed { .. }) = outcome {
-                due = [
-                    (PollList::Pending, now + self.interval(PollList::Pending)),
-                    (
-                        PollList::Completed,
-                        now + self.interval(PollList::Completed),
-                    ),
-                ];
-            } else {
-                due[0].1 = (at + self.interval(list)).max(now);
-            }
-        }
-        if self.store.is_some() {
-            self.persist().await;
-        }
-        tracing::debug!(tenant = self.metrics.tenant(), "poller stopped");
-        self.tracker
-    }
-
-    /// One poll of `list`, abandoned (`None`) if `shutdown` turns true while it is still
-    /// reading; once it applies, it finishes.
-    async fn poll_until_stopped(
-        &mut self,
-        list: PollList,
-        shutdown: &mut watch::Receiver<bool>,
-    ) -> Option<Result<PollOutcome, ReadError<S::Error>>> {
-        let committing = Arc::clone(&self.committing);
-        committing.store(false, Ordering::Release);
-        let poll = self.poll(list);
-        tokio::pin!(poll);
-        loop {
-            tokio::select! {
-                outcome = &mut poll => return Some(outcome),
-                changed = shutdown.changed() => {
-                    let stop = changed.is_err() || *shutdown.borrow();
-                    if stop && !committing.load(Ordering::Acquire) {
-                        return None;
-                    }
-                    if stop {
-                        // Applying: let it finish, then stop.
-                        let _ = poll.await;
-                        return None;
-                    }
-                }
-            }
-        }
-    }
-
-    /// The interval of `list` plus a small random jitter (up to 5 %, at most 2 s), so
-    /// tenants configured alike do not hit the API in lock-step. Capped at
-    /// [`MAX_DURATION`] so that adding it to an `Instant` cannot overflow.
-    fn interval(&self, list: PollList) -> Duration {
-        let base = match list {
-            PollList::Pending => self.settings.pending_interval,
-            PollList::Completed => self.settings.completed_interval,
-        }
-        .min(MAX_DURATION);
-        let max_jitter = (base / 20).min(Duration::from_secs(2));
-        let jitter_ms = u64::try_from(max_jitter.as_millis()).unwrap_or(0);
-        let jitter = if jitter_ms == 0 {
-            0
-        } else {
-            rand::thread_rng().gen_range(0..=jitter_ms)
-        };
-        base + Duration::from_millis(jitter)
     }
 }

@@ -248,12 +248,58 @@ fn harness() -> Harness {
     harness_with(tenant_settings(), MetricsSettings::default())
 }
 
+/// A harness whose tracker has primed (on an empty tenant).
+async fn primed() -> Harness {
+    primed_with([]).await
+}
+
+/// A harness primed on a tenant holding `tasks`.
+async fn primed_with(tasks: impl IntoIterator<Item = TaskStatus>) -> Harness {
+    let mut h = harness();
+    for task in tasks {
+        h.fake.put(task);
+    }
+    h.prime().await;
+    h
+}
+
+/// The labels of a group's completions.
+fn completion<'a>(task_name: &'a str, source: &'a str, status: &'a str) -> [(&'a str, &'a str); 3] {
+    [
+        ("task_name", task_name),
+        ("source", source),
+        ("status", status),
+    ]
+}
+
+/// A harness whose metric settings `limit` changes.
+fn harness_limited(limit: impl FnOnce(&mut MetricsSettings)) -> Harness {
+    let mut m = MetricsSettings::default();
+    limit(&mut m);
+    harness_with(tenant_settings(), m)
+}
+
+/// A harness whose tenant settings `tune` changes.
+fn harness_tuned(tune: impl FnOnce(&mut TenantSettings)) -> Harness {
+    let mut t = tenant_settings();
+    tune(&mut t);
+    harness_with(t, MetricsSettings::default())
+}
+
 impl Harness {
     fn set_now(&self, secs: i64) {
         *self.now.lock().unwrap() = at(secs);
     }
     fn samples(&self) -> Vec<Sample> {
         exposition::parse(&String::from_utf8(self.metrics.render()).unwrap())
+    }
+    /// `sailpoint_tasks_completed_total` of the tasks that ended with `status`.
+    fn counted(&self, status: &str) -> Option<f64> {
+        v(&self.samples(), COMPLETED, &[("status", status)])
+    }
+    /// Asserts every expected value against the exposition as it is now.
+    fn assert_values(&self, expected: &[Expected<'_>]) {
+        assert_values(&self.samples(), expected);
     }
     async fn prime(&mut self) {
         let outcome = self.poller.prime().await.unwrap();
@@ -269,6 +315,16 @@ impl Harness {
 
 fn v(s: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     exposition::value(s, name, labels)
+}
+
+/// One expected value: family, labels, and the value (`None`: no such series).
+type Expected<'a> = (&'a str, &'a [(&'a str, &'a str)], Option<f64>);
+
+/// Asserts every expected value against the samples, naming the one that differs.
+fn assert_values(s: &[Sample], expected: &[Expected<'_>]) {
+    for (name, labels, want) in expected {
+        assert_eq!(v(s, name, labels), *want, "{name} {labels:?}");
+    }
 }
 
 const COMPLETED: &str = "sailpoint_tasks_completed_total";
@@ -290,14 +346,16 @@ async fn task_seen_pending_then_completed_is_counted_once_with_exact_values() {
         ("task_name", "Cloud Account Aggregation"),
         ("source", "AD"),
     ];
-    assert_eq!(v(&s, "sailpoint_tasks_pending", &group), Some(1.0));
-    assert_eq!(
-        v(
-            &s,
-            "sailpoint_tasks_pending_oldest_created_timestamp_seconds",
-            &group
-        ),
-        Some(at(-100).timestamp() as f64)
+    assert_values(
+        &s,
+        &[
+            ("sailpoint_tasks_pending", &group, Some(1.0)),
+            (
+                "sailpoint_tasks_pending_oldest_created_timestamp_seconds",
+                &group,
+                Some(at(-100).timestamp() as f64),
+            ),
+        ],
     );
 
     h.fake.complete("a", at(30), "SUCCESS");
@@ -325,25 +383,19 @@ async fn task_seen_pending_then_completed_is_counted_once_with_exact_values() {
             "{other}"
         );
     }
-    assert_eq!(
-        v(&s, "sailpoint_task_duration_seconds_count", &ok),
-        Some(1.0)
-    );
-    assert_eq!(
-        v(&s, "sailpoint_task_duration_seconds_sum", &ok),
-        Some(120.0)
-    );
-    assert_eq!(
-        v(&s, "sailpoint_task_queue_wait_seconds_sum", &group),
-        Some(10.0)
-    );
-    assert_eq!(
-        v(&s, "sailpoint_task_last_completed_timestamp_seconds", &ok),
-        Some(at(30).timestamp() as f64)
-    );
-    assert_eq!(
-        v(&s, "sailpoint_task_last_duration_seconds", &ok),
-        Some(120.0)
+    assert_values(
+        &s,
+        &[
+            ("sailpoint_task_duration_seconds_count", &ok, Some(1.0)),
+            ("sailpoint_task_duration_seconds_sum", &ok, Some(120.0)),
+            ("sailpoint_task_queue_wait_seconds_sum", &group, Some(10.0)),
+            (
+                "sailpoint_task_last_completed_timestamp_seconds",
+                &ok,
+                Some(at(30).timestamp() as f64),
+            ),
+            ("sailpoint_task_last_duration_seconds", &ok, Some(120.0)),
+        ],
     );
     assert_eq!(
         v(&s, "sailpoint_tasks_pending", &group),
@@ -364,8 +416,7 @@ async fn task_seen_pending_then_completed_is_counted_once_with_exact_values() {
 
 #[tokio::test]
 async fn task_that_starts_and_finishes_between_pending_polls_is_counted_by_the_completed_path() {
-    let mut h = harness();
-    h.prime().await;
+    let mut h = primed().await;
     h.fake.put(done(
         task("b", "Cloud Group Aggregation", Some("HR"), 5, Some(6)),
         20,
@@ -377,17 +428,11 @@ async fn task_that_starts_and_finishes_between_pending_polls_is_counted_by_the_c
     assert_eq!(h.completed().await, 1);
     h.set_now(120);
     assert_eq!(h.completed().await, 0);
-    let s = h.samples();
-    let labels = [
-        ("task_name", "Cloud Group Aggregation"),
-        ("source", "HR"),
-        ("status", "error"),
-    ];
-    assert_eq!(v(&s, COMPLETED, &labels), Some(1.0));
-    assert_eq!(
-        v(&s, "sailpoint_task_duration_seconds_sum", &labels),
-        Some(14.0)
-    );
+    let labels = completion("Cloud Group Aggregation", "HR", "error");
+    h.assert_values(&[
+        (COMPLETED, &labels, Some(1.0)),
+        ("sailpoint_task_duration_seconds_sum", &labels, Some(14.0)),
+    ]);
 }
 
 #[tokio::test]
@@ -421,17 +466,15 @@ async fn task_running_far_longer_than_the_overlap_is_counted_by_the_pending_path
     now += 30;
     h.set_now(now);
     assert_eq!(h.completed().await, 0);
-    let s = h.samples();
-    let labels = [
-        ("task_name", "Identity Refresh"),
-        ("source", ""),
-        ("status", "warning"),
-    ];
-    assert_eq!(v(&s, COMPLETED, &labels), Some(1.0));
-    assert_eq!(
-        v(&s, "sailpoint_task_duration_seconds_sum", &labels),
-        Some((completed_at + 3600) as f64)
-    );
+    let labels = completion("Identity Refresh", "", "warning");
+    h.assert_values(&[
+        (COMPLETED, &labels, Some(1.0)),
+        (
+            "sailpoint_task_duration_seconds_sum",
+            &labels,
+            Some((completed_at + 3600) as f64),
+        ),
+    ]);
 }
 
 #[tokio::test]
@@ -458,18 +501,13 @@ async fn the_same_task_reported_by_both_paths_is_counted_once_in_either_order() 
         }
         assert_eq!(counted, 1, "completed_first={completed_first}");
         assert!(!h.poller.tracker().pending().contains("c"));
-        assert_eq!(
-            v(&h.samples(), COMPLETED, &[("status", "success")]),
-            Some(1.0)
-        );
+        assert_eq!(h.counted("success"), Some(1.0));
     }
 }
 
 #[tokio::test]
 async fn duplicates_across_shifting_pages_are_counted_once() {
-    let mut t = tenant_settings();
-    t.page_size = 2;
-    let mut h = harness_with(t, MetricsSettings::default());
+    let mut h = harness_tuned(|t| t.page_size = 2);
     h.prime().await;
     for i in 0..5 {
         h.fake.put(done(
@@ -494,18 +532,16 @@ async fn duplicates_across_shifting_pages_are_counted_once() {
         (5, 2),
         "the poll reads the five, the next one the two new ones"
     );
-    assert_eq!(
-        v(&h.samples(), COMPLETED, &[("status", "success")]),
-        Some(7.0)
-    );
+    assert_eq!(h.counted("success"), Some(7.0));
 }
 
 #[tokio::test]
 async fn a_failed_poll_applies_nothing_and_the_next_one_recovers() {
-    let mut h = harness();
-    h.fake.put(task("a", "Task", None, -10, None));
-    h.fake.put(task("b", "Task", None, -5, None));
-    h.prime().await;
+    let mut h = primed_with([
+        task("a", "Task", None, -10, None),
+        task("b", "Task", None, -5, None),
+    ])
+    .await;
     h.fake.complete("a", at(10), "SUCCESS");
     h.fake.with(|s| s.tasks.remove("b"));
     // The list call succeeds, the follow-up of the departed tasks fails: nothing applies.
@@ -515,14 +551,16 @@ async fn a_failed_poll_applies_nothing_and_the_next_one_recovers() {
     assert!(h.poller.poll_pending().await.is_err());
     assert_eq!(h.poller.tracker().pending().len(), 2, "old snapshot kept");
     let s = h.samples();
-    assert_eq!(v(&s, "sailpoint_up", &[]), Some(0.0));
-    assert_eq!(
-        v(
-            &s,
-            "sailpoint_exporter_poll_errors_total",
-            &[("list", "pending")]
-        ),
-        Some(1.0)
+    assert_values(
+        &s,
+        &[
+            ("sailpoint_up", &[], Some(0.0)),
+            (
+                "sailpoint_exporter_poll_errors_total",
+                &[("list", "pending")],
+                Some(1.0),
+            ),
+        ],
     );
     assert_eq!(
         v(&s, "sailpoint_tasks_pending", &[("task_name", "Task")]),
@@ -550,9 +588,7 @@ async fn a_failed_poll_applies_nothing_and_the_next_one_recovers() {
 
 #[tokio::test]
 async fn a_task_that_is_gone_after_leaving_pending_is_forgotten() {
-    let mut h = harness();
-    h.fake.put(task("x", "Task", None, -10, None));
-    h.prime().await;
+    let mut h = primed_with([task("x", "Task", None, -10, None)]).await;
     h.fake.with(|s| s.tasks.remove("x"));
     h.set_now(30);
     assert_eq!(h.pending().await, 0);
@@ -569,9 +605,7 @@ async fn a_task_that_is_gone_after_leaving_pending_is_forgotten() {
 
 #[tokio::test]
 async fn a_pending_task_skipped_by_the_list_is_kept() {
-    let mut h = harness();
-    h.fake.put(task("s", "Task", None, -10, None));
-    h.prime().await;
+    let mut h = primed_with([task("s", "Task", None, -10, None)]).await;
     h.fake.with(|s| s.skip_pending.insert("s".into()));
     h.set_now(30);
     assert_eq!(h.pending().await, 0);
@@ -585,26 +619,22 @@ async fn a_pending_task_skipped_by_the_list_is_kept() {
 #[tokio::test]
 async fn priming_sets_last_completed_without_counting_the_backlog() {
     let mut h = harness();
-    h.fake.put(done(
-        task("p1", "Agg", Some("AD"), -600, Some(-590)),
-        -500,
-        "SUCCESS",
-    ));
-    h.fake.put(done(
-        task("p2", "Agg", Some("AD"), -400, Some(-390)),
-        -300,
-        "SUCCESS",
-    ));
-    h.fake.put(done(
-        task("p3", "Agg", Some("AD"), -200, None),
-        -100,
-        "ERROR",
-    ));
-    h.fake.put(done(
-        task("ancient", "Ancient", None, -100_000, None),
-        -99_000,
-        "SUCCESS",
-    ));
+    // id, name, source, created, launched, completed, status
+    let history = [
+        ("p1", "Agg", Some("AD"), -600, Some(-590), -500, "SUCCESS"),
+        ("p2", "Agg", Some("AD"), -400, Some(-390), -300, "SUCCESS"),
+        ("p3", "Agg", Some("AD"), -200, None, -100, "ERROR"),
+        (
+            "ancient", "Ancient", None, -100_000, None, -99_000, "SUCCESS",
+        ),
+    ];
+    for (id, name, source, created, launched, completed, status) in history {
+        h.fake.put(done(
+            task(id, name, source, created, launched),
+            completed,
+            status,
+        ));
+    }
     let outcome = h.poller.poll(PollList::Pending).await.unwrap();
     assert_eq!(
         outcome,
@@ -620,24 +650,26 @@ async fn priming_sets_last_completed_without_counting_the_backlog() {
         ("status", "success"),
     ];
     let err = [("task_name", "Agg"), ("source", "AD"), ("status", "error")];
-    assert_eq!(v(&s, COMPLETED, &ok), Some(0.0));
-    assert_eq!(v(&s, COMPLETED, &err), Some(0.0));
+    assert_values(
+        &s,
+        &[(COMPLETED, &ok, Some(0.0)), (COMPLETED, &err, Some(0.0))],
+    );
     assert_eq!(
         v(&s, "sailpoint_task_duration_seconds_count", &ok),
         Some(0.0),
         "a primed group's histogram exists at 0"
     );
-    assert_eq!(
-        v(&s, "sailpoint_task_last_completed_timestamp_seconds", &ok),
-        Some(at(-300).timestamp() as f64)
-    );
-    assert_eq!(
-        v(&s, "sailpoint_task_last_duration_seconds", &ok),
-        Some(90.0)
-    );
-    assert_eq!(
-        v(&s, "sailpoint_task_last_duration_seconds", &err),
-        Some(100.0)
+    assert_values(
+        &s,
+        &[
+            (
+                "sailpoint_task_last_completed_timestamp_seconds",
+                &ok,
+                Some(at(-300).timestamp() as f64),
+            ),
+            ("sailpoint_task_last_duration_seconds", &ok, Some(90.0)),
+            ("sailpoint_task_last_duration_seconds", &err, Some(100.0)),
+        ],
     );
     assert_eq!(
         v(
@@ -678,16 +710,12 @@ async fn nothing_is_counted_until_priming_succeeds() {
             counted: 0
         }
     );
-    assert_eq!(
-        v(&h.samples(), COMPLETED, &[("status", "success")]),
-        Some(0.0)
-    );
+    assert_eq!(h.counted("success"), Some(0.0));
 }
 
 #[tokio::test]
 async fn unknown_and_mixed_case_statuses_null_launched_and_null_target() {
-    let mut h = harness();
-    h.prime().await;
+    let mut h = primed().await;
     let mut no_status = task("n", "Task", None, 3, None);
     no_status.completed = Some(at(9));
     h.fake
@@ -744,8 +772,7 @@ async fn unknown_and_mixed_case_statuses_null_launched_and_null_target() {
 
 #[tokio::test]
 async fn negative_durations_are_clamped_and_messages_counted_by_level() {
-    let mut h = harness();
-    h.prime().await;
+    let mut h = primed().await;
     let mut t = done(task("w", "Task", None, 10, Some(20)), 15, "WARNING");
     t.messages = serde_json::from_value(json!([
         {"type": "WARN", "localizedText": null, "key": "k", "parameters": null},
@@ -757,33 +784,29 @@ async fn negative_durations_are_clamped_and_messages_counted_by_level() {
     h.fake.put(t);
     h.set_now(60);
     assert_eq!(h.completed().await, 1);
-    let s = h.samples();
-    assert_eq!(
-        v(
-            &s,
+    h.assert_values(&[
+        (
             "sailpoint_task_duration_seconds_sum",
-            &[("status", "warning")]
+            &[("status", "warning")],
+            Some(0.0),
         ),
-        Some(0.0)
-    );
-    assert_eq!(
-        v(&s, "sailpoint_task_messages_total", &[("level", "warn")]),
-        Some(1.0)
-    );
-    assert_eq!(
-        v(&s, "sailpoint_task_messages_total", &[("level", "error")]),
-        Some(2.0)
-    );
-    assert_eq!(
-        v(&s, "sailpoint_task_messages_total", &[("level", "info")]),
-        None
-    );
+        (
+            "sailpoint_task_messages_total",
+            &[("level", "warn")],
+            Some(1.0),
+        ),
+        (
+            "sailpoint_task_messages_total",
+            &[("level", "error")],
+            Some(2.0),
+        ),
+        ("sailpoint_task_messages_total", &[("level", "info")], None),
+    ]);
 }
 
 #[tokio::test]
 async fn last_completed_only_moves_forward() {
-    let mut h = harness();
-    h.prime().await;
+    let mut h = primed().await;
     // Newest-first reading records the newer task before the older one.
     h.fake
         .put(done(task("new", "Task", None, 20, Some(20)), 50, "SUCCESS"));
@@ -791,29 +814,23 @@ async fn last_completed_only_moves_forward() {
         .put(done(task("old", "Task", None, 10, Some(10)), 30, "SUCCESS"));
     h.set_now(60);
     assert_eq!(h.completed().await, 2);
-    let s = h.samples();
-    assert_eq!(
-        v(
-            &s,
+    h.assert_values(&[
+        (
             "sailpoint_task_last_completed_timestamp_seconds",
-            &[("status", "success")]
+            &[("status", "success")],
+            Some(at(50).timestamp() as f64),
         ),
-        Some(at(50).timestamp() as f64)
-    );
-    assert_eq!(
-        v(
-            &s,
+        (
             "sailpoint_task_last_duration_seconds",
-            &[("status", "success")]
+            &[("status", "success")],
+            Some(30.0),
         ),
-        Some(30.0)
-    );
+    ]);
 }
 
 #[tokio::test]
 async fn failing_pending_polls_do_not_lose_tasks_created_meanwhile() {
-    let mut h = harness();
-    h.prime().await;
+    let mut h = primed().await;
     // Pending polls fail for an hour; completed polls keep succeeding.
     let mut now = 0;
     h.fake.put(task("q", "Task", None, 600, Some(600)));
@@ -828,18 +845,14 @@ async fn failing_pending_polls_do_not_lose_tasks_created_meanwhile() {
         }
         h.completed().await;
     }
-    assert_eq!(
-        v(&h.samples(), COMPLETED, &[("status", "success")]),
-        Some(1.0)
-    );
+    assert_eq!(h.counted("success"), Some(1.0));
 }
 
 #[tokio::test]
 async fn a_task_completing_while_pending_polls_fail_is_read_by_the_first_completed_poll_after() {
     // The case the S* refinement exists for: the completed path ran while the task was
     // pending, pending polls failed until after it completed.
-    let mut h = harness();
-    h.prime().await;
+    let mut h = primed().await;
     h.fake.put(task("late", "Task", None, 100, Some(100)));
     h.set_now(1800);
     h.completed().await; // sees nothing completed; watermark does not move
@@ -859,17 +872,12 @@ async fn a_task_completing_while_pending_polls_fail_is_read_by_the_first_complet
         1,
         "L = min(watermark, S*) - overlap reaches back to it"
     );
-    assert_eq!(
-        v(&h.samples(), COMPLETED, &[("status", "error")]),
-        Some(1.0)
-    );
+    assert_eq!(h.counted("error"), Some(1.0));
 }
 
 #[tokio::test]
 async fn counted_tasks_are_remembered_for_lookback_and_no_longer() {
-    let mut t = tenant_settings();
-    t.lookback = Duration::from_secs(3600);
-    let mut h = harness_with(t, MetricsSettings::default());
+    let mut h = harness_tuned(|t| t.lookback = Duration::from_secs(3600));
     h.prime().await;
     let mut now = 0;
     let mut max_recent = 0;
@@ -919,8 +927,7 @@ async fn counted_tasks_are_remembered_for_lookback_and_no_longer() {
 /// It was counted once and stays counted once, however long after its overlap.
 #[tokio::test]
 async fn a_lagging_replica_relisting_a_counted_task_does_not_count_it_again() {
-    let mut h = harness();
-    h.prime().await;
+    let mut h = primed().await;
     h.fake.put(task("x", "Task", None, 10, Some(10)));
     h.set_now(30);
     assert_eq!(h.pending().await, 0);
@@ -949,20 +956,13 @@ async fn a_lagging_replica_relisting_a_counted_task_does_not_count_it_again() {
     h.set_now(1320);
     assert_eq!(h.pending().await, 0, "counted again");
     assert_eq!(h.completed().await, 0);
-    assert_eq!(
-        v(&h.samples(), COMPLETED, &[("status", "success")]),
-        Some(21.0)
-    );
+    assert_eq!(h.counted("success"), Some(21.0));
     assert!(h.poller.tracker().pending().is_empty());
 }
 
 #[tokio::test]
 async fn pending_gauges_are_replaced_and_per_task_series_capped() {
-    let m = MetricsSettings {
-        max_pending_task_series: 2,
-        ..MetricsSettings::default()
-    };
-    let mut h = harness_with(tenant_settings(), m);
+    let mut h = harness_limited(|m| m.max_pending_task_series = 2);
     let mut a = task("a", "Agg", Some("AD"), -30, None);
     a.percent_complete = 40;
     h.fake.put(a);
@@ -994,44 +994,33 @@ async fn pending_gauges_are_replaced_and_per_task_series_capped() {
     h.fake.complete("a", at(5), "SUCCESS");
     h.set_now(30);
     assert_eq!(h.pending().await, 1);
-    let s = h.samples();
-    assert_eq!(
-        v(
-            &s,
+    h.assert_values(&[
+        (
             "sailpoint_pending_task_created_timestamp_seconds",
-            &[("id", "a")]
+            &[("id", "a")],
+            None,
         ),
-        None
-    );
-    assert_eq!(
-        v(
-            &s,
+        (
             "sailpoint_pending_task_created_timestamp_seconds",
-            &[("id", "c")]
+            &[("id", "c")],
+            Some(at(-10).timestamp() as f64),
         ),
-        Some(at(-10).timestamp() as f64)
-    );
-    assert_eq!(
-        v(&s, "sailpoint_tasks_pending", &[("task_name", "Agg")]),
-        Some(1.0)
-    );
-    assert_eq!(
-        v(
-            &s,
+        (
+            "sailpoint_tasks_pending",
+            &[("task_name", "Agg")],
+            Some(1.0),
+        ),
+        (
             "sailpoint_tasks_pending_oldest_created_timestamp_seconds",
-            &[("task_name", "Agg")]
+            &[("task_name", "Agg")],
+            Some(at(-20).timestamp() as f64),
         ),
-        Some(at(-20).timestamp() as f64)
-    );
+    ]);
 }
 
 #[tokio::test]
 async fn groups_beyond_max_groups_fold_into_other() {
-    let m = MetricsSettings {
-        max_groups: 2,
-        ..MetricsSettings::default()
-    };
-    let mut h = harness_with(tenant_settings(), m);
+    let mut h = harness_limited(|m| m.max_groups = 2);
     h.prime().await;
     for (i, name) in ["A", "B", "C", "D"].iter().enumerate() {
         h.fake.put(done(
@@ -1044,29 +1033,30 @@ async fn groups_beyond_max_groups_fold_into_other() {
     assert_eq!(h.completed().await, 4);
     let s = h.samples();
     // Newest first: D and C are admitted, B and A fold.
-    assert_eq!(
-        v(&s, COMPLETED, &[("task_name", "D"), ("status", "success")]),
-        Some(1.0)
-    );
-    assert_eq!(
-        v(&s, COMPLETED, &[("task_name", "C"), ("status", "success")]),
-        Some(1.0)
-    );
-    assert_eq!(
-        v(
-            &s,
-            COMPLETED,
-            &[
-                ("task_name", "other"),
-                ("source", "other"),
-                ("status", "success")
-            ]
-        ),
-        Some(2.0)
-    );
-    assert_eq!(
-        v(&s, "sailpoint_exporter_groups_folded_total", &[]),
-        Some(2.0)
+    assert_values(
+        &s,
+        &[
+            (
+                COMPLETED,
+                &[("task_name", "D"), ("status", "success")],
+                Some(1.0),
+            ),
+            (
+                COMPLETED,
+                &[("task_name", "C"), ("status", "success")],
+                Some(1.0),
+            ),
+            (
+                COMPLETED,
+                &[
+                    ("task_name", "other"),
+                    ("source", "other"),
+                    ("status", "success"),
+                ],
+                Some(2.0),
+            ),
+            ("sailpoint_exporter_groups_folded_total", &[], Some(2.0)),
+        ],
     );
     let names: HashSet<&str> = s
         .iter()
@@ -1078,23 +1068,19 @@ async fn groups_beyond_max_groups_fold_into_other() {
 
 #[tokio::test(start_paused = true)]
 async fn a_hanging_poll_fails_at_its_deadline() {
-    let mut t = tenant_settings();
-    t.poll_timeout = Duration::from_secs(5);
-    let mut h = harness_with(t, MetricsSettings::default());
+    let mut h = harness_tuned(|t| t.poll_timeout = Duration::from_secs(5));
     h.prime().await;
     h.fake.with(|s| s.hang = true);
     let err = h.poller.poll_completed().await.unwrap_err();
     assert!(err.to_string().contains("5s"), "{err}");
-    let s = h.samples();
-    assert_eq!(
-        v(
-            &s,
+    h.assert_values(&[
+        (
             "sailpoint_exporter_poll_errors_total",
-            &[("list", "completed")]
+            &[("list", "completed")],
+            Some(1.0),
         ),
-        Some(1.0)
-    );
-    assert_eq!(v(&s, "sailpoint_up", &[]), Some(0.0));
+        ("sailpoint_up", &[], Some(0.0)),
+    ]);
 }
 
 #[tokio::test(start_paused = true)]
@@ -1104,16 +1090,19 @@ async fn run_polls_both_lists_and_stops_on_shutdown() {
         .put(done(task("p", "Agg", None, -60, None), -30, "SUCCESS"));
     let fake = h.fake.clone();
     let ready = h.poller.ready_flag();
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    let job = tokio::spawn(h.poller.run(rx));
-    tokio::time::sleep(Duration::from_secs(125)).await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let job = tokio::spawn(h.poller.run(stop.clone()));
+    // Each interval adds up to 5 % jitter (at most 2 s), and the next poll is due an
+    // interval after the last one was due: the fourth pending poll is at most 4 × 31.5 s
+    // = 126 s in, the fifth at least 150 s.
+    tokio::time::sleep(Duration::from_secs(127)).await;
     assert!(ready.load(std::sync::atomic::Ordering::Acquire));
     let calls = fake.calls();
     let pending = calls.iter().filter(|c| *c == "pending").count();
     let pages = calls.iter().filter(|c| c.starts_with("page")).count();
     // Priming (1 pending + 1 page), then pending at ~30/60/90/120 s, completed at ~60/120 s.
     assert_eq!((pending, pages), (5, 3), "{calls:?}");
-    tx.send(true).unwrap();
+    stop.cancel();
     tokio::time::timeout(Duration::from_secs(1), job)
         .await
         .unwrap()
@@ -1123,10 +1112,10 @@ async fn run_polls_both_lists_and_stops_on_shutdown() {
 #[tokio::test]
 async fn unvalidated_huge_lookback_and_overlap_do_not_panic() {
     // Settings built in code skip validation; the tracker must saturate, not overflow.
-    let mut t = tenant_settings();
-    t.lookback = Duration::MAX;
-    t.overlap = Some(Duration::MAX);
-    let mut h = harness_with(t, MetricsSettings::default());
+    let mut h = harness_tuned(|t| {
+        t.lookback = Duration::MAX;
+        t.overlap = Some(Duration::MAX);
+    });
     h.fake
         .put(done(task("a", "Task", None, -50, None), -10, "SUCCESS"));
     h.prime().await;
@@ -1135,10 +1124,7 @@ async fn unvalidated_huge_lookback_and_overlap_do_not_panic() {
     h.set_now(60);
     assert_eq!(h.completed().await, 1);
     assert_eq!(h.completed().await, 0, "b is counted once");
-    assert_eq!(
-        v(&h.samples(), COMPLETED, &[("status", "success")]),
-        Some(1.0)
-    );
+    assert_eq!(h.counted("success"), Some(1.0));
 }
 
 #[tokio::test]
@@ -1314,9 +1300,7 @@ async fn a_date_header_sets_the_skew_and_one_a_month_away_is_followed_and_report
 /// `for:` to see it (before: 1 for a single completed poll).
 #[tokio::test]
 async fn counting_stays_degraded_until_the_lookback_window_is_exact_again() {
-    let mut t = tenant_settings();
-    t.lookback = Duration::from_secs(600);
-    let mut h = harness_with(t, MetricsSettings::default());
+    let mut h = harness_tuned(|t| t.lookback = Duration::from_secs(600));
     h.prime().await;
     let degraded = |h: &Harness| v(&h.samples(), "sailpoint_exporter_counting_degraded", &[]);
     h.fake.with(|s| s.failing = true);
@@ -1347,9 +1331,7 @@ async fn counting_stays_degraded_until_the_lookback_window_is_exact_again() {
 /// is still counted.
 #[tokio::test]
 async fn the_floor_never_moves_past_the_newest_created_the_tenant_has_shown() {
-    let mut h = harness();
-    h.fake.put(task("a", "Task", None, -30, None));
-    h.prime().await;
+    let mut h = primed_with([task("a", "Task", None, -30, None)]).await;
     h.fake
         .put(done(task("b", "Task", None, 30, Some(30)), 40, "SUCCESS"));
     h.set_now(2 * 86_400 + 60);
@@ -1357,10 +1339,7 @@ async fn the_floor_never_moves_past_the_newest_created_the_tenant_has_shown() {
     assert_eq!(h.completed().await, 1);
     assert!(h.poller.tracker().floor() <= Some(at(30)));
     assert_eq!(h.poller.tracker().newest_shown(), Some(at(30)));
-    assert_eq!(
-        v(&h.samples(), COMPLETED, &[("status", "success")]),
-        Some(1.0)
-    );
+    assert_eq!(h.counted("success"), Some(1.0));
 }
 
 /// `n` tasks created at 1..=n seconds and finished 5 s later: a burst between two pending
@@ -1383,9 +1362,7 @@ fn burst(h: &Harness, n: i64) {
 
 #[tokio::test]
 async fn an_unreadable_record_in_a_full_page_does_not_end_the_completed_read() {
-    let mut t = tenant_settings();
-    t.page_size = 10;
-    let mut h = harness_with(t, MetricsSettings::default());
+    let mut h = harness_tuned(|t| t.page_size = 10);
     h.prime().await;
     burst(&h, 25);
     // The newest task, the first record of the first page, cannot be decoded: that page
@@ -1403,12 +1380,10 @@ async fn an_unreadable_record_in_a_full_page_does_not_end_the_completed_read() {
         "the read goes on past the page that kept 9 of 10 (its boundary is re-read from \
          the kept tasks' positions: one record more than without the skipped one)"
     );
-    let s = h.samples();
-    assert_eq!(v(&s, COMPLETED, &[("status", "success")]), Some(24.0));
-    assert_eq!(
-        v(&s, "sailpoint_exporter_unsorted_reads_total", &[]),
-        Some(0.0)
-    );
+    h.assert_values(&[
+        (COMPLETED, &[("status", "success")], Some(24.0)),
+        ("sailpoint_exporter_unsorted_reads_total", &[], Some(0.0)),
+    ]);
 }
 
 /// `n` tasks finished hours ago (inside lookback, below the floor of the first completed
@@ -1430,9 +1405,7 @@ fn history_below_the_bound(h: &Harness, n: i64) {
 
 #[tokio::test]
 async fn a_list_ignoring_sorters_is_read_to_its_end_and_counted_exactly() {
-    let mut t = tenant_settings();
-    t.page_size = 10;
-    let mut h = harness_with(t, MetricsSettings::default());
+    let mut h = harness_tuned(|t| t.page_size = 10);
     // History below the bound, then the burst: oldest first, the first page holds only
     // tasks below the bound.
     history_below_the_bound(&h, 15);
@@ -1468,9 +1441,7 @@ async fn a_list_ignoring_sorters_is_read_to_its_end_and_counted_exactly() {
 
 #[tokio::test]
 async fn an_unsorted_read_of_unreadable_and_old_records_is_not_taken_for_a_repeating_list() {
-    let mut t = tenant_settings();
-    t.page_size = 5;
-    let mut h = harness_with(t, MetricsSettings::default());
+    let mut h = harness_tuned(|t| t.page_size = 5);
     // Three full pages of old tasks (below the bound), one of them unreadable, before
     // the new ones: an unsorted read passes them without calling the list repeating.
     history_below_the_bound(&h, 15);
@@ -1546,4 +1517,44 @@ async fn at_most_a_fixed_number_of_tenants_prime_at_once() {
         (1..=super::poller::PRIMING_AT_ONCE).contains(&most),
         "{most} tenants primed at once"
     );
+}
+
+/// A state file written before issue 19 — the dedupe set as id → (created, recorded), no
+/// ceiling or degraded fields — still resumes into a tracker, with its ids remembered.
+#[tokio::test]
+async fn a_state_file_of_the_earlier_shape_resumes() {
+    use crate::storage::{Loaded, Store};
+    const URL: &str = "https://acme.api.identitynow.com/";
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let metrics = Metrics::new(&MetricsSettings::default(), "v", "r").unwrap();
+    let (writer, tenant) = (store.tenant("acme", URL), metrics.tenant("acme"));
+    let tracker = super::Tracker::new(super::tracker::TrackerConfig::default());
+    writer
+        .save(writer.snapshot(&tracker, tenant.snapshot()), &tenant)
+        .await;
+    let path = store.path("acme");
+    let mut file: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let tracker = file["tracker"].as_object_mut().unwrap();
+    tracker.remove("newest_shown");
+    tracker.remove("degraded_until");
+    tracker.insert(
+        "recent".into(),
+        json!({"entries": {
+            "2c9180835d2e5168015d32f890ca1581": ["2026-01-01T00:00:00Z", "2026-01-01T00:01:00Z"],
+            "t1": ["2026-01-01T00:00:00Z", "2026-01-01T00:01:00Z"]
+        }}),
+    );
+    std::fs::write(&path, serde_json::to_vec(&file).unwrap()).unwrap();
+    let day = Duration::from_secs(86_400);
+    match store.load::<super::Tracker>("acme", URL, day, Utc::now()) {
+        Loaded::Resumed { counting, .. } => {
+            let remembered = counting.recent();
+            assert_eq!(remembered.len(), 2);
+            assert!(remembered.contains("2c9180835d2e5168015d32f890ca1581"));
+            assert!(remembered.contains("t1"));
+        }
+        other => panic!("{other:?}"),
+    }
 }

@@ -6,6 +6,22 @@ use secrecy::ExposeSecret;
 
 const MINIMAL: &str = "tenants:\n  - name: acme\n    base_url: https://acme.api.identitynow.com\n    client_id: id\n    client_secret: s3cret\n";
 
+/// `MINIMAL` with `from` replaced by `to`, loaded without flags.
+fn edited(from: &str, to: &str) -> Result<Settings, ConfigError> {
+    Settings::from_text(&MINIMAL.replace(from, to), Yaml, &Overrides::default())
+}
+
+/// `MINIMAL` with `extra` keys added to its tenant, loaded without flags.
+fn with_tenant_keys(extra: &str) -> Result<Settings, ConfigError> {
+    let secret = "client_secret: s3cret";
+    edited(secret, &format!("{secret}\n    {extra}"))
+}
+
+/// The text of the error a configuration must be refused with.
+fn refusal(loaded: Result<Settings, ConfigError>) -> String {
+    loaded.unwrap_err().to_string()
+}
+
 #[test]
 fn minimal_yaml_gets_defaults() {
     let s = Settings::from_text(MINIMAL, Yaml, &Overrides::default()).unwrap();
@@ -50,42 +66,23 @@ fn toml_works_too() {
 
 #[test]
 fn errors_name_the_key() {
-    let bad = MINIMAL.replace(
-        "client_secret: s3cret",
-        "page_size: 500\n    client_secret: x",
-    );
-    let err = Settings::from_text(&bad, Yaml, &Overrides::default()).unwrap_err();
     assert_eq!(
-        err.to_string(),
+        refusal(with_tenant_keys("page_size: 500")),
         "configuration key `tenants[0].page_size`: must be between 1 and 250"
     );
-    let bad = MINIMAL.replace(
-        "client_secret: s3cret",
-        "pending_interval: soon\n    client_secret: x",
-    );
-    let err = Settings::from_text(&bad, Yaml, &Overrides::default()).unwrap_err();
-    assert!(err.to_string().contains("pending_interval"), "{err}");
-    let bad = MINIMAL.replace("client_id: id", "clientid: id");
-    let err = Settings::from_text(&bad, Yaml, &Overrides::default()).unwrap_err();
-    assert!(err.to_string().contains("clientid"), "{err}");
+    let err = refusal(with_tenant_keys("pending_interval: soon"));
+    assert!(err.contains("pending_interval"), "{err}");
+    let err = refusal(edited("client_id: id", "clientid: id"));
+    assert!(err.contains("clientid"), "{err}");
 }
 
 #[test]
 fn lookback_shorter_than_the_steady_read_is_refused_naming_the_keys() {
-    let text = MINIMAL.replace(
-        "client_secret: s3cret",
-        "client_secret: s3cret\n    lookback: 3m\n    overlap: 2m",
-    );
-    let err = Settings::from_text(&text, Yaml, &Overrides::default()).unwrap_err();
     assert_eq!(
-        err.to_string(),
+        refusal(with_tenant_keys("lookback: 3m\n    overlap: 2m")),
         "configuration key `tenants[0].lookback`: must be at least overlap + pending_interval + completed_interval (3m 30s): the completed poll reads that far back in steady state, and lookback caps how far back it may read"
     );
-    let ok = MINIMAL.replace(
-        "client_secret: s3cret",
-        "client_secret: s3cret\n    lookback: 210s\n    overlap: 2m",
-    );
-    assert!(Settings::from_text(&ok, Yaml, &Overrides::default()).is_ok());
+    assert!(with_tenant_keys("lookback: 210s\n    overlap: 2m").is_ok());
 }
 
 #[test]
@@ -98,24 +95,14 @@ fn absurd_durations_are_refused_not_a_panic() {
         ("poll_timeout", "400y"),
         ("request_timeout", "400y"),
     ] {
-        let text = MINIMAL.replace(
-            "client_secret: s3cret",
-            &format!("client_secret: s3cret\n    {key}: {value}"),
-        );
-        let err = Settings::from_text(&text, Yaml, &Overrides::default()).unwrap_err();
         assert_eq!(
-            err.to_string(),
+            refusal(with_tenant_keys(&format!("{key}: {value}"))),
             format!("configuration key `tenants[0].{key}`: must be at most 366 days"),
             "{key}"
         );
     }
-    let text = MINIMAL.replace(
-        "client_secret: s3cret",
-        "client_secret: s3cret\n    rate_limit: { requests: 1, per: 400y }",
-    );
-    let err = Settings::from_text(&text, Yaml, &Overrides::default()).unwrap_err();
     assert_eq!(
-        err.to_string(),
+        refusal(with_tenant_keys("rate_limit: { requests: 1, per: 400y }")),
         "configuration key `tenants[0].rate_limit.per`: must be at most 366 days"
     );
 }
@@ -134,10 +121,8 @@ fn urls_with_credentials_are_refused_without_echoing_them() {
             "client_id: id\n    token_url: https://svc:pa55@acme/oauth/token",
         ),
     ] {
-        let text = MINIMAL.replace(from, to);
-        let err = Settings::from_text(&text, Yaml, &Overrides::default()).unwrap_err();
         assert_eq!(
-            err.to_string(),
+            refusal(edited(from, to)),
             format!(
                 "configuration key `tenants[0].{key}`: must not carry a user name or password (they would show in logs); use client_id and client_secret"
             )
@@ -158,23 +143,22 @@ fn secret_from_file_and_missing_env() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("secret");
     std::fs::write(&file, "from-file\n").unwrap();
-    let text = MINIMAL.replace(
+    let s = edited(
         "client_secret: s3cret",
         &format!("client_secret_file: {}", file.display()),
-    );
-    let s = Settings::from_text(&text, Yaml, &Overrides::default()).unwrap();
+    )
+    .unwrap();
     match s.tenants[0].credentials() {
         Credentials::ClientCredentials { client_secret, .. } => {
             assert_eq!(client_secret.expose_secret(), "from-file")
         }
         other => panic!("unexpected {other:?}"),
     }
-    let text = MINIMAL.replace(
+    let err = refusal(edited(
         "client_secret: s3cret",
         "client_secret_env: SAILPOINT_TEST_SURELY_UNSET_VAR",
-    );
-    let err = Settings::from_text(&text, Yaml, &Overrides::default()).unwrap_err();
-    assert!(err.to_string().contains("client_secret_env"), "{err}");
+    ));
+    assert!(err.contains("client_secret_env"), "{err}");
 }
 
 #[test]
@@ -302,8 +286,6 @@ fn parse_errors_write_key_paths_one_way_and_say_how_to_fix() {
         ),
     ];
     for (from, to, expected) in cases {
-        let bad = MINIMAL.replace(from, to);
-        let err = Settings::from_text(&bad, Yaml, &Overrides::default()).unwrap_err();
-        assert_eq!(err.to_string(), expected);
+        assert_eq!(refusal(edited(from, to)), expected);
     }
 }

@@ -16,10 +16,11 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_io_timeout::TimeoutStream;
 use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
 
 use super::routes::Routes;
 use super::settings::ServerLimits;
@@ -43,7 +44,8 @@ type GuardedStream = std::pin::Pin<Box<TimeoutStream<TcpStream>>>;
 struct ConnectionContext {
     protocol: http1::Builder,
     routes: Arc<Routes>,
-    draining: watch::Receiver<bool>,
+    /// Cancelled when the server starts draining.
+    draining: CancellationToken,
     tls: Option<TlsAcceptor>,
     /// A TLS handshake is part of getting the request head: same deadline.
     handshake_timeout: Duration,
@@ -56,7 +58,6 @@ pub struct Acceptor {
     context: Arc<ConnectionContext>,
     slots: Arc<Semaphore>,
     connections: JoinSet<()>,
-    drain: watch::Sender<bool>,
     shutdown_grace: Duration,
 }
 
@@ -68,11 +69,10 @@ impl Acceptor {
         limits: &ServerLimits,
         tls: Option<Arc<rustls::ServerConfig>>,
     ) -> Self {
-        let (drain, draining) = watch::channel(false);
         let context = ConnectionContext {
             protocol: protocol(limits),
             routes,
-            draining,
+            draining: CancellationToken::new(),
             tls: tls.map(TlsAcceptor::from),
             handshake_timeout: limits.header_read_timeout,
             write_timeout: limits.write_timeout,
@@ -82,7 +82,6 @@ impl Acceptor {
             context: Arc::new(context),
             slots: Arc::new(Semaphore::new(limits.max_connections)),
             connections: JoinSet::new(),
-            drain,
             shutdown_grace: limits.shutdown_grace,
         }
     }
@@ -148,8 +147,7 @@ impl Acceptor {
     /// at most the grace period before dropping the rest.
     async fn drain(mut self) {
         drop(self.listener);
-        // Err means no connection is listening for the signal: nothing to drain.
-        let _ = self.drain.send(true);
+        self.context.draining.cancel();
         let all_done = async {
             while let Some(finished) = self.connections.join_next().await {
                 log_task_end(finished);
@@ -189,7 +187,7 @@ async fn serve_tls(
     let handshake = tokio::time::timeout(context.handshake_timeout, acceptor.accept(stream));
     let outcome = tokio::select! {
         outcome = handshake => outcome,
-        () = drain_requested(context.draining.clone()) => return,
+        () = context.draining.cancelled() => return,
     };
     match outcome {
         Ok(Ok(tls_stream)) => serve_connection(tls_stream, context, slot).await,
@@ -213,7 +211,7 @@ where
     let mut connection = std::pin::pin!(connection);
     let result = tokio::select! {
         result = connection.as_mut() => result,
-        () = drain_requested(context.draining.clone()) => {
+        () = context.draining.cancelled() => {
             connection.as_mut().graceful_shutdown();
             connection.await
         }
@@ -222,12 +220,6 @@ where
         // Timeouts, resets and malformed requests are the client's business.
         tracing::debug!(%error, "connection ended with an error");
     }
-}
-
-/// Resolves once the server starts draining (or is gone).
-async fn drain_requested(mut draining: watch::Receiver<bool>) {
-    // Err means the sender is gone, which also means: stop.
-    let _ = draining.wait_for(|draining| *draining).await;
 }
 
 /// Best-effort `503` (plain HTTP only: a TLS client could not read it) without blocking

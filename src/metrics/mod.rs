@@ -237,17 +237,17 @@ impl Metrics {
     /// Keeps the exposition pre-rendered: renders after applied changes (at most a quarter
     /// of the time and once a second, see [`RENDER_PAUSE_FACTOR`] and
     /// [`RENDER_MIN_PAUSE`]) and every
-    /// [`render::PROCESS_REFRESH`] for the process metrics, until `shutdown` resolves.
+    /// [`render::PROCESS_REFRESH`] for the process metrics, until `shutdown` is cancelled.
     /// Must be called inside a tokio runtime.
     pub fn spawn_renderer(
         self: &Arc<Self>,
-        mut shutdown: tokio::sync::watch::Receiver<bool>,
+        shutdown: tokio_util::sync::CancellationToken,
     ) -> tokio::task::JoinHandle<()> {
         let metrics = Arc::clone(self);
         tokio::spawn(async move {
             loop {
                 tokio::select! {
-                    _ = shutdown.changed() => return,
+                    _ = shutdown.cancelled() => return,
                     _ = metrics.changes.notify.notified() => {}
                     _ = tokio::time::sleep(render::PROCESS_REFRESH) => {}
                 }
@@ -271,7 +271,7 @@ impl Metrics {
                     .saturating_mul(RENDER_PAUSE_FACTOR)
                     .max(RENDER_MIN_PAUSE);
                 tokio::select! {
-                    _ = shutdown.changed() => return,
+                    _ = shutdown.cancelled() => return,
                     _ = tokio::time::sleep(pause) => {}
                 }
             }

@@ -25,18 +25,13 @@ use crate::sailpoint::ratelimit::{RateLimiter, RetryPolicy};
 use crate::sailpoint::tolerant::{self, InvalidRecord, RecordFault};
 use crate::sailpoint::transport::{ApiObserver, RawResponse, Transport};
 
+use super::operation;
+pub use super::paging::{ListQuery, MAX_PAGE_SIZE, Page, response_date};
+use super::paging::{Pager, decode_count, decode_page};
+
 /// How many distinct off-spec task ids a client remembers having logged; past it the
 /// memory starts over (a task may then be logged once more).
 const LOGGED_IDS_CAP: usize = 10_000;
-
-/// The API's largest page.
-pub const MAX_PAGE_SIZE: u32 = 250;
-
-/// Upper bound on pages read by one listing, whatever the API says (250 × 4000 = one
-/// million tasks, far beyond 90 days of any tenant).
-const MAX_PAGES: u32 = 4000;
-
-use super::operation;
 
 /// Longest wait for a TCP connection (and TLS handshake); each request's whole deadline
 /// is the tenant's `request_timeout`, which bounds connecting too.
@@ -59,56 +54,6 @@ pub fn http_client() -> Result<reqwest::Client, ApiError> {
         ))
         .build()
         .map_err(|e| ApiError::Setup(e.to_string()))
-}
-
-/// One page of tasks, how many records the API sent, and the total when `count=true`
-/// was asked.
-#[derive(Debug, Clone, Default)]
-pub struct Page {
-    /// The tasks of the page, in the API's order; unreadable records are left out.
-    pub items: Vec<TaskStatus>,
-    /// `X-Total-Count`, when asked for and sent.
-    pub total: Option<u64>,
-    /// How many records the answer held, unreadable ones included. Whether another page
-    /// exists, and where it starts, is decided from this: a page that is full as sent is
-    /// full, however many of its records had to be skipped.
-    pub received: usize,
-}
-
-impl Page {
-    /// Whether a page read at `offset` with `limit` is the last one: the API sent fewer
-    /// records than asked for, or the offset after it reaches `X-Total-Count`.
-    pub fn is_last(&self, offset: u32, limit: u32) -> bool {
-        let next = u64::from(offset).saturating_add(self.received as u64);
-        self.received < limit as usize || self.total.is_some_and(|t| next >= t)
-    }
-}
-
-/// Parameters of `GET /task-status`.
-#[derive(Debug, Clone, Default)]
-pub struct ListQuery {
-    /// A filter expression; see [`Filter`].
-    pub filters: Option<String>,
-    /// `created` or `-created`.
-    pub sorters: Option<String>,
-    /// Ask for `X-Total-Count`.
-    pub count: bool,
-}
-
-impl ListQuery {
-    /// Newest first, as the completed poll reads it.
-    pub fn newest_first() -> ListQuery {
-        ListQuery {
-            sorters: Some("-created".into()),
-            ..ListQuery::default()
-        }
-    }
-
-    /// Sets the filter.
-    pub fn with_filter(mut self, filter: &Filter) -> ListQuery {
-        self.filters = Some(filter.to_string());
-        self
-    }
 }
 
 /// A tenant's SailPoint client.
@@ -237,19 +182,8 @@ impl Client {
         }
     }
 
-    /// One page of `GET /task-status/pending-tasks`.
-    pub async fn pending_page(
-        &self,
-        offset: u32,
-        limit: u32,
-        count: bool,
-    ) -> Result<Page, ApiError> {
-        self.pending_page_dated(offset, limit, count)
-            .await
-            .map(|(page, _)| page)
-    }
-
-    async fn pending_page_dated(
+    /// One page of `GET /task-status/pending-tasks` and the answer's `Date` header.
+    async fn pending_page(
         &self,
         offset: u32,
         limit: u32,
@@ -261,15 +195,7 @@ impl Client {
             limit.clamp(1, MAX_PAGE_SIZE),
             if count { "&count=true" } else { "" }
         );
-        let decoded = self
-            .send(
-                operation::GET_PENDING_TASKS,
-                &move |http| http.get(&url),
-                decode_page,
-            )
-            .await?;
-        self.report_invalid(operation::GET_PENDING_TASKS, &decoded.invalid);
-        Ok((decoded.page, decoded.date))
+        self.get_page(operation::GET_PENDING_TASKS, url).await
     }
 
     /// The whole pending set, all pages, from the configured pending source. Tasks that
@@ -291,9 +217,7 @@ impl Client {
         let mut first_date = None;
         loop {
             let (page, date) = match self.inner.pending_source {
-                PendingSource::PendingTasks => {
-                    self.pending_page_dated(pages.offset, size, false).await?
-                }
+                PendingSource::PendingTasks => self.pending_page(pages.offset, size, false).await?,
                 PendingSource::CompletionStatusIsnull => {
                     let query = ListQuery::default().with_filter(&Filter::pending());
                     self.list_page_at(&query, pages.offset, size).await?
@@ -334,14 +258,20 @@ impl Client {
         limit: u32,
     ) -> Result<(Page, Option<DateTime<Utc>>), ApiError> {
         let url = self.list_url(query, offset, limit);
+        self.get_page(operation::GET_TASK_STATUS_LIST, url).await
+    }
+
+    /// `GET url` of either list: the page (its off-spec records counted and logged) and
+    /// the answer's `Date` header.
+    async fn get_page(
+        &self,
+        op: &'static str,
+        url: String,
+    ) -> Result<(Page, Option<DateTime<Utc>>), ApiError> {
         let decoded = self
-            .send(
-                operation::GET_TASK_STATUS_LIST,
-                &move |http| http.get(&url),
-                decode_page,
-            )
+            .send(op, &move |http| http.get(&url), decode_page)
             .await?;
-        self.report_invalid(operation::GET_TASK_STATUS_LIST, &decoded.invalid);
+        self.report_invalid(op, &decoded.invalid);
         Ok((decoded.page, decoded.date))
     }
 
@@ -495,102 +425,6 @@ impl Client {
     }
 }
 
-/// Offset bookkeeping and the guards against endless paging.
-struct Pager {
-    operation: &'static str,
-    offset: u32,
-    pages: u32,
-    last_ids: Option<Vec<String>>,
-}
-
-impl Pager {
-    fn new(operation: &'static str) -> Pager {
-        Pager {
-            operation,
-            offset: 0,
-            pages: 0,
-            last_ids: None,
-        }
-    }
-
-    /// Accounts for `page`; says whether another page should be read. The offset moves
-    /// by the records the API sent (skipped ones included), and the listing ends by them.
-    fn advance(&mut self, page: &Page, size: u32) -> Result<bool, ApiError> {
-        let len = u32::try_from(page.received).unwrap_or(u32::MAX);
-        let ids: Vec<String> = page.items.iter().map(|t| t.id.clone()).collect();
-        if !ids.is_empty() && self.last_ids.as_ref() == Some(&ids) {
-            return Err(ApiError::Paging {
-                operation: self.operation,
-                message: format!("offset {} returned the previous page again", self.offset),
-            });
-        }
-        self.last_ids = Some(ids);
-        let at = self.offset;
-        self.offset = self.offset.saturating_add(len);
-        self.pages += 1;
-        if page.is_last(at, size) {
-            return Ok(false);
-        }
-        if self.pages >= MAX_PAGES {
-            return Err(ApiError::Paging {
-                operation: self.operation,
-                message: format!("more than {MAX_PAGES} pages"),
-            });
-        }
-        Ok(true)
-    }
-}
-
-/// The `Date` header of an answer (RFC 2822 / IMF-fixdate), when present and valid.
-pub fn response_date(r: &RawResponse) -> Option<DateTime<Utc>> {
-    r.headers
-        .get(reqwest::header::DATE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| DateTime::parse_from_rfc2822(v).ok())
-        .map(|d| d.with_timezone(&Utc))
-}
-
-/// A page as decoded: the usable tasks, what was off-spec, and the answer's `Date`.
-struct DecodedPage {
-    page: Page,
-    invalid: Vec<InvalidRecord>,
-    date: Option<DateTime<Utc>>,
-}
-
-fn decode_page(r: &RawResponse) -> Result<DecodedPage, String> {
-    let total = r.total_count();
-    let date = response_date(r);
-    if r.status == reqwest::StatusCode::NO_CONTENT || r.body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(DecodedPage {
-            page: Page {
-                items: Vec::new(),
-                total,
-                received: 0,
-            },
-            invalid: Vec::new(),
-            date,
-        });
-    }
-    let list = tolerant::decode_list(&r.body)?;
-    Ok(DecodedPage {
-        page: Page {
-            items: list.tasks,
-            total,
-            received: list.received,
-        },
-        invalid: list.invalid,
-        date,
-    })
-}
-
-fn decode_count(r: &RawResponse) -> Result<u64, String> {
-    if r.status == reqwest::StatusCode::NO_CONTENT {
-        return Ok(r.total_count().unwrap_or(0));
-    }
-    r.total_count()
-        .ok_or_else(|| "X-Total-Count missing or invalid".to_string())
-}
-
 /// Fetches tokens from the OAuth token endpoint with the client-credentials grant.
 struct HttpTokenFetcher {
     transport: Arc<Transport>,
@@ -636,76 +470,5 @@ impl TokenFetcher for HttpTokenFetcher {
                 }
             })
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn page(ids: &[&str], total: Option<u64>) -> Page {
-        let items: Vec<TaskStatus> = ids
-            .iter()
-            .map(|id| {
-                serde_json::from_value(serde_json::json!({
-                    "id": id, "created": "2024-01-01T00:00:00Z"
-                }))
-                .unwrap()
-            })
-            .collect();
-        Page {
-            received: items.len(),
-            items,
-            total,
-        }
-    }
-
-    #[test]
-    fn pager_ends_by_the_records_sent_not_the_tasks_kept() {
-        // A full page of 3 records of which one was unreadable: the listing goes on, at
-        // the offset after all three.
-        let mut p = Pager::new("op");
-        let mut first = page(&["a", "b"], None);
-        first.received = 3;
-        assert!(p.advance(&first, 3).unwrap());
-        assert_eq!(p.offset, 3);
-        let mut second = page(&["c"], None);
-        second.received = 2;
-        assert!(!p.advance(&second, 3).unwrap());
-        assert_eq!(p.offset, 5);
-        // A page whose every record was unreadable is neither a repeat nor an end.
-        let mut p = Pager::new("op");
-        let mut blank = page(&[], None);
-        blank.received = 2;
-        assert!(p.advance(&blank, 2).unwrap());
-        assert!(p.advance(&blank, 2).unwrap());
-        // X-Total-Count counts records too.
-        let mut p = Pager::new("op");
-        let mut counted = page(&["a"], Some(4));
-        counted.received = 2;
-        assert!(p.advance(&counted, 2).unwrap());
-        assert!(!p.advance(&page(&["c", "d"], Some(4)), 2).unwrap());
-    }
-
-    #[test]
-    fn pager_stops_on_short_page_and_total() {
-        let mut p = Pager::new("op");
-        assert!(p.advance(&page(&["a", "b"], None), 2).unwrap());
-        assert!(!p.advance(&page(&["c"], None), 2).unwrap());
-        let mut p = Pager::new("op");
-        assert!(!p.advance(&page(&["a", "b"], Some(2)), 2).unwrap());
-        let mut p = Pager::new("op");
-        assert!(!p.advance(&page(&[], None), 2).unwrap());
-    }
-
-    #[test]
-    fn pager_refuses_a_repeated_page() {
-        let mut p = Pager::new("getTaskStatusList");
-        assert!(p.advance(&page(&["a", "b"], None), 2).unwrap());
-        let err = p.advance(&page(&["a", "b"], None), 2).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "getTaskStatusList: paging stopped: offset 2 returned the previous page again"
-        );
     }
 }

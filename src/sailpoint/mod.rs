@@ -6,6 +6,7 @@ pub mod client;
 pub mod error;
 pub mod filter;
 pub mod operation;
+pub mod paging;
 pub mod ratelimit;
 pub mod results;
 pub mod tolerant;

@@ -1,6 +1,8 @@
 //! State across restarts (`storage.path`): one file per tenant holding its exactly-once
-//! [`Tracker`] and its metric values ([`TenantState`]), written atomically after every
-//! poll (applied or failed) and when a poller stops, and resumed at start. The poller
+//! state and its metric values ([`TenantState`]), written atomically after every poll
+//! (applied or failed) and when a poller stops, and resumed at start. The exactly-once
+//! state is the collector's tracker, but storage takes any serialisable value (`C`
+//! below) and never names the collector's types: the arrow runs collector → storage. The poller
 //! writes a poll's state *before* serving it, so no value a scrape has seen can be taken
 //! back by a crash.
 //!
@@ -23,9 +25,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::collector::tracker::Tracker;
 use crate::metrics::{TenantMetrics, TenantState};
 
 /// Version of the state file format; a file with another version is set aside.
@@ -53,14 +55,16 @@ pub struct Locked {
     pub holder: Option<u32>,
 }
 
-/// What is written (borrowed, so saving copies nothing twice).
+/// What is written (borrowed, so saving copies nothing twice). The exactly-once state
+/// is kept under the key `tracker`, as it always was.
 #[derive(Serialize)]
-struct Written<'a> {
+struct Written<'a, C> {
     format: u32,
     tenant: &'a str,
     base_url: &'a str,
     saved_at: DateTime<Utc>,
-    tracker: &'a Tracker,
+    #[serde(rename = "tracker")]
+    counting: &'a C,
     metrics: &'a TenantState,
 }
 
@@ -75,20 +79,21 @@ struct Header {
 
 /// The body of a state file of [`FORMAT_VERSION`].
 #[derive(Deserialize)]
-struct Body {
-    tracker: Tracker,
+struct Body<C> {
+    #[serde(rename = "tracker")]
+    counting: C,
     metrics: TenantState,
 }
 
 /// The outcome of looking for a tenant's state at start.
 #[derive(Debug)]
-pub enum Loaded {
+pub enum Loaded<C> {
     /// No state file: the tenant starts fresh.
     Missing,
     /// A valid state: the tenant resumes from it.
     Resumed {
-        /// The exactly-once state (its timings come from the current settings).
-        tracker: Box<Tracker>,
+        /// The exactly-once state, as the collector saved it.
+        counting: Box<C>,
         /// The metric values.
         state: Box<TenantState>,
         /// When it was written.
@@ -152,14 +157,15 @@ impl Store {
 
     /// Reads a tenant's state file. A state is resumed when it is of this format, of
     /// this tenant name and base URL, and written less than `lookback` before `now`;
-    /// anything else is set aside.
-    pub fn load(
+    /// anything else is set aside (so is one whose exactly-once state does not read as a
+    /// `C`).
+    pub fn load<C: DeserializeOwned>(
         &self,
         tenant: &str,
         base_url: &str,
         lookback: std::time::Duration,
         now: DateTime<Utc>,
-    ) -> Loaded {
+    ) -> Loaded<C> {
         let path = self.path(tenant);
         let slot = self.slot(tenant);
         let _writing = lock_slot(&slot);
@@ -187,9 +193,9 @@ impl Store {
         if too_old {
             return self.set_aside(&path, tenant, "too_old");
         }
-        match serde_json::from_slice::<Body>(&bytes) {
+        match serde_json::from_slice::<Body<C>>(&bytes) {
             Ok(body) => Loaded::Resumed {
-                tracker: Box::new(body.tracker),
+                counting: Box::new(body.counting),
                 state: Box::new(body.metrics),
                 saved_at: header.saved_at,
             },
@@ -198,7 +204,7 @@ impl Store {
     }
 
     /// Renames a state file that cannot be resumed out of the way (kept for inspection).
-    fn set_aside(&self, path: &Path, tenant: &str, reason: &'static str) -> Loaded {
+    fn set_aside<C>(&self, path: &Path, tenant: &str, reason: &'static str) -> Loaded<C> {
         let aside = path.with_file_name(format!(
             "{tenant}{SUFFIX}.{reason}-{}",
             Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
@@ -231,12 +237,12 @@ impl Store {
     }
 }
 
-/// A tenant's tracker and metric values as of one moment, numbered: of two snapshots of
-/// a tenant, the later-numbered one is the newer state.
+/// A tenant's exactly-once state and metric values as of one moment, numbered: of two
+/// snapshots of a tenant, the later-numbered one is the newer state.
 #[derive(Debug)]
-pub struct Snapshot {
+pub struct Snapshot<C> {
     generation: u64,
-    tracker: Tracker,
+    counting: C,
     state: TenantState,
 }
 
@@ -252,12 +258,12 @@ pub struct TenantStore {
 }
 
 impl TenantStore {
-    /// Numbers `tracker` and `state` as the tenant's newest state. Take it at the moment
-    /// the state is current: the number orders the writes.
-    pub fn snapshot(&self, tracker: &Tracker, state: TenantState) -> Snapshot {
+    /// Numbers `counting` (the exactly-once state) and `state` as the tenant's newest
+    /// state. Take it at the moment the state is current: the number orders the writes.
+    pub fn snapshot<C: Clone>(&self, counting: &C, state: TenantState) -> Snapshot<C> {
         Snapshot {
             generation: self.store.generations.fetch_add(1, Ordering::AcqRel),
-            tracker: tracker.clone(),
+            counting: counting.clone(),
             state,
         }
     }
@@ -265,7 +271,10 @@ impl TenantStore {
     /// Writes `snapshot` (off the async workers) unless a newer one of the tenant is on
     /// disk already — a write abandoned by a stopped poller keeps running and must not
     /// replace its successor's; records the outcome in the tenant's metrics.
-    pub async fn save(&self, snapshot: Snapshot, metrics: &TenantMetrics) {
+    pub async fn save<C>(&self, snapshot: Snapshot<C>, metrics: &TenantMetrics)
+    where
+        C: Serialize + Send + 'static,
+    {
         let writer = self.clone();
         let written = tokio::task::spawn_blocking(move || writer.write_in_order(&snapshot)).await;
         let result = written.unwrap_or_else(|e| Err(io::Error::other(e.to_string())));
@@ -292,24 +301,24 @@ impl TenantStore {
 
     /// Writes `snapshot` under the tenant's write lock when it is newer than the state on
     /// disk; an older one is dropped (its successor already holds everything it had).
-    fn write_in_order(&self, snapshot: &Snapshot) -> io::Result<()> {
+    fn write_in_order<C: Serialize>(&self, snapshot: &Snapshot<C>) -> io::Result<()> {
         let slot = self.store.slot(&self.tenant);
         let mut on_disk = lock_slot(&slot);
         if snapshot.generation <= *on_disk {
             return Ok(());
         }
-        self.write(&snapshot.tracker, &snapshot.state)?;
+        self.write(&snapshot.counting, &snapshot.state)?;
         *on_disk = snapshot.generation;
         Ok(())
     }
 
-    fn write(&self, tracker: &Tracker, state: &TenantState) -> io::Result<()> {
+    fn write<C: Serialize>(&self, counting: &C, state: &TenantState) -> io::Result<()> {
         let body = serde_json::to_vec(&Written {
             format: FORMAT_VERSION,
             tenant: &self.tenant,
             base_url: &self.base_url,
             saved_at: Utc::now(),
-            tracker,
+            counting,
             metrics: state,
         })
         .map_err(io::Error::other)?;

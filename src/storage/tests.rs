@@ -5,7 +5,6 @@ use std::time::Duration;
 use chrono::Utc;
 
 use super::*;
-use crate::collector::tracker::TrackerConfig;
 use crate::config::MetricsSettings;
 use crate::metrics::Metrics;
 use crate::sailpoint::ApiObserver;
@@ -13,8 +12,22 @@ use crate::sailpoint::ApiObserver;
 const DAY: Duration = Duration::from_secs(86_400);
 const URL: &str = "https://acme.api.identitynow.com/";
 
-fn tracker() -> Tracker {
-    Tracker::new(TrackerConfig::default())
+/// The exactly-once state as storage sees it: any serialisable value (the collector's
+/// tracker in production; its files' compatibility is tested in the collector).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Counting {
+    ids: Vec<String>,
+}
+
+fn counting() -> Counting {
+    Counting {
+        ids: vec!["t1".to_string(), "t2".to_string()],
+    }
+}
+
+/// Loads the tenant `acme` of `url` as of `now`, with a lookback of a day.
+fn load(store: &Store, url: &str, now: DateTime<Utc>) -> Loaded<Counting> {
+    store.load("acme", url, DAY, now)
 }
 
 fn metrics() -> (Metrics, TenantMetrics) {
@@ -29,7 +42,7 @@ fn saved(dir: &Path) -> Arc<Store> {
     t.token_refresh();
     store
         .tenant("acme", URL)
-        .write(&tracker(), &t.snapshot())
+        .write(&counting(), &t.snapshot())
         .unwrap();
     store
 }
@@ -49,9 +62,11 @@ fn set_aside_files(dir: &Path) -> Vec<String> {
 fn a_written_state_is_resumed_whole() {
     let dir = tempfile::tempdir().unwrap();
     let store = saved(dir.path());
-    match store.load("acme", URL, DAY, Utc::now()) {
-        Loaded::Resumed { state, tracker, .. } => {
-            assert!(!tracker.is_primed());
+    match load(&store, URL, Utc::now()) {
+        Loaded::Resumed {
+            state, counting, ..
+        } => {
+            assert_eq!(*counting, self::counting());
             let token = state
                 .values
                 .get(&crate::metrics::catalogue::TOKEN_REFRESHES, &[]);
@@ -66,14 +81,11 @@ fn a_written_state_is_resumed_whole() {
 fn no_file_starts_fresh() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    assert!(matches!(
-        store.load("acme", URL, DAY, Utc::now()),
-        Loaded::Missing
-    ));
+    assert!(matches!(load(&store, URL, Utc::now()), Loaded::Missing));
 }
 
 fn assert_set_aside(dir: &Path, store: &Store, url: &str, now: DateTime<Utc>, reason: &str) {
-    match store.load("acme", url, DAY, now) {
+    match load(store, url, now) {
         Loaded::SetAside(r) => assert_eq!(r, reason),
         other => panic!("{reason}: {other:?}"),
     }
@@ -85,7 +97,7 @@ fn assert_set_aside(dir: &Path, store: &Store, url: &str, now: DateTime<Utc>, re
     );
     assert!(!store.path("acme").exists(), "renamed, not left in place");
     assert!(
-        matches!(store.load("acme", url, DAY, now), Loaded::Missing),
+        matches!(load(store, url, now), Loaded::Missing),
         "the next start finds nothing"
     );
 }
@@ -112,35 +124,32 @@ fn a_valid_header_with_a_broken_body_is_corrupt() {
     assert_set_aside(dir.path(), &store, URL, Utc::now(), "corrupt");
 }
 
-#[test]
-fn another_tenants_file_is_set_aside() {
+/// Writes a state, optionally edits its file, then loads it with `url` at `now`:
+/// it must be set aside for `reason`.
+fn saved_then_set_aside(edit: fn(&str) -> String, url: &str, now: DateTime<Utc>, reason: &str) {
     let dir = tempfile::tempdir().unwrap();
     let store = saved(dir.path());
-    assert_set_aside(
-        dir.path(),
-        &store,
-        "https://other.api.identitynow.com/",
-        Utc::now(),
-        "foreign",
-    );
+    let text = fs::read_to_string(store.path("acme")).unwrap();
+    fs::write(store.path("acme"), edit(&text)).unwrap();
+    assert_set_aside(dir.path(), &store, url, now, reason);
+}
+
+#[test]
+fn another_tenants_file_is_set_aside() {
+    let other = "https://other.api.identitynow.com/";
+    saved_then_set_aside(str::to_string, other, Utc::now(), "foreign");
 }
 
 #[test]
 fn an_unknown_format_version_is_set_aside() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = saved(dir.path());
-    let text = fs::read_to_string(store.path("acme")).unwrap();
-    let text = text.replacen("\"format\":1", "\"format\":99", 1);
-    fs::write(store.path("acme"), text).unwrap();
-    assert_set_aside(dir.path(), &store, URL, Utc::now(), "version");
+    let edit = |text: &str| text.replacen("\"format\":1", "\"format\":99", 1);
+    saved_then_set_aside(edit, URL, Utc::now(), "version");
 }
 
 #[test]
 fn a_state_older_than_lookback_is_set_aside() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = saved(dir.path());
     let later = Utc::now() + chrono::Duration::hours(25);
-    assert_set_aside(dir.path(), &store, URL, later, "too_old");
+    saved_then_set_aside(str::to_string, URL, later, "too_old");
 }
 
 #[test]
@@ -153,7 +162,7 @@ fn a_failed_write_leaves_no_temporary() {
     assert!(
         store
             .tenant("acme", URL)
-            .write(&tracker(), &t.snapshot())
+            .write(&counting(), &t.snapshot())
             .is_err()
     );
     let left: Vec<String> = fs::read_dir(dir.path())
@@ -176,10 +185,10 @@ async fn an_unwritable_directory_is_counted_and_serving_goes_on() {
     t.apply(|u| u.storage_enabled());
     let writer = store.tenant("acme", URL);
     writer
-        .save(writer.snapshot(&tracker(), t.snapshot()), &t)
+        .save(writer.snapshot(&counting(), t.snapshot()), &t)
         .await;
     writer
-        .save(writer.snapshot(&tracker(), t.snapshot()), &t)
+        .save(writer.snapshot(&counting(), t.snapshot()), &t)
         .await;
     let s = test_support::exposition::parse(&String::from_utf8(m.render()).unwrap());
     assert_eq!(
@@ -265,13 +274,13 @@ fn an_older_snapshot_never_replaces_a_newer_one() {
     let store = Store::open(dir.path()).unwrap();
     let writer = store.tenant("acme", URL);
     let (_, t) = metrics();
-    let older = writer.snapshot(&tracker(), t.snapshot());
+    let older = writer.snapshot(&counting(), t.snapshot());
     t.token_refresh();
     t.token_refresh();
-    let newer = writer.snapshot(&tracker(), t.snapshot());
+    let newer = writer.snapshot(&counting(), t.snapshot());
     writer.write_in_order(&newer).unwrap();
     writer.write_in_order(&older).unwrap();
-    match store.load("acme", URL, DAY, Utc::now()) {
+    match load(&store, URL, Utc::now()) {
         Loaded::Resumed { state, .. } => {
             let token = state
                 .values
@@ -343,45 +352,12 @@ proptest::proptest! {
             u.set_clock_skew(skew);
         });
         let before = t.snapshot();
-        store.tenant("acme", URL).write(&tracker(), &before).unwrap();
-        match store.load("acme", URL, DAY, Utc::now()) {
+        store.tenant("acme", URL).write(&counting(), &before).unwrap();
+        match load(&store, URL, Utc::now()) {
             Loaded::Resumed { state, .. } => {
                 proptest::prop_assert_eq!(exact_values(&state), exact_values(&before));
             }
             other => proptest::prop_assert!(false, "{:?}", other),
         }
-    }
-}
-
-/// A state file written before issue 19 — the dedupe set as id → (created, recorded), no
-/// ceiling or degraded fields — still resumes, with its ids remembered.
-#[test]
-fn a_state_file_of_the_earlier_shape_resumes() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = saved(dir.path());
-    let path = store.path("acme");
-    let mut file: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
-    let tracker = file["tracker"].as_object_mut().unwrap();
-    tracker.remove("newest_shown");
-    tracker.remove("degraded_until");
-    tracker.insert(
-        "recent".into(),
-        serde_json::json!({"entries": {
-            "2c9180835d2e5168015d32f890ca1581": ["2026-01-01T00:00:00Z", "2026-01-01T00:01:00Z"],
-            "t1": ["2026-01-01T00:00:00Z", "2026-01-01T00:01:00Z"]
-        }}),
-    );
-    fs::write(&path, serde_json::to_vec(&file).unwrap()).unwrap();
-    match store.load("acme", URL, DAY, Utc::now()) {
-        Loaded::Resumed { tracker, .. } => {
-            assert_eq!(tracker.recent().len(), 2);
-            assert!(
-                tracker
-                    .recent()
-                    .contains("2c9180835d2e5168015d32f890ca1581")
-            );
-            assert!(tracker.recent().contains("t1"));
-        }
-        other => panic!("{other:?}"),
     }
 }
