@@ -9,6 +9,7 @@
 
 pub mod poller;
 pub mod read;
+pub mod skew;
 pub mod source;
 pub mod tracker;
 

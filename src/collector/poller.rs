@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 
 use super::read::{ReadError, read_completed, read_pending};
+use super::skew::Skew;
 use super::source::TaskSource;
 use super::tracker::{CompletedBound, PendingRead, PrimeRead, Tracker, TrackerConfig};
 use crate::config::TenantSettings;
@@ -126,9 +127,9 @@ pub struct TenantPoller<S> {
     metrics: TenantMetrics,
     settings: PollSettings,
     clock: Clock,
-    /// Tenant clock minus exporter clock, from the last pending answer's `Date` header;
-    /// the exactly-once bounds are kept in tenant time.
-    skew: chrono::Duration,
+    /// Tenant clock minus exporter clock, from the answers' `Date` headers; the
+    /// exactly-once bounds are kept in tenant time ([`Skew::followed`]).
+    skew: Skew,
     /// Whether counting is reported degraded (see [`Tracker::is_degraded`], or the clocks
     /// more than [`MAX_PLAUSIBLE_SKEW`] apart); logged on change.
     degraded: bool,
@@ -155,7 +156,7 @@ impl<S: TaskSource> TenantPoller<S> {
             metrics,
             settings: PollSettings::from_tenant(tenant),
             clock: system_clock(),
-            skew: chrono::Duration::zero(),
+            skew: Skew::default(),
             degraded: false,
             clock_off: false,
             unsorted: false,
@@ -361,13 +362,15 @@ impl<S: TaskSource> TenantPoller<S> {
     /// errs early — the safe side for a lower bound.
     ///
     /// The tenant's clock is the reference of every bound, so its `Date` is followed
-    /// however far it is from the exporter's clock. More than [`MAX_PLAUSIBLE_SKEW`] apart
+    /// however far it is from the exporter's clock — at once when it is behind, after
+    /// [`super::skew::CONFIRMING_ANSWERS`] answers in a row when it is ahead (one hostile
+    /// `Date` must not move the bounds later). More than [`MAX_PLAUSIBLE_SKEW`] apart
     /// (an exporter clock off by days, a broken proxy) is reported, not hidden: a
     /// warning, the skew gauge, and counting marked degraded while it lasts.
     fn tenant_time(&mut self, local: DateTime<Utc>, date: Option<DateTime<Utc>>) -> DateTime<Utc> {
         if let Some(date) = date {
             let skew = date - (self.clock)();
-            self.skew = skew;
+            self.skew.observe(skew);
             self.metrics
                 .set_clock_skew(skew.num_milliseconds() as f64 / 1000.0);
             let off = skew.abs() > MAX_PLAUSIBLE_SKEW;
@@ -392,13 +395,17 @@ impl<S: TaskSource> TenantPoller<S> {
             );
             self.clock_off = off;
         }
-        local.checked_add_signed(self.skew).unwrap_or(local)
+        local
+            .checked_add_signed(self.skew.followed())
+            .unwrap_or(local)
     }
 
-    /// The tenant's time now: the exporter's clock corrected by the last measured skew.
+    /// The tenant's time now: the exporter's clock corrected by the followed skew.
     fn tenant_now(&self) -> DateTime<Utc> {
         let local = (self.clock)();
-        local.checked_add_signed(self.skew).unwrap_or(local)
+        local
+            .checked_add_signed(self.skew.followed())
+            .unwrap_or(local)
     }
 
     /// How far back a completed read may reach before it counts as catching up: the

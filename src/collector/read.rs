@@ -101,7 +101,10 @@ pub async fn read_pending<S: TaskSource>(
 /// an unreadable record that was skipped never ends the read early.
 ///
 /// "Reaches below the bound" means something only on a list sorted newest first. Every
-/// page is checked; once one is not (a proxy or an API change that ignores `sorters`),
+/// page is checked, within itself and against the page before it (a task read for the
+/// first time may not be newer than that page's oldest); a first page that cannot show
+/// its order (one record, or one `created` value) never ends the read on its own. Once a
+/// page is not sorted (a proxy or an API change that ignores `sorters`),
 /// the read no longer stops at the bound but reads on to the end of the list, still
 /// keeping only tasks created at or after the bound, and says so in
 /// [`CompletedRead::unsorted`] (docs/decisions.md, "Unsorted completed pages").
@@ -122,15 +125,21 @@ pub async fn read_completed<S: TaskSource>(
     let mut stale_pages = 0;
     loop {
         let page = source.completed_page(offset, limit).await?;
-        if !window.unsorted && !newest_first(&page.items) {
+        let in_order = newest_first(&page.items) && window.continues(&page.items);
+        if !window.unsorted && !in_order {
             window.unsorted = true;
             tracing::debug!(
                 offset,
                 "a completed page is not sorted newest first; reading the whole list"
             );
         }
-        let last = page.is_last(offset, limit);
-        let reached = !window.unsorted && page_reaches_bound(&page.items, lower_bound);
+        let last = page.is_last(limit);
+        // A first page whose order cannot be seen (one record, or one `created` value)
+        // does not end the read on its own: the next page shows whether the list is
+        // newest first.
+        let order_seen = window.previous_oldest.is_some() || shows_order(&page.items);
+        let reached =
+            !window.unsorted && order_seen && page_reaches_bound(&page.items, lower_bound);
         let step = boundary_step(&page.items, limit);
         let fresh = window.take(page);
         if reached || last {
@@ -157,6 +166,8 @@ struct Window {
     unsorted: bool,
     /// Ids of the previous page (to tell a repeated page of old tasks from new ones).
     previous: Vec<String>,
+    /// The oldest `created` of the last page that held a readable task.
+    previous_oldest: Option<DateTime<Utc>>,
 }
 
 /// What one page brought that the read had not seen.
@@ -182,7 +193,21 @@ impl Window {
             tasks: Vec::new(),
             unsorted: false,
             previous: Vec::new(),
+            previous_oldest: None,
         }
+    }
+
+    /// Whether `page` can follow the pages before it in a list sorted newest first: no
+    /// task it brings for the first time is newer than the previous page's oldest.
+    /// (Tasks a shifting list shows again may be; tasks finishing during the read enter
+    /// the list at their own `created`, so they never break this on a sorted list.)
+    fn continues(&self, page: &[TaskStatus]) -> bool {
+        let Some(oldest) = self.previous_oldest else {
+            return true;
+        };
+        page.iter().all(|t| {
+            t.created <= oldest || self.seen.contains(&t.id) || self.previous.contains(&t.id)
+        })
     }
 
     /// Keeps the page's tasks created at or after the bound that were not read before.
@@ -191,6 +216,7 @@ impl Window {
     fn take(&mut self, page: Page) -> Fresh {
         let ids: Vec<String> = page.items.iter().map(|t| t.id.clone()).collect();
         let repeated = !ids.is_empty() && ids == self.previous;
+        let oldest = page.items.iter().map(|t| t.created).min();
         let mut outside = page.received.saturating_sub(page.items.len());
         let mut new_ids = 0;
         for task in page.items {
@@ -202,6 +228,9 @@ impl Window {
             }
         }
         self.previous = ids;
+        if let Some(oldest) = oldest {
+            self.previous_oldest = Some(oldest);
+        }
         Fresh {
             new_ids,
             other_records: outside > 0 && !repeated,
@@ -223,6 +252,12 @@ fn newest_first(page: &[TaskStatus]) -> bool {
         [newer, older] => newer.created >= older.created,
         _ => true,
     })
+}
+
+/// Whether the page can show its order at all: two different `created` values.
+fn shows_order(page: &[TaskStatus]) -> bool {
+    page.first()
+        .is_some_and(|first| page.iter().any(|t| t.created != first.created))
 }
 
 /// How far the next page request moves: to the first task of the page's trailing group

@@ -44,6 +44,8 @@ struct FakeState {
     unreadable: HashSet<String>,
     /// The completed list ignores `sorters` and answers oldest first.
     oldest_first: bool,
+    /// The `X-Total-Count` every completed page carries (sent unasked, and wrong).
+    total: Option<u64>,
 }
 
 /// A tenant in memory; the clone handed to the poller shares the state.
@@ -147,7 +149,7 @@ impl TaskSource for Fake {
                     .into_iter()
                     .filter(|t| !s.unreadable.contains(&t.id))
                     .collect(),
-                total: None,
+                total: s.total,
             }
         }))
     }
@@ -1267,9 +1269,9 @@ async fn a_date_header_sets_the_skew_and_one_a_month_away_is_followed_and_report
         v(&h.samples(), "sailpoint_exporter_counting_degraded", &skew),
         Some(0.0)
     );
-    // A month ahead: the tenant's clock is followed and the gap reported; the floor
-    // stops just after the newest `created` the tenant has shown, so a task created
-    // after the start is still counted.
+    // A month ahead in one answer: reported (gauge, degraded), not yet followed (one
+    // `Date` never moves the bounds later), so a task created after the start is still
+    // counted.
     h.fake.with(|s| s.date = Some(at(30 * 24 * 3600)));
     h.fake
         .put(done(task("b", "Task", None, 5, None), 8, "SUCCESS"));
@@ -1436,6 +1438,163 @@ async fn a_list_ignoring_sorters_is_read_to_its_end_and_counted_exactly() {
     assert_eq!(
         v(&h.samples(), "sailpoint_exporter_unsorted_reads_total", &[]),
         Some(3.0)
+    );
+}
+
+/// An `X-Total-Count` the read never asked for, smaller than the list: the read goes on
+/// while pages are full (before: 10 of 25 counted, the rest lost once the floor passed).
+#[tokio::test]
+async fn an_x_total_count_smaller_than_the_list_does_not_end_the_completed_read() {
+    let mut t = tenant_settings();
+    t.page_size = 10;
+    let mut h = harness_with(t, MetricsSettings::default());
+    h.prime().await;
+    burst(&h, 25);
+    h.fake.with(|s| s.total = Some(10));
+    h.set_now(40);
+    assert_eq!(h.pending().await, 0);
+    h.set_now(60);
+    assert_eq!(h.completed().await, 25);
+    h.set_now(120);
+    assert_eq!(h.completed().await, 0, "nothing twice");
+    assert_eq!(
+        v(&h.samples(), COMPLETED, &[("status", "success")]),
+        Some(25.0)
+    );
+}
+
+/// Pages of one task cannot show their order: an oldest-first list whose first page is
+/// one old task below the bound must not end the read there (before: 0 of 3 counted,
+/// with no unsorted read reported). The next page, newer than it, gives the order away.
+#[tokio::test]
+async fn a_list_ignoring_sorters_is_caught_with_pages_of_one_task() {
+    let mut t = tenant_settings();
+    t.page_size = 1;
+    let mut h = harness_with(t, MetricsSettings::default());
+    h.fake.put(done(
+        task("old1", "Old", None, -7200, None),
+        -7100,
+        "SUCCESS",
+    ));
+    h.fake
+        .put(done(task("old2", "Old", None, -100, None), -90, "SUCCESS"));
+    h.fake.with(|s| s.oldest_first = true);
+    h.prime().await;
+    burst(&h, 3);
+    h.set_now(40);
+    assert_eq!(h.pending().await, 0);
+    h.set_now(60);
+    assert_eq!(h.completed().await, 3);
+    let s = h.samples();
+    assert_eq!(v(&s, COMPLETED, &[("status", "success")]), Some(3.0));
+    assert_eq!(
+        v(&s, "sailpoint_exporter_unsorted_reads_total", &[]),
+        Some(2.0),
+        "priming and the completed read"
+    );
+}
+
+/// The same pages of one task, sorted newest first: the read stops one page below the
+/// bound, and no read is reported unsorted.
+#[tokio::test]
+async fn a_sorted_list_in_pages_of_one_task_stops_below_the_bound() {
+    let mut t = tenant_settings();
+    t.page_size = 1;
+    let mut h = harness_with(t, MetricsSettings::default());
+    h.fake.put(done(
+        task("old1", "Old", None, -7200, None),
+        -7100,
+        "SUCCESS",
+    ));
+    h.fake
+        .put(done(task("old2", "Old", None, -100, None), -90, "SUCCESS"));
+    h.prime().await;
+    burst(&h, 3);
+    h.set_now(40);
+    assert_eq!(h.pending().await, 0);
+    let before = h.fake.calls().len();
+    h.set_now(60);
+    assert_eq!(h.completed().await, 3);
+    assert_eq!(
+        h.fake.calls()[before..],
+        ["page 0", "page 1", "page 2", "page 3", "page 4"],
+        "three new tasks, old2 (above the bound), old1 (below it): the end"
+    );
+    assert_eq!(
+        v(&h.samples(), "sailpoint_exporter_unsorted_reads_total", &[]),
+        Some(0.0)
+    );
+}
+
+/// One pending answer whose `Date` is a year ahead, with a task listed pending: the
+/// completed read must still reach a task that started and finished unseen just before
+/// (before: its bound jumped to just after the pending task's `created`; 0 counted).
+#[tokio::test]
+async fn one_date_a_year_ahead_does_not_skip_an_unseen_completion() {
+    let mut h = harness();
+    h.prime().await;
+    h.fake
+        .put(done(task("c", "Task", None, 10, Some(10)), 20, "SUCCESS"));
+    h.fake.put(task("d", "Task", None, 15, Some(15)));
+    h.fake.with(|s| s.date = Some(at(25 + 365 * 86_400)));
+    h.set_now(25);
+    assert_eq!(h.pending().await, 0);
+    h.fake.with(|s| s.date = Some(at(30)));
+    h.set_now(30);
+    assert_eq!(h.completed().await, 1);
+    assert_eq!(
+        v(&h.samples(), COMPLETED, &[("status", "success")]),
+        Some(1.0)
+    );
+}
+
+/// Priming meets a `Date` a year ahead, then the tenant's clock is normal again: what
+/// finishes afterwards, never listed pending, is counted (before: the completed path read
+/// nothing for a year, and counting was not even reported degraded).
+#[tokio::test]
+async fn a_date_a_year_ahead_at_priming_does_not_blind_the_completed_path() {
+    let mut h = harness();
+    h.fake.with(|s| s.date = Some(at(365 * 86_400)));
+    h.prime().await;
+    h.fake.with(|s| s.date = Some(at(30)));
+    h.fake
+        .put(done(task("c", "Task", None, 10, Some(10)), 20, "SUCCESS"));
+    h.set_now(30);
+    assert_eq!(h.pending().await, 0);
+    h.set_now(60);
+    assert_eq!(h.completed().await, 1);
+}
+
+/// A tenant whose clock is really two days ahead (its `Date` and its tasks agree):
+/// followed once confirmed, and every completion counted exactly once throughout.
+#[tokio::test]
+async fn a_tenant_clock_two_days_ahead_is_followed_and_counted_exactly() {
+    let ahead = 2 * 86_400;
+    let mut h = harness();
+    h.fake.with(|s| s.date = Some(at(ahead)));
+    h.prime().await;
+    let mut truth = 0;
+    for step in 1..=12_i64 {
+        let now = step * 30;
+        let id = format!("t{step}");
+        // One task a poll, started and finished between pending polls (unseen), in the
+        // tenant's time.
+        h.fake.put(done(
+            task(&id, "Task", None, ahead + now - 20, Some(ahead + now - 20)),
+            ahead + now - 10,
+            "SUCCESS",
+        ));
+        truth += 1;
+        h.fake.with(|s| s.date = Some(at(ahead + now)));
+        h.set_now(now);
+        h.pending().await;
+        if step % 2 == 0 {
+            h.completed().await;
+        }
+    }
+    assert_eq!(
+        v(&h.samples(), COMPLETED, &[("status", "success")]),
+        Some(truth as f64)
     );
 }
 

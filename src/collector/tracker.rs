@@ -310,10 +310,12 @@ impl Tracker {
         Some(CompletedBound { at, degraded })
     }
 
-    /// Just after the newest `created` the tenant has shown: no bound goes past it.
+    /// `overlap` before the newest `created` the tenant has shown: no bound goes past it.
+    /// Not just after it: a task created a little before the newest one shown may have
+    /// started and finished between two pending polls, unseen, and only a completed read
+    /// reaching below it counts it.
     fn ceiling(&self) -> Option<DateTime<Utc>> {
-        self.newest_shown
-            .and_then(|n| n.checked_add_signed(Duration::milliseconds(1)))
+        self.newest_shown.map(|n| before(n, self.config.overlap))
     }
 
     /// Records what the tenant has shown, for the ceiling of the bounds.
@@ -404,7 +406,7 @@ impl Tracker {
         backlog.extend(old);
         self.covered_pending_start = self.last_pending_start;
         // Priming reads down to `now − lookback`; if that is past everything the tenant
-        // has shown (a clock in its future), the floor stays just after the newest.
+        // has shown (a clock in its future), the floor stays `overlap` below the newest.
         let floor = match self.ceiling() {
             Some(c) => read.history.lower_bound.min(c),
             None => read.history.lower_bound,

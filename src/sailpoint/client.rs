@@ -2,9 +2,10 @@
 //!
 //! One [`Client`] per tenant; clones share the token source, the request budget and the
 //! HTTP connection pool. Paging is offset/limit with `limit ≤ 250`; a 204 is read as an
-//! empty list, and paging stops when a page is short, when `X-Total-Count` is reached, or
-//! with an error when the API repeats a page (an API that ignores `offset` must not make
-//! the client page forever). A page is short by the records the API sent, not by the
+//! empty list, and paging stops when a page is short (never because of `X-Total-Count`:
+//! a header the API may send unasked, or wrongly, must not cut a listing short), or with an
+//! error when the API repeats a page (an API that ignores `offset` must not make the
+//! client page forever). A page is short by the records the API sent, not by the
 //! tasks kept: a skipped (unreadable) record never ends a listing.
 
 use std::collections::HashSet;

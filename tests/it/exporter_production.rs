@@ -9,11 +9,11 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use sailpoint_simulator::{Faults, Habits, NewTask, Scenario, SimHandle};
 use sailpoint_task_exporter::collector::TenantPoller;
 use sailpoint_task_exporter::metrics::PollList;
 use sailpoint_task_exporter::sailpoint::Client;
 use sailpoint_task_exporter::sailpoint::model::{CompletionStatus, TaskStatus};
-use sailpoint_simulator::{Faults, Habits, NewTask, Scenario, SimHandle};
 use test_support::exporter::*;
 
 fn status(i: usize) -> CompletionStatus {

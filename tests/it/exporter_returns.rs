@@ -10,10 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use sailpoint_simulator::{Faults, Scenario, SimConfig, SimHandle, Simulator};
 use sailpoint_task_exporter::metrics::{PollList, normalize};
 use sailpoint_task_exporter::sailpoint::model::TaskStatus;
 use sailpoint_task_exporter::sailpoint::results::task_results;
-use sailpoint_simulator::{Faults, Scenario, SimConfig, SimHandle, Simulator};
 use test_support::exporter::*;
 
 type Key = (String, String, String); // task_name, source, attribute

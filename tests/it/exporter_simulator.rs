@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use sailpoint_simulator::{Faults, NewTask, Scenario, SimHandle, TaskKind};
 use sailpoint_task_exporter::collector::TaskSource;
 use sailpoint_task_exporter::metrics::PollList;
 use sailpoint_task_exporter::sailpoint::model::{CompletionStatus, TaskStatus, TaskStatusMessage};
 use sailpoint_task_exporter::sailpoint::{ApiError, Client, Page};
-use sailpoint_simulator::{Faults, NewTask, Scenario, SimHandle, TaskKind};
 use test_support::exporter::*;
 
 fn status(i: usize) -> CompletionStatus {

@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 
 use chrono::{SubsecRound, TimeDelta, Utc};
 use rand::{Rng, SeedableRng};
-use sailpoint_task_exporter::sailpoint::model::{CompletionStatus, TaskStatusMessage};
 use sailpoint_simulator::{
     DEMO_CLIENT_SECRET, Faults, NewTask, Scenario, SimConfig, SimHandle, Simulator,
 };
+use sailpoint_task_exporter::sailpoint::model::{CompletionStatus, TaskStatusMessage};
 use test_support::exposition::{self, Sample};
 
 use test_support::daemon::{Daemon, config_dir};

@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 
 use chrono::{SubsecRound, TimeDelta, Utc};
 use exposition::Sample;
-use sailpoint_task_exporter::sailpoint::model::CompletionStatus;
 use sailpoint_simulator::{
     DEMO_CLIENT_SECRET, Faults, NewTask, Scenario, SimConfig, SimHandle, Simulator,
 };
+use sailpoint_task_exporter::sailpoint::model::CompletionStatus;
 use test_support::daemon::{Daemon, config_dir};
 
 /// Scraping the daemon under test, parsed.

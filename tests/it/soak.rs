@@ -53,13 +53,13 @@ use chrono::{SubsecRound, Utc};
 use exposition::Sample;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use sailpoint_task_exporter::config::{Overrides, Rewrite, Settings};
-use sailpoint_task_exporter::metrics::normalize;
-use sailpoint_task_exporter::sailpoint::model::{CompletionStatus, TaskStatus};
 use sailpoint_simulator::{
     DEMO_CLIENT_SECRET, Faults, Habits, NewTask, RateLimit, RequestCounts, SimConfig, SimHandle,
     Simulator, TaskKind,
 };
+use sailpoint_task_exporter::config::{Overrides, Rewrite, Settings};
+use sailpoint_task_exporter::metrics::normalize;
+use sailpoint_task_exporter::sailpoint::model::{CompletionStatus, TaskStatus};
 use test_support::daemon::Daemon;
 
 const TENANT: &str = "soak";

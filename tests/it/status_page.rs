@@ -17,12 +17,12 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use sailpoint_task_exporter::sailpoint::model::{
-    CompletionStatus, LocalizedMessage, TaskStatus, TaskStatusMessage,
-};
 use sailpoint_simulator::{
     ClockMode, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, NewTask, Scenario, SimConfig, SimHandle,
     Simulator,
+};
+use sailpoint_task_exporter::sailpoint::model::{
+    CompletionStatus, LocalizedMessage, TaskStatus, TaskStatusMessage,
 };
 use serde_json::Value;
 use test_support::daemon::Daemon;

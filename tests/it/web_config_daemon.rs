@@ -8,9 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use sailpoint_simulator::{
-    DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Scenario, SimConfig, Simulator,
-};
+use sailpoint_simulator::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Scenario, SimConfig, Simulator};
 use test_support::web::{Pki, get_as};
 
 use crate::BIN;

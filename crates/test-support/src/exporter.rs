@@ -9,14 +9,12 @@ use std::time::Duration;
 
 use crate::exposition::{self, Sample};
 use chrono::{DateTime, Utc};
+use sailpoint_simulator::{DEMO_CLIENT_SECRET, Faults, Scenario, SimConfig, SimHandle, Simulator};
 use sailpoint_task_exporter::collector::{TaskSource, TenantPoller};
 use sailpoint_task_exporter::config::{Credentials, MetricsSettings, TenantSettings};
 use sailpoint_task_exporter::metrics::{Metrics, PollList, normalize};
 use sailpoint_task_exporter::sailpoint::Client;
 use sailpoint_task_exporter::sailpoint::model::TaskStatus;
-use sailpoint_simulator::{
-    DEMO_CLIENT_SECRET, Faults, Scenario, SimConfig, SimHandle, Simulator,
-};
 
 /// The tenant name of every exporter in these tests.
 pub const TENANT: &str = "sim";
