@@ -406,9 +406,15 @@ impl Tracker {
         backlog.extend(old);
         self.covered_pending_start = self.last_pending_start;
         // Priming reads down to `now − lookback`; if that is past everything the tenant
-        // has shown (a clock in its future), the floor stays `overlap` below the newest.
-        let floor = match self.ceiling() {
-            Some(c) => read.history.lower_bound.min(c),
+        // has shown (a clock in its future), the floor stays just after the newest: not
+        // lower, since priming remembered nothing below its bound, and a floor under it
+        // would let the next read count the backlog (nothing lies between the newest
+        // shown and the bound, so nothing is lost either).
+        let floor = match self
+            .newest_shown
+            .and_then(|n| n.checked_add_signed(Duration::milliseconds(1)))
+        {
+            Some(just_after) => read.history.lower_bound.min(just_after),
             None => read.history.lower_bound,
         };
         self.raise_floor(floor);
