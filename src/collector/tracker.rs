@@ -378,7 +378,7 @@ impl Tracker {
             } else {
                 self.listed_recorded.insert(task.id.clone());
                 if !self.recent.contains(&task.id) {
-                    self.recent.insert(&task);
+                    self.recent.insert(&task, now);
                     backlog.push(task);
                 }
             }
@@ -399,7 +399,7 @@ impl Tracker {
             .filter(|t| t.completed.is_none_or(|c| c >= started))
             .map(|t| t.id.clone())
             .collect();
-        self.record_completed(read.history.tasks, &mut history);
+        self.record_completed(read.history.tasks, now, &mut history);
         let (counted, old): (Vec<TaskStatus>, Vec<TaskStatus>) = history
             .into_iter()
             .partition(|t| since_start.contains(&t.id));
@@ -447,13 +447,13 @@ impl Tracker {
         for task in read.listed.into_iter().chain(found) {
             if self.recent.contains(&task.id) {
                 self.listed_recorded.insert(task.id.clone());
-                self.recent.insert(&task);
+                self.recent.insert(&task, read.started);
                 continue;
             }
             if task.is_pending() {
                 next.insert(task);
             } else {
-                self.recent.insert(&task);
+                self.recent.insert(&task, read.started);
                 self.listed_recorded.insert(task.id.clone());
                 applied.completed.push(task);
             }
@@ -487,7 +487,7 @@ impl Tracker {
         let bound = read.lower_bound;
         self.shown(&read.tasks);
         let readable = read.tasks.into_iter().filter(|t| t.created >= bound);
-        self.record_completed(readable, &mut completed);
+        self.record_completed(readable, now, &mut completed);
         self.covered_pending_start = self.last_pending_start;
         self.raise_floor(bound);
         self.evict(now);
@@ -500,6 +500,7 @@ impl Tracker {
     fn record_completed(
         &mut self,
         tasks: impl IntoIterator<Item = TaskStatus>,
+        now: DateTime<Utc>,
         out: &mut Vec<TaskStatus>,
     ) {
         for task in tasks {
@@ -507,7 +508,7 @@ impl Tracker {
             if task.is_pending() || self.recent.contains(&task.id) {
                 continue;
             }
-            self.recent.insert(&task);
+            self.recent.insert(&task, now);
             self.pending.remove(&task.id);
             out.push(task);
         }

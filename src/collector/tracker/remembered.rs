@@ -38,15 +38,12 @@ fn hex_id(id: &str) -> Option<[u8; 16]> {
 
 /// The moment after which a recorded task can no longer be listed by any view within
 /// `lookback`: the later of its `created` and its end (`completed`, else `modified`, as
-/// it is counted), in milliseconds of tenant time.
-fn kept_until(task: &TaskStatus) -> i64 {
-    let end = task.completed.or(task.modified);
-    [Some(task.created), end]
-        .into_iter()
-        .flatten()
-        .map(|t| t.timestamp_millis())
-        .max()
-        .unwrap_or(i64::MIN)
+/// it is counted; else `recorded`, the tenant time it was recorded at — a finished record
+/// without either timestamp may have run for longer than `lookback`, and a view that lags
+/// can still list it), in milliseconds of tenant time.
+fn kept_until(task: &TaskStatus, recorded: DateTime<Utc>) -> i64 {
+    let end = task.completed.or(task.modified).unwrap_or(recorded);
+    task.created.max(end).timestamp_millis()
 }
 
 impl RecentlyRecorded {
@@ -68,10 +65,11 @@ impl RecentlyRecorded {
         }
     }
 
-    /// Remembers a task (again): it is kept until its latest timestamp is older than the
-    /// horizon, and a later sighting never shortens that.
-    pub(super) fn insert(&mut self, task: &TaskStatus) {
-        let until = kept_until(task);
+    /// Remembers a task (again), recorded at tenant time `recorded`: it is kept until its
+    /// latest timestamp is older than the horizon, and a later sighting never shortens
+    /// that.
+    pub(super) fn insert(&mut self, task: &TaskStatus, recorded: DateTime<Utc>) {
+        let until = kept_until(task, recorded);
         let slot = match hex_id(&task.id) {
             Some(key) => self.hex.entry(key).or_insert(until),
             None => self.other.entry(task.id.as_str().into()).or_insert(until),
@@ -158,7 +156,10 @@ mod tests {
             "+c9180835d2e5168015d32f890ca1581",
             "t1",
         ] {
-            r.insert(&done(id, "2026-01-01T00:00:00Z", "2026-01-01T00:05:00Z"));
+            r.insert(
+                &done(id, "2026-01-01T00:00:00Z", "2026-01-01T00:05:00Z"),
+                DateTime::UNIX_EPOCH,
+            );
         }
         assert_eq!((r.hex.len(), r.other.len()), (1, 3));
         let back: RecentlyRecorded =
@@ -169,12 +170,33 @@ mod tests {
         assert_eq!(back.other, r.other);
     }
 
+    /// A finished record with neither `completed` nor `modified`, created long before
+    /// lookback (it ran for days): kept for lookback after it was recorded, not dropped
+    /// at once by its `created` — a lagging view that lists it pending again must not
+    /// have it counted a second time.
+    #[test]
+    fn a_finished_record_without_an_end_is_kept_for_lookback_after_it_was_recorded() {
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().to_utc();
+        let mut task = done("a", "2026-01-01T00:00:00Z", "2026-01-01T00:00:00Z");
+        task.completed = None;
+        task.modified = None;
+        let mut r = RecentlyRecorded::default();
+        r.insert(&task, at("2026-01-05T00:00:00Z"));
+        r.evict(at("2026-01-04T12:00:00Z"), &HashSet::new());
+        assert!(r.contains("a"), "before: forgotten by its created");
+        r.evict(at("2026-01-05T00:00:01Z"), &HashSet::new());
+        assert!(r.is_empty());
+    }
+
     /// A task is kept until its end (not only its `created`) passes the horizon; a state
     /// file of the earlier shape loads, each id kept by its `created`.
     #[test]
     fn a_task_is_kept_until_its_end_passes_the_horizon_and_old_files_load() {
         let mut r = RecentlyRecorded::default();
-        r.insert(&done("a", "2026-01-01T00:00:00Z", "2026-01-03T00:00:00Z"));
+        r.insert(
+            &done("a", "2026-01-01T00:00:00Z", "2026-01-03T00:00:00Z"),
+            DateTime::UNIX_EPOCH,
+        );
         let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().to_utc();
         r.evict(at("2026-01-02T00:00:00Z"), &HashSet::new());
         assert!(r.contains("a"));
