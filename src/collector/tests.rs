@@ -1441,6 +1441,23 @@ async fn a_list_ignoring_sorters_is_read_to_its_end_and_counted_exactly() {
     );
 }
 
+/// Successful completions counted so far (all groups).
+fn successes(h: &Harness) -> Option<f64> {
+    v(&h.samples(), COMPLETED, &[("status", "success")])
+}
+
+/// Two finished tasks, two hours and 100 s old: below and above the first completed
+/// read's bound.
+fn two_old_tasks(h: &Harness) {
+    for (id, created) in [("old1", -7200), ("old2", -100)] {
+        h.fake.put(done(
+            task(id, "Old", None, created, None),
+            created + 10,
+            "SUCCESS",
+        ));
+    }
+}
+
 /// An `X-Total-Count` the read never asked for, smaller than the list: the read goes on
 /// while pages are full (before: 10 of 25 counted, the rest lost once the floor passed).
 #[tokio::test]
@@ -1457,10 +1474,7 @@ async fn an_x_total_count_smaller_than_the_list_does_not_end_the_completed_read(
     assert_eq!(h.completed().await, 25);
     h.set_now(120);
     assert_eq!(h.completed().await, 0, "nothing twice");
-    assert_eq!(
-        v(&h.samples(), COMPLETED, &[("status", "success")]),
-        Some(25.0)
-    );
+    assert_eq!(successes(&h), Some(25.0));
 }
 
 /// Pages of one task cannot show their order: an oldest-first list whose first page is
@@ -1471,13 +1485,7 @@ async fn a_list_ignoring_sorters_is_caught_with_pages_of_one_task() {
     let mut t = tenant_settings();
     t.page_size = 1;
     let mut h = harness_with(t, MetricsSettings::default());
-    h.fake.put(done(
-        task("old1", "Old", None, -7200, None),
-        -7100,
-        "SUCCESS",
-    ));
-    h.fake
-        .put(done(task("old2", "Old", None, -100, None), -90, "SUCCESS"));
+    two_old_tasks(&h);
     h.fake.with(|s| s.oldest_first = true);
     h.prime().await;
     burst(&h, 3);
@@ -1486,7 +1494,7 @@ async fn a_list_ignoring_sorters_is_caught_with_pages_of_one_task() {
     h.set_now(60);
     assert_eq!(h.completed().await, 3);
     let s = h.samples();
-    assert_eq!(v(&s, COMPLETED, &[("status", "success")]), Some(3.0));
+    assert_eq!(successes(&h), Some(3.0));
     assert_eq!(
         v(&s, "sailpoint_exporter_unsorted_reads_total", &[]),
         Some(2.0),
@@ -1501,13 +1509,7 @@ async fn a_sorted_list_in_pages_of_one_task_stops_below_the_bound() {
     let mut t = tenant_settings();
     t.page_size = 1;
     let mut h = harness_with(t, MetricsSettings::default());
-    h.fake.put(done(
-        task("old1", "Old", None, -7200, None),
-        -7100,
-        "SUCCESS",
-    ));
-    h.fake
-        .put(done(task("old2", "Old", None, -100, None), -90, "SUCCESS"));
+    two_old_tasks(&h);
     h.prime().await;
     burst(&h, 3);
     h.set_now(40);
@@ -1542,10 +1544,7 @@ async fn one_date_a_year_ahead_does_not_skip_an_unseen_completion() {
     h.fake.with(|s| s.date = Some(at(30)));
     h.set_now(30);
     assert_eq!(h.completed().await, 1);
-    assert_eq!(
-        v(&h.samples(), COMPLETED, &[("status", "success")]),
-        Some(1.0)
-    );
+    assert_eq!(successes(&h), Some(1.0));
 }
 
 /// Priming meets a `Date` a year ahead, then the tenant's clock is normal again: what
@@ -1592,10 +1591,7 @@ async fn a_tenant_clock_two_days_ahead_is_followed_and_counted_exactly() {
             h.completed().await;
         }
     }
-    assert_eq!(
-        v(&h.samples(), COMPLETED, &[("status", "success")]),
-        Some(truth as f64)
-    );
+    assert_eq!(successes(&h), Some(truth as f64));
 }
 
 #[tokio::test]
