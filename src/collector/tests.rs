@@ -46,6 +46,8 @@ struct FakeState {
     oldest_first: bool,
     /// The `X-Total-Count` every completed page carries (sent unasked, and wrong).
     total: Option<u64>,
+    /// Ids whose `GET` answers with another task (a proxy's cache gone wrong).
+    misdirected: HashSet<String>,
 }
 
 /// A tenant in memory; the clone handed to the poller shares the state.
@@ -168,7 +170,15 @@ impl TaskSource for Fake {
 
     async fn task_status(&self, id: &str) -> Result<Option<TaskStatus>, FakeError> {
         self.begin(format!("get {id}"))?;
-        Ok(self.with(|s| s.tasks.get(id).cloned()))
+        Ok(self.with(|s| {
+            let mut task = s.tasks.get(id).cloned();
+            if s.misdirected.contains(id)
+                && let Some(t) = task.as_mut()
+            {
+                t.id = format!("not-{id}");
+            }
+            task
+        }))
     }
 }
 
@@ -1592,6 +1602,32 @@ async fn a_tenant_clock_two_days_ahead_is_followed_and_counted_exactly() {
         }
     }
     assert_eq!(successes(&h), Some(truth as f64));
+}
+
+/// A lookup answered with another task says nothing of the one asked for: it stays
+/// pending (before: dropped as if deleted, so a long-running task finishing later, below
+/// every completed bound, was never counted).
+#[tokio::test]
+async fn a_lookup_answered_with_another_task_keeps_the_task_pending() {
+    let mut h = harness();
+    h.fake.put(task("a", "Long", None, -7200, Some(-7200)));
+    h.prime().await;
+    h.fake.with(|s| {
+        s.skip_pending.insert("a".into());
+        s.misdirected.insert("a".into());
+    });
+    h.set_now(30);
+    assert_eq!(h.pending().await, 0);
+    h.fake.with(|s| {
+        s.skip_pending.clear();
+        s.misdirected.clear();
+    });
+    h.fake.complete("a", at(40), "SUCCESS");
+    h.set_now(60);
+    assert_eq!(h.pending().await, 1);
+    h.set_now(90);
+    assert_eq!(h.completed().await, 0, "nothing twice");
+    assert_eq!(successes(&h), Some(1.0));
 }
 
 #[tokio::test]

@@ -437,10 +437,15 @@ impl Tracker {
                     self.shown([task.as_ref()]);
                     found.push(*task);
                 }
-                Lookup::Found(_) | Lookup::Gone => {
+                Lookup::Gone => {
                     self.strikes.remove(&id);
                 }
-                Lookup::Failed => self.strike(id, &mut next, &mut applied.set_aside),
+                // An answer about another task (a proxy's cache, a broken replica) says
+                // nothing of this one: like a failed lookup, it stays pending and is set
+                // aside after repeated failures, not dropped as if deleted.
+                Lookup::Found(_) | Lookup::Failed => {
+                    self.strike(id, &mut next, &mut applied.set_aside)
+                }
             }
         }
         self.listed_recorded.clear();

@@ -64,7 +64,11 @@ pub struct DecodedList {
 /// Decodes a JSON array of tasks, record by record. Fails only when the body is not a
 /// JSON array.
 pub fn decode_list(body: &[u8]) -> Result<DecodedList, String> {
-    if let Ok(tasks) = serde_json::from_slice::<Vec<TaskStatus>>(body) {
+    // The fast path, when every record decodes and has an id: an empty id is skipped by
+    // the per-record path, so it must not pass here either (several would merge into one).
+    if let Ok(tasks) = serde_json::from_slice::<Vec<TaskStatus>>(body)
+        && tasks.iter().all(|t| !t.id.is_empty())
+    {
         return Ok(DecodedList {
             received: tasks.len(),
             tasks,
@@ -93,7 +97,9 @@ pub fn decode_list(body: &[u8]) -> Result<DecodedList, String> {
 pub fn decode_one(
     body: &[u8],
 ) -> Result<Result<(TaskStatus, Vec<InvalidRecord>), InvalidRecord>, String> {
-    if let Ok(task) = serde_json::from_slice::<TaskStatus>(body) {
+    if let Ok(task) = serde_json::from_slice::<TaskStatus>(body)
+        && !task.id.is_empty()
+    {
         return Ok(Ok((task, Vec::new())));
     }
     let value: Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
@@ -227,6 +233,31 @@ mod tests {
                 (Some("e"), "messages", RecordFault::Defaulted),
             ]
         );
+    }
+
+    /// Records that decode but whose id is empty are skipped as on the per-record path,
+    /// however well-formed the rest of the page is (before: the fast path kept them, and
+    /// two such tasks became one id).
+    #[test]
+    fn an_empty_id_is_skipped_on_every_path() {
+        let body = serde_json::to_vec(&json!([
+            task(json!({"id": ""})),
+            task(json!({"id": ""})),
+            task(json!({}))
+        ]))
+        .unwrap();
+        let list = decode_list(&body).unwrap();
+        let ids: Vec<&str> = list.tasks.iter().map(|t| t.id.as_str()).collect();
+        assert_eq!(ids, ["a1"]);
+        assert_eq!(list.received, 3);
+        assert_eq!(list.invalid.len(), 2);
+        assert!(
+            list.invalid
+                .iter()
+                .all(|r| r.field == "id" && r.fault == RecordFault::Skipped)
+        );
+        let one = serde_json::to_vec(&task(json!({"id": ""}))).unwrap();
+        assert!(decode_one(&one).unwrap().is_err());
     }
 
     #[test]
