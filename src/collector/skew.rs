@@ -4,7 +4,7 @@
 //! longer (the counted-once memory absorbs the re-read), a bound that is too late skips
 //! completions for good, so a `Date` ahead of the exporter's clock is followed only once
 //! [`CONFIRMING_ANSWERS`] answers in a row have shown it, while one behind is followed at
-//! once (docs/decisions.md, "A clock off by a day").
+//! once (docs/decisions.md, "A clock off by more than a day").
 
 use std::collections::VecDeque;
 
