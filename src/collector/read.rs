@@ -98,7 +98,11 @@ pub async fn read_pending<S: TaskSource>(
 /// after the bound, each id once (pages shift while new tasks arrive).
 ///
 /// The end of the list is decided from the records the API sent ([`Page::is_last`]), so
-/// an unreadable record that was skipped never ends the read early.
+/// an unreadable record that was skipped never ends the read early, and a short page is
+/// the end only when the page after it is empty or brings nothing new: a server that caps
+/// its pages below `limit` must not end the read at its first page (docs/decisions.md,
+/// "Paging guards"). That costs one request only when the read has not reached the bound
+/// by then — a list younger than the bound, or an unsorted one.
 ///
 /// "Reaches below the bound" means something only on a list sorted newest first. Every
 /// page is checked, within itself and against the page before it (a task read for the
@@ -123,8 +127,11 @@ pub async fn read_completed<S: TaskSource>(
     let mut window = Window::new(lower_bound);
     let mut offset: u32 = 0;
     let mut stale_pages = 0;
+    // How many records the previous page sent, when it was short.
+    let mut short_before: Option<usize> = None;
     loop {
         let page = source.completed_page(offset, limit).await?;
+        let received = page.received;
         let in_order = newest_first(&page.items) && window.continues(&page.items);
         if !window.unsorted && !in_order {
             window.unsorted = true;
@@ -133,25 +140,31 @@ pub async fn read_completed<S: TaskSource>(
                 "a completed page is not sorted newest first; reading the whole list"
             );
         }
-        let last = page.is_last(limit);
+        let short = page.is_last(limit);
+        let empty = page.received == 0;
         // A first page whose order cannot be seen (one record, or one `created` value)
         // does not end the read on its own: the next page shows whether the list is
         // newest first.
         let order_seen = window.previous_oldest.is_some() || shows_order(&page.items);
         let reached =
             !window.unsorted && order_seen && page_reaches_bound(&page.items, lower_bound);
-        let step = boundary_step(&page.items, limit);
+        let step = boundary_step(&page.items, page_step(page.received, limit));
         let fresh = window.take(page);
-        if reached || last {
+        if reached || empty || ends_after_short(short_before, received, fresh.any()) {
             break;
         }
+        short_before = short.then_some(received);
         stale_pages = if fresh.any() { 0 } else { stale_pages + 1 };
         if stale_pages >= MAX_STALE_PAGES {
             return Err(ReadError::RepeatingPages { offset });
         }
         // A page without a new id (the list shifted by as much as the step) moves on by a
         // whole page, so that re-reading a boundary can never stall the read.
-        let step = if fresh.new_ids == 0 { limit } else { step };
+        let step = if fresh.new_ids == 0 {
+            page_step(received, limit)
+        } else {
+            step
+        };
         offset = offset.checked_add(step).ok_or(ReadError::OffsetOverflow)?;
     }
     Ok(window.into_read())
@@ -260,18 +273,41 @@ fn shows_order(page: &[TaskStatus]) -> bool {
         .is_some_and(|first| page.iter().any(|t| t.created != first.created))
 }
 
+/// Whether a page that follows a short page of `before` records ends the read. A short
+/// page is not the end by itself: a server or proxy that caps pages below `limit` sends
+/// nothing but short pages. The page after it decides: the read goes on only when that
+/// page is as long as the short one (the same cap again) and brings something not read
+/// before. Anything else ends it: an empty page, the repeated page of a server that
+/// ignores `offset`, re-read boundary tasks of a list that shifted, or fewer records —
+/// the last page of a capped list, or tasks that finished while the list was paged, which
+/// the next poll reads (chasing them page after page could go on for as long as tasks
+/// keep finishing). A cap of one record is not followed: a list adding one task per
+/// request would look the same.
+fn ends_after_short(before: Option<usize>, received: usize, fresh: bool) -> bool {
+    match before {
+        None => false,
+        Some(cap) => cap < 2 || received < cap || !fresh,
+    }
+}
+
+/// How far a whole page moves the offset: by the records the API sent, which is `limit`
+/// unless the page was short (never 0, so a read always moves on).
+fn page_step(received: usize, limit: u32) -> u32 {
+    u32::try_from(received).unwrap_or(limit).clamp(1, limit)
+}
+
 /// How far the next page request moves: to the first task of the page's trailing group
 /// of equal `created` values, or a whole page when the page is one group (or has one task).
-fn boundary_step(page: &[TaskStatus], limit: u32) -> u32 {
+fn boundary_step(page: &[TaskStatus], whole: u32) -> u32 {
     let Some(last) = page.last() else {
-        return limit;
+        return whole;
     };
     let start = page
         .iter()
         .position(|t| t.created == last.created)
         .unwrap_or(0);
     match u32::try_from(start) {
-        Ok(0) | Err(_) => limit,
+        Ok(0) | Err(_) => whole,
         Ok(start) => start,
     }
 }

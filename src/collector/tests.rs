@@ -48,6 +48,12 @@ struct FakeState {
     total: Option<u64>,
     /// Ids whose `GET` answers with another task (a proxy's cache gone wrong).
     misdirected: HashSet<String>,
+    /// The completed list sends at most this many records per page, whatever `limit`
+    /// asks (a server or proxy that caps pages below the API's 250).
+    page_cap: Option<u32>,
+    /// While set, every completed page request past offset 0 first adds a task that
+    /// just finished, numbered from this (tasks finishing while the list is paged).
+    grow_per_page: Option<i64>,
 }
 
 /// A tenant in memory; the clone handed to the poller shares the state.
@@ -140,10 +146,27 @@ impl TaskSource for Fake {
                     s.tasks.insert(t.id.clone(), t);
                 }
             }
+            if offset > 0
+                && let Some(n) = s.grow_per_page.as_mut()
+            {
+                *n += 1;
+                let t = done(
+                    task(
+                        &format!("g{n:03}"),
+                        "Cloud Account Aggregation",
+                        Some("AD"),
+                        40 + *n,
+                        Some(40 + *n),
+                    ),
+                    50 + *n,
+                    "SUCCESS",
+                );
+                s.tasks.insert(t.id.clone(), t);
+            }
             let sent: Vec<TaskStatus> = Fake::completed_sorted(s)
                 .into_iter()
                 .skip(offset as usize)
-                .take(limit as usize)
+                .take(limit.min(s.page_cap.unwrap_or(limit)) as usize)
                 .collect();
             Page {
                 received: sent.len(),
@@ -1112,8 +1135,10 @@ async fn run_polls_both_lists_and_stops_on_shutdown() {
     let calls = fake.calls();
     let pending = calls.iter().filter(|c| *c == "pending").count();
     let pages = calls.iter().filter(|c| c.starts_with("page")).count();
-    // Priming (1 pending + 1 page), then pending at ~30/60/90/120 s, completed at ~60/120 s.
-    assert_eq!((pending, pages), (5, 3), "{calls:?}");
+    // Priming, then pending at ~30/60/90/120 s, completed at ~60/120 s. The list is one
+    // task newer than every bound, so each completed read confirms its short page with
+    // an empty one: two pages a read.
+    assert_eq!((pending, pages), (5, 6), "{calls:?}");
     stop.cancel();
     tokio::time::timeout(Duration::from_secs(1), job)
         .await
@@ -1387,10 +1412,11 @@ async fn an_unreadable_record_in_a_full_page_does_not_end_the_completed_read() {
     assert_eq!(
         h.fake.calls(),
         [
-            "pending", "page 0", "pending", "page 0", "page 8", "page 17"
+            "pending", "page 0", "pending", "page 0", "page 8", "page 17", "page 24"
         ],
         "the read goes on past the page that kept 9 of 10 (its boundary is re-read from \
-         the kept tasks' positions: one record more than without the skipped one)"
+         the kept tasks' positions: one record more than without the skipped one); the \
+         short page at 17 is confirmed by the one at 24, which brings nothing new"
     );
     h.assert_values(&[
         (COMPLETED, &[("status", "success")], Some(24.0)),
@@ -1456,6 +1482,19 @@ fn successes(h: &Harness) -> Option<f64> {
     v(&h.samples(), COMPLETED, &[("status", "success")])
 }
 
+/// Primes `h`, finishes `n` tasks (see [`burst`]), polls the pending list at 40 s and
+/// reads the completed list at 60 s: what that read recorded, and the calls it made.
+async fn burst_then_read(h: &mut Harness, n: i64) -> (usize, Vec<String>) {
+    h.prime().await;
+    burst(h, n);
+    h.set_now(40);
+    assert_eq!(h.pending().await, 0);
+    let before = h.fake.calls().len();
+    h.set_now(60);
+    let recorded = h.completed().await;
+    (recorded, h.fake.calls()[before..].to_vec())
+}
+
 /// Two finished tasks, two hours and 100 s old: below and above the first completed
 /// read's bound.
 fn two_old_tasks(h: &Harness) {
@@ -1514,15 +1553,10 @@ async fn a_list_ignoring_sorters_is_caught_with_pages_of_one_task() {
 async fn a_sorted_list_in_pages_of_one_task_stops_below_the_bound() {
     let mut h = harness_tuned(|t| t.page_size = 1);
     two_old_tasks(&h);
-    h.prime().await;
-    burst(&h, 3);
-    h.set_now(40);
-    assert_eq!(h.pending().await, 0);
-    let before = h.fake.calls().len();
-    h.set_now(60);
-    assert_eq!(h.completed().await, 3);
+    let (recorded, calls) = burst_then_read(&mut h, 3).await;
+    assert_eq!(recorded, 3);
     assert_eq!(
-        h.fake.calls()[before..],
+        calls,
         ["page 0", "page 1", "page 2", "page 3", "page 4"],
         "three new tasks, old2 (above the bound), old1 (below it): the end"
     );
@@ -1530,6 +1564,65 @@ async fn a_sorted_list_in_pages_of_one_task_stops_below_the_bound() {
         v(&h.samples(), "sailpoint_exporter_unsorted_reads_total", &[]),
         Some(0.0)
     );
+}
+
+/// A completed list that sends at most 3 records per page while the read asks for 10:
+/// every page is short, and the first is not the end. Before: the read stopped at page
+/// 0 and 3 of 8 completions were counted.
+#[tokio::test]
+async fn a_list_capped_below_the_page_size_is_read_to_the_bound() {
+    let mut h = harness_tuned(|t| t.page_size = 10);
+    two_old_tasks(&h);
+    h.fake.with(|s| s.page_cap = Some(3));
+    let (recorded, calls) = burst_then_read(&mut h, 8).await;
+    assert_eq!(recorded, 8);
+    assert_eq!(successes(&h), Some(8.0));
+    assert_eq!(
+        calls,
+        ["page 0", "page 2", "page 4", "page 6", "page 8"],
+        "eight new tasks and two old ones, three a page, each next page re-reading the \
+         boundary task: page 8 holds old2 and old1, below the bound"
+    );
+}
+
+/// An oldest-first list that gains a finished task with every page request: a read that
+/// followed short pages would chase the newest end for as long as tasks keep finishing.
+/// It stops at the first page shorter than the short one; the tasks it left are the next
+/// read's, and every task is counted once.
+#[tokio::test]
+async fn a_read_does_not_chase_tasks_finishing_while_it_pages() {
+    let mut h = harness_tuned(|t| t.page_size = 10);
+    h.fake.with(|s| s.oldest_first = true);
+    h.fake.with(|s| s.grow_per_page = Some(0));
+    let (_, calls) = burst_then_read(&mut h, 3).await;
+    assert_eq!(
+        calls,
+        ["page 0", "page 2"],
+        "page 2 re-reads b003 and the task added before it: shorter than page 0, the end"
+    );
+    let grown = h.fake.with(|s| s.grow_per_page.take()).unwrap_or(0);
+    h.set_now(90);
+    h.completed().await;
+    assert_eq!(successes(&h), Some(3.0 + grown as f64));
+}
+
+/// The cost of confirming a short page: a young list (every task above the bound) ends
+/// after one empty page; a list that reaches the bound costs nothing more.
+#[tokio::test]
+async fn a_short_page_is_the_end_only_after_an_empty_one() {
+    let mut h = harness_tuned(|t| t.page_size = 10);
+    let (recorded, calls) = burst_then_read(&mut h, 3).await;
+    assert_eq!(recorded, 3);
+    assert_eq!(
+        calls,
+        ["page 0", "page 2"],
+        "page 2 re-reads the boundary task and brings nothing new: the end"
+    );
+    let mut h = harness_tuned(|t| t.page_size = 10);
+    two_old_tasks(&h);
+    let (recorded, calls) = burst_then_read(&mut h, 3).await;
+    assert_eq!(recorded, 3);
+    assert_eq!(calls, ["page 0"]);
 }
 
 /// One pending answer whose `Date` is a year ahead, with a task listed pending: the

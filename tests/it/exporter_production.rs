@@ -688,6 +688,32 @@ async fn an_unreadable_record_in_an_id_batch_costs_only_that_task() {
     assert_matches_tasks(&exp, &readable(&sim, &oldest), primed_at);
 }
 
+/// A task-status list that sends at most 3 records a page (the exporter asks for 250):
+/// every page is short and the first is not the end. Each step finishes five tasks
+/// between two completed reads, three of them unseen by the pending poll. Before: the
+/// read ended at the first page and lost the rest of each window.
+#[tokio::test]
+async fn a_list_capping_its_pages_is_counted_exactly() {
+    let (sim, mut exp, primed_at) = habit_world(25, 12, |h| h.list_page_cap = Some(3)).await;
+    for step in 0..12usize {
+        sim.advance(Duration::from_secs(30));
+        activity(&sim, step);
+        exp.poller.poll(PollList::Pending).await.unwrap();
+        for k in 0..3i64 {
+            let at = sim.now() + secs(1 + k);
+            sim.add_task(
+                NewTask::account_aggregation(SOURCES[(step + k as usize) % 3])
+                    .created(at)
+                    .launched(at + secs(2))
+                    .completes(at + secs(10), status(step + k as usize)),
+            );
+        }
+        sim.advance(Duration::from_secs(30));
+        exp.poller.poll(PollList::Completed).await.unwrap();
+    }
+    settles_exactly_without_errors(&sim, &mut exp, primed_at).await;
+}
+
 #[tokio::test]
 async fn a_list_ignoring_sorters_is_counted_exactly() {
     let (sim, mut exp, primed_at) = habit_world(24, 12, |h| h.ignore_sorters = true).await;

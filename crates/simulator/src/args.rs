@@ -122,6 +122,9 @@ pub struct SimulateArgs {
     /// GET /task-status ignores `sorters` and answers oldest first.
     #[arg(long)]
     pub habit_ignore_sorters: bool,
+    /// GET /task-status sends at most N records per page, whatever `limit` asks.
+    #[arg(long)]
+    pub habit_list_page_cap: Option<usize>,
     /// Serve N independent tenants under path prefixes: `http://ADDR/t1` ...
     /// `http://ADDR/tN` are their base URLs (token endpoint `{base}/oauth/token`, same
     /// credentials); tenant k is seeded with `seed + k - 1`.
@@ -149,6 +152,7 @@ impl SimulateArgs {
                 .clone()
                 .filter(|s| !s.is_empty()),
             ignore_sorters: self.habit_ignore_sorters,
+            list_page_cap: self.habit_list_page_cap.filter(|&cap| cap > 0),
             ..Habits::default()
         }
     }
@@ -223,6 +227,7 @@ impl Default for SimulateArgs {
             habit_clock_offset: 0,
             habit_unreadable_ids_ending: None,
             habit_ignore_sorters: false,
+            habit_list_page_cap: None,
             tenants: None,
         }
     }

@@ -179,6 +179,10 @@ pub struct Habits {
     /// `GET /task-status` ignores `sorters` and answers oldest first (a proxy or an API
     /// change that drops the parameter).
     pub ignore_sorters: bool,
+    /// `GET /task-status` sends at most this many records per page, whatever `limit`
+    /// asks (a proxy or gateway that caps pages below the API's 250): every page is
+    /// short, and a short page is not the end.
+    pub list_page_cap: Option<usize>,
 }
 
 impl Default for Faults {

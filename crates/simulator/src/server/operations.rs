@@ -109,6 +109,10 @@ impl SimState {
         let (offset, limit, count) = query.paging().map_err(|e| Refusal::bad_request(&e))?;
         let descending = query.descending().map_err(|e| Refusal::bad_request(&e))?;
         let descending = descending && !self.habits().ignore_sorters;
+        let limit = self
+            .habits()
+            .list_page_cap
+            .map_or(limit, |cap| limit.min(cap));
         let filter = query
             .get("filters")
             .map(FilterExpr::parse)
