@@ -27,7 +27,7 @@ use crate::sailpoint::tolerant::{self, InvalidRecord, RecordFault};
 use crate::sailpoint::transport::{ApiObserver, RawResponse, Transport};
 
 use super::operation;
-pub use super::paging::{ListQuery, MAX_PAGE_SIZE, Page, response_date};
+pub use super::paging::{ListQuery, MAX_PAGE_SIZE, Page, PageSizes, response_date};
 use super::paging::{Pager, decode_count, decode_page};
 
 /// How many distinct off-spec task ids a client remembers having logged; past it the
@@ -72,6 +72,9 @@ struct Inner {
     tenant: String,
     /// Ids of off-spec records already logged (each is logged once, not every poll).
     logged: std::sync::Mutex<HashSet<String>>,
+    /// What earlier listings of the pending list showed about its page sizes (whether a
+    /// short page may be a server's cap; see `paging::Pager`).
+    pending_page_sizes: std::sync::Mutex<PageSizes>,
 }
 
 impl Client {
@@ -128,6 +131,7 @@ impl Client {
                 pending_source: tenant.pending_source,
                 tenant: tenant.name.clone(),
                 logged: std::sync::Mutex::new(HashSet::new()),
+                pending_page_sizes: std::sync::Mutex::new(PageSizes::default()),
             }),
         })
     }
@@ -212,7 +216,12 @@ impl Client {
         &self,
     ) -> Result<(Vec<TaskStatus>, Option<DateTime<Utc>>), ApiError> {
         let size = self.inner.page_size;
-        let mut pages = Pager::new(operation::GET_PENDING_TASKS);
+        let sizes = *self
+            .inner
+            .pending_page_sizes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let mut pages = Pager::after(operation::GET_PENDING_TASKS, sizes);
         let mut tasks = Vec::new();
         let mut seen = HashSet::new();
         let mut first_date = None;
@@ -234,6 +243,11 @@ impl Client {
                 }
             }
             if !more {
+                *self
+                    .inner
+                    .pending_page_sizes
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = pages.sizes;
                 return Ok((tasks, first_date));
             }
         }

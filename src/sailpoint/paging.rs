@@ -71,22 +71,56 @@ impl ListQuery {
     }
 }
 
+/// What earlier listings of one list showed about its pages: the most records one page
+/// sent, and the cap a server was seen to put on its pages below `limit`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PageSizes {
+    /// The most records one page has sent.
+    pub largest: usize,
+    /// A page size the server was seen to cap at: a short page of this size was followed
+    /// by more.
+    pub cap: Option<usize>,
+}
+
 /// Offset bookkeeping and the guards against endless paging.
+///
+/// A short page is the end of a listing unless it may be a server's cap: a server or proxy
+/// that caps pages below `limit` sends nothing but short pages, and a listing that
+/// stopped at the first lost the rest for good (a long-running task never tracked as
+/// pending is never counted). A short page of at least two records is taken for a
+/// possible cap when it is longer than any page sent before ([`PageSizes::largest`]) or as
+/// long as a cap already seen; a page shorter than one the server has already sent cannot
+/// be its cap. Such a page is confirmed by the next one, which goes on only if it is as
+/// long and brings an id the short page did not; an empty, shorter or repeated page ends
+/// the listing there (docs/decisions.md, "Paging guards"). On a steady tenant the check
+/// costs one request when the list reaches a new largest size, and on a capped one none
+/// beyond the pages themselves.
 pub(super) struct Pager {
     operation: &'static str,
     /// Where the next page starts.
     pub(super) offset: u32,
     pages: u32,
     last_ids: Option<Vec<String>>,
+    /// Page sizes seen, in this listing and the caller's earlier ones.
+    pub(super) sizes: PageSizes,
+    /// The records of the previous page when it was short and read on to confirm it.
+    confirming: Option<usize>,
 }
 
 impl Pager {
     pub(super) fn new(operation: &'static str) -> Pager {
+        Pager::after(operation, PageSizes::default())
+    }
+
+    /// A pager for a list whose earlier listings showed `sizes`.
+    pub(super) fn after(operation: &'static str, sizes: PageSizes) -> Pager {
         Pager {
             operation,
             offset: 0,
             pages: 0,
             last_ids: None,
+            sizes,
+            confirming: None,
         }
     }
 
@@ -95,7 +129,17 @@ impl Pager {
     pub(super) fn advance(&mut self, page: &Page, size: u32) -> Result<bool, ApiError> {
         let len = u32::try_from(page.received).unwrap_or(u32::MAX);
         let ids: Vec<String> = page.items.iter().map(|t| t.id.clone()).collect();
-        if !ids.is_empty() && self.last_ids.as_ref() == Some(&ids) {
+        let repeated = !ids.is_empty() && self.last_ids.as_ref() == Some(&ids);
+        if let Some(short) = self.confirming.take() {
+            let previous = self.last_ids.as_deref().unwrap_or_default();
+            let new_id = ids.iter().any(|id| !previous.contains(id));
+            if repeated || page.received < short || !new_id {
+                self.offset = self.offset.saturating_add(len);
+                return Ok(false);
+            }
+            self.sizes.cap = Some(short);
+        }
+        if repeated {
             return Err(ApiError::Paging {
                 operation: self.operation,
                 message: format!("offset {} returned the previous page again", self.offset),
@@ -104,8 +148,14 @@ impl Pager {
         self.last_ids = Some(ids);
         self.offset = self.offset.saturating_add(len);
         self.pages += 1;
+        let may_be_cap = page.received >= 2
+            && (page.received > self.sizes.largest || self.sizes.cap == Some(page.received));
+        self.sizes.largest = self.sizes.largest.max(page.received);
         if page.is_last(size) {
-            return Ok(false);
+            if !may_be_cap {
+                return Ok(false);
+            }
+            self.confirming = Some(page.received);
         }
         if self.pages >= MAX_PAGES {
             return Err(ApiError::Paging {
@@ -226,6 +276,68 @@ mod tests {
         assert!(p.advance(&page(&["c", "d"], Some(1)), 2).unwrap());
         assert!(!p.advance(&page(&["e"], Some(1)), 2).unwrap());
         assert_eq!(p.offset, 5);
+    }
+
+    /// A server capping pages at 3 while 10 are asked for: each short page as long as the
+    /// largest so far is confirmed by the next, and the listing ends at the first shorter
+    /// one (before: it ended at the first page, 3 of 10 tasks listed).
+    #[test]
+    fn pager_reads_on_past_pages_a_server_capped() {
+        let mut p = Pager::new("op");
+        assert!(p.advance(&page(&["a", "b", "c"], None), 10).unwrap());
+        assert!(p.advance(&page(&["d", "e", "f"], None), 10).unwrap());
+        assert!(p.advance(&page(&["g", "h", "i"], None), 10).unwrap());
+        assert!(!p.advance(&page(&["j"], None), 10).unwrap());
+        assert_eq!(p.offset, 10);
+        assert_eq!(
+            p.sizes,
+            PageSizes {
+                largest: 3,
+                cap: Some(3)
+            }
+        );
+        // The next listing knows the cap: a first page of 3 is confirmed again, a page
+        // of 2 is the end at once.
+        let mut p = Pager::after("op", p.sizes);
+        assert!(p.advance(&page(&["a", "b", "c"], None), 10).unwrap());
+        assert!(!p.advance(&page(&["d"], None), 10).unwrap());
+        assert!(
+            !Pager::after("op", p.sizes)
+                .advance(&page(&["a", "b"], None), 10)
+                .unwrap()
+        );
+        // A list of exactly two capped pages ends at the empty page after them.
+        let mut p = Pager::new("op");
+        assert!(p.advance(&page(&["a", "b", "c"], None), 10).unwrap());
+        assert!(p.advance(&page(&["d", "e", "f"], None), 10).unwrap());
+        assert!(!p.advance(&page(&[], None), 10).unwrap());
+    }
+
+    /// What a short page costs: nothing when an earlier page was as long or longer (no
+    /// new largest size, and no cap seen) or when it holds one task; one request otherwise, which ends the
+    /// listing without an error when it repeats the page (offset ignored) or shows only
+    /// tasks of the page again (the list shifted).
+    #[test]
+    fn pager_confirms_a_short_page_only_when_it_may_be_a_cap() {
+        let seen = |largest| PageSizes { largest, cap: None };
+        assert!(
+            !Pager::after("op", seen(5))
+                .advance(&page(&["a", "b", "c"], None), 10)
+                .unwrap()
+        );
+        assert!(
+            !Pager::after("op", seen(3))
+                .advance(&page(&["a", "b", "c"], None), 10)
+                .unwrap()
+        );
+        assert!(!Pager::new("op").advance(&page(&["a"], None), 10).unwrap());
+        let mut p = Pager::after("op", seen(2));
+        assert!(p.advance(&page(&["a", "b", "c"], None), 10).unwrap());
+        assert!(!p.advance(&page(&["a", "b", "c"], None), 10).unwrap());
+        let mut p = Pager::new("op");
+        assert!(p.advance(&page(&["a", "b", "c"], None), 10).unwrap());
+        assert!(!p.advance(&page(&["b", "c", "a"], None), 10).unwrap());
+        assert_eq!(p.offset, 6);
     }
 
     #[test]

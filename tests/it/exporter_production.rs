@@ -688,7 +688,7 @@ async fn an_unreadable_record_in_an_id_batch_costs_only_that_task() {
     assert_matches_tasks(&exp, &readable(&sim, &oldest), primed_at);
 }
 
-/// A task-status list that sends at most 3 records a page (the exporter asks for 250):
+/// A task-status list that sends at most 3 records a page (the exporter asks for 5):
 /// every page is short and the first is not the end. Each step finishes five tasks
 /// between two completed reads, three of them unseen by the pending poll. Before: the
 /// read ended at the first page and lost the rest of each window.
@@ -712,6 +712,25 @@ async fn a_list_capping_its_pages_is_counted_exactly() {
         exp.poller.poll(PollList::Completed).await.unwrap();
     }
     settles_exactly_without_errors(&sim, &mut exp, primed_at).await;
+}
+
+/// A pending-tasks endpoint that sends at most 3 records a page (the exporter asks for
+/// 5) while 12 long-running tasks are pending: the tasks beyond the first page must be
+/// tracked, or their completions, far below every completed read's bound, are never
+/// counted. Before: the listing ended at the first page.
+#[tokio::test]
+async fn a_pending_list_capping_its_pages_is_counted_exactly() {
+    let (sim, mut exp, primed_at) = habit_world(26, 12, |h| h.pending_page_cap = Some(3)).await;
+    assert_eq!(
+        total(&exp, "sailpoint_tasks_pending", &[]),
+        sim.pending_tasks().len() as f64
+    );
+    run(&sim, &mut exp, 0..16).await;
+    settles_exactly_without_errors(&sim, &mut exp, primed_at).await;
+    assert_eq!(
+        total(&exp, "sailpoint_tasks_pending", &[]),
+        sim.pending_tasks().len() as f64
+    );
 }
 
 #[tokio::test]

@@ -125,6 +125,9 @@ pub struct SimulateArgs {
     /// GET /task-status sends at most N records per page, whatever `limit` asks.
     #[arg(long)]
     pub habit_list_page_cap: Option<usize>,
+    /// The pending-tasks endpoint sends at most N records per page, whatever `limit` asks.
+    #[arg(long)]
+    pub habit_pending_page_cap: Option<usize>,
     /// Serve N independent tenants under path prefixes: `http://ADDR/t1` ...
     /// `http://ADDR/tN` are their base URLs (token endpoint `{base}/oauth/token`, same
     /// credentials); tenant k is seeded with `seed + k - 1`.
@@ -153,6 +156,7 @@ impl SimulateArgs {
                 .filter(|s| !s.is_empty()),
             ignore_sorters: self.habit_ignore_sorters,
             list_page_cap: self.habit_list_page_cap.filter(|&cap| cap > 0),
+            pending_page_cap: self.habit_pending_page_cap.filter(|&cap| cap > 0),
             ..Habits::default()
         }
     }
@@ -228,6 +232,7 @@ impl Default for SimulateArgs {
             habit_unreadable_ids_ending: None,
             habit_ignore_sorters: false,
             habit_list_page_cap: None,
+            habit_pending_page_cap: None,
             tenants: None,
         }
     }

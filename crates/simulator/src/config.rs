@@ -183,6 +183,9 @@ pub struct Habits {
     /// asks (a proxy or gateway that caps pages below the API's 250): every page is
     /// short, and a short page is not the end.
     pub list_page_cap: Option<usize>,
+    /// The pending-tasks endpoint sends at most this many records per page, whatever
+    /// `limit` asks.
+    pub pending_page_cap: Option<usize>,
 }
 
 impl Default for Faults {

@@ -68,6 +68,7 @@ impl SimState {
     pub(super) fn pending(&self, query: &Query, head: bool) -> Result<Reply, Refusal> {
         let (offset, limit, count) = query.paging().map_err(|e| Refusal::bad_request(&e))?;
         let habits = self.habits();
+        let limit = habits.pending_page_cap.map_or(limit, |cap| limit.min(cap));
         let (tenant, now) = self.settled_for_page(offset);
         let page = if habits::reshapes_lists(&habits) {
             let pending = tenant.pending_page(0, usize::MAX, now).items;
