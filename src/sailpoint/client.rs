@@ -207,7 +207,10 @@ impl Client {
 
     /// [`Client::pending_tasks`] and the `Date` header of its first page: the tenant's
     /// clock when the pending snapshot was taken (the exactly-once bookkeeping keeps
-    /// tenant time, see `collector::tracker`).
+    /// tenant time, see `collector::tracker`). Read from the task-status list, a short
+    /// first page is confirmed by the next ([`Pager::advance_confirming`]): that list is
+    /// the completed read's, which a server may cap below `limit`, and a truncated
+    /// snapshot would lose the completion of every long-running task left out of it.
     pub async fn pending_tasks_dated(
         &self,
     ) -> Result<(Vec<TaskStatus>, Option<DateTime<Utc>>), ApiError> {
@@ -227,7 +230,14 @@ impl Client {
             if pages.offset == 0 {
                 first_date = date;
             }
-            let more = pages.advance(&page, size)?;
+            let more = match self.inner.pending_source {
+                PendingSource::PendingTasks => pages.advance(&page, size)?,
+                PendingSource::CompletionStatusIsnull => {
+                    let fresh = page.received > page.items.len()
+                        || page.items.iter().any(|t| !seen.contains(&t.id));
+                    pages.advance_confirming(&page, size, fresh)?
+                }
+            };
             for task in page.items {
                 if seen.insert(task.id.clone()) {
                     tasks.push(task);

@@ -78,6 +78,11 @@ pub(super) struct Pager {
     pub(super) offset: u32,
     pages: u32,
     last_ids: Option<Vec<String>>,
+    /// How many records the previous page sent, when it was short and no full page came
+    /// before it (see [`Pager::advance_confirming`]).
+    short_before: Option<usize>,
+    /// A page of this listing was full: the server does not cap pages below `limit`.
+    seen_full: bool,
 }
 
 impl Pager {
@@ -87,7 +92,44 @@ impl Pager {
             offset: 0,
             pages: 0,
             last_ids: None,
+            short_before: None,
+            seen_full: false,
         }
+    }
+
+    /// [`Pager::advance`] for a listing whose short page may not be the end: a server or
+    /// proxy that caps pages below `limit` sends nothing but short pages, and a listing
+    /// that stopped at the first lost the rest (docs/decisions.md, "Paging guards"). A
+    /// short page is the end only once a full page has come before it, or when the page
+    /// after it is empty, shorter, or brings nothing `fresh` (no id not listed before,
+    /// and no unreadable record) — which also ends a repeated page quietly. Costs one
+    /// request only for a listing shorter than one page.
+    pub(super) fn advance_confirming(
+        &mut self,
+        page: &Page,
+        size: u32,
+        fresh: bool,
+    ) -> Result<bool, ApiError> {
+        if let Some(before) = self.short_before.take()
+            && (page.received < before || !fresh)
+        {
+            return Ok(false);
+        }
+        if self.advance(page, size)? {
+            self.seen_full = true;
+            return Ok(true);
+        }
+        if self.seen_full || page.received == 0 {
+            return Ok(false);
+        }
+        if self.pages >= MAX_PAGES {
+            return Err(ApiError::Paging {
+                operation: self.operation,
+                message: format!("more than {MAX_PAGES} pages"),
+            });
+        }
+        self.short_before = Some(page.received);
+        Ok(true)
     }
 
     /// Accounts for `page`; says whether another page should be read. The offset moves
@@ -226,6 +268,51 @@ mod tests {
         assert!(p.advance(&page(&["c", "d"], Some(1)), 2).unwrap());
         assert!(!p.advance(&page(&["e"], Some(1)), 2).unwrap());
         assert_eq!(p.offset, 5);
+    }
+
+    /// A server capping pages at 2 while 3 are asked for: each short page is confirmed
+    /// by the next, and the listing ends at a shorter, empty or repeated page, or at a
+    /// short page after a full one. Before, the pending listing kept the first 2 tasks.
+    #[test]
+    fn a_confirming_pager_reads_a_capped_listing_to_its_end() {
+        let mut p = Pager::new("op");
+        assert!(
+            p.advance_confirming(&page(&["a", "b"], None), 3, true)
+                .unwrap()
+        );
+        assert!(
+            p.advance_confirming(&page(&["c", "d"], None), 3, true)
+                .unwrap()
+        );
+        assert_eq!(p.offset, 4, "each next page starts after the records sent");
+        assert!(!p.advance_confirming(&page(&["e"], None), 3, true).unwrap());
+        let mut p = Pager::new("op");
+        assert!(
+            p.advance_confirming(&page(&["a", "b"], None), 3, true)
+                .unwrap()
+        );
+        assert!(
+            p.advance_confirming(&page(&["c", "d"], None), 3, true)
+                .unwrap()
+        );
+        assert!(!p.advance_confirming(&page(&[], None), 3, false).unwrap());
+        let mut p = Pager::new("op");
+        assert!(
+            p.advance_confirming(&page(&["a", "b"], None), 3, true)
+                .unwrap()
+        );
+        assert!(
+            !p.advance_confirming(&page(&["a", "b"], None), 3, false)
+                .unwrap()
+        );
+        let mut p = Pager::new("op");
+        assert!(
+            p.advance_confirming(&page(&["a", "b", "c"], None), 3, true)
+                .unwrap()
+        );
+        assert!(!p.advance_confirming(&page(&["d"], None), 3, true).unwrap());
+        let mut p = Pager::new("op");
+        assert!(!p.advance_confirming(&page(&[], None), 3, false).unwrap());
     }
 
     #[test]

@@ -739,3 +739,30 @@ async fn a_list_ignoring_sorters_is_counted_exactly() {
         "priming and all 24 completed reads met an unsorted first page"
     );
 }
+
+/// The pending set read from the task-status list (`pending_source:
+/// completion_status_isnull`) of a server capping its pages at 3: the pending listing,
+/// like the completed read, does not end at its first short page. Before: every pending
+/// snapshot held the first 3 of 12 long-running tasks (the gauge said 3); the others,
+/// created long before any completed bound, were not counted when they finished (38
+/// counted of 43).
+#[tokio::test]
+async fn a_capped_list_read_as_the_pending_source_counts_exactly() {
+    let sim = start_sim(Scenario::Empty, 43).await;
+    populate(&sim, 12);
+    with_habits(
+        &sim,
+        Habits {
+            list_page_cap: Some(3),
+            ..Habits::default()
+        },
+    );
+    let (mut exp, primed_at) = primed(&sim, |t| {
+        t.pending_source = sailpoint_task_exporter::config::PendingSource::CompletionStatusIsnull
+    })
+    .await;
+    assert_eq!(total(&exp, "sailpoint_tasks_pending", &[]), 12.0);
+    run(&sim, &mut exp, 0..16).await;
+    settles_exactly_without_errors(&sim, &mut exp, primed_at).await;
+    assert_eq!(counted(&exp), 43.0);
+}
