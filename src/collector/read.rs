@@ -150,7 +150,8 @@ pub async fn read_completed<S: TaskSource>(
             !window.unsorted && order_seen && page_reaches_bound(&page.items, lower_bound);
         let step = boundary_step(&page.items, page_step(page.received, limit));
         let fresh = window.take(page);
-        if reached || empty || ends_after_short(short_before, received, fresh.any()) {
+        let sorted = !window.unsorted;
+        if reached || empty || ends_after_short(short_before, received, fresh.any(), sorted) {
             break;
         }
         short_before = short.then_some(received);
@@ -281,11 +282,15 @@ fn shows_order(page: &[TaskStatus]) -> bool {
 /// ignores `offset`, re-read boundary tasks of a list that shifted, or fewer records —
 /// the last page of a capped list, or tasks that finished while the list was paged, which
 /// the next poll reads (chasing them page after page could go on for as long as tasks
-/// keep finishing). A cap of one record is not followed: a list adding one task per
-/// request would look the same.
-fn ends_after_short(before: Option<usize>, received: usize, fresh: bool) -> bool {
+/// keep finishing). A cap of one record is followed only while the list is `sorted`
+/// newest first, and then through a page that re-reads the previous task (one task
+/// finished during the read and shifted the list): such a read ends at the bound (or an
+/// empty page), and [`MAX_STALE_PAGES`] repeats in a row fail it. An unsorted list with
+/// a cap of one is not followed: one adding a task per request would look the same.
+fn ends_after_short(before: Option<usize>, received: usize, fresh: bool, sorted: bool) -> bool {
     match before {
         None => false,
+        Some(1) if sorted => false,
         Some(cap) => cap < 2 || received < cap || !fresh,
     }
 }

@@ -1585,6 +1585,24 @@ async fn a_list_capped_below_the_page_size_is_read_to_the_bound() {
     );
 }
 
+/// A sorted list that sends one record per page while the read asks for 10: the read
+/// follows it down to the bound, one task a request. Before: it stopped after the second
+/// page (a cap of one was never followed) and counted 2 of 3.
+#[tokio::test]
+async fn a_sorted_list_capped_at_one_record_is_read_to_the_bound() {
+    let mut h = harness_tuned(|t| t.page_size = 10);
+    two_old_tasks(&h);
+    h.fake.with(|s| s.page_cap = Some(1));
+    let (recorded, calls) = burst_then_read(&mut h, 3).await;
+    assert_eq!(recorded, 3);
+    assert_eq!(successes(&h), Some(3.0));
+    assert_eq!(
+        calls,
+        ["page 0", "page 1", "page 2", "page 3", "page 4"],
+        "three new tasks, old2 (above the bound), old1 (below it): the end"
+    );
+}
+
 /// An oldest-first list that gains a finished task with every page request: a read that
 /// followed short pages would chase the newest end for as long as tasks keep finishing.
 /// It stops at the first page shorter than the short one; the tasks it left are the next
