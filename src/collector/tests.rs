@@ -1603,6 +1603,35 @@ async fn a_sorted_list_capped_at_one_record_is_read_to_the_bound() {
     );
 }
 
+/// The same list, and a task finishing while it is paged: it enters at the head and
+/// shifts the list by one, so page 2 re-reads b002. With a cap of one that page is not
+/// the end: the read goes on to the bound, and the next read counts the newcomer.
+#[tokio::test]
+async fn a_list_capped_at_one_record_that_shifts_is_still_read_to_the_bound() {
+    let mut h = harness_tuned(|t| t.page_size = 10);
+    two_old_tasks(&h);
+    h.fake.with(|s| s.page_cap = Some(1));
+    h.prime().await;
+    burst(&h, 3);
+    let newer = vec![done(task("n1", "Task", None, 50, None), 51, "SUCCESS")];
+    h.fake.with(|s| s.insert_before_offset = Some((2, newer)));
+    h.set_now(40);
+    assert_eq!(h.pending().await, 0);
+    let before = h.fake.calls().len();
+    h.set_now(60);
+    assert_eq!(h.completed().await, 3);
+    assert_eq!(
+        h.fake.calls()[before..],
+        ["page 0", "page 1", "page 2", "page 3", "page 4", "page 5"],
+        "page 2 re-reads b002; b001, old2 and old1 follow"
+    );
+    h.set_now(120);
+    assert_eq!(h.completed().await, 1);
+    assert_eq!(successes(&h), Some(3.0));
+    let newcomer = [("task_name", "Task"), ("status", "success")];
+    assert_eq!(v(&h.samples(), COMPLETED, &newcomer), Some(1.0));
+}
+
 /// An oldest-first list that gains a finished task with every page request: a read that
 /// followed short pages would chase the newest end for as long as tasks keep finishing.
 /// It stops at the first page shorter than the short one; the tasks it left are the next
