@@ -276,12 +276,15 @@ fn shows_order(page: &[TaskStatus]) -> bool {
 
 /// Whether a page that follows a short page of `before` records ends the read. A short
 /// page is not the end by itself: a server or proxy that caps pages below `limit` sends
-/// nothing but short pages. The page after it decides: the read goes on only when that
-/// page is as long as the short one (the same cap again) and brings something not read
-/// before. Anything else ends it: an empty page, the repeated page of a server that
-/// ignores `offset`, re-read boundary tasks of a list that shifted, or fewer records —
-/// the last page of a capped list, or tasks that finished while the list was paged, which
-/// the next poll reads (chasing them page after page could go on for as long as tasks
+/// nothing but short pages. The page after it decides. On a `sorted` list (the read
+/// ends at the bound anyway, and tasks finishing meanwhile enter at the head, behind
+/// the read) only a page that brings nothing new ends it — the repeated page of a
+/// server that ignores `offset`, re-read boundary tasks of a list that shifted — not a
+/// shorter one: pages short by varying amounts (records dropped after paging, a cap by
+/// size) must not end it. On an unsorted list a page also ends it when it is shorter
+/// than the short one: the last page of a capped list, or tasks that finished while the
+/// list was paged, which the next poll reads (the newest end of an oldest-first list is
+/// where they enter, and chasing them page after page could go on for as long as tasks
 /// keep finishing). A cap of one record is followed only while the list is `sorted`
 /// newest first, and then through a page that re-reads the previous task (one task
 /// finished during the read and shifted the list): such a read ends at the bound (or an
@@ -291,6 +294,7 @@ fn ends_after_short(before: Option<usize>, received: usize, fresh: bool, sorted:
     match before {
         None => false,
         Some(1) if sorted => false,
+        Some(_) if sorted => !fresh,
         Some(cap) => cap < 2 || received < cap || !fresh,
     }
 }

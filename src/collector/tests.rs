@@ -54,6 +54,9 @@ struct FakeState {
     /// While set, every completed page request past offset 0 first adds a task that
     /// just finished, numbered from this (tasks finishing while the list is paged).
     grow_per_page: Option<i64>,
+    /// Caps of the next completed page requests, one each, before `page_cap` applies
+    /// again (a server whose pages are short by varying amounts).
+    next_caps: std::collections::VecDeque<u32>,
 }
 
 /// A tenant in memory; the clone handed to the poller shares the state.
@@ -166,7 +169,7 @@ impl TaskSource for Fake {
             let sent: Vec<TaskStatus> = Fake::completed_sorted(s)
                 .into_iter()
                 .skip(offset as usize)
-                .take(limit.min(s.page_cap.unwrap_or(limit)) as usize)
+                .take(limit.min(s.next_caps.pop_front().or(s.page_cap).unwrap_or(limit)) as usize)
                 .collect();
             Page {
                 received: sent.len(),
@@ -1600,6 +1603,30 @@ async fn a_sorted_list_capped_at_one_record_is_read_to_the_bound() {
         calls,
         ["page 0", "page 1", "page 2", "page 3", "page 4"],
         "three new tasks, old2 (above the bound), old1 (below it): the end"
+    );
+}
+
+/// A sorted list whose pages are short by varying amounts (3 records, then 2, then 3
+/// ...: a server that drops records after paging, or caps by size): a page shorter than
+/// the short one before it is not the end of a sorted list. Before: the read stopped at
+/// the second page and counted 4 of 8.
+#[tokio::test]
+async fn a_sorted_list_with_pages_short_by_varying_amounts_is_read_to_the_bound() {
+    let mut h = harness_tuned(|t| t.page_size = 10);
+    two_old_tasks(&h);
+    h.prime().await;
+    burst(&h, 8);
+    h.set_now(40);
+    assert_eq!(h.pending().await, 0);
+    h.fake.with(|s| s.next_caps = [3, 2, 3, 2, 3, 2].into());
+    let before = h.fake.calls().len();
+    h.set_now(60);
+    assert_eq!(h.completed().await, 8);
+    assert_eq!(successes(&h), Some(8.0));
+    assert_eq!(
+        h.fake.calls()[before..],
+        ["page 0", "page 2", "page 3", "page 5", "page 6", "page 8"],
+        "each page re-reads the one before's last task; page 8 holds old2 and old1"
     );
 }
 
