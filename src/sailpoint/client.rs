@@ -208,7 +208,7 @@ impl Client {
     /// [`Client::pending_tasks`] and the `Date` header of its first page: the tenant's
     /// clock when the pending snapshot was taken (the exactly-once bookkeeping keeps
     /// tenant time, see `collector::tracker`). Read from the task-status list, a short
-    /// first page is confirmed by the next (see `Pager::advance_confirming`): that list is
+    /// page is confirmed by the next (see `Pager::advance_confirming`): that list is
     /// the completed read's, which a server may cap below `limit`, and a truncated
     /// snapshot would lose the completion of every long-running task left out of it.
     pub async fn pending_tasks_dated(

@@ -78,11 +78,9 @@ pub(super) struct Pager {
     pub(super) offset: u32,
     pages: u32,
     last_ids: Option<Vec<String>>,
-    /// How many records the previous page sent, when it was short and no full page came
-    /// before it (see [`Pager::advance_confirming`]).
-    short_before: Option<usize>,
-    /// A page of this listing was full: the server does not cap pages below `limit`.
-    seen_full: bool,
+    /// The previous page was short and not empty: this one decides whether it was the
+    /// end (see [`Pager::advance_confirming`]).
+    after_short: bool,
 }
 
 impl Pager {
@@ -92,34 +90,31 @@ impl Pager {
             offset: 0,
             pages: 0,
             last_ids: None,
-            short_before: None,
-            seen_full: false,
+            after_short: false,
         }
     }
 
     /// [`Pager::advance`] for a listing whose short page may not be the end: a server or
     /// proxy that caps pages below `limit` sends nothing but short pages, and a listing
     /// that stopped at the first lost the rest (docs/decisions.md, "Paging guards"). A
-    /// short page is the end only once a full page has come before it, or when the page
-    /// after it is empty, shorter, or brings nothing `fresh` (no id not listed before,
-    /// and no unreadable record) — which also ends a repeated page quietly. Costs one
-    /// request only for a listing shorter than one page.
+    /// short page is the end only when the page after it is empty or brings nothing
+    /// `fresh` (no id not listed before, and no unreadable record) — which also ends a
+    /// repeated page quietly. A shorter page is not the end: pages may be short by
+    /// varying amounts (records dropped after paging, a cap by size). Costs one request
+    /// per listing, the empty page after the last.
     pub(super) fn advance_confirming(
         &mut self,
         page: &Page,
         size: u32,
         fresh: bool,
     ) -> Result<bool, ApiError> {
-        if let Some(before) = self.short_before.take()
-            && (page.received < before || !fresh)
-        {
+        if std::mem::take(&mut self.after_short) && !fresh {
             return Ok(false);
         }
         if self.advance(page, size)? {
-            self.seen_full = true;
             return Ok(true);
         }
-        if self.seen_full || page.received == 0 {
+        if page.received == 0 {
             return Ok(false);
         }
         if self.pages >= MAX_PAGES {
@@ -128,7 +123,7 @@ impl Pager {
                 message: format!("more than {MAX_PAGES} pages"),
             });
         }
-        self.short_before = Some(page.received);
+        self.after_short = true;
         Ok(true)
     }
 
@@ -271,8 +266,9 @@ mod tests {
     }
 
     /// A server capping pages at 2 while 3 are asked for: each short page is confirmed
-    /// by the next, and the listing ends at a shorter, empty or repeated page, or at a
-    /// short page after a full one. Before, the pending listing kept the first 2 tasks.
+    /// by the next, and the listing ends at an empty or repeated page, not at a shorter
+    /// one, nor at a short page after a full one. Before, the pending listing kept the
+    /// first 2 tasks.
     #[test]
     fn a_confirming_pager_reads_a_capped_listing_to_its_end() {
         let mut p = Pager::new("op");
@@ -280,21 +276,12 @@ mod tests {
             p.advance_confirming(&page(&["a", "b"], None), 3, true)
                 .unwrap()
         );
+        assert!(p.advance_confirming(&page(&["c"], None), 3, true).unwrap());
         assert!(
-            p.advance_confirming(&page(&["c", "d"], None), 3, true)
+            p.advance_confirming(&page(&["d", "e"], None), 3, true)
                 .unwrap()
         );
-        assert_eq!(p.offset, 4, "each next page starts after the records sent");
-        assert!(!p.advance_confirming(&page(&["e"], None), 3, true).unwrap());
-        let mut p = Pager::new("op");
-        assert!(
-            p.advance_confirming(&page(&["a", "b"], None), 3, true)
-                .unwrap()
-        );
-        assert!(
-            p.advance_confirming(&page(&["c", "d"], None), 3, true)
-                .unwrap()
-        );
+        assert_eq!(p.offset, 5, "each next page starts after the records sent");
         assert!(!p.advance_confirming(&page(&[], None), 3, false).unwrap());
         let mut p = Pager::new("op");
         assert!(
@@ -310,7 +297,8 @@ mod tests {
             p.advance_confirming(&page(&["a", "b", "c"], None), 3, true)
                 .unwrap()
         );
-        assert!(!p.advance_confirming(&page(&["d"], None), 3, true).unwrap());
+        assert!(p.advance_confirming(&page(&["d"], None), 3, true).unwrap());
+        assert!(!p.advance_confirming(&page(&[], None), 3, false).unwrap());
         let mut p = Pager::new("op");
         assert!(!p.advance_confirming(&page(&[], None), 3, false).unwrap());
     }
