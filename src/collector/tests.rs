@@ -1606,6 +1606,47 @@ async fn a_sorted_list_capped_at_one_record_is_read_to_the_bound() {
     );
 }
 
+/// An oldest-first list whose oldest tasks, below the bound, share one `created` over
+/// more than one page: those pages show no order, so reaching below the bound on them
+/// ends nothing; the page after them shows the list unsorted, and it is read to its end.
+/// Before: the second page, "after" a first one, was taken to show the order, the read
+/// stopped there, and the three new completions were never counted (0 of 3; seen in a
+/// daemon resumed from its state file, where one restart's tasks share a `created`).
+#[tokio::test]
+async fn pages_of_one_created_value_below_the_bound_do_not_end_an_unsorted_read() {
+    let mut h = harness_tuned(|t| t.page_size = 2);
+    h.fake.with(|s| s.oldest_first = true);
+    for (id, created) in [
+        ("o1", -7200),
+        ("o2", -7200),
+        ("o3", -7200),
+        ("o4", -7200),
+        ("n", -100),
+    ] {
+        h.fake.put(done(
+            task(id, "Old", None, created, None),
+            created + 10,
+            "SUCCESS",
+        ));
+    }
+    h.prime().await;
+    burst(&h, 3);
+    h.set_now(40);
+    assert_eq!(h.pending().await, 0);
+    let before = h.fake.calls().len();
+    h.set_now(60);
+    assert_eq!(h.completed().await, 3);
+    assert_eq!(successes(&h), Some(3.0));
+    assert_eq!(
+        h.fake.calls()[before..],
+        [
+            "page 0", "page 2", "page 4", "page 5", "page 6", "page 7", "page 8"
+        ],
+        "o1-o4 over two pages, then n and b001: unsorted; each next page re-reads the \
+         boundary task, to the empty page after b003"
+    );
+}
+
 /// A sorted list whose pages are short by varying amounts (3 records, then 2, then 3
 /// ...: a server that drops records after paging, or caps by size): a page shorter than
 /// the short one before it is not the end of a sorted list. Before: the read stopped at
