@@ -106,8 +106,9 @@ pub async fn read_pending<S: TaskSource>(
 ///
 /// "Reaches below the bound" means something only on a list sorted newest first. Every
 /// page is checked, within itself and against the page before it (a task read for the
-/// first time may not be newer than that page's oldest); a first page that cannot show
-/// its order (one record, or one `created` value) never ends the read on its own. Once a
+/// first time may not be newer than that page's oldest); pages that cannot show the
+/// order (one record, or one `created` value, even over several pages) never end the
+/// read: only once the tasks read show two different `created` values. Once a
 /// page is not sorted (a proxy or an API change that ignores `sorters`),
 /// the read no longer stops at the bound but reads on to the end of the list, still
 /// keeping only tasks created at or after the bound, and says so in
@@ -142,15 +143,16 @@ pub async fn read_completed<S: TaskSource>(
         }
         let short = page.is_last(limit);
         let empty = page.received == 0;
-        // A first page whose order cannot be seen (one record, or one `created` value)
-        // does not end the read on its own: the next page shows whether the list is
+        // Pages whose order cannot be seen (one record, or one `created` value, even over
+        // several pages) do not end the read: a later page shows whether the list is
         // newest first.
-        let order_seen = window.previous_oldest.is_some() || shows_order(&page.items);
+        let order_seen = window.shows_order_with(&page.items);
         let reached =
             !window.unsorted && order_seen && page_reaches_bound(&page.items, lower_bound);
         let step = boundary_step(&page.items, page_step(page.received, limit));
         let fresh = window.take(page);
-        if reached || empty || ends_after_short(short_before, received, fresh.any()) {
+        let sorted = !window.unsorted;
+        if reached || empty || ends_after_short(short_before, received, fresh.any(), sorted) {
             break;
         }
         short_before = short.then_some(received);
@@ -181,6 +183,10 @@ struct Window {
     previous: Vec<String>,
     /// The oldest `created` of the last page that held a readable task.
     previous_oldest: Option<DateTime<Utc>>,
+    /// The `created` of the first task read.
+    first_created: Option<DateTime<Utc>>,
+    /// The tasks read so far have two different `created` values.
+    order_shown: bool,
 }
 
 /// What one page brought that the read had not seen.
@@ -207,7 +213,21 @@ impl Window {
             unsorted: false,
             previous: Vec::new(),
             previous_oldest: None,
+            first_created: None,
+            order_shown: false,
         }
+    }
+
+    /// Whether the tasks read so far and `page` show the list's order: two different
+    /// `created` values. A tie group over several pages, all of one value, cannot tell
+    /// newest first from oldest first, so reaching below the bound on it ends nothing
+    /// (an oldest-first list whose oldest tasks share one `created` looked sorted, and
+    /// the read stopped on its second page).
+    fn shows_order_with(&self, page: &[TaskStatus]) -> bool {
+        let first = self
+            .first_created
+            .or_else(|| page.first().map(|t| t.created));
+        self.order_shown || first.is_some_and(|f| page.iter().any(|t| t.created != f))
     }
 
     /// Whether `page` can follow the pages before it in a list sorted newest first: no
@@ -230,6 +250,10 @@ impl Window {
         let ids: Vec<String> = page.items.iter().map(|t| t.id.clone()).collect();
         let repeated = !ids.is_empty() && ids == self.previous;
         let oldest = page.items.iter().map(|t| t.created).min();
+        self.order_shown = self.shows_order_with(&page.items);
+        if self.first_created.is_none() {
+            self.first_created = page.items.first().map(|t| t.created);
+        }
         let mut outside = page.received.saturating_sub(page.items.len());
         let mut new_ids = 0;
         for task in page.items {
@@ -267,25 +291,27 @@ fn newest_first(page: &[TaskStatus]) -> bool {
     })
 }
 
-/// Whether the page can show its order at all: two different `created` values.
-fn shows_order(page: &[TaskStatus]) -> bool {
-    page.first()
-        .is_some_and(|first| page.iter().any(|t| t.created != first.created))
-}
-
 /// Whether a page that follows a short page of `before` records ends the read. A short
 /// page is not the end by itself: a server or proxy that caps pages below `limit` sends
-/// nothing but short pages. The page after it decides: the read goes on only when that
-/// page is as long as the short one (the same cap again) and brings something not read
-/// before. Anything else ends it: an empty page, the repeated page of a server that
-/// ignores `offset`, re-read boundary tasks of a list that shifted, or fewer records —
-/// the last page of a capped list, or tasks that finished while the list was paged, which
-/// the next poll reads (chasing them page after page could go on for as long as tasks
-/// keep finishing). A cap of one record is not followed: a list adding one task per
-/// request would look the same.
-fn ends_after_short(before: Option<usize>, received: usize, fresh: bool) -> bool {
+/// nothing but short pages. The page after it decides. On a `sorted` list (the read
+/// ends at the bound anyway, and tasks finishing meanwhile enter at the head, behind
+/// the read) only a page that brings nothing new ends it — the repeated page of a
+/// server that ignores `offset`, re-read boundary tasks of a list that shifted — not a
+/// shorter one: pages short by varying amounts (records dropped after paging, a cap by
+/// size) must not end it. On an unsorted list a page also ends it when it is shorter
+/// than the short one: the last page of a capped list, or tasks that finished while the
+/// list was paged, which the next poll reads (the newest end of an oldest-first list is
+/// where they enter, and chasing them page after page could go on for as long as tasks
+/// keep finishing). A cap of one record is followed only while the list is `sorted`
+/// newest first, and then through a page that re-reads the previous task (one task
+/// finished during the read and shifted the list): such a read ends at the bound (or an
+/// empty page), and [`MAX_STALE_PAGES`] repeats in a row fail it. An unsorted list with
+/// a cap of one is not followed: one adding a task per request would look the same.
+fn ends_after_short(before: Option<usize>, received: usize, fresh: bool, sorted: bool) -> bool {
     match before {
         None => false,
+        Some(1) if sorted => false,
+        Some(_) if sorted => !fresh,
         Some(cap) => cap < 2 || received < cap || !fresh,
     }
 }

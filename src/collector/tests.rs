@@ -54,6 +54,9 @@ struct FakeState {
     /// While set, every completed page request past offset 0 first adds a task that
     /// just finished, numbered from this (tasks finishing while the list is paged).
     grow_per_page: Option<i64>,
+    /// Caps of the next completed page requests, one each, before `page_cap` applies
+    /// again (a server whose pages are short by varying amounts).
+    next_caps: std::collections::VecDeque<u32>,
 }
 
 /// A tenant in memory; the clone handed to the poller shares the state.
@@ -166,7 +169,7 @@ impl TaskSource for Fake {
             let sent: Vec<TaskStatus> = Fake::completed_sorted(s)
                 .into_iter()
                 .skip(offset as usize)
-                .take(limit.min(s.page_cap.unwrap_or(limit)) as usize)
+                .take(limit.min(s.next_caps.pop_front().or(s.page_cap).unwrap_or(limit)) as usize)
                 .collect();
             Page {
                 received: sent.len(),
@@ -1583,6 +1586,118 @@ async fn a_list_capped_below_the_page_size_is_read_to_the_bound() {
         "eight new tasks and two old ones, three a page, each next page re-reading the \
          boundary task: page 8 holds old2 and old1, below the bound"
     );
+}
+
+/// A sorted list that sends one record per page while the read asks for 10: the read
+/// follows it down to the bound, one task a request. Before: it stopped after the second
+/// page (a cap of one was never followed) and counted 2 of 3.
+#[tokio::test]
+async fn a_sorted_list_capped_at_one_record_is_read_to_the_bound() {
+    let mut h = harness_tuned(|t| t.page_size = 10);
+    two_old_tasks(&h);
+    h.fake.with(|s| s.page_cap = Some(1));
+    let (recorded, calls) = burst_then_read(&mut h, 3).await;
+    assert_eq!(recorded, 3);
+    assert_eq!(successes(&h), Some(3.0));
+    assert_eq!(
+        calls,
+        ["page 0", "page 1", "page 2", "page 3", "page 4"],
+        "three new tasks, old2 (above the bound), old1 (below it): the end"
+    );
+}
+
+/// An oldest-first list whose oldest tasks, below the bound, share one `created` over
+/// more than one page: those pages show no order, so reaching below the bound on them
+/// ends nothing; the page after them shows the list unsorted, and it is read to its end.
+/// Before: the second page, "after" a first one, was taken to show the order, the read
+/// stopped there, and the three new completions were never counted (0 of 3; seen in a
+/// daemon resumed from its state file, where one restart's tasks share a `created`).
+#[tokio::test]
+async fn pages_of_one_created_value_below_the_bound_do_not_end_an_unsorted_read() {
+    let mut h = harness_tuned(|t| t.page_size = 2);
+    h.fake.with(|s| s.oldest_first = true);
+    for (id, created) in [
+        ("o1", -7200),
+        ("o2", -7200),
+        ("o3", -7200),
+        ("o4", -7200),
+        ("n", -100),
+    ] {
+        h.fake.put(done(
+            task(id, "Old", None, created, None),
+            created + 10,
+            "SUCCESS",
+        ));
+    }
+    h.prime().await;
+    burst(&h, 3);
+    h.set_now(40);
+    assert_eq!(h.pending().await, 0);
+    let before = h.fake.calls().len();
+    h.set_now(60);
+    assert_eq!(h.completed().await, 3);
+    assert_eq!(successes(&h), Some(3.0));
+    assert_eq!(
+        h.fake.calls()[before..],
+        [
+            "page 0", "page 2", "page 4", "page 5", "page 6", "page 7", "page 8"
+        ],
+        "o1-o4 over two pages, then n and b001: unsorted; each next page re-reads the \
+         boundary task, to the empty page after b003"
+    );
+}
+
+/// A sorted list whose pages are short by varying amounts (3 records, then 2, then 3
+/// ...: a server that drops records after paging, or caps by size): a page shorter than
+/// the short one before it is not the end of a sorted list. Before: the read stopped at
+/// the second page and counted 4 of 8.
+#[tokio::test]
+async fn a_sorted_list_with_pages_short_by_varying_amounts_is_read_to_the_bound() {
+    let mut h = harness_tuned(|t| t.page_size = 10);
+    two_old_tasks(&h);
+    h.prime().await;
+    burst(&h, 8);
+    h.set_now(40);
+    assert_eq!(h.pending().await, 0);
+    h.fake.with(|s| s.next_caps = [3, 2, 3, 2, 3, 2].into());
+    let before = h.fake.calls().len();
+    h.set_now(60);
+    assert_eq!(h.completed().await, 8);
+    assert_eq!(successes(&h), Some(8.0));
+    assert_eq!(
+        h.fake.calls()[before..],
+        ["page 0", "page 2", "page 3", "page 5", "page 6", "page 8"],
+        "each page re-reads the one before's last task; page 8 holds old2 and old1"
+    );
+}
+
+/// The same list, and a task finishing while it is paged: it enters at the head and
+/// shifts the list by one, so page 2 re-reads b002. With a cap of one that page is not
+/// the end: the read goes on to the bound, and the next read counts the newcomer.
+#[tokio::test]
+async fn a_list_capped_at_one_record_that_shifts_is_still_read_to_the_bound() {
+    let mut h = harness_tuned(|t| t.page_size = 10);
+    two_old_tasks(&h);
+    h.fake.with(|s| s.page_cap = Some(1));
+    h.prime().await;
+    burst(&h, 3);
+    let newer = vec![done(task("n1", "Task", None, 50, None), 51, "SUCCESS")];
+    h.fake.with(|s| s.insert_before_offset = Some((2, newer)));
+    h.set_now(40);
+    assert_eq!(h.pending().await, 0);
+    let before = h.fake.calls().len();
+    h.set_now(60);
+    assert_eq!(h.completed().await, 3);
+    assert_eq!(
+        h.fake.calls()[before..],
+        ["page 0", "page 1", "page 2", "page 3", "page 4", "page 5"],
+        "page 2 re-reads b002; b001, old2 and old1 follow"
+    );
+    h.set_now(120);
+    assert_eq!(h.completed().await, 1);
+    assert_eq!(successes(&h), Some(3.0));
+    let newcomer = [("task_name", "Task"), ("status", "success")];
+    assert_eq!(v(&h.samples(), COMPLETED, &newcomer), Some(1.0));
 }
 
 /// An oldest-first list that gains a finished task with every page request: a read that

@@ -27,7 +27,7 @@ use crate::sailpoint::tolerant::{self, InvalidRecord, RecordFault};
 use crate::sailpoint::transport::{ApiObserver, RawResponse, Transport};
 
 use super::operation;
-pub use super::paging::{ListQuery, MAX_PAGE_SIZE, Page, PageSizes, response_date};
+pub use super::paging::{ListQuery, MAX_PAGE_SIZE, Page, response_date};
 use super::paging::{Pager, decode_count, decode_page};
 
 /// How many distinct off-spec task ids a client remembers having logged; past it the
@@ -72,9 +72,6 @@ struct Inner {
     tenant: String,
     /// Ids of off-spec records already logged (each is logged once, not every poll).
     logged: std::sync::Mutex<HashSet<String>>,
-    /// What earlier listings of the pending list showed about its page sizes (whether a
-    /// short page may be a server's cap; see `paging::Pager`).
-    pending_page_sizes: std::sync::Mutex<PageSizes>,
 }
 
 impl Client {
@@ -131,7 +128,6 @@ impl Client {
                 pending_source: tenant.pending_source,
                 tenant: tenant.name.clone(),
                 logged: std::sync::Mutex::new(HashSet::new()),
-                pending_page_sizes: std::sync::Mutex::new(PageSizes::default()),
             }),
         })
     }
@@ -211,17 +207,15 @@ impl Client {
 
     /// [`Client::pending_tasks`] and the `Date` header of its first page: the tenant's
     /// clock when the pending snapshot was taken (the exactly-once bookkeeping keeps
-    /// tenant time, see `collector::tracker`).
+    /// tenant time, see `collector::tracker`). A short page is confirmed by the next
+    /// (see `Pager::advance_confirming`), from either source: a server or proxy may cap
+    /// pages below `limit`, and a truncated snapshot would lose the completion of every
+    /// long-running task left out of it. That costs one request per non-empty listing.
     pub async fn pending_tasks_dated(
         &self,
     ) -> Result<(Vec<TaskStatus>, Option<DateTime<Utc>>), ApiError> {
         let size = self.inner.page_size;
-        let sizes = *self
-            .inner
-            .pending_page_sizes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        let mut pages = Pager::after(operation::GET_PENDING_TASKS, sizes);
+        let mut pages = Pager::new(operation::GET_PENDING_TASKS);
         let mut tasks = Vec::new();
         let mut seen = HashSet::new();
         let mut first_date = None;
@@ -236,18 +230,15 @@ impl Client {
             if pages.offset == 0 {
                 first_date = date;
             }
-            let more = pages.advance(&page, size)?;
+            let fresh = page.received > page.items.len()
+                || page.items.iter().any(|t| !seen.contains(&t.id));
+            let more = pages.advance_confirming(&page, size, fresh)?;
             for task in page.items {
                 if seen.insert(task.id.clone()) {
                     tasks.push(task);
                 }
             }
             if !more {
-                *self
-                    .inner
-                    .pending_page_sizes
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner()) = pages.sizes;
                 return Ok((tasks, first_date));
             }
         }

@@ -71,57 +71,70 @@ impl ListQuery {
     }
 }
 
-/// What earlier listings of one list showed about its pages: the most records one page
-/// sent, and the cap a server was seen to put on its pages below `limit`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PageSizes {
-    /// The most records one page has sent.
-    pub largest: usize,
-    /// A page size the server was seen to cap at: a short page of this size was followed
-    /// by more.
-    pub cap: Option<usize>,
-}
-
 /// Offset bookkeeping and the guards against endless paging.
-///
-/// A short page is the end of a listing unless it may be a server's cap: a server or proxy
-/// that caps pages below `limit` sends nothing but short pages, and a listing that
-/// stopped at the first lost the rest for good (a long-running task never tracked as
-/// pending is never counted). A short page of at least two records is taken for a
-/// possible cap when it is longer than any page sent before ([`PageSizes::largest`]) or as
-/// long as a cap already seen; a page shorter than one the server has already sent cannot
-/// be its cap. Such a page is confirmed by the next one, which goes on only if it is as
-/// long and brings an id the short page did not; an empty, shorter or repeated page ends
-/// the listing there (docs/decisions.md, "Paging guards"). On a steady tenant the check
-/// costs one request when the list reaches a new largest size, and on a capped one none
-/// beyond the pages themselves.
 pub(super) struct Pager {
     operation: &'static str,
     /// Where the next page starts.
     pub(super) offset: u32,
     pages: u32,
     last_ids: Option<Vec<String>>,
-    /// Page sizes seen, in this listing and the caller's earlier ones.
-    pub(super) sizes: PageSizes,
-    /// The records of the previous page when it was short and read on to confirm it.
-    confirming: Option<usize>,
+    /// The previous page was short and not empty: this one decides whether it was the
+    /// end (see [`Pager::advance_confirming`]).
+    after_short: bool,
 }
 
 impl Pager {
     pub(super) fn new(operation: &'static str) -> Pager {
-        Pager::after(operation, PageSizes::default())
-    }
-
-    /// A pager for a list whose earlier listings showed `sizes`.
-    pub(super) fn after(operation: &'static str, sizes: PageSizes) -> Pager {
         Pager {
             operation,
             offset: 0,
             pages: 0,
             last_ids: None,
-            sizes,
-            confirming: None,
+            after_short: false,
         }
+    }
+
+    /// [`Pager::advance`] for a listing whose short page may not be the end: a server or
+    /// proxy that caps pages below `limit` sends nothing but short pages, and a listing
+    /// that stopped at the first lost the rest (docs/decisions.md, "Paging guards"). A
+    /// short page is the end only when the page after it is empty or brings nothing
+    /// `fresh` (no id not listed before, and no unreadable record) — which also ends a
+    /// repeated page quietly. A shorter page is not the end: pages may be short by
+    /// varying amounts (records dropped after paging, a cap by size). Costs one request
+    /// per listing, the empty page after the last.
+    pub(super) fn advance_confirming(
+        &mut self,
+        page: &Page,
+        size: u32,
+        fresh: bool,
+    ) -> Result<bool, ApiError> {
+        if std::mem::take(&mut self.after_short) && (!fresh || self.repeats(page)) {
+            return Ok(false);
+        }
+        if self.advance(page, size)? {
+            return Ok(true);
+        }
+        if page.received == 0 {
+            return Ok(false);
+        }
+        if self.pages >= MAX_PAGES {
+            return Err(ApiError::Paging {
+                operation: self.operation,
+                message: format!("more than {MAX_PAGES} pages"),
+            });
+        }
+        self.after_short = true;
+        Ok(true)
+    }
+
+    /// Whether `page` holds the same ids as the page before it (a server ignoring
+    /// `offset`); a page without readable ids repeats nothing.
+    fn repeats(&self, page: &Page) -> bool {
+        !page.items.is_empty()
+            && self.last_ids.as_ref().is_some_and(|last| {
+                last.len() == page.items.len()
+                    && last.iter().zip(&page.items).all(|(id, t)| *id == t.id)
+            })
     }
 
     /// Accounts for `page`; says whether another page should be read. The offset moves
@@ -129,17 +142,7 @@ impl Pager {
     pub(super) fn advance(&mut self, page: &Page, size: u32) -> Result<bool, ApiError> {
         let len = u32::try_from(page.received).unwrap_or(u32::MAX);
         let ids: Vec<String> = page.items.iter().map(|t| t.id.clone()).collect();
-        let repeated = !ids.is_empty() && self.last_ids.as_ref() == Some(&ids);
-        if let Some(short) = self.confirming.take() {
-            let previous = self.last_ids.as_deref().unwrap_or_default();
-            let new_id = ids.iter().any(|id| !previous.contains(id));
-            if repeated || page.received < short || !new_id {
-                self.offset = self.offset.saturating_add(len);
-                return Ok(false);
-            }
-            self.sizes.cap = Some(short);
-        }
-        if repeated {
+        if !ids.is_empty() && self.last_ids.as_ref() == Some(&ids) {
             return Err(ApiError::Paging {
                 operation: self.operation,
                 message: format!("offset {} returned the previous page again", self.offset),
@@ -148,14 +151,8 @@ impl Pager {
         self.last_ids = Some(ids);
         self.offset = self.offset.saturating_add(len);
         self.pages += 1;
-        let may_be_cap = page.received >= 2
-            && (page.received > self.sizes.largest || self.sizes.cap == Some(page.received));
-        self.sizes.largest = self.sizes.largest.max(page.received);
         if page.is_last(size) {
-            if !may_be_cap {
-                return Ok(false);
-            }
-            self.confirming = Some(page.received);
+            return Ok(false);
         }
         if self.pages >= MAX_PAGES {
             return Err(ApiError::Paging {
@@ -278,66 +275,50 @@ mod tests {
         assert_eq!(p.offset, 5);
     }
 
-    /// A server capping pages at 3 while 10 are asked for: each short page as long as the
-    /// largest so far is confirmed by the next, and the listing ends at the first shorter
-    /// one (before: it ended at the first page, 3 of 10 tasks listed).
+    /// A server capping pages at 2 while 3 are asked for: each short page is confirmed
+    /// by the next, and the listing ends at an empty or repeated page, not at a shorter
+    /// one, nor at a short page after a full one. Before, the pending listing kept the
+    /// first 2 tasks.
     #[test]
-    fn pager_reads_on_past_pages_a_server_capped() {
+    fn a_confirming_pager_reads_a_capped_listing_to_its_end() {
         let mut p = Pager::new("op");
-        assert!(p.advance(&page(&["a", "b", "c"], None), 10).unwrap());
-        assert!(p.advance(&page(&["d", "e", "f"], None), 10).unwrap());
-        assert!(p.advance(&page(&["g", "h", "i"], None), 10).unwrap());
-        assert!(!p.advance(&page(&["j"], None), 10).unwrap());
-        assert_eq!(p.offset, 10);
-        assert_eq!(
-            p.sizes,
-            PageSizes {
-                largest: 3,
-                cap: Some(3)
-            }
-        );
-        // The next listing knows the cap: a first page of 3 is confirmed again, a page
-        // of 2 is the end at once.
-        let mut p = Pager::after("op", p.sizes);
-        assert!(p.advance(&page(&["a", "b", "c"], None), 10).unwrap());
-        assert!(!p.advance(&page(&["d"], None), 10).unwrap());
         assert!(
-            !Pager::after("op", p.sizes)
-                .advance(&page(&["a", "b"], None), 10)
+            p.advance_confirming(&page(&["a", "b"], None), 3, true)
                 .unwrap()
         );
-        // A list of exactly two capped pages ends at the empty page after them.
-        let mut p = Pager::new("op");
-        assert!(p.advance(&page(&["a", "b", "c"], None), 10).unwrap());
-        assert!(p.advance(&page(&["d", "e", "f"], None), 10).unwrap());
-        assert!(!p.advance(&page(&[], None), 10).unwrap());
-    }
-
-    /// What a short page costs: nothing when an earlier page was as long or longer (no
-    /// new largest size, and no cap seen) or when it holds one task; one request otherwise, which ends the
-    /// listing without an error when it repeats the page (offset ignored) or shows only
-    /// tasks of the page again (the list shifted).
-    #[test]
-    fn pager_confirms_a_short_page_only_when_it_may_be_a_cap() {
-        let seen = |largest| PageSizes { largest, cap: None };
+        assert!(p.advance_confirming(&page(&["c"], None), 3, true).unwrap());
         assert!(
-            !Pager::after("op", seen(5))
-                .advance(&page(&["a", "b", "c"], None), 10)
+            p.advance_confirming(&page(&["d", "e"], None), 3, true)
+                .unwrap()
+        );
+        assert_eq!(p.offset, 5, "each next page starts after the records sent");
+        assert!(!p.advance_confirming(&page(&[], None), 3, false).unwrap());
+        let mut p = Pager::new("op");
+        assert!(
+            p.advance_confirming(&page(&["a", "b"], None), 3, true)
                 .unwrap()
         );
         assert!(
-            !Pager::after("op", seen(3))
-                .advance(&page(&["a", "b", "c"], None), 10)
+            !p.advance_confirming(&page(&["a", "b"], None), 3, false)
                 .unwrap()
         );
-        assert!(!Pager::new("op").advance(&page(&["a"], None), 10).unwrap());
-        let mut p = Pager::after("op", seen(2));
-        assert!(p.advance(&page(&["a", "b", "c"], None), 10).unwrap());
-        assert!(!p.advance(&page(&["a", "b", "c"], None), 10).unwrap());
         let mut p = Pager::new("op");
-        assert!(p.advance(&page(&["a", "b", "c"], None), 10).unwrap());
-        assert!(!p.advance(&page(&["b", "c", "a"], None), 10).unwrap());
-        assert_eq!(p.offset, 6);
+        assert!(
+            p.advance_confirming(&page(&["a", "b", "c"], None), 3, true)
+                .unwrap()
+        );
+        assert!(p.advance_confirming(&page(&["d"], None), 3, true).unwrap());
+        assert!(!p.advance_confirming(&page(&[], None), 3, false).unwrap());
+        let mut p = Pager::new("op");
+        assert!(!p.advance_confirming(&page(&[], None), 3, false).unwrap());
+        // A short page holding an unreadable record, repeated by a server that ignores
+        // `offset`: the unreadable record looks fresh, the repeat still ends the listing
+        // (it used to fail it as "the previous page again").
+        let mut p = Pager::new("op");
+        let mut short = page(&["a"], None);
+        short.received = 2;
+        assert!(p.advance_confirming(&short, 3, true).unwrap());
+        assert!(!p.advance_confirming(&short, 3, true).unwrap());
     }
 
     #[test]

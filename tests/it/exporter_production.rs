@@ -694,7 +694,22 @@ async fn an_unreadable_record_in_an_id_batch_costs_only_that_task() {
 /// read ended at the first page and lost the rest of each window.
 #[tokio::test]
 async fn a_list_capping_its_pages_is_counted_exactly() {
-    let (sim, mut exp, primed_at) = habit_world(25, 12, |h| h.list_page_cap = Some(3)).await;
+    capped_world(25, 3).await;
+}
+
+/// A sorted task-status list that sends one record a page: followed to the bound, one
+/// task a request. Before: every read stopped after its second page (a cap of one was
+/// never followed), and 58 of the 70 completions were counted.
+#[tokio::test]
+async fn a_list_capped_at_one_record_is_counted_exactly() {
+    capped_world(31, 1).await;
+}
+
+/// Twelve steps against a task-status list capped at `cap` records a page, each
+/// finishing five tasks between two completed reads, three of them unseen by the pending
+/// poll; then the metrics equal the truth.
+async fn capped_world(seed: u64, cap: usize) {
+    let (sim, mut exp, primed_at) = habit_world(seed, 12, |h| h.list_page_cap = Some(cap)).await;
     for step in 0..12usize {
         sim.advance(Duration::from_secs(30));
         activity(&sim, step);
@@ -757,4 +772,31 @@ async fn a_list_ignoring_sorters_is_counted_exactly() {
         25.0,
         "priming and all 24 completed reads met an unsorted first page"
     );
+}
+
+/// The pending set read from the task-status list (`pending_source:
+/// completion_status_isnull`) of a server capping its pages at 3: the pending listing,
+/// like the completed read, does not end at its first short page. Before: every pending
+/// snapshot held the first 3 of 12 long-running tasks (the gauge said 3); the others,
+/// created long before any completed bound, were not counted when they finished (38
+/// counted of 43).
+#[tokio::test]
+async fn a_capped_list_read_as_the_pending_source_counts_exactly() {
+    let sim = start_sim(Scenario::Empty, 43).await;
+    populate(&sim, 12);
+    with_habits(
+        &sim,
+        Habits {
+            list_page_cap: Some(3),
+            ..Habits::default()
+        },
+    );
+    let (mut exp, primed_at) = primed(&sim, |t| {
+        t.pending_source = sailpoint_task_exporter::config::PendingSource::CompletionStatusIsnull
+    })
+    .await;
+    assert_eq!(total(&exp, "sailpoint_tasks_pending", &[]), 12.0);
+    run(&sim, &mut exp, 0..16).await;
+    settles_exactly_without_errors(&sim, &mut exp, primed_at).await;
+    assert_eq!(counted(&exp), 43.0);
 }
