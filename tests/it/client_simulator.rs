@@ -102,8 +102,9 @@ async fn all_completed(client: &Client, query: ListQuery) -> Result<Vec<TaskStat
 /// Requests that list the 3,000 completed tasks of `large()`: 12 full pages and the
 /// empty one that ends the listing.
 const LIST_PAGES: u64 = 13;
-/// Requests that read the 600 pending tasks of `large()`: two full pages and a short one.
-const PENDING_PAGES: u64 = 3;
+/// Requests that read the 600 pending tasks of `large()`: two full pages, a short one,
+/// and the empty one that confirms the short one was the end.
+const PENDING_PAGES: u64 = 4;
 
 /// Lists every completed task and asserts the listing is the ground truth, newest first,
 /// each task once.
@@ -200,8 +201,9 @@ async fn pages_through_thousands_of_tasks_exactly() {
         "every completed task, newest first, once"
     );
     assert_eq!(listed, truth, "and with every field as the tenant holds it");
-    // 600/250 → 3 pending pages (the last one short), 1 HEAD, 3000/250 = 12 full list
-    // pages and the empty 13th that ends the listing (no count was asked), 1 token.
+    // 600/250 → 3 pending pages (the last one short) and the empty 4th that confirms
+    // it, 1 HEAD, 3000/250 = 12 full list pages and the empty 13th that ends the
+    // listing (no count was asked), 1 token.
     let counts = sim.request_count();
     assert_eq!(
         (
@@ -210,11 +212,11 @@ async fn pages_through_thousands_of_tasks_exactly() {
             counts.get_task_status_list,
             counts.token
         ),
-        (3, 1, 13, 1)
+        (PENDING_PAGES, 1, LIST_PAGES, 1)
     );
     assert_eq!(
         rec.requests.load(Ordering::SeqCst),
-        18,
+        19,
         "every exchange observed"
     );
     assert_eq!(rec.refreshes.load(Ordering::SeqCst), 1);
@@ -454,6 +456,7 @@ async fn connection_resets_are_retried() {
 /// those with a by-id lookup. What the client returns is never invented and never
 /// duplicated. Each read at offset > 0 completes the oldest pending task, so the list
 /// moves up by one before pages 2 and 3: exactly the tasks at 250 and 501 are skipped.
+/// The empty page that confirms the end of the listing is a third read past offset 0.
 #[tokio::test]
 async fn shifting_pending_pages_skip_entries_but_never_invent_or_duplicate() {
     let mut faults = Faults::none();
@@ -478,8 +481,8 @@ async fn shifting_pending_pages_skip_entries_but_never_invent_or_duplicate() {
     );
     assert_eq!(
         after.len(),
-        before.len() - 2,
-        "two shifts completed two tasks"
+        before.len() - 3,
+        "three shifts completed three tasks"
     );
     sim.shutdown().await;
 }

@@ -39,7 +39,7 @@
 //! long, so page shifts happen on every completed poll. (The simulated clock runs ahead of the
 //! daemon's by design; the `Date` header carries it, so the bounds follow it.)
 //!
-//! `cargo test --test it soak::` runs the short variant (two minutes of faults, part of the
+//! `cargo test --test it soak::` runs the short variant (three minutes of faults, part of the
 //! test suite); `scripts/soak.sh` runs the long one (`SOAK_SECONDS`, default 240).
 
 use test_support::exposition;
@@ -1009,11 +1009,14 @@ fn assert_flat_resources(first: &Window, last: &Window) {
     );
 }
 
-/// The short soak, part of the test suite: two minutes of every fault at once, two
-/// outages; counts and buckets exact, no upward trend of memory or descriptors.
+/// The short soak, part of the test suite: three minutes of every fault at once, three
+/// outages; counts and buckets exact, no upward trend of memory or descriptors. Three,
+/// not two: the daemon's memory warms up for about 90–120 s under these faults (the long
+/// soak's figures, docs/soak.md), and a trend measured over the second half of a
+/// two-minute run measured that warm-up, not a leak.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn short_soak_counts_exactly_and_shows_no_resource_trend_under_every_fault() {
-    soak(Duration::from_secs(120), false).await;
+    soak(Duration::from_secs(180), false).await;
 }
 
 /// The long soak (`SOAK_SECONDS`, default 240): an outage every minute, and memory and
