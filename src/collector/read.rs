@@ -142,14 +142,14 @@ pub async fn read_completed<S: TaskSource>(
             );
         }
         let short = page.is_last(limit);
-        let empty = page.received == 0;
+        let empty = received == 0;
         // Pages whose order cannot be seen (one record, or one `created` value, even over
         // several pages) do not end the read: a later page shows whether the list is
         // newest first.
         let order_seen = window.shows_order_with(&page.items);
         let reached =
             !window.unsorted && order_seen && page_reaches_bound(&page.items, lower_bound);
-        let step = boundary_step(&page.items, page_step(page.received, limit));
+        let step = boundary_step(&page.items, page_step(received, limit));
         let fresh = window.take(page);
         let sorted = !window.unsorted;
         if reached || empty || ends_after_short(short_before, received, fresh.any(), sorted) {

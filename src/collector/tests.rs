@@ -1403,15 +1403,11 @@ fn burst(h: &Harness, n: i64) {
 #[tokio::test]
 async fn an_unreadable_record_in_a_full_page_does_not_end_the_completed_read() {
     let mut h = harness_tuned(|t| t.page_size = 10);
-    h.prime().await;
-    burst(&h, 25);
     // The newest task, the first record of the first page, cannot be decoded: that page
     // keeps 9 of 10 records, and must not be taken for the end of the list.
     h.fake.with(|s| s.unreadable.insert("b025".into()));
-    h.set_now(40);
-    assert_eq!(h.pending().await, 0);
-    h.set_now(60);
-    assert_eq!(h.completed().await, 24);
+    let (recorded, _) = burst_then_read(&mut h, 25).await;
+    assert_eq!(recorded, 24);
     assert_eq!(
         h.fake.calls(),
         [
@@ -1515,13 +1511,9 @@ fn two_old_tasks(h: &Harness) {
 #[tokio::test]
 async fn an_x_total_count_smaller_than_the_list_does_not_end_the_completed_read() {
     let mut h = harness_tuned(|t| t.page_size = 10);
-    h.prime().await;
-    burst(&h, 25);
     h.fake.with(|s| s.total = Some(10));
-    h.set_now(40);
-    assert_eq!(h.pending().await, 0);
-    h.set_now(60);
-    assert_eq!(h.completed().await, 25);
+    let (recorded, _) = burst_then_read(&mut h, 25).await;
+    assert_eq!(recorded, 25);
     h.set_now(120);
     assert_eq!(h.completed().await, 0, "nothing twice");
     assert_eq!(successes(&h), Some(25.0));
@@ -1535,12 +1527,8 @@ async fn a_list_ignoring_sorters_is_caught_with_pages_of_one_task() {
     let mut h = harness_tuned(|t| t.page_size = 1);
     two_old_tasks(&h);
     h.fake.with(|s| s.oldest_first = true);
-    h.prime().await;
-    burst(&h, 3);
-    h.set_now(40);
-    assert_eq!(h.pending().await, 0);
-    h.set_now(60);
-    assert_eq!(h.completed().await, 3);
+    let (recorded, _) = burst_then_read(&mut h, 3).await;
+    assert_eq!(recorded, 3);
     let s = h.samples();
     assert_eq!(successes(&h), Some(3.0));
     assert_eq!(
@@ -1629,16 +1617,11 @@ async fn pages_of_one_created_value_below_the_bound_do_not_end_an_unsorted_read(
             "SUCCESS",
         ));
     }
-    h.prime().await;
-    burst(&h, 3);
-    h.set_now(40);
-    assert_eq!(h.pending().await, 0);
-    let before = h.fake.calls().len();
-    h.set_now(60);
-    assert_eq!(h.completed().await, 3);
+    let (recorded, calls) = burst_then_read(&mut h, 3).await;
+    assert_eq!(recorded, 3);
     assert_eq!(successes(&h), Some(3.0));
     assert_eq!(
-        h.fake.calls()[before..],
+        calls,
         [
             "page 0", "page 2", "page 4", "page 5", "page 6", "page 7", "page 8"
         ],
@@ -1722,9 +1705,10 @@ async fn a_read_does_not_chase_tasks_finishing_while_it_pages() {
 }
 
 /// The cost of confirming a short page: a young list (every task above the bound) ends
-/// after one empty page; a list that reaches the bound costs nothing more.
+/// at the next page, which re-reads the boundary task and brings nothing new; a list
+/// that reaches the bound costs nothing more.
 #[tokio::test]
-async fn a_short_page_is_the_end_only_after_an_empty_one() {
+async fn a_short_page_costs_one_confirming_request_only_before_the_bound() {
     let mut h = harness_tuned(|t| t.page_size = 10);
     let (recorded, calls) = burst_then_read(&mut h, 3).await;
     assert_eq!(recorded, 3);
@@ -1843,12 +1827,8 @@ async fn an_unsorted_read_of_unreadable_and_old_records_is_not_taken_for_a_repea
         s.oldest_first = true;
         s.unreadable.insert("old07".into());
     });
-    h.prime().await;
-    burst(&h, 3);
-    h.set_now(40);
-    assert_eq!(h.pending().await, 0);
-    h.set_now(60);
-    assert_eq!(h.completed().await, 3);
+    let (recorded, _) = burst_then_read(&mut h, 3).await;
+    assert_eq!(recorded, 3);
 }
 /// A [`Fake`] whose history reads take a while and record how many run at once.
 #[derive(Clone)]

@@ -117,12 +117,7 @@ impl Pager {
         if page.received == 0 {
             return Ok(false);
         }
-        if self.pages >= MAX_PAGES {
-            return Err(ApiError::Paging {
-                operation: self.operation,
-                message: format!("more than {MAX_PAGES} pages"),
-            });
-        }
+        self.within_bounds()?;
         self.after_short = true;
         Ok(true)
     }
@@ -141,26 +136,31 @@ impl Pager {
     /// by the records the API sent (skipped ones included), and the listing ends by them.
     pub(super) fn advance(&mut self, page: &Page, size: u32) -> Result<bool, ApiError> {
         let len = u32::try_from(page.received).unwrap_or(u32::MAX);
-        let ids: Vec<String> = page.items.iter().map(|t| t.id.clone()).collect();
-        if !ids.is_empty() && self.last_ids.as_ref() == Some(&ids) {
+        if self.repeats(page) {
             return Err(ApiError::Paging {
                 operation: self.operation,
                 message: format!("offset {} returned the previous page again", self.offset),
             });
         }
-        self.last_ids = Some(ids);
+        self.last_ids = Some(page.items.iter().map(|t| t.id.clone()).collect());
         self.offset = self.offset.saturating_add(len);
         self.pages += 1;
         if page.is_last(size) {
             return Ok(false);
         }
+        self.within_bounds()?;
+        Ok(true)
+    }
+
+    /// Fails a listing that has read [`MAX_PAGES`] pages and would read another.
+    fn within_bounds(&self) -> Result<(), ApiError> {
         if self.pages >= MAX_PAGES {
             return Err(ApiError::Paging {
                 operation: self.operation,
                 message: format!("more than {MAX_PAGES} pages"),
             });
         }
-        Ok(true)
+        Ok(())
     }
 }
 

@@ -109,17 +109,14 @@ impl SimState {
     pub(super) fn list(&self, query: &Query) -> Result<Reply, Refusal> {
         let (offset, limit, count) = query.paging().map_err(|e| Refusal::bad_request(&e))?;
         let descending = query.descending().map_err(|e| Refusal::bad_request(&e))?;
-        let descending = descending && !self.habits().ignore_sorters;
-        let limit = self
-            .habits()
-            .list_page_cap
-            .map_or(limit, |cap| limit.min(cap));
+        let habits = self.habits();
+        let descending = descending && !habits.ignore_sorters;
+        let limit = habits.list_page_cap.map_or(limit, |cap| limit.min(cap));
         let filter = query
             .get("filters")
             .map(FilterExpr::parse)
             .transpose()
             .map_err(|e| Refusal::bad_request(&e.to_string()))?;
-        let habits = self.habits();
         let (tenant, now) = self.settled_for_page(offset);
         let page = if habits::reshapes_lists(&habits) {
             let mut all: Vec<TaskStatus> = tenant
